@@ -1,0 +1,217 @@
+"""Where pods may run and what they may ask for, per cluster flavor.
+
+Each managed Kubernetes names spot capacity and GPU models with labels and
+taints of its own; GKE Autopilot also insists that limits equal requests.
+This module turns the spec's ``resources`` into container resources plus the
+pod's nodeSelector, affinity and tolerations for one flavor, and says in
+``notes`` what it had to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULTS = {
+    "cpu_request": 0.2,
+    "cpu_limit": 0.5,
+    "memory_request": 200,
+    "memory_limit": 500,
+    "ephemeral_storage_request": 1000,
+    "ephemeral_storage_limit": 2000,
+}
+
+# GPU model names (TrueFoundry's) -> GKE accelerator label values.
+GKE_ACCELERATORS = {
+    "T4": "nvidia-tesla-t4",
+    "L4": "nvidia-l4",
+    "V100": "nvidia-tesla-v100",
+    "P100": "nvidia-tesla-p100",
+    "P4": "nvidia-tesla-p4",
+    "A100_40GB": "nvidia-tesla-a100",
+    "A100_80GB": "nvidia-a100-80gb",
+    "H100_80GB": "nvidia-h100-80gb",
+    "H100_MEGA_80GB": "nvidia-h100-mega-80gb",
+    "H200_141GB": "nvidia-h200-141gb",
+}
+
+# GPU model names -> the instance-gpu-name label Karpenter puts on EKS nodes.
+EKS_GPU_NAMES = {
+    "T4": "t4",
+    "T4G": "t4g",
+    "L4": "l4",
+    "L40S": "l40s",
+    "A10G": "a10g",
+    "V100": "v100",
+    "A100_40GB": "a100",
+    "A100_80GB": "a100",
+    "H100_80GB": "h100",
+    "H200_141GB": "h200",
+}
+
+_SPOT_LABELS = {
+    # flavor: (label, spot value, on-demand value or None when absent means on-demand)
+    "eks": ("karpenter.sh/capacity-type", "spot", "on-demand"),
+    "gke-standard": ("cloud.google.com/gke-spot", "true", None),
+    "gke-autopilot": ("cloud.google.com/gke-spot", "true", None),
+    "aks": ("kubernetes.azure.com/scalesetpriority", "spot", None),
+}
+
+_SPOT_TOLERATIONS = {
+    "gke-standard": {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+    "gke-autopilot": {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+    "aks": {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
+}
+
+_GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+@dataclass
+class Placement:
+    resources: dict
+    node_selector: dict = field(default_factory=dict)
+    affinity: dict = field(default_factory=dict)
+    tolerations: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class PlacementError(ValueError):
+    """The spec asks for something this flavor cannot give; ``path`` locates it."""
+
+    def __init__(self, message: str, path: tuple):
+        super().__init__(message)
+        self.path = path
+
+
+def cpu_quantity(cores: float) -> str:
+    millis = round(cores * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def mebibytes(value: int) -> str:
+    return f"{value}Mi"
+
+
+def _amounts(spec_resources: dict) -> dict:
+    values = {k: spec_resources.get(k) for k in DEFAULTS}
+    for kind in ("cpu", "memory", "ephemeral_storage"):
+        request, limit = values[f"{kind}_request"], values[f"{kind}_limit"]
+        if request is None and limit is None:
+            request, limit = DEFAULTS[f"{kind}_request"], DEFAULTS[f"{kind}_limit"]
+        elif request is None:
+            request = min(DEFAULTS[f"{kind}_request"], limit)
+        elif limit is None:
+            limit = max(DEFAULTS[f"{kind}_limit"], request)
+        values[f"{kind}_request"], values[f"{kind}_limit"] = request, limit
+    return values
+
+
+def place(spec_resources: dict | None, flavor: str) -> Placement:
+    """Container resources and pod scheduling for one flavor. Pure."""
+    spec_resources = spec_resources or {}
+    amounts = _amounts(spec_resources)
+    notes: list[str] = []
+    if flavor == "gke-autopilot":
+        for kind in ("cpu", "memory", "ephemeral_storage"):
+            request, limit = amounts[f"{kind}_request"], amounts[f"{kind}_limit"]
+            if request != limit:
+                notes.append(
+                    f"gke-autopilot needs requests equal to limits: {kind}_limit set to {kind}_request ({request})"
+                )
+                amounts[f"{kind}_limit"] = request
+    requests = {
+        "cpu": cpu_quantity(amounts["cpu_request"]),
+        "memory": mebibytes(amounts["memory_request"]),
+        "ephemeral-storage": mebibytes(amounts["ephemeral_storage_request"]),
+    }
+    limits = {
+        "cpu": cpu_quantity(amounts["cpu_limit"]),
+        "memory": mebibytes(amounts["memory_limit"]),
+        "ephemeral-storage": mebibytes(amounts["ephemeral_storage_limit"]),
+    }
+    placement = Placement(resources={"requests": requests, "limits": limits}, notes=notes)
+
+    gpus = [d for d in spec_resources.get("devices") or [] if d.get("type") == "nvidia_gpu"]
+    if gpus:
+        _place_gpus(placement, gpus, flavor)
+    capacity = (spec_resources.get("node") or {}).get("capacity_type")
+    if capacity:
+        _place_capacity(placement, capacity, flavor)
+    return placement
+
+
+def _place_gpus(placement: Placement, gpus: list[dict], flavor: str) -> None:
+    if len(gpus) > 1:
+        raise PlacementError("ask for one GPU model per app; put the count on a single device", ("resources", "devices", 1))
+    gpu = gpus[0]
+    count = gpu.get("count", 1)
+    placement.resources["limits"]["nvidia.com/gpu"] = str(count)
+    placement.resources["requests"]["nvidia.com/gpu"] = str(count)
+    placement.tolerations.append(dict(_GPU_TOLERATION))
+    name = gpu.get("name")
+    if not name:
+        return
+    if flavor in ("gke-standard", "gke-autopilot"):
+        label = GKE_ACCELERATORS.get(name)
+        if label is None:
+            raise PlacementError(
+                f'GPU "{name}" is not offered on GKE; use one of {", ".join(sorted(GKE_ACCELERATORS))}',
+                ("resources", "devices", 0, "name"),
+            )
+        placement.node_selector["cloud.google.com/gke-accelerator"] = label
+    elif flavor == "eks":
+        label = EKS_GPU_NAMES.get(name)
+        if label is None:
+            raise PlacementError(
+                f'GPU "{name}" is not known on EKS; use one of {", ".join(sorted(EKS_GPU_NAMES))}',
+                ("resources", "devices", 0, "name"),
+            )
+        placement.node_selector["karpenter.k8s.aws/instance-gpu-name"] = label
+    elif flavor == "aks":
+        placement.node_selector["kubernetes.azure.com/accelerator"] = "nvidia"
+        placement.tolerations.append({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"})
+        placement.notes.append(f'aks selects GPU nodes by accelerator only; pin the model "{name}" with a node pool')
+    else:
+        placement.notes.append(f'{flavor} clusters have no standard GPU model label; "{name}" is not enforced')
+
+
+def _place_capacity(placement: Placement, capacity: str, flavor: str) -> None:
+    if flavor not in _SPOT_LABELS:
+        placement.notes.append(f"{flavor} clusters have no spot capacity; capacity_type {capacity} is ignored")
+        return
+    label, spot, on_demand = _SPOT_LABELS[flavor]
+    toleration = _SPOT_TOLERATIONS.get(flavor)
+    if capacity == "spot":
+        placement.node_selector[label] = spot
+        if toleration:
+            placement.tolerations.append(dict(toleration))
+    elif capacity == "on_demand":
+        if on_demand is not None:
+            placement.node_selector[label] = on_demand
+        else:
+            placement.affinity = _required(label, "NotIn", [spot])
+    else:  # spot_fallback_on_demand: prefer spot, run anywhere when there is none
+        placement.affinity = {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "preference": {"matchExpressions": [{"key": label, "operator": "In", "values": [spot]}]},
+                    }
+                ]
+            }
+        }
+        if toleration:
+            placement.tolerations.append(dict(toleration))
+
+
+def _required(label: str, operator: str, values: list[str]) -> dict:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": label, "operator": operator, "values": values}]}]
+            }
+        }
+    }
+
+
+__all__ = ["place", "Placement", "PlacementError", "cpu_quantity", "DEFAULTS"]

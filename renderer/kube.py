@@ -1,0 +1,118 @@
+"""Validation of rendered objects against Kubernetes and CRD schemas.
+
+Core kinds use the JSON Schemas shipped by the ``kubernetes-validate``
+package (strict variants: unknown fields are errors) for the cluster's
+Kubernetes version. Custom resources (Argo, Istio, KEDA, External Secrets,
+Gateway API, Prometheus Operator) use ``<group>/<kind>_<version>.json`` from
+the directory named by ``SHIPYARD_CRD_SCHEMAS`` when it is set and holds the
+kind. Every validator is compiled once per process (jsonschema-rs) and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+from renderer.errors import RenderError
+
+_K8S_SCHEMA_ROOT = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+_VERSION_DIR = re.compile(r"^v(\d+\.\d+)\.\d+-local-strict$")
+
+
+@functools.cache
+def supported_kubernetes_versions() -> tuple[str, ...]:
+    versions = []
+    for entry in _K8S_SCHEMA_ROOT.iterdir():
+        if match := _VERSION_DIR.match(entry.name):
+            versions.append(match.group(1))
+    return tuple(sorted(versions, key=lambda v: tuple(int(x) for x in v.split("."))))
+
+
+def _version_dir(version: str):
+    return _K8S_SCHEMA_ROOT / f"v{version}.0-local-strict"
+
+
+@functools.cache
+def _definitions(version: str) -> dict:
+    return json.loads((_version_dir(version) / "_definitions.json").read_text())
+
+
+def _core_schema_name(api_version: str, kind: str) -> str:
+    group, _, ver = api_version.rpartition("/")
+    group = group.split(".")[0] if group else ""
+    return f"{kind.lower()}-{group}-{ver}.json" if group else f"{kind.lower()}-{ver}.json"
+
+
+@functools.cache
+def _core_validator(version: str, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
+    path = _version_dir(version) / _core_schema_name(api_version, kind)
+    if not path.is_file():
+        return None
+    schema = json.loads(path.read_text())
+    definitions = _definitions(version)
+    return jsonschema_rs.validator_for(schema, retriever=lambda uri: definitions)
+
+
+def crd_schema_dir() -> Path | None:
+    value = os.environ.get("SHIPYARD_CRD_SCHEMAS")
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_dir() else None
+
+
+@functools.cache
+def _crd_validator(directory: str, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
+    group, _, ver = api_version.rpartition("/")
+    path = Path(directory) / group / f"{kind.lower()}_{ver}.json"
+    if not path.is_file():
+        return None
+    return jsonschema_rs.validator_for(json.loads(path.read_text()))
+
+
+def is_core(api_version: str) -> bool:
+    group = api_version.rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io") and not group.startswith("gateway.networking")
+
+
+def validator_for(kubernetes_version: str, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
+    """The compiled validator for a kind, or None when no schema is available."""
+    if is_core(api_version):
+        return _core_validator(kubernetes_version, api_version, kind)
+    directory = crd_schema_dir()
+    if directory is None:
+        return None
+    return _crd_validator(str(directory), api_version, kind)
+
+
+def validate_object(obj: Any, kubernetes_version: str, *, where: str = "") -> bool:
+    """Raise RenderError when ``obj`` violates its schema.
+
+    Returns True when the object was checked against a schema, False when no
+    schema for its kind is available (a CRD without SHIPYARD_CRD_SCHEMAS).
+    A core kind without a schema is an error: the cluster could not run it.
+    """
+    if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind"):
+        raise RenderError(f"{where}: rendered document is not a Kubernetes object")
+    api_version, kind = obj["apiVersion"], obj["kind"]
+    validator = validator_for(kubernetes_version, api_version, kind)
+    if validator is None:
+        if is_core(api_version):
+            raise RenderError(f"{where}: {kind} {api_version} does not exist in Kubernetes {kubernetes_version}")
+        return False
+    errors = list(validator.iter_errors(obj))
+    if errors:
+        name = (obj.get("metadata") or {}).get("name", "?")
+        details = "; ".join(f"/{'/'.join(map(str, e.instance_path))}: {e.message}" for e in errors[:5])
+        raise RenderError(f"{where}: {kind}/{name} is not valid for Kubernetes {kubernetes_version}: {details}")
+    return True
+
+
+__all__ = ["validate_object", "validator_for", "supported_kubernetes_versions", "crd_schema_dir"]

@@ -1,0 +1,138 @@
+"""Cluster profiles: what a target cluster is (flavor, version) and what it runs.
+
+The renderer reads nothing else about a cluster. A profile is YAML validated
+against ``schemas/cluster-profile.schema.json``; :class:`ClusterProfile` is the
+typed, defaulted view the templates and checks use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from renderer.errors import Problem, ProfileError, SpecError
+from renderer.kube import supported_kubernetes_versions
+from renderer.spec import schema_problems
+from renderer.yamlio import load_documents
+
+PROFILE_SCHEMA = "cluster-profile.schema.json"
+DEFAULT_KUBERNETES_VERSION = "1.33"
+
+ADDONS = (
+    "istio",
+    "gateway_api",
+    "argo_rollouts",
+    "argo_workflows",
+    "keda",
+    "external_secrets",
+    "prometheus_operator",
+)
+
+DEFAULT_RPS_QUERY = (
+    'sum(rate(istio_requests_total{{destination_workload_namespace="{namespace}",'
+    'destination_workload="{app}",reporter="destination"}}[1m]))'
+)
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    name: str
+    flavor: str
+    kubernetes_version: str
+    repo_url: str
+    branch: str = "main"
+    base_domain: str | None = None
+    ingress: str | None = None
+    argocd_namespace: str = "argocd"
+    argocd_project: str = "shipyard"
+    destination_server: str = "https://kubernetes.default.svc"
+    addons: dict[str, dict] = field(default_factory=dict)
+    source: str = "<profile>"
+
+    def has(self, addon: str) -> bool:
+        return addon in self.addons
+
+    def addon(self, addon: str) -> dict:
+        return self.addons.get(addon, {})
+
+    @property
+    def router(self) -> str | None:
+        """How exposed ports are routed: "istio", "gateway_api" or None."""
+        if self.ingress:
+            return self.ingress
+        for candidate in ("istio", "gateway_api"):
+            if self.has(candidate):
+                return candidate
+        return None
+
+    @property
+    def digest(self) -> str:
+        data = json.dumps(self.__dict__, sort_keys=True, default=str)
+        return "sha256:" + hashlib.sha256(data.encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<profile>") -> "ClusterProfile":
+        addons = {}
+        for name, value in (data.get("addons") or {}).items():
+            if value is False:
+                continue
+            addons[name] = value if isinstance(value, dict) else {}
+        argocd = data.get("argocd") or {}
+        git = data["git"]
+        return cls(
+            name=data["name"],
+            flavor=data["flavor"],
+            kubernetes_version=data.get("kubernetes_version", DEFAULT_KUBERNETES_VERSION),
+            repo_url=git["repo_url"],
+            branch=git.get("branch", "main"),
+            base_domain=data.get("base_domain"),
+            ingress=data.get("ingress"),
+            argocd_namespace=argocd.get("namespace", "argocd"),
+            argocd_project=argocd.get("project", "shipyard"),
+            destination_server=argocd.get("destination_server", "https://kubernetes.default.svc"),
+            addons=addons,
+            source=source,
+        )
+
+
+def load_profile_text(source: str | bytes, file: str = "<profile>") -> ClusterProfile:
+    """Parse and validate one cluster profile; ProfileError lists every problem."""
+    try:
+        documents = load_documents(source, file)
+    except SpecError as exc:
+        raise ProfileError(exc.problems) from exc
+    if len(documents) != 1 or not isinstance(documents[0].data, dict):
+        raise ProfileError([Problem(file, 1, 1, "a cluster profile file holds exactly one mapping")])
+    doc = documents[0]
+    problems = schema_problems(doc, PROFILE_SCHEMA)
+    if not problems:
+        data: dict[str, Any] = doc.data
+        version = data.get("kubernetes_version", DEFAULT_KUBERNETES_VERSION)
+        supported = supported_kubernetes_versions()
+        if version not in supported:
+            problems.append(
+                doc.problem(
+                    f"Kubernetes {version} is not supported; use one of {', '.join(supported)}",
+                    ("kubernetes_version",),
+                )
+            )
+        ingress = data.get("ingress")
+        if ingress and ingress not in (data.get("addons") or {}):
+            problems.append(doc.problem(f'ingress "{ingress}" needs the {ingress} addon under addons', ("ingress",)))
+    if problems:
+        raise ProfileError(problems)
+    return ClusterProfile.from_dict(doc.data, source=file)
+
+
+def load_profile(path: str | Path) -> ClusterProfile:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ProfileError([Problem(str(path), 0, 0, f"cannot read cluster profile: {exc.strerror}")]) from exc
+    return load_profile_text(data, str(path))
+
+
+__all__ = ["ClusterProfile", "load_profile", "load_profile_text", "ADDONS", "DEFAULT_RPS_QUERY"]

@@ -1,0 +1,705 @@
+"""Rendering: a validated spec and a cluster profile in, Kubernetes manifests out.
+
+:func:`render` is a pure function: no git, no network, no clock, no
+database. Same spec and profile give the same objects and the same bytes.
+
+Python decides *what* to render and computes the values; the Jinja templates
+under ``templates/`` give each object its shape. Every value reaches template
+text through the ``y`` filter (a serialized YAML flow node); ``finalize``
+refuses anything printed without it, so no user string can become YAML
+structure. Each template's output is parsed back and validated against the
+Kubernetes schema of the cluster's version, and against the CRD schema where
+``SHIPYARD_CRD_SCHEMAS`` has the kind.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from renderer.errors import Problem, RenderError, SpecError
+from renderer.flavors import PlacementError, place
+from renderer.kube import validate_object
+from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
+from renderer.spec import Spec, parse_secret_ref
+from renderer.yamlio import dump_manifest, flow, parse_rendered
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "shipyard"}
+
+
+# --- the template environment -------------------------------------------------
+
+
+def _serialized(value: Any) -> Markup:
+    return Markup(flow(value))
+
+
+def _require_serialized(value: Any) -> Any:
+    if isinstance(value, Markup):
+        return value
+    raise RenderError(
+        f"template printed a raw value ({type(value).__name__}); pass it through the 'y' filter"
+    )
+
+
+@functools.cache
+def environment(template_dir: str = str(TEMPLATE_DIR)) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        finalize=_require_serialized,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters["y"] = _serialized
+    return env
+
+
+def render_template(name: str, context: dict, kubernetes_version: str) -> dict:
+    """Render one template into exactly one validated Kubernetes object."""
+    try:
+        text = environment().get_template(name).render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {name}: {exc}") from exc
+    try:
+        documents = parse_rendered(text)
+    except Exception as exc:  # libyaml's errors have no common base worth naming
+        raise RenderError(f"template {name} produced invalid YAML: {exc}") from exc
+    if len(documents) != 1:
+        raise RenderError(f"template {name} produced {len(documents)} documents instead of one")
+    obj = documents[0]
+    validate_object(obj, kubernetes_version, where=f"template {name}")
+    return obj
+
+
+# --- results -------------------------------------------------------------------
+
+
+@dataclass
+class Rendering:
+    """Everything one spec becomes on one cluster."""
+
+    spec: Spec
+    profile: ClusterProfile
+    objects: list[dict]  # the app's objects, in apply order
+    application: dict  # the ArgoCD Application that syncs them
+    notes: list[str] = field(default_factory=list)  # what the renderer changed and why
+
+    @property
+    def workspace(self) -> str:
+        return self.spec.workspace
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @functools.cached_property
+    def files(self) -> dict[str, bytes]:
+        """File name -> canonical bytes, one object per file."""
+        out: dict[str, bytes] = {}
+        for obj in self.objects:
+            out[object_filename(obj)] = dump_manifest(obj)
+        return out
+
+    @functools.cached_property
+    def application_bytes(self) -> bytes:
+        return dump_manifest(self.application)
+
+
+def object_filename(obj: dict) -> str:
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+# --- labels and naming ---------------------------------------------------------
+
+
+def common_labels(profile: ClusterProfile, workspace: str, app: str | None = None) -> dict:
+    labels = {
+        **MANAGED_BY,
+        "shipyard.dev/cluster": profile.name,
+        "shipyard.dev/workspace": workspace,
+    }
+    if app:
+        labels = {"app.kubernetes.io/name": app, **labels, "shipyard.dev/app": app}
+    return labels
+
+
+def application_name(workspace: str, app: str) -> str:
+    """ArgoCD Application of an app: ``<workspace>.<app>`` (names have no dots)."""
+    return f"{workspace}.{app}"
+
+
+def _app_context(spec: Spec, profile: ClusterProfile) -> dict:
+    labels = common_labels(profile, spec.workspace, spec.name)
+    user = spec.body.get("labels") or {}
+    labels.update({k: user[k] for k in sorted(user)})
+    return {
+        "name": spec.name,
+        "namespace": spec.workspace,
+        "labels": labels,
+        "selector": {"app.kubernetes.io/name": spec.name, **MANAGED_BY},
+        "annotations": {"shipyard.dev/spec-digest": spec.digest},
+    }
+
+
+# --- shared pieces ---------------------------------------------------------------
+
+
+class _Problems:
+    """Collects spec problems found while rendering, to raise them all at once."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.items: list[Problem] = []
+
+    def add(self, message: str, *path: Any) -> None:
+        self.items.append(self.spec.problem(message, path))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SpecError(self.items)
+
+
+def _env(spec: Spec, secret_name: str) -> tuple[list[dict], list[dict]]:
+    """Container env entries and the ExternalSecret data entries they need."""
+    env, secret_data = [], []
+    for name, value in (spec.body.get("env") or {}).items():
+        ref = parse_secret_ref(value)
+        if ref is not None:
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}})
+            secret_data.append({"secretKey": name, "remoteRef": {"key": ref.path, "property": ref.key}})
+        else:
+            env.append({"name": name, "value": _env_text(value)})
+    secret_data.sort(key=lambda item: item["secretKey"])
+    return env, secret_data
+
+
+def _env_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _command(image: dict, substitute=None) -> list[str] | None:
+    command = image.get("command")
+    if command is None:
+        return None
+    if isinstance(command, str):
+        command = ["/bin/sh", "-c", command]
+    return [substitute(part) for part in command] if substitute else list(command)
+
+
+_PROBE_KEYS = {
+    "initial_delay_seconds": "initialDelaySeconds",
+    "period_seconds": "periodSeconds",
+    "timeout_seconds": "timeoutSeconds",
+    "success_threshold": "successThreshold",
+    "failure_threshold": "failureThreshold",
+}
+
+
+def _probe(probe: dict) -> dict:
+    config = probe["config"]
+    kind = config["type"]
+    if kind == "http":
+        action = {"httpGet": {"path": config["path"], "port": config["port"], "scheme": config.get("scheme", "HTTP")}}
+    elif kind == "tcp":
+        action = {"tcpSocket": {"port": config["port"]}}
+    elif kind == "exec":
+        action = {"exec": {"command": list(config["command"])}}
+    else:
+        grpc = {"port": config["port"]}
+        if config.get("service"):
+            grpc["service"] = config["service"]
+        action = {"grpc": grpc}
+    for key, k8s_key in _PROBE_KEYS.items():
+        if key in probe:
+            action[k8s_key] = probe[key]
+    return action
+
+
+def _port_name(port: dict) -> str:
+    return f"{port.get('app_protocol', 'http')}-{port['port']}"
+
+
+def _pod(spec: Spec, profile: ClusterProfile, problems: _Problems, notes: list[str], substitute=None) -> tuple[dict, list[dict]]:
+    """The pod context (container included) and the ExternalSecret data it needs."""
+    body = spec.body
+    secret_name = f"{spec.name}-secrets"
+    env, secret_data = _env(spec, secret_name)
+    if secret_data and not profile.has("external_secrets"):
+        first = next(n for n, v in body["env"].items() if parse_secret_ref(v))
+        problems.add(
+            f'cluster "{profile.name}" has no external_secrets addon, which secret references need',
+            "env", first,
+        )
+    try:
+        placement = place(body.get("resources"), profile.flavor)
+    except PlacementError as exc:
+        problems.add(str(exc), *exc.path)
+        placement = place({}, profile.flavor)
+    notes.extend(placement.notes)
+
+    ports = []
+    for port in body.get("ports") or []:
+        ports.append({"name": _port_name(port), "containerPort": port["port"], "protocol": port.get("protocol", "TCP")})
+    metrics = body.get("metrics")
+    annotations = {}
+    if metrics and metrics["port"] not in {p["containerPort"] for p in ports}:
+        ports.append({"name": "metrics", "containerPort": metrics["port"], "protocol": "TCP"})
+    if metrics and not profile.has("prometheus_operator"):
+        annotations = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(metrics["port"]),
+            "prometheus.io/path": metrics.get("path", "/metrics"),
+        }
+
+    probes = {}
+    for field_name, k8s_name in (
+        ("liveness_probe", "livenessProbe"),
+        ("readiness_probe", "readinessProbe"),
+        ("startup_probe", "startupProbe"),
+    ):
+        if field_name in body:
+            probes[k8s_name] = _probe(body[field_name])
+
+    image = body["image"]
+    container = {
+        "name": spec.name,
+        "image": image["image_uri"],
+        "command": _command(image, substitute),
+        "ports": ports,
+        "env": env,
+        "resources": placement.resources,
+        "probes": probes,
+    }
+    pod = {
+        "service_account": body.get("service_account") or spec.name,
+        "image_pull_secrets": [{"name": image["docker_registry"]}] if image.get("docker_registry") else [],
+        "node_selector": dict(sorted(placement.node_selector.items())),
+        "affinity": placement.affinity,
+        "tolerations": placement.tolerations,
+        "annotations": annotations,
+        "container": container,
+    }
+    return pod, secret_data
+
+
+def _common_objects(spec: Spec, profile: ClusterProfile, app: dict, secret_data: list[dict]) -> list[tuple[str, dict]]:
+    """ServiceAccount and ExternalSecret: what services and jobs both may need."""
+    out = []
+    if not spec.body.get("service_account"):
+        out.append(("common/serviceaccount.yaml.j2", {"app": app}))
+    if secret_data and profile.has("external_secrets"):
+        store = profile.addon("external_secrets")
+        out.append((
+            "common/externalsecret.yaml.j2",
+            {
+                "app": app,
+                "secret_name": f"{spec.name}-secrets",
+                "store": store["store"],
+                "refresh_interval": store.get("refresh_interval", "1h"),
+                "secret_data": secret_data,
+            },
+        ))
+    return out
+
+
+# --- services --------------------------------------------------------------------
+
+
+def _autoscaling(spec: Spec, profile: ClusterProfile, problems: _Problems) -> dict | None:
+    replicas = spec.body.get("replicas")
+    if not isinstance(replicas, dict):
+        return None
+    metrics = replicas.get("metrics") or [{"type": "cpu_utilization", "value": 70}]
+    metrics = metrics if isinstance(metrics, list) else [metrics]
+    auto = {"min": replicas["min_replicas"], "max": replicas["max_replicas"], "metrics": metrics}
+    kinds = {m["type"] for m in metrics}
+    if not profile.has("keda"):
+        if kinds - {"cpu_utilization"}:
+            other = sorted(kinds - {"cpu_utilization"})[0]
+            problems.add(
+                f'cluster "{profile.name}" has no keda addon, which autoscaling on {other} needs '
+                "(without KEDA only cpu_utilization is available)",
+                "replicas", "metrics",
+            )
+        if auto["min"] < 1:
+            problems.add("min_replicas 0 needs KEDA; this cluster scales with an HPA, which keeps at least one replica", "replicas", "min_replicas")
+    elif auto["min"] == 0 and kinds == {"cpu_utilization"}:
+        problems.add("scaling to zero needs an rps or cron metric; CPU use of zero pods cannot wake the app", "replicas", "min_replicas")
+    if "rps" in kinds and profile.has("keda") and not profile.addon("keda").get("prometheus_url"):
+        problems.add(
+            f'cluster "{profile.name}" sets no keda.prometheus_url, which autoscaling on rps needs', "replicas", "metrics"
+        )
+    return auto
+
+
+def _keda_triggers(auto: dict, spec: Spec, profile: ClusterProfile) -> list[dict]:
+    keda = profile.addon("keda")
+    triggers = []
+    for metric in auto["metrics"]:
+        if metric["type"] == "cpu_utilization":
+            triggers.append({"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(metric["value"])}})
+        elif metric["type"] == "rps":
+            query = keda.get("rps_query", DEFAULT_RPS_QUERY).format(namespace=spec.workspace, app=spec.name)
+            triggers.append({
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": keda.get("prometheus_url", ""),
+                    "query": query,
+                    "threshold": _env_text(metric["value"]),
+                },
+            })
+        else:
+            triggers.append({
+                "type": "cron",
+                "metadata": {
+                    "timezone": metric.get("timezone", "Etc/UTC"),
+                    "start": metric["start"],
+                    "end": metric["end"],
+                    "desiredReplicas": str(metric.get("desired_replicas", auto["max"])),
+                },
+            })
+    return triggers
+
+
+def _exposure(spec: Spec, profile: ClusterProfile, problems: _Problems) -> list[dict]:
+    routes = []
+    for index, port in enumerate(spec.body.get("ports") or []):
+        if not port.get("expose"):
+            continue
+        if profile.router is None:
+            problems.add(
+                f'cluster "{profile.name}" has no istio or gateway_api addon, which exposing a port needs',
+                "ports", index, "expose",
+            )
+            continue
+        host = port.get("host")
+        if not host:
+            if not profile.base_domain:
+                problems.add(
+                    f'set a host: cluster "{profile.name}" has no base_domain to derive one from',
+                    "ports", index, "expose",
+                )
+                continue
+            host = f"{spec.name}-{spec.workspace}.{profile.base_domain}"
+        routes.append({
+            "name": f"{spec.name}-{port['port']}",
+            "host": host,
+            "path": port.get("path", "/"),
+            "port": port["port"],
+        })
+    return routes
+
+
+def _gateway(profile: ClusterProfile) -> dict:
+    namespace, name = profile.addon(profile.router)["gateway"].split("/", 1)
+    return {"namespace": namespace, "name": name, "ref": f"{namespace}/{name}"}
+
+
+def render_service(spec: Spec, profile: ClusterProfile) -> tuple[list[dict], list[dict], list[str]]:
+    """Objects of a service, ArgoCD ignoreDifferences, and notes."""
+    body = spec.body
+    problems = _Problems(spec)
+    notes: list[str] = []
+    app = _app_context(spec, profile)
+    version = profile.kubernetes_version
+
+    strategy = body.get("rollout_strategy") or {"type": "rolling_update"}
+    progressive = strategy["type"] in ("canary", "blue_green")
+    if progressive and not profile.has("argo_rollouts"):
+        problems.add(
+            f'cluster "{profile.name}" has no argo_rollouts addon, which the {strategy["type"]} strategy needs',
+            "rollout_strategy", "type",
+        )
+    if strategy["type"] == "blue_green" and not body.get("ports"):
+        problems.add("blue_green switches traffic between Services and needs at least one port", "rollout_strategy", "type")
+    if strategy["type"] == "rolling_update":
+        unavailable = strategy.get("max_unavailable_percentage", 25)
+        surge = strategy.get("max_surge_percentage", 25)
+        if unavailable == 0 and surge == 0:
+            problems.add("max_unavailable_percentage and max_surge_percentage cannot both be 0", "rollout_strategy")
+
+    metrics = body.get("metrics")
+    auto = _autoscaling(spec, profile, problems)
+    routes = _exposure(spec, profile, problems)
+    pod, secret_data = _pod(spec, profile, problems, notes)
+    problems.raise_if_any()
+
+    target = (
+        {"api_version": "argoproj.io/v1alpha1", "kind": "Rollout", "group": "argoproj.io"}
+        if progressive
+        else {"api_version": "apps/v1", "kind": "Deployment", "group": "apps"}
+    )
+    replicas = None if auto else body.get("replicas", 1)
+    templates: list[tuple[str, dict]] = _common_objects(spec, profile, app, secret_data)
+
+    if progressive:
+        if strategy["type"] == "canary":
+            steps = []
+            for step in strategy["steps"]:
+                steps.append({"setWeight": step["weight_percentage"]})
+                pause = step.get("pause_duration")
+                steps.append({"pause": {"duration": f"{pause}s"}} if pause is not None else {"pause": {}})
+            rollout_strategy = {"type": "canary", "steps": steps}
+        else:
+            rollout_strategy = {
+                "type": "blue_green",
+                "active_service": spec.name,
+                "preview_service": f"{spec.name}-preview",
+                "auto_promotion": strategy.get("enable_auto_promotion", False),
+                "auto_promotion_seconds": strategy.get("auto_promotion_seconds"),
+            }
+        templates.append(("service/rollout.yaml.j2", {"app": app, "pod": pod, "replicas": replicas, "strategy": rollout_strategy}))
+    else:
+        rolling = {
+            "max_unavailable": f"{strategy.get('max_unavailable_percentage', 25)}%",
+            "max_surge": f"{strategy.get('max_surge_percentage', 25)}%",
+        }
+        templates.append(("service/deployment.yaml.j2", {"app": app, "pod": pod, "replicas": replicas, "rolling": rolling}))
+
+    container_ports = pod["container"]["ports"]
+    if container_ports:
+        service_ports = []
+        by_number = {p["port"]: p for p in body.get("ports") or []}
+        for port in container_ports:
+            entry = {"name": port["name"], "port": port["containerPort"], "targetPort": port["containerPort"], "protocol": port["protocol"]}
+            declared = by_number.get(port["containerPort"])
+            entry["appProtocol"] = (declared or {}).get("app_protocol", "http")
+            service_ports.append(entry)
+        templates.append(("service/service.yaml.j2", {"app": app, "service_name": spec.name, "service_ports": service_ports}))
+        if strategy["type"] == "blue_green":
+            templates.append(("service/service.yaml.j2", {"app": app, "service_name": f"{spec.name}-preview", "service_ports": service_ports}))
+
+    if routes:
+        gateway = _gateway(profile)
+        if profile.router == "istio":
+            templates.append((
+                "service/virtualservice.yaml.j2",
+                {
+                    "app": app,
+                    "gateway": gateway["ref"],
+                    "hosts": sorted({r["host"] for r in routes}),
+                    "routes": routes,
+                    "service_host": f"{spec.name}.{spec.workspace}.svc.cluster.local",
+                },
+            ))
+        else:
+            for route in routes:
+                templates.append(("service/httproute.yaml.j2", {"app": app, "gateway": gateway, "route": route}))
+
+    ignore_differences = []
+    if auto:
+        if profile.has("keda"):
+            templates.append((
+                "service/scaledobject.yaml.j2",
+                {"app": app, "target": target, "autoscaling": auto, "triggers": _keda_triggers(auto, spec, profile)},
+            ))
+        else:
+            cpu = next(m["value"] for m in auto["metrics"] if m["type"] == "cpu_utilization")
+            templates.append(("service/hpa.yaml.j2", {"app": app, "target": target, "autoscaling": auto, "cpu_utilization": cpu}))
+        ignore_differences.append({"group": target["group"], "kind": target["kind"], "name": spec.name, "jsonPointers": ["/spec/replicas"]})
+
+    most = auto["max"] if auto else (replicas or 0)
+    if most >= 2:
+        templates.append(("service/pdb.yaml.j2", {"app": app}))
+
+    if metrics and profile.has("prometheus_operator"):
+        port_name = next(p["name"] for p in container_ports if p["containerPort"] == metrics["port"])
+        release = profile.addon("prometheus_operator").get("release_label")
+        monitor_labels = dict(app["labels"], **({"release": release} if release else {}))
+        templates.append((
+            "service/servicemonitor.yaml.j2",
+            {
+                "app": app,
+                "monitor_labels": monitor_labels,
+                "metrics": {
+                    "port_name": port_name,
+                    "path": metrics.get("path", "/metrics"),
+                    "interval": f"{metrics.get('interval_seconds', 30)}s",
+                },
+            },
+        ))
+    objects = [render_template(name, context, version) for name, context in templates]
+    return objects, ignore_differences, notes
+
+
+# --- jobs ---------------------------------------------------------------------------
+
+_NEVER = "0 0 31 2 *"  # February 31st: a CronJob that only runs when triggered
+
+
+def render_job(spec: Spec, profile: ClusterProfile) -> tuple[list[dict], list[dict], list[str]]:
+    body = spec.body
+    problems = _Problems(spec)
+    notes: list[str] = []
+    app = _app_context(spec, profile)
+    trigger = body.get("trigger") or {"type": "manual"}
+    params = body.get("params") or []
+    argo = profile.has("argo_workflows")
+
+    if argo:
+        def substitute(text: str) -> str:
+            for param in params:
+                text = _param_pattern(param["name"]).sub("{{workflow.parameters.%s}}" % param["name"], text)
+            return text
+    else:
+        for index, param in enumerate(params):
+            if "default" not in param:
+                problems.add(
+                    f'param "{param["name"]}" has no default, and cluster "{profile.name}" has no argo_workflows addon '
+                    "to pass one when the job runs",
+                    "params", index,
+                )
+        defaults = {p["name"]: _env_text(p.get("default")) for p in params}
+
+        def substitute(text: str) -> str:
+            for name, value in defaults.items():
+                text = _param_pattern(name).sub(lambda _m, v=value: v, text)
+            return text
+        if params:
+            notes.append(f"cluster {profile.name} has no Argo Workflows: params take their defaults")
+
+    pod, secret_data = _pod(spec, profile, problems, notes, substitute=substitute if params else None)
+    problems.raise_if_any()
+
+    job = {
+        "retries": body.get("retries", 0),
+        "timeout": body.get("timeout"),
+        "schedule": trigger.get("schedule", _NEVER),
+        "timezone": trigger.get("timezone"),
+        "concurrency_policy": trigger.get("concurrency_policy", "Forbid"),
+        "suspend": trigger["type"] == "manual",
+        "parameters": [
+            {k: v for k, v in (("name", p["name"]), ("value", _env_text(p["default"]) if "default" in p else None), ("description", p.get("description"))) if v is not None}
+            for p in params
+        ],
+    }
+    templates = _common_objects(spec, profile, app, secret_data)
+    if argo:
+        name = "job/cronworkflow.yaml.j2" if trigger["type"] == "scheduled" else "job/workflowtemplate.yaml.j2"
+    else:
+        name = "job/cronjob.yaml.j2"
+    templates.append((name, {"app": app, "pod": pod, "job": job}))
+    objects = [render_template(n, context, profile.kubernetes_version) for n, context in templates]
+    return objects, [], notes
+
+
+@functools.cache
+def _param_pattern(name: str) -> re.Pattern:
+    return re.compile(r"\{\{\s*" + re.escape(name) + r"\s*\}\}")
+
+
+# --- applications, workspaces, bootstrap --------------------------------------------------
+
+
+def _argocd(profile: ClusterProfile) -> dict:
+    return {"namespace": profile.argocd_namespace, "project": profile.argocd_project, "server": profile.destination_server}
+
+
+def _git(profile: ClusterProfile) -> dict:
+    return {"repo_url": profile.repo_url, "branch": profile.branch}
+
+
+def render_application(
+    profile: ClusterProfile, workspace: str, app: str | None, ignore_differences: list[dict] | None = None
+) -> dict:
+    """The ArgoCD Application for an app, or for a workspace when ``app`` is None."""
+    sync_options = ["CreateNamespace=true", "PrunePropagationPolicy=foreground"]
+    if ignore_differences:
+        sync_options.append("RespectIgnoreDifferences=true")
+    application = {
+        "name": application_name(workspace, app) if app else workspace,
+        "labels": common_labels(profile, workspace, app),
+        "path": f"workspaces/{workspace}/{app}" if app else f"workspaces/{workspace}",
+        "namespace": workspace,
+        "sync_options": sync_options,
+        "ignore_differences": ignore_differences or [],
+    }
+    context = {"application": application, "argocd": _argocd(profile), "git": _git(profile)}
+    return render_template("argocd/application.yaml.j2", context, profile.kubernetes_version)
+
+
+def render_namespace(profile: ClusterProfile, workspace: str) -> dict:
+    context = {"namespace": workspace, "labels": common_labels(profile, workspace)}
+    return render_template("common/namespace.yaml.j2", context, profile.kubernetes_version)
+
+
+def render_bootstrap(profile: ClusterProfile, workspaces: list[str]) -> dict[str, dict]:
+    """bootstrap/ objects: the AppProject (only workspace namespaces) and the root app."""
+    labels = {**MANAGED_BY, "shipyard.dev/cluster": profile.name}
+    destinations = [{"server": profile.destination_server, "namespace": ws} for ws in sorted(workspaces)]
+    base = {"argocd": _argocd(profile), "git": _git(profile), "labels": labels}
+    return {
+        "project.yaml": render_template(
+            "argocd/appproject.yaml.j2", dict(base, destinations=destinations), profile.kubernetes_version
+        ),
+        "root.yaml": render_template(
+            "argocd/root.yaml.j2", dict(base, root_name=f"shipyard-{profile.name}"), profile.kubernetes_version
+        ),
+    }
+
+
+# --- the entry point --------------------------------------------------------------------
+
+
+def render(spec: Spec, profile: ClusterProfile) -> Rendering:
+    """Render one spec for one cluster. Pure: spec + profile in, manifests out.
+
+    Raises SpecError (located in the spec) when the cluster cannot run what the
+    spec asks for, RenderError when a template produced an invalid object.
+    """
+    if spec.cluster != profile.name:
+        raise SpecError([
+            spec.problem(
+                f'spec targets cluster "{spec.cluster}" but the cluster profile is "{profile.name}"; '
+                "fix workspace_fqn or pick the matching --cluster",
+                ("workspace_fqn",),
+            )
+        ])
+    if spec.kind == "service":
+        objects, ignore_differences, notes = render_service(spec, profile)
+    else:
+        objects, ignore_differences, notes = render_job(spec, profile)
+    application = render_application(profile, spec.workspace, spec.name, ignore_differences)
+    return Rendering(spec, profile, objects, application, notes)
+
+
+def render_all(specs: list[Spec], profile: ClusterProfile) -> list[Rendering]:
+    """Render many specs; SpecError carries the problems of all of them."""
+    renderings, problems = [], []
+    for spec in specs:
+        try:
+            renderings.append(render(spec, profile))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    return renderings
+
+
+__all__ = [
+    "render",
+    "render_all",
+    "render_application",
+    "render_namespace",
+    "render_bootstrap",
+    "Rendering",
+    "application_name",
+    "object_filename",
+    "common_labels",
+]

@@ -1,0 +1,389 @@
+"""Deploy specs: load, validate, and the checks a JSON Schema can't express.
+
+A spec file holds one or more YAML documents, each a ``service`` or a ``job``
+(field names follow TrueFoundry's manifest format). :func:`load_specs` reports
+*every* problem of a file at once, each located at a line and column, and
+returns :class:`Spec` objects only when the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema_rs
+
+from renderer.errors import Problem, SpecError
+from renderer.yamlio import Document, load_documents
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SPEC_SCHEMA = "deploy-spec.schema.json"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A reference to a secret in the cluster's secret store; never its value."""
+
+    path: str  # path of the secret in the store (Vault path, parameter name...)
+    key: str  # property within that secret
+
+    def __str__(self) -> str:
+        return f"secret://{self.path}#{self.key}"
+
+
+_SECRET_RE = re.compile(r"^secret://(?P<path>[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)#(?P<key>[A-Za-z0-9._-]+)$")
+_TFY_SECRET_RE = re.compile(r"^tfy-secret://(?P<tenant>[A-Za-z0-9._-]+):(?P<group>[A-Za-z0-9._-]+):(?P<key>[A-Za-z0-9._-]+)$")
+_SECRET_SCHEMES = ("secret://", "tfy-secret://")
+
+
+def parse_secret_ref(value: Any) -> SecretRef | None:
+    """The secret a value refers to, or None for a plain value.
+
+    Raises ValueError for a value that uses a secret scheme but is malformed,
+    so a typo never ends up as a literal environment value.
+    """
+    if not isinstance(value, str) or not value.startswith(_SECRET_SCHEMES):
+        return None
+    if match := _SECRET_RE.match(value):
+        return SecretRef(match["path"], match["key"])
+    if match := _TFY_SECRET_RE.match(value):
+        return SecretRef(f"{match['tenant']}/{match['group']}", match["key"])
+    raise ValueError(
+        "malformed secret reference; write secret://<path>#<key> "
+        "(e.g. secret://payments/db#password) or tfy-secret://<tenant>:<group>:<key>"
+    )
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One validated deploy spec and where it came from."""
+
+    kind: str  # "service" or "job"
+    name: str
+    cluster: str
+    workspace: str
+    body: dict = field(repr=False)
+    document: Document = field(repr=False, compare=False)
+
+    @property
+    def file(self) -> str:
+        return self.document.file
+
+    @property
+    def key(self) -> str:
+        """``<workspace>/<app>``, how the CLI and repository name an app."""
+        return f"{self.workspace}/{self.name}"
+
+    @functools.cached_property
+    def digest(self) -> str:
+        canonical = json.dumps(self.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def problem(self, message: str, path: Iterable = (), key: bool = False) -> Problem:
+        return self.document.problem(message, tuple(path), key=key)
+
+
+@functools.cache
+def _schema(name: str) -> dict:
+    return json.loads((SCHEMA_DIR / name).read_text())
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema_rs.Validator:
+    return jsonschema_rs.validator_for(_schema(name))
+
+
+def schema_problems(doc: Document, schema_name: str, data: Any = None) -> list[Problem]:
+    """Every schema violation of a document, in a user's words."""
+    schema = _schema(schema_name)
+    instance = doc.data if data is None else data
+    problems = []
+    for error in _validator(schema_name).iter_errors(instance):
+        problems.append(_describe(error, doc, schema))
+    return _dedupe(problems)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if (p.line, p.column, p.message) not in seen:
+            seen.add((p.line, p.column, p.message))
+            out.append(p)
+    return out
+
+
+def _schema_node(schema: dict, schema_path: list) -> Any:
+    node: Any = schema
+    for part in schema_path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return node
+
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping (key: value)",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _value_words(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"{value} (a number)"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"{json.dumps(shown, ensure_ascii=False)} (a string)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null"
+
+
+def _describe(error: Any, doc: Document, schema: dict) -> Problem:
+    path = tuple(error.instance_path)
+    schema_path = list(error.schema_path)
+    keyword = schema_path[-1] if schema_path else ""
+    parent = _schema_node(schema, schema_path[:-1])
+    details = error.kind.as_dict() if hasattr(error.kind, "as_dict") else {}
+    instance = error.instance
+    hint = parent.get("x-hint") if isinstance(parent, dict) else None
+    field_name = str(path[-1]) if path else "document"
+
+    if keyword in ("additionalProperties", "unevaluatedProperties"):
+        unexpected = details.get("unexpected") or []
+        known = sorted((parent.get("properties") or {}).keys()) if isinstance(parent, dict) else []
+        messages = []
+        for name in unexpected:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            suggestion = f'; did you mean "{close[0]}"?' if close else f"; known fields: {', '.join(known)}"
+            messages.append((name, f'unknown field "{name}"{suggestion}'))
+        if len(messages) == 1:
+            name, message = messages[0]
+            return doc.problem(message, path + (name,), key=True)
+        return doc.problem("; ".join(m for _, m in messages), path)
+    if keyword == "required":
+        missing = details.get("property", "?")
+        return doc.problem(f'missing required field "{missing}"', path)
+    if keyword == "type":
+        wanted = details.get("types") or []
+        words = " or ".join(_TYPE_WORDS.get(t, t) for t in wanted)
+        return doc.problem(f'"{field_name}" must be {words}, not {_value_words(instance)}', path)
+    if keyword in ("enum", "const"):
+        options = details.get("options") or ([details.get("expected_value")] if "expected_value" in details else [])
+        options = [o for o in options if o is not None]
+        shown = ", ".join(json.dumps(o) for o in options)
+        text = f'"{field_name}" must be one of {shown}, not {_value_words(instance)}'
+        if isinstance(instance, str):
+            close = difflib.get_close_matches(instance, [str(o) for o in options], n=1, cutoff=0.6)
+            if close:
+                text += f'; did you mean "{close[0]}"?'
+        return doc.problem(text, path)
+    if keyword == "pattern":
+        if isinstance(parent, dict) and "propertyNames" in schema_path:
+            what = f"key {_value_words(instance)} is not allowed"
+        else:
+            what = f'"{field_name}" value {_value_words(instance)} is not allowed'
+        return doc.problem(f"{what}: {hint}" if hint else f"{what}: must match {details.get('pattern')}", path)
+    if keyword in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        limit = details.get("limit")
+        relation = {
+            "minimum": "at least",
+            "exclusiveMinimum": "greater than",
+            "maximum": "at most",
+            "exclusiveMaximum": "less than",
+        }[keyword]
+        return doc.problem(f'"{field_name}" must be {relation} {limit}, not {instance}', path)
+    if keyword in ("minLength", "maxLength"):
+        limit = details.get("limit")
+        relation = "at least" if keyword == "minLength" else "at most"
+        return doc.problem(f'"{field_name}" must be {relation} {limit} characters long', path)
+    if keyword in ("minItems", "maxItems"):
+        limit = details.get("limit")
+        relation = "at least" if keyword == "minItems" else "at most"
+        return doc.problem(f'"{field_name}" must have {relation} {limit} items', path)
+    return doc.problem(f'"{field_name}": {error.message}', path)
+
+
+# --- checks beyond the schema -------------------------------------------------
+
+
+def _semantic_problems(doc: Document) -> list[Problem]:
+    body = doc.data
+    problems: list[Problem] = []
+    image = body.get("image") or {}
+    if image.get("type") == "build":
+        problems.append(
+            doc.problem(
+                'image type "build" is not supported yet; build the image in CI and use '
+                "type: image with its image_uri",
+                ("image", "type"),
+            )
+        )
+    for name, value in (body.get("env") or {}).items():
+        try:
+            parse_secret_ref(value)
+        except ValueError as exc:
+            problems.append(doc.problem(f'env "{name}": {exc}', ("env", name)))
+    resources = body.get("resources") or {}
+    for kind in ("cpu", "memory", "ephemeral_storage"):
+        request, limit = resources.get(f"{kind}_request"), resources.get(f"{kind}_limit")
+        if request is not None and limit is not None and request > limit:
+            problems.append(
+                doc.problem(f"{kind}_request ({request}) is above {kind}_limit ({limit}); lower the request or raise the limit",
+                            ("resources", f"{kind}_request"))
+            )
+    seen_ports: dict[int, int] = {}
+    for index, port in enumerate(body.get("ports") or []):
+        number = port.get("port")
+        if number in seen_ports:
+            problems.append(doc.problem(f"port {number} is listed twice (also at ports/{seen_ports[number]})", ("ports", index, "port")))
+        seen_ports.setdefault(number, index)
+        if port.get("host") and not port.get("expose", False):
+            problems.append(doc.problem("host is set but expose is false; set expose: true to route outside traffic to this port", ("ports", index, "host")))
+        if port.get("expose") and (port.get("app_protocol") or "http") == "tcp":
+            problems.append(doc.problem('exposing a port needs app_protocol http or grpc; "tcp" ports stay inside the cluster', ("ports", index, "expose")))
+        if port.get("expose") and port.get("protocol") == "UDP":
+            problems.append(doc.problem("UDP ports cannot be exposed through the gateway", ("ports", index, "protocol")))
+    replicas = body.get("replicas")
+    if isinstance(replicas, dict):
+        if replicas["min_replicas"] > replicas["max_replicas"]:
+            problems.append(doc.problem(f"min_replicas ({replicas['min_replicas']}) is above max_replicas ({replicas['max_replicas']})", ("replicas", "min_replicas")))
+        metrics = replicas.get("metrics")
+        metrics = metrics if isinstance(metrics, list) else [metrics] if metrics else []
+        kinds = [m.get("type") for m in metrics]
+        for kind in set(kinds):
+            if kinds.count(kind) > 1 and kind != "cron":
+                problems.append(doc.problem(f'autoscaling metric "{kind}" is listed more than once', ("replicas", "metrics")))
+    strategy = body.get("rollout_strategy") or {}
+    if strategy.get("type") == "canary":
+        weights = [step["weight_percentage"] for step in strategy.get("steps", [])]
+        if weights != sorted(weights):
+            problems.append(doc.problem("canary step weights must not decrease", ("rollout_strategy", "steps")))
+    metrics_endpoint = body.get("metrics")
+    if metrics_endpoint and metrics_endpoint["port"] in seen_ports:
+        port = body["ports"][seen_ports[metrics_endpoint["port"]]]
+        if port.get("expose"):
+            problems.append(doc.problem("the metrics port must not be exposed outside the cluster", ("metrics", "port")))
+    names = [p.get("name") for p in body.get("params") or []]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            problems.append(doc.problem(f'param "{name}" is declared twice', ("params", index, "name")))
+    user_labels = body.get("labels") or {}
+    for label in user_labels:
+        if label.startswith(("app.kubernetes.io/", "shipyard.dev/")):
+            problems.append(doc.problem(f'label "{label}" is set by Shipyard; choose a key outside app.kubernetes.io/ and shipyard.dev/', ("labels", label), key=True))
+    return problems
+
+
+def _to_spec(doc: Document) -> Spec:
+    cluster, workspace = doc.data["workspace_fqn"].split(":", 1)
+    return Spec(doc.data["type"], doc.data["name"], cluster, workspace, doc.data, doc)
+
+
+def validate_documents(documents: list[Document]) -> tuple[list[Spec], list[Problem]]:
+    """Schema + semantic checks for already parsed documents."""
+    specs: list[Spec] = []
+    problems: list[Problem] = []
+    for doc in documents:
+        if not isinstance(doc.data, dict):
+            problems.append(doc.problem("a deploy spec must be a mapping with type, name, image and workspace_fqn"))
+            continue
+        found = schema_problems(doc, SPEC_SCHEMA)
+        if not found:
+            found = _semantic_problems(doc)
+        if found:
+            problems.extend(found)
+        else:
+            specs.append(_to_spec(doc))
+    return specs, problems
+
+
+def load_specs(source: str | bytes, file: str = "<input>") -> list[Spec]:
+    """Every spec of one file, or SpecError with every problem in it."""
+    documents = load_documents(source, file)
+    if not documents:
+        raise SpecError([Problem(file, 0, 0, "file holds no deploy spec")])
+    specs, problems = validate_documents(documents)
+    problems.extend(duplicate_problems(specs))
+    if problems:
+        raise SpecError(problems)
+    return specs
+
+
+def duplicate_problems(specs: list[Spec]) -> list[Problem]:
+    """Two specs for the same app of the same cluster would overwrite each other."""
+    first: dict[tuple[str, str, str], Spec] = {}
+    problems = []
+    for spec in specs:
+        key = (spec.cluster, spec.workspace, spec.name)
+        if key in first:
+            other = first[key]
+            problems.append(
+                spec.problem(
+                    f'app "{spec.key}" is also defined at {other.file}:{other.document.line}; '
+                    "names must be unique within a workspace",
+                    ("name",),
+                )
+            )
+        else:
+            first[key] = spec
+    return problems
+
+
+def load_spec_files(paths: Iterable[str | Path]) -> list[Spec]:
+    """Specs of several files (directories are searched for *.yaml/*.yml)."""
+    specs: list[Spec] = []
+    problems: list[Problem] = []
+    for path in expand_paths(paths):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            problems.append(Problem(str(path), 0, 0, f"cannot read file: {exc.strerror}"))
+            continue
+        try:
+            specs.extend(load_specs(data, str(path)))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    problems.extend(duplicate_problems(specs))
+    if problems:
+        raise SpecError(problems)
+    return specs
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        else:
+            out.append(path)
+    return out
+
+
+__all__ = [
+    "Spec",
+    "SecretRef",
+    "parse_secret_ref",
+    "load_specs",
+    "load_spec_files",
+    "validate_documents",
+    "schema_problems",
+    "duplicate_problems",
+    "expand_paths",
+]

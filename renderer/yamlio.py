@@ -1,0 +1,371 @@
+"""All YAML in Shipyard goes through this module.
+
+Two directions, two engines, one set of rules:
+
+* **User input** (deploy specs, cluster profiles) is read with ruamel.yaml in
+  YAML 1.2 round-trip mode, because only that keeps the line and column of
+  every key and value for error messages. ``no`` stays a string, duplicate keys
+  are errors, explicit tags other than ``!!str`` are refused, timestamps stay
+  strings, files are size-limited and alias expansion is bounded (an alias
+  bomb is refused after a walk of its *distinct* nodes, so in milliseconds).
+* **Our own output** (rendered templates and the canonical manifest bytes
+  committed to git) goes through libyaml via PyYAML's C loader and dumper:
+  it is an order of magnitude faster and the text is ours. The dumper quotes
+  every string that a YAML 1.1 *or* 1.2 reader would take for something else
+  (``no``, ``0o17``, ``1e3``), so ArgoCD, kubectl and editors all read back the
+  same strings. User values only ever reach template text through
+  :func:`flow`, which emits a JSON-style flow node with every character that
+  YAML would fold, reject or reinterpret escaped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from renderer.errors import Problem, SpecError
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+MAX_DEPTH = 64
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _SpecConstructor(RoundTripConstructor):
+    """Round-trip constructor that keeps timestamps as the strings they are."""
+
+
+_SpecConstructor.add_constructor(
+    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+)
+
+
+def _spec_yaml() -> YAML:
+    loader = YAML(typ="rt")
+    loader.Constructor = _SpecConstructor
+    loader.allow_duplicate_keys = False
+    return loader
+
+
+@dataclass
+class Document:
+    """One YAML document of a file: plain data plus a way back to positions."""
+
+    file: str
+    index: int  # 0-based position of the document in its file
+    data: Any  # plain dict/list/str/int/float/bool/None
+    _node: Any  # the ruamel tree, for positions
+
+    @property
+    def line(self) -> int:
+        return self.locate(())[0]
+
+    def locate(self, path: tuple | list, key: bool = False) -> tuple[int, int]:
+        """1-based (line, column) of ``path`` in the file.
+
+        With ``key=True`` the position of the mapping key is given rather than
+        its value (what a user wants to see for an unknown field). A path that
+        does not exist (a missing field) is located at its deepest existing
+        parent.
+        """
+        node = self._node
+        line, col = _start(node)
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(node, CommentedMap) and part in node:
+                try:
+                    pos = node.lc.key(part) if (key and last) else node.lc.value(part)
+                except (KeyError, TypeError):
+                    pos = None
+                if pos is not None:
+                    line, col = pos[0] + 1, pos[1] + 1
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                try:
+                    pos = node.lc.item(part)
+                    line, col = pos[0] + 1, pos[1] + 1
+                except (KeyError, TypeError, IndexError):
+                    pass
+                node = node[part]
+            else:
+                break
+        return line, col
+
+    def problem(self, message: str, path: tuple | list = (), key: bool = False) -> Problem:
+        line, col = self.locate(path, key=key)
+        return Problem(self.file, line, col, message, pointer(path))
+
+
+def _start(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    if lc is not None and lc.line is not None:
+        return lc.line + 1, lc.col + 1
+    return 1, 1
+
+
+def pointer(path: tuple | list) -> str:
+    """JSON pointer for a path of keys and indexes."""
+    if not path:
+        return ""
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def load_documents(
+    source: str | bytes,
+    file: str = "<input>",
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_nodes: int = MAX_EXPANDED_NODES,
+) -> list[Document]:
+    """Parse every document of a user file; raise SpecError listing problems.
+
+    Empty documents (a file of comments, a trailing ``---``) are skipped.
+    """
+    size = len(source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source)
+    if size > max_bytes:
+        raise SpecError(
+            [Problem(file, 0, 0, f"file is {size} bytes; the limit is {max_bytes} bytes, split it into several files")]
+        )
+    if isinstance(source, bytes):
+        try:
+            text = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = source[: exc.start].count(b"\n") + 1
+            col = exc.start - (source.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise SpecError([Problem(file, line, col, "file is not valid UTF-8 text; save it as UTF-8")]) from exc
+    else:
+        text = source
+    if text.startswith("\ufeff"):
+        text = text[1:]
+
+    try:
+        raw_docs = list(_spec_yaml().load_all(text))
+    except MarkedYAMLError as exc:
+        raise SpecError([_yaml_problem(file, exc)]) from exc
+    except YAMLError as exc:
+        raise SpecError([Problem(file, 0, 0, f"invalid YAML: {exc}")]) from exc
+    except RecursionError as exc:
+        raise SpecError([Problem(file, 0, 0, f"YAML is nested too deeply (limit {MAX_DEPTH} levels)")]) from exc
+
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    for index, node in enumerate(raw_docs):
+        if node is None:
+            continue
+        doc = Document(file, index, None, node)
+        expanded = _expanded_size(node, max_nodes)
+        if expanded > max_nodes:
+            problems.append(
+                doc.problem(
+                    f"document expands to more than {max_nodes} nodes through aliases; "
+                    "repeat less or split it (alias bombs are refused)"
+                )
+            )
+            continue
+        try:
+            doc.data = _to_plain(node, doc, (), problems)
+        except RecursionError:
+            problems.append(doc.problem(f"document is nested too deeply (limit {MAX_DEPTH} levels)"))
+            continue
+        documents.append(doc)
+    if problems:
+        raise SpecError(problems)
+    return documents
+
+
+def _yaml_problem(file: str, exc: MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    problem = (exc.problem or exc.context or "invalid YAML").strip()
+    if "duplicate key" in problem:
+        context = exc.context_mark
+        first = f" (the mapping starts on line {context.line + 1})" if context is not None else ""
+        key = re.search(r'duplicate key "(.*?)"', problem)
+        name = key.group(1) if key else "?"
+        return Problem(file, line, col, f'duplicate key "{name}"{first}; each key may appear once')
+    return Problem(file, line, col, f"invalid YAML: {problem}")
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """Number of nodes the document would have with every alias expanded.
+
+    Memoised by identity, so a billion-laughs document costs a walk of its few
+    distinct nodes, not of its expansion.
+    """
+    memo: dict[int, int] = {}
+
+    def size(obj: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            return 1
+        if isinstance(obj, dict):
+            children = obj.values()
+        elif isinstance(obj, list):
+            children = obj
+        else:
+            return 1
+        key = id(obj)
+        if key in memo:
+            return memo[key]
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > limit:
+                break
+        memo[key] = total
+        return total
+
+    return size(node, 0)
+
+
+def _to_plain(obj: Any, doc: Document, path: tuple, problems: list[Problem]) -> Any:
+    if len(path) > MAX_DEPTH:
+        raise RecursionError
+    if isinstance(obj, dict):
+        if getattr(getattr(obj, "tag", None), "value", None) not in (None, "tag:yaml.org,2002:map"):
+            problems.append(doc.problem(f"YAML tag {obj.tag.value} is not allowed; remove it", path))
+        out = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                problems.append(doc.problem(f"keys must be strings, not {_kind(key)}: {key!r}; quote the key", path))
+                continue
+            out[str(key)] = _to_plain(value, doc, path + (str(key),), problems)
+        return out
+    if isinstance(obj, list):
+        if getattr(getattr(obj, "tag", None), "value", None) not in (None, "tag:yaml.org,2002:seq"):
+            problems.append(doc.problem(f"YAML tag {obj.tag.value} is not allowed; remove it", path))
+        return [_to_plain(v, doc, path + (i,), problems) for i, v in enumerate(obj)]
+    if isinstance(obj, TaggedScalar):
+        if obj.tag.value == _STR_TAG:
+            return _plain_str(str(obj.value), doc, path, problems)
+        problems.append(doc.problem(f"YAML tag {obj.tag.value} is not allowed; remove it", path))
+        return None
+    if isinstance(obj, bool) or obj is None:
+        return obj if obj is None else bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return _plain_str(obj, doc, path, problems)
+    if isinstance(obj, (datetime.date, datetime.datetime)):
+        return obj.isoformat()
+    problems.append(doc.problem(f"unsupported YAML value of type {type(obj).__name__}", path))
+    return None
+
+
+def _plain_str(value: str, doc: Document, path: tuple, problems: list[Problem]) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append(doc.problem("string contains an unpaired surrogate escape; it is not valid Unicode", path))
+    return str(value)
+
+
+def _kind(value: Any) -> str:
+    return {int: "a number", float: "a number", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --- our own output -----------------------------------------------------------
+
+# Characters that must not appear raw inside a double-quoted YAML scalar:
+# C0/C1 controls, DEL, the YAML 1.1 line breaks NEL/LS/PS, BOM and non-characters.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    return "\\u%04x" % ord(match.group())
+
+
+def flow(value: Any) -> str:
+    """Serialize a JSON-compatible value as a YAML flow node (the template filter).
+
+    The result is a single line: strings are double-quoted with every unsafe
+    character escaped, so no user value can end a line, start a document,
+    carry a tag or be read as a number or boolean.
+    """
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _UNSAFE.sub(_escape, text)
+
+
+# YAML 1.2 core-schema forms that YAML 1.1 resolvers don't know. Registered
+# on the dumper so strings of this shape get quoted, and on the loader so our
+# flow numbers like 1e+20 read back as numbers.
+_INT_12 = re.compile(r"^(?:0o[0-7]+|[-+]?0x[0-9a-fA-F]+)$")
+_FLOAT_12 = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
+class _ManifestDumper(yaml.CSafeDumper):
+    pass
+
+
+class _ManifestLoader(yaml.CSafeLoader):
+    pass
+
+
+_ManifestDumper.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("0-+"))
+_ManifestDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
+_ManifestLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data and len(data) < 64 * 1024 else None
+    return dumper.represent_scalar(_STR_TAG, data, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
+def dump_manifest(obj: Any) -> bytes:
+    """Canonical bytes of one manifest: same object, same bytes."""
+    text = yaml.dump(
+        obj,
+        Dumper=_ManifestDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 30,
+        explicit_start=False,
+    )
+    return text.encode("utf-8")
+
+
+def dump_all(objs: list[Any]) -> str:
+    """A multi-document YAML stream of manifests, in order."""
+    return "".join("---\n" + dump_manifest(obj).decode("utf-8") for obj in objs)
+
+
+def parse_rendered(text: str) -> list[Any]:
+    """Parse template output (ours, not a user's) into objects; skip empty docs."""
+    return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc is not None]
+
+
+def load_trusted(text: str | bytes) -> Any:
+    """Parse one document of our own canonical output (repository files)."""
+    return yaml.load(text, Loader=_ManifestLoader)
+
+
+
+__all__ = [
+    "Document",
+    "load_documents",
+    "flow",
+    "dump_manifest",
+    "dump_all",
+    "parse_rendered",
+    "load_trusted",
+    "pointer",
+]
