@@ -1,0 +1,1 @@
+"""Shipyard's domain core: cluster repositories and the services that write them."""

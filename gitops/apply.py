@@ -1,0 +1,177 @@
+"""Apply and delete: rendered apps in, one commit in the cluster repository out.
+
+Rendering happens before the commit loop (it is pure and may be slow); only
+the cheap, tip-dependent parts (the bootstrap AppProject listing every
+workspace) are rebuilt when a concurrent writer moves the branch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from renderer.errors import ShipyardError
+from renderer.profiles import ClusterProfile
+from renderer.render import Rendering
+
+from gitops import layout
+from gitops.repo import Author, ClusterRepo, CommitResult, Snapshot
+
+TRAILER_DEPLOYMENT = "Shipyard-Deployment-Id"
+TRAILER_DIGEST = "Shipyard-Spec-Digest"
+TRAILER_AUTHOR = "Shipyard-Author"
+TRAILER_SOURCE = "Shipyard-Source-Commit"
+
+MAX_SUMMARY_LINES = 50
+
+
+class AppNotFound(ShipyardError):
+    """The app to delete is not in the cluster repository."""
+
+
+@dataclass
+class AppOutcome:
+    workspace: str
+    app: str
+    action: str  # created | updated | unchanged | deleted
+    digest: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.workspace}/{self.app}"
+
+
+@dataclass
+class ApplyResult:
+    commit_id: str | None
+    deployment_id: str
+    apps: list[AppOutcome]
+    cluster: str
+    attempts: int = 1
+    pushed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.commit_id is not None
+
+    def as_dict(self) -> dict:
+        return {
+            "cluster": self.cluster,
+            "commit": self.commit_id,
+            "changed": self.changed,
+            "deployment_id": self.deployment_id,
+            "pushed": self.pushed,
+            "apps": [
+                {"app": a.key, "action": a.action, "digest": a.digest, "notes": a.notes} for a in self.apps
+            ],
+        }
+
+
+def _outcomes(renderings: list[Rendering], base: Snapshot, new: Snapshot) -> list[AppOutcome]:
+    out = []
+    for r in renderings:
+        path = layout.app_dir(r.workspace, r.name)
+        app_file = layout.application_file(r.workspace, r.name)
+        before, after = base.tree_id(path), new.tree_id(path)
+        if before is None:
+            action = "created"
+        elif before != after or base.tree_id(app_file) != new.tree_id(app_file):
+            action = "updated"
+        else:
+            action = "unchanged"
+        out.append(AppOutcome(r.workspace, r.name, action, r.spec.digest, list(r.notes)))
+    return out
+
+
+def _message(title: str, outcomes: list[AppOutcome], trailers: list[tuple[str, str]]) -> str:
+    changed = [o for o in outcomes if o.action != "unchanged"]
+    lines = [f"{o.key}: {o.action}" for o in changed[:MAX_SUMMARY_LINES]]
+    if len(changed) > MAX_SUMMARY_LINES:
+        lines.append(f"... and {len(changed) - MAX_SUMMARY_LINES} more")
+    body = "\n".join(lines)
+    trailer_text = "\n".join(f"{k}: {v}" for k, v in trailers)
+    return f"{title}\n\n{body}\n\n{trailer_text}\n" if body else f"{title}\n\n{trailer_text}\n"
+
+
+def _title(verb: str, keys: list[str]) -> str:
+    if len(keys) <= 3:
+        return f"{verb} {', '.join(keys)}"
+    return f"{verb} {len(keys)} apps"
+
+
+def apply(
+    renderings: list[Rendering],
+    profile: ClusterProfile,
+    repo: ClusterRepo,
+    *,
+    author: str = "shipyard",
+    source_commit: str | None = None,
+    deployment_id: str | None = None,
+) -> ApplyResult:
+    """Commit rendered apps (and their workspaces and bootstrap) as one commit."""
+    deployment_id = deployment_id or str(uuid.uuid4())
+    workspaces = sorted({r.workspace for r in renderings})
+    fixed: dict[str, object] = {}
+    for workspace in workspaces:
+        fixed.update(layout.workspace_changes(profile, workspace))
+    for rendering in renderings:
+        fixed.update(layout.rendering_changes(rendering))
+
+    def build(base: Snapshot):
+        known = set(layout.workspaces_in(base)) | set(workspaces)
+        return {**layout.bootstrap_changes(profile, sorted(known)), **fixed}
+
+    trailers = [(TRAILER_DEPLOYMENT, deployment_id)]
+    trailers += [(TRAILER_DIGEST, f"{r.workspace}/{r.name} {r.spec.digest}") for r in renderings]
+    trailers.append((TRAILER_AUTHOR, author))
+    if source_commit:
+        trailers.append((TRAILER_SOURCE, source_commit))
+
+    def message(base: Snapshot, new: Snapshot) -> str:
+        outcomes = _outcomes(renderings, base, new)
+        return _message(_title("Deploy", [o.key for o in outcomes]), outcomes, trailers)
+
+    result: CommitResult = repo.commit(build, message, Author.parse(author))
+    return ApplyResult(
+        commit_id=result.commit_id,
+        deployment_id=deployment_id,
+        apps=_outcomes(renderings, result.base, result.new),
+        cluster=profile.name,
+        attempts=result.attempts,
+        pushed=result.pushed,
+    )
+
+
+def delete(
+    profile: ClusterProfile,
+    repo: ClusterRepo,
+    workspace: str,
+    app: str,
+    *,
+    author: str = "shipyard",
+    deployment_id: str | None = None,
+) -> ApplyResult:
+    """Remove an app's directory and Application in one commit.
+
+    The workspace (namespace) stays: other apps or people may use it.
+    """
+    deployment_id = deployment_id or str(uuid.uuid4())
+    missing: list[bool] = []
+
+    def build(base: Snapshot):
+        if not layout.app_exists(base, workspace, app):
+            missing.append(True)
+            return {}
+        missing.clear()
+        return layout.delete_app_changes(workspace, app)
+
+    trailers = [(TRAILER_DEPLOYMENT, deployment_id), (TRAILER_AUTHOR, author)]
+    outcome = AppOutcome(workspace, app, "deleted")
+    result = repo.commit(build, _message(f"Delete {workspace}/{app}", [outcome], trailers), Author.parse(author))
+    if missing:
+        raise AppNotFound(f'no app "{workspace}/{app}" in the repository of cluster "{profile.name}"')
+    return ApplyResult(result.commit_id, deployment_id, [outcome], profile.name, result.attempts, result.pushed)
+
+
+__all__ = ["apply", "delete", "ApplyResult", "AppOutcome", "AppNotFound"]

@@ -1,0 +1,93 @@
+"""The layout of a cluster repository: the public contract with ArgoCD.
+
+::
+
+    bootstrap/project.yaml          AppProject: only workspace namespaces as destinations
+    bootstrap/root.yaml             root Application (app-of-apps over apps/), applied once
+    apps/<ws>.yaml                  Application of the workspace (its namespace)
+    apps/<ws>/<app>.yaml            Application of one app -> workspaces/<ws>/<app>
+    workspaces/<ws>/namespace.yaml  the workspace's Namespace
+    workspaces/<ws>/<app>/*.yaml    the app's manifests, one object per file
+
+Every file holds canonical bytes (renderer.yamlio.dump_manifest), so the same
+input always gives the same tree and an unchanged deploy makes no commit.
+"""
+
+from __future__ import annotations
+
+from renderer.profiles import ClusterProfile
+from renderer.render import Rendering, render_application, render_bootstrap, render_namespace
+from renderer.yamlio import dump_manifest
+
+from gitops.repo import DELETE, Changes, Directory, Snapshot
+
+BOOTSTRAP_DIR = "bootstrap"
+APPS_DIR = "apps"
+WORKSPACES_DIR = "workspaces"
+
+
+def app_dir(workspace: str, app: str) -> str:
+    return f"{WORKSPACES_DIR}/{workspace}/{app}"
+
+
+def application_file(workspace: str, app: str) -> str:
+    return f"{APPS_DIR}/{workspace}/{app}.yaml"
+
+
+def workspace_application_file(workspace: str) -> str:
+    return f"{APPS_DIR}/{workspace}.yaml"
+
+
+def namespace_file(workspace: str) -> str:
+    return f"{WORKSPACES_DIR}/{workspace}/namespace.yaml"
+
+
+def workspaces_in(snapshot: Snapshot) -> list[str]:
+    return [name for name in snapshot.list_dir(WORKSPACES_DIR)]
+
+
+def apps_in(snapshot: Snapshot, workspace: str) -> list[str]:
+    return [n[:-5] for n in snapshot.list_dir(f"{APPS_DIR}/{workspace}") if n.endswith(".yaml")]
+
+
+def app_exists(snapshot: Snapshot, workspace: str, app: str) -> bool:
+    return snapshot.tree_id(application_file(workspace, app)) is not None
+
+
+def rendering_changes(rendering: Rendering) -> dict[str, object]:
+    """What one rendered app writes: its directory and its Application."""
+    return {
+        app_dir(rendering.workspace, rendering.name): Directory(rendering.files),
+        application_file(rendering.workspace, rendering.name): rendering.application_bytes,
+    }
+
+
+def workspace_changes(profile: ClusterProfile, workspace: str) -> dict[str, bytes]:
+    return {
+        namespace_file(workspace): dump_manifest(render_namespace(profile, workspace)),
+        workspace_application_file(workspace): dump_manifest(render_application(profile, workspace, None)),
+    }
+
+
+def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[str, bytes]:
+    objects = render_bootstrap(profile, workspaces)
+    return {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
+
+
+def delete_app_changes(workspace: str, app: str) -> Changes:
+    return {app_dir(workspace, app): DELETE, application_file(workspace, app): DELETE}
+
+
+__all__ = [
+    "app_dir",
+    "application_file",
+    "workspace_application_file",
+    "namespace_file",
+    "workspaces_in",
+    "apps_in",
+    "app_exists",
+    "rendering_changes",
+    "workspace_changes",
+    "bootstrap_changes",
+    "delete_app_changes",
+]

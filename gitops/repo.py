@@ -1,0 +1,417 @@
+"""Cluster repositories: git written straight into the object database.
+
+A :class:`ClusterRepo` is a bare git repository. An update never touches a
+working tree or an index: it reads the trees along the paths it changes,
+rebuilds just those with ``TreeBuilder`` and writes a commit, so the cost of
+a deploy depends on the size of the directories it touches, not on how many
+apps the repository holds.
+
+The branch moves by compare-and-swap. An update is a *function* of the tree it
+starts from (``build(snapshot) -> changes``); when another writer (thread or
+process) moved the branch first, the function runs again on the new tip and
+the commit is rebuilt, so no writer ever loses another's update. With a
+remote, the push is the compare-and-swap: a rejected push fetches the remote
+tip and rebuilds on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Union
+
+import pygit2
+
+from renderer.errors import RepoConflict, RepoError
+
+log = logging.getLogger(__name__)
+
+BLOB = pygit2.GIT_FILEMODE_BLOB
+TREE = pygit2.GIT_FILEMODE_TREE
+
+COMMITTER = ("Shipyard", "shipyard@localhost")
+
+
+class _Delete:
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
+"""Change value: remove the file or directory at this path."""
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Change value: the directory at this path becomes exactly these files."""
+
+    files: Mapping[str, bytes]
+
+
+Change = Union[bytes, Directory, _Delete]
+Changes = Mapping[str, Change]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between compare-and-swap attempts, with jitter."""
+
+    attempts: int = 50
+    first_delay: float = 0.002
+    max_delay: float = 0.25
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first_delay
+        for _ in range(self.attempts - 1):
+            yield random.uniform(0, delay)
+            delay = min(delay * 2, self.max_delay)
+
+
+class Snapshot:
+    """Read-only view of one tree of the repository (or of an empty one)."""
+
+    def __init__(self, repo: pygit2.Repository, tree: pygit2.Tree | None, commit_id: pygit2.Oid | None):
+        self._repo = repo
+        self.tree = tree
+        self.commit_id = commit_id
+
+    def _entry(self, path: str) -> pygit2.Object | None:
+        if self.tree is None:
+            return None
+        try:
+            return self.tree / path
+        except KeyError:
+            return None
+
+    def tree_id(self, path: str) -> pygit2.Oid | None:
+        """Object id at ``path`` (a tree or a blob), None when absent."""
+        entry = self._entry(path)
+        return entry.id if entry is not None else None
+
+    def read(self, path: str) -> bytes | None:
+        entry = self._entry(path)
+        if entry is None or entry.type != pygit2.GIT_OBJECT_BLOB:
+            return None
+        return entry.data
+
+    def list_dir(self, path: str) -> list[str]:
+        """Entry names of the directory at ``path`` ('' for the root)."""
+        if self.tree is None:
+            return []
+        entry = self.tree if path in ("", ".") else self._entry(path)
+        if entry is None or entry.type != pygit2.GIT_OBJECT_TREE:
+            return []
+        return [e.name for e in entry]
+
+    def walk(self, path: str = "") -> dict[str, bytes]:
+        """Every file under ``path`` with its content (for tests and tools)."""
+        out: dict[str, bytes] = {}
+        root = self.tree if path in ("", ".") else self._entry(path)
+        if root is None:
+            return out
+
+        def visit(tree: pygit2.Tree, prefix: str) -> None:
+            for entry in tree:
+                name = f"{prefix}{entry.name}"
+                obj = self._repo[entry.id]
+                if obj.type == pygit2.GIT_OBJECT_TREE:
+                    visit(obj, name + "/")
+                else:
+                    out[name] = obj.data
+
+        if root.type == pygit2.GIT_OBJECT_TREE:
+            visit(root, f"{path}/" if path not in ("", ".") else "")
+        return out
+
+
+@dataclass
+class CommitResult:
+    commit_id: str | None  # None when nothing changed
+    base: Snapshot
+    new: Snapshot
+    attempts: int = 1
+    pushed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.commit_id is not None
+
+
+@dataclass
+class Author:
+    name: str
+    email: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Author":
+        """``Name <email>`` or a bare user name."""
+        text = text.strip()
+        if "<" in text and text.endswith(">"):
+            name, _, email = text[:-1].partition("<")
+            return cls(name.strip() or email, email.strip())
+        return cls(text or "shipyard", f"{text or 'shipyard'}@localhost")
+
+
+@dataclass
+class _Nested:
+    children: dict = field(default_factory=dict)
+
+
+class ClusterRepo:
+    """One cluster's repository (bare) and, optionally, the remote it pushes to."""
+
+    def __init__(self, path: str | os.PathLike, branch: str = "main", remote_url: str | None = None,
+                 retry: RetryPolicy | None = None):
+        self.path = Path(path)
+        self.branch = branch
+        self.ref_name = f"refs/heads/{branch}"
+        self.remote_url = remote_url
+        self.retry = retry or RetryPolicy()
+        try:
+            if (self.path / "HEAD").exists() or (self.path / ".git").exists():
+                self.repo = pygit2.Repository(str(self.path))
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.repo = pygit2.init_repository(str(self.path), bare=True, initial_head=branch)
+        except pygit2.GitError as exc:
+            raise RepoError(f"{self.path}: cannot open or create the repository: {exc}") from exc
+
+    # --- reading ---------------------------------------------------------------
+
+    def tip(self) -> pygit2.Oid | None:
+        ref = self.repo.references.get(self.ref_name)
+        return ref.target if ref is not None else None
+
+    def snapshot(self, commit_id: pygit2.Oid | str | None = None) -> Snapshot:
+        if commit_id is None:
+            commit_id = self.tip()
+        if commit_id is None:
+            return Snapshot(self.repo, None, None)
+        commit = self.repo[commit_id]
+        return Snapshot(self.repo, commit.tree, commit.id)
+
+    def log(self, limit: int = 1000) -> list[pygit2.Commit]:
+        tip = self.tip()
+        if tip is None:
+            return []
+        out = []
+        for commit in self.repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL):
+            out.append(commit)
+            if len(out) >= limit:
+                break
+        return out
+
+    # --- writing ---------------------------------------------------------------
+
+    def write_tree(self, base: pygit2.Tree | None, changes: Changes) -> pygit2.Oid:
+        """New root tree: ``base`` with ``changes`` applied. Only touched paths are rebuilt."""
+        root = _Nested()
+        for path, change in changes.items():
+            parts = [p for p in path.strip("/").split("/") if p]
+            if not parts or any(p in (".", "..") or p.startswith(".git") for p in parts):
+                raise RepoError(f"refusing to write outside the repository tree: {path!r}")
+            node = root
+            for part in parts[:-1]:
+                child = node.children.get(part)
+                if not isinstance(child, _Nested):
+                    child = node.children[part] = _Nested()
+                node = child
+            node.children[parts[-1]] = change
+        oid = self._update(base, root)
+        if oid is None:
+            oid = self.repo.TreeBuilder().write()
+        return oid
+
+    def _update(self, tree: pygit2.Tree | None, nested: _Nested) -> pygit2.Oid | None:
+        builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
+        for name, change in nested.children.items():
+            existing = builder.get(name)
+            if isinstance(change, _Nested):
+                subtree = None
+                if existing is not None and existing.filemode == TREE:
+                    subtree = self.repo[existing.id]
+                oid = self._update(subtree, change)
+            elif change is DELETE:
+                oid = None
+            elif isinstance(change, Directory):
+                oid = self._directory(change.files)
+            else:
+                oid = self.repo.create_blob(change)
+            if oid is None:
+                if existing is not None:
+                    builder.remove(name)
+            else:
+                builder.insert(name, oid, TREE if not isinstance(change, bytes) else BLOB)
+        if len(builder) == 0:
+            return None
+        return builder.write()
+
+    def _directory(self, files: Mapping[str, bytes]) -> pygit2.Oid | None:
+        nested = _Nested()
+        for path, content in files.items():
+            node = nested
+            parts = path.split("/")
+            for part in parts[:-1]:
+                node = node.children.setdefault(part, _Nested())
+            node.children[parts[-1]] = content
+        return self._update(None, nested)
+
+    def commit(
+        self,
+        build: Callable[[Snapshot], Changes],
+        message: Callable[[Snapshot, Snapshot], str] | str,
+        author: Author | None = None,
+    ) -> CommitResult:
+        """Apply ``build(base)`` on the branch tip as one commit.
+
+        ``build`` must depend only on the snapshot it gets: it runs again on
+        the new tip whenever another writer got there first. Returns a result
+        with ``commit_id=None`` when the changes leave the tree as it was.
+        """
+        if self.remote_url:
+            return self._commit_and_push(build, message, author)
+        attempts = 0
+        for delay in [*self.retry.delays(), None]:
+            attempts += 1
+            base = self.snapshot()
+            result = self._prepare(base, build, message, author)
+            if result.commit_id is None:
+                result.attempts = attempts
+                return result
+            if self._swap(base.commit_id, pygit2.Oid(hex=result.commit_id)):
+                result.attempts = attempts
+                return result
+            log.debug("branch %s moved during commit; rebuilding (attempt %d)", self.branch, attempts)
+            if delay is not None:
+                time.sleep(delay)
+        raise RepoConflict(f"{self.path}: branch {self.branch} kept moving; gave up after {attempts} attempts")
+
+    def _prepare(self, base: Snapshot, build, message, author: Author | None) -> CommitResult:
+        changes = build(base)
+        tree_id = self.write_tree(base.tree, changes)
+        if base.tree is not None and tree_id == base.tree.id:
+            return CommitResult(None, base, base)
+        new = Snapshot(self.repo, self.repo[tree_id], None)
+        text = message(base, new) if callable(message) else message
+        who = author or Author(*COMMITTER)
+        author_sig = pygit2.Signature(who.name, who.email)
+        committer_sig = pygit2.Signature(*COMMITTER)
+        parents = [base.commit_id] if base.commit_id is not None else []
+        try:
+            commit_id = self.repo.create_commit(None, author_sig, committer_sig, text, tree_id, parents)
+        except pygit2.GitError as exc:
+            raise RepoError(f"{self.path}: cannot write commit: {exc}") from exc
+        new.commit_id = commit_id
+        return CommitResult(str(commit_id), base, new)
+
+    def _swap(self, expected: pygit2.Oid | None, new: pygit2.Oid) -> bool:
+        """Move the branch from ``expected`` to ``new``; False when it moved first."""
+        try:
+            if expected is None:
+                self.repo.references.create(self.ref_name, new, force=False)
+                return True
+            ref = self.repo.references.get(self.ref_name)
+            if ref is None or ref.target != expected:
+                return False
+            ref.set_target(new, message="shipyard: commit")
+            return True
+        except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError) as exc:
+            # "old reference value does not match" or a held lock: another writer won
+            log.debug("compare-and-swap on %s lost: %s", self.ref_name, exc)
+            return False
+
+    # --- remote ----------------------------------------------------------------
+
+    def _remote(self) -> pygit2.Remote:
+        return self.repo.remotes.create_anonymous(self.remote_url)
+
+    def fetch(self) -> pygit2.Oid | None:
+        """Fetch the remote branch; returns its tip (None for an empty remote)."""
+        tracking = f"refs/remotes/origin/{self.branch}"
+        try:
+            self._remote().fetch([f"+{self.ref_name}:{tracking}"])
+        except pygit2.GitError as exc:
+            raise RepoError(f"cannot fetch from the remote: {_redact(str(exc), self.remote_url)}") from exc
+        ref = self.repo.references.get(tracking)
+        return ref.target if ref is not None else None
+
+    def _push(self, commit_id: pygit2.Oid) -> str | None:
+        """Push ``commit_id`` to the remote branch; returns None or the rejection."""
+        temp = f"refs/shipyard/push/{uuid.uuid4().hex}"
+        self.repo.references.create(temp, commit_id)
+        rejected: list[str] = []
+
+        class Callbacks(pygit2.RemoteCallbacks):
+            def push_update_reference(self, refname, message):
+                if message:
+                    rejected.append(message)
+
+        try:
+            self._remote().push([f"{temp}:{self.ref_name}"], callbacks=Callbacks())
+        except pygit2.GitError as exc:
+            text = str(exc)
+            if "non-fastforward" in text.replace("-", "") or "fastforwardable" in text or "fetch first" in text:
+                return text
+            raise RepoError(f"cannot push to the remote: {_redact(text, self.remote_url)}") from exc
+        finally:
+            self.repo.references.delete(temp)
+        return rejected[0] if rejected else None
+
+    def _commit_and_push(self, build, message, author) -> CommitResult:
+        attempts = 0
+        for delay in [*self.retry.delays(), None]:
+            attempts += 1
+            remote_tip = self.fetch()
+            base = self.snapshot(remote_tip) if remote_tip is not None else self.snapshot()
+            result = self._prepare(base, build, message, author)
+            result.attempts = attempts
+            target = pygit2.Oid(hex=result.commit_id) if result.commit_id else base.commit_id
+            if result.commit_id is None and base.commit_id == remote_tip:
+                self._follow(target)
+                return result
+            rejection = self._push(target)
+            if rejection is None:
+                self._follow(target)
+                result.pushed = True
+                return result
+            log.info("push to remote rejected (%s); rebuilding on the new remote tip", rejection)
+            if delay is not None:
+                time.sleep(delay)
+        raise RepoConflict(f"remote branch {self.branch} kept moving; gave up after {attempts} attempts")
+
+    def _follow(self, target: pygit2.Oid | None) -> None:
+        """Move the local branch forward to what the remote now has."""
+        if target is None:
+            return
+        for _ in range(self.retry.attempts):
+            current = self.tip()
+            if current == target:
+                return
+            if current is not None and not self.repo.descendant_of(target, current):
+                if self.repo.descendant_of(current, target):
+                    return  # a later push already moved us past this commit
+            if self._swap(current, target):
+                return
+
+
+def _redact(text: str, url: str | None) -> str:
+    """Never echo credentials embedded in a remote URL."""
+    if url and "@" in url:
+        text = text.replace(url, url.split("://", 1)[0] + "://***@" + url.rsplit("@", 1)[1])
+    return text
+
+
+__all__ = [
+    "ClusterRepo",
+    "CommitResult",
+    "Snapshot",
+    "Directory",
+    "DELETE",
+    "Author",
+    "RetryPolicy",
+]
