@@ -340,8 +340,12 @@ class ClusterRepo:
         ref = self.repo.references.get(tracking)
         return ref.target if ref is not None else None
 
-    def _push(self, commit_id: pygit2.Oid) -> str | None:
-        """Push ``commit_id`` to the remote branch; returns None or the rejection."""
+    def _push(self, commit_id: pygit2.Oid, base: pygit2.Oid | None) -> str | None:
+        """Push ``commit_id`` to the remote branch; returns None or the rejection.
+
+        A push that fails because the remote branch moved since ``base`` is a
+        rejection to retry; any other failure is a RepoError.
+        """
         temp = f"refs/shipyard/push/{uuid.uuid4().hex}"
         self.repo.references.create(temp, commit_id)
         rejected: list[str] = []
@@ -355,7 +359,7 @@ class ClusterRepo:
             self._remote().push([f"{temp}:{self.ref_name}"], callbacks=Callbacks())
         except pygit2.GitError as exc:
             text = str(exc)
-            if "non-fastforward" in text.replace("-", "") or "fastforwardable" in text or "fetch first" in text:
+            if self.fetch() != base:
                 return text
             raise RepoError(f"cannot push to the remote: {_redact(text, self.remote_url)}") from exc
         finally:
@@ -374,7 +378,7 @@ class ClusterRepo:
             if result.commit_id is None and base.commit_id == remote_tip:
                 self._follow(target)
                 return result
-            rejection = self._push(target)
+            rejection = self._push(target, remote_tip)
             if rejection is None:
                 self._follow(target)
                 result.pushed = True

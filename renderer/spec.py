@@ -106,7 +106,23 @@ def schema_problems(doc: Document, schema_name: str, data: Any = None) -> list[P
     problems = []
     for error in _validator(schema_name).iter_errors(instance):
         problems.append(_describe(error, doc, schema))
-    return _dedupe(problems)
+    return _drop_implied(_dedupe(problems))
+
+
+def _drop_implied(problems: list[Problem]) -> list[Problem]:
+    """A misspelt field also makes the real one "missing": report only the typo."""
+    suggested = set()
+    for p in problems:
+        if match := re.search(r'did you mean "([^"]+)"', p.message):
+            parent = p.path.rsplit("/", 1)[0]
+            suggested.add((parent, match.group(1)))
+    out = []
+    for p in problems:
+        match = re.fullmatch(r'missing required field "([^"]+)"', p.message)
+        if match and (p.path, match.group(1)) in suggested:
+            continue
+        out.append(p)
+    return out
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -31,6 +31,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from renderer.errors import Problem, SpecError
 
@@ -152,6 +153,12 @@ def load_documents(
         raw_docs = list(_spec_yaml().load_all(text))
     except MarkedYAMLError as exc:
         raise SpecError([_yaml_problem(file, exc)]) from exc
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise SpecError(
+            [Problem(file, line, col, f"character U+{exc.character:04X} is not allowed in YAML; remove it or write it as an escape in a double-quoted string")]
+        ) from exc
     except YAMLError as exc:
         raise SpecError([Problem(file, 0, 0, f"invalid YAML: {exc}")]) from exc
     except RecursionError as exc:

@@ -1,0 +1,83 @@
+"""Hostile values go in as strings and come out as the same strings, adding no documents."""
+
+import pytest
+import yaml as pyyaml
+from ruamel.yaml import YAML
+
+from renderer.profiles import load_profile
+from renderer.render import render, render_template
+from renderer.errors import RenderError
+from renderer.spec import load_specs
+from renderer.yamlio import dump_all, dump_manifest, flow
+
+from tests.test_yaml import HOSTILE
+
+PROFILE = "fixtures/clusters/demo.yaml"
+
+
+def hostile_spec() -> str:
+    env = {f"V{i}": value for i, value in enumerate(HOSTILE)}
+    spec = {
+        "type": "job",
+        "name": "hostile",
+        "workspace_fqn": "demo:attack",
+        "image": {"type": "image", "image_uri": "ghcr.io/acme/x:{{1}}---", "command": list(HOSTILE[:30])},
+        "env": env,
+        "params": [{"name": "p", "default": "{{ p }}\n---\nkind: Secret", "description": "\n---\n"}],
+    }
+    # A flow node is YAML: the spec carries every character exactly, escaped where YAML needs it.
+    return flow(spec)
+
+
+@pytest.fixture(scope="module")
+def rendering():
+    profile = load_profile(PROFILE)
+    [spec] = load_specs(hostile_spec(), "hostile.json")
+    return render(spec, profile)
+
+
+def test_values_survive_rendering_unchanged(rendering):
+    [workflow] = [o for o in rendering.objects if o["kind"] == "WorkflowTemplate"]
+    container = workflow["spec"]["templates"][0]["container"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env == {f"V{i}": value for i, value in enumerate(HOSTILE)}
+    assert container["command"] == list(HOSTILE[:30])
+    assert container["image"] == "ghcr.io/acme/x:{{1}}---"
+    assert workflow["spec"]["arguments"]["parameters"][0]["value"] == "{{ p }}\n---\nkind: Secret"
+
+
+def test_committed_bytes_hold_exactly_the_objects(rendering):
+    stream = dump_all(rendering.objects + [rendering.application])
+    for loaded in (list(pyyaml.safe_load_all(stream)), list(YAML(typ="safe", pure=True).load_all(stream))):
+        assert loaded == rendering.objects + [rendering.application]
+    for name, data in rendering.files.items():
+        docs = list(pyyaml.safe_load_all(data))
+        assert len(docs) == 1 and docs[0]["metadata"]["name"] in name
+
+
+def test_rendering_is_deterministic(rendering):
+    profile = load_profile(PROFILE)
+    [spec] = load_specs(hostile_spec(), "hostile.json")
+    again = render(spec, profile)
+    assert again.files == rendering.files
+    assert dump_manifest(again.application) == rendering.application_bytes
+
+
+def test_template_printing_a_raw_value_is_refused(tmp_path, monkeypatch):
+    # The finalize guard: a template that forgets the serializing filter fails loudly.
+    import renderer.render as render_module
+
+    (tmp_path / "bad.yaml.j2").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ name }}\n")
+    env = render_module.environment.__wrapped__(str(tmp_path))
+    monkeypatch.setattr(render_module, "environment", lambda: env)
+    with pytest.raises(RenderError, match="raw value"):
+        render_template("bad.yaml.j2", {"name": "x\n---\nkind: Secret"}, "1.33")
+
+
+def test_templates_never_bypass_the_filter():
+    from pathlib import Path
+
+    for template in Path("templates").rglob("*.j2"):
+        text = template.read_text()
+        assert "|safe" not in text.replace(" ", ""), template
+        assert "Markup" not in text, template
