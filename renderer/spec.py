@@ -198,7 +198,8 @@ def _describe(error: Any, doc: Document, schema: dict) -> Problem:
     if keyword == "type":
         wanted = details.get("types") or []
         words = " or ".join(_TYPE_WORDS.get(t, t) for t in wanted)
-        return doc.problem(f'"{field_name}" must be {words}, not {_value_words(instance)}', path)
+        text = f'"{field_name}" must be {words}, not {_value_words(instance)}'
+        return doc.problem(f"{text}; {hint}" if hint else text, path)
     if keyword in ("enum", "const"):
         options = details.get("options") or ([details.get("expected_value")] if "expected_value" in details else [])
         options = [o for o in options if o is not None]
