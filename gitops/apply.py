@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from renderer.errors import ShipyardError
+from renderer.errors import ShipyardError, SpecError
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering
 
@@ -100,6 +100,19 @@ def _title(verb: str, keys: list[str]) -> str:
     return f"{verb} {len(keys)} apps"
 
 
+def _refuse_clashes(base: Snapshot, renderings: list[Rendering]) -> None:
+    problems = []
+    for r in renderings:
+        batch = {o.name: layout.service_names(o) for o in renderings if o.workspace == r.workspace and o.name != r.name}
+        for name in layout.service_clashes(base, r, batch):
+            problems.append(r.spec.problem(
+                f'Service "{name}" would also belong to another app of workspace "{r.workspace}"; rename one of the apps',
+                ("name",),
+            ))
+    if problems:
+        raise SpecError(problems)
+
+
 def apply(
     renderings: list[Rendering],
     profile: ClusterProfile,
@@ -119,6 +132,7 @@ def apply(
         fixed.update(layout.rendering_changes(rendering))
 
     def build(base: Snapshot):
+        _refuse_clashes(base, renderings)
         known = set(layout.workspaces_in(base)) | set(workspaces)
         return {**layout.bootstrap_changes(profile, sorted(known)), **fixed}
 

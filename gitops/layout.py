@@ -74,6 +74,34 @@ def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[st
     return {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
 
 
+def service_names(rendering: Rendering) -> list[str]:
+    return [obj["metadata"]["name"] for obj in rendering.objects if obj["kind"] == "Service"]
+
+
+def service_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, list[str]]) -> list[str]:
+    """Names of Services this app would share with another app of its workspace.
+
+    ``batch`` maps the other apps of the same workspace being applied in the
+    same commit to their Service names; for all other apps the repository
+    decides. Only a blue-green preview Service (``<app>-preview``) is named
+    after something other than its own app, so two lookups per Service suffice.
+    """
+    clashes = []
+    for name in service_names(rendering):
+        owners = {name}
+        if name.endswith("-preview"):
+            owners.add(name[: -len("-preview")])
+        owners.discard(rendering.name)
+        for owner in owners:
+            if owner in batch:
+                taken = name in batch[owner]
+            else:
+                taken = snapshot.tree_id(f"{app_dir(rendering.workspace, owner)}/service-{name}.yaml") is not None
+            if taken:
+                clashes.append(name)
+    return clashes
+
+
 def delete_app_changes(workspace: str, app: str) -> Changes:
     return {app_dir(workspace, app): DELETE, application_file(workspace, app): DELETE}
 
@@ -90,4 +118,6 @@ __all__ = [
     "workspace_changes",
     "bootstrap_changes",
     "delete_app_changes",
+    "service_clashes",
+    "service_names",
 ]

@@ -320,7 +320,7 @@ class ClusterRepo:
                 return False
             ref.set_target(new, message="shipyard: commit")
             return True
-        except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError) as exc:
+        except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError, OSError) as exc:
             # "old reference value does not match" or a held lock: another writer won
             log.debug("compare-and-swap on %s lost: %s", self.ref_name, exc)
             return False

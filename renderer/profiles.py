@@ -32,8 +32,8 @@ ADDONS = (
 )
 
 DEFAULT_RPS_QUERY = (
-    'sum(rate(istio_requests_total{{destination_workload_namespace="{namespace}",'
-    'destination_workload="{app}",reporter="destination"}}[1m]))'
+    'sum(rate(istio_requests_total{destination_workload_namespace="{namespace}",'
+    'destination_workload="{app}",reporter="destination"}[1m]))'
 )
 
 

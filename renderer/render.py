@@ -140,6 +140,11 @@ def application_name(workspace: str, app: str) -> str:
     return f"{workspace}.{app}"
 
 
+def preview_service_name(app: str) -> str:
+    """The blue-green preview Service: the one object named after something other than its app."""
+    return f"{app}-preview"
+
+
 def _app_context(spec: Spec, profile: ClusterProfile) -> dict:
     labels = common_labels(profile, spec.workspace, spec.name)
     user = spec.body.get("labels") or {}
@@ -330,13 +335,14 @@ def _autoscaling(spec: Spec, profile: ClusterProfile, problems: _Problems) -> di
     auto = {"min": replicas["min_replicas"], "max": replicas["max_replicas"], "metrics": metrics}
     kinds = {m["type"] for m in metrics}
     if not profile.has("keda"):
-        if kinds - {"cpu_utilization"}:
-            other = sorted(kinds - {"cpu_utilization"})[0]
-            problems.add(
-                f'cluster "{profile.name}" has no keda addon, which autoscaling on {other} needs '
-                "(without KEDA only cpu_utilization is available)",
-                "replicas", "metrics",
-            )
+        listed = isinstance(replicas.get("metrics"), list)
+        for index, metric in enumerate(metrics):
+            if metric["type"] != "cpu_utilization":
+                problems.add(
+                    f'cluster "{profile.name}" has no keda addon, which autoscaling on {metric["type"]} needs '
+                    "(without KEDA only cpu_utilization is available)",
+                    *(("replicas", "metrics", index) if listed else ("replicas", "metrics")),
+                )
         if auto["min"] < 1:
             problems.add("min_replicas 0 needs KEDA; this cluster scales with an HPA, which keeps at least one replica", "replicas", "min_replicas")
     elif auto["min"] == 0 and kinds == {"cpu_utilization"}:
@@ -355,7 +361,8 @@ def _keda_triggers(auto: dict, spec: Spec, profile: ClusterProfile) -> list[dict
         if metric["type"] == "cpu_utilization":
             triggers.append({"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(metric["value"])}})
         elif metric["type"] == "rps":
-            query = keda.get("rps_query", DEFAULT_RPS_QUERY).format(namespace=spec.workspace, app=spec.name)
+            query = keda.get("rps_query", DEFAULT_RPS_QUERY)
+            query = query.replace("{namespace}", spec.workspace).replace("{app}", spec.name)
             triggers.append({
                 "type": "prometheus",
                 "metadata": {
@@ -396,7 +403,14 @@ def _exposure(spec: Spec, profile: ClusterProfile, problems: _Problems) -> list[
                     "ports", index, "expose",
                 )
                 continue
-            host = f"{spec.name}-{spec.workspace}.{profile.base_domain}"
+            label = f"{spec.name}-{spec.workspace}"
+            if len(label) > 63:
+                problems.add(
+                    f'set a host: the derived host "{label}.{profile.base_domain}" starts with a label longer than 63 characters',
+                    "ports", index, "expose",
+                )
+                continue
+            host = f"{label}.{profile.base_domain}"
         routes.append({
             "name": f"{spec.name}-{port['port']}",
             "host": host,
@@ -460,7 +474,7 @@ def render_service(spec: Spec, profile: ClusterProfile) -> tuple[list[dict], lis
             rollout_strategy = {
                 "type": "blue_green",
                 "active_service": spec.name,
-                "preview_service": f"{spec.name}-preview",
+                "preview_service": preview_service_name(spec.name),
                 "auto_promotion": strategy.get("enable_auto_promotion", False),
                 "auto_promotion_seconds": strategy.get("auto_promotion_seconds"),
             }
@@ -481,9 +495,17 @@ def render_service(spec: Spec, profile: ClusterProfile) -> tuple[list[dict], lis
             declared = by_number.get(port["containerPort"])
             entry["appProtocol"] = (declared or {}).get("app_protocol", "http")
             service_ports.append(entry)
-        templates.append(("service/service.yaml.j2", {"app": app, "service_name": spec.name, "service_ports": service_ports}))
+        templates.append(("service/service.yaml.j2", {
+            "app": app, "service_name": spec.name, "service_ports": service_ports, "service_labels": app["labels"],
+        }))
         if strategy["type"] == "blue_green":
-            templates.append(("service/service.yaml.j2", {"app": app, "service_name": f"{spec.name}-preview", "service_ports": service_ports}))
+            # Labelled so the ServiceMonitor skips it: the same pods stand behind both Services.
+            templates.append(("service/service.yaml.j2", {
+                "app": app,
+                "service_name": preview_service_name(spec.name),
+                "service_ports": service_ports,
+                "service_labels": {**app["labels"], "shipyard.dev/service-role": "preview"},
+            }))
 
     if routes:
         gateway = _gateway(profile)
@@ -671,6 +693,17 @@ def render(spec: Spec, profile: ClusterProfile) -> Rendering:
                 ("workspace_fqn",),
             )
         ])
+    reserved = {profile.argocd_namespace} | {
+        profile.addon(router)["gateway"].split("/", 1)[0] for router in ("istio", "gateway_api") if profile.has(router)
+    }
+    if spec.workspace in reserved:
+        raise SpecError([
+            spec.problem(
+                f'workspace "{spec.workspace}" is a system namespace of cluster "{profile.name}" '
+                "(ArgoCD or the gateway); deploy into a workspace of its own",
+                ("workspace_fqn",),
+            )
+        ])
     if spec.kind == "service":
         objects, ignore_differences, notes = render_service(spec, profile)
     else:
@@ -700,6 +733,7 @@ __all__ = [
     "render_bootstrap",
     "Rendering",
     "application_name",
+    "preview_service_name",
     "object_filename",
     "common_labels",
 ]

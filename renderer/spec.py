@@ -105,7 +105,8 @@ def schema_problems(doc: Document, schema_name: str, data: Any = None) -> list[P
     instance = doc.data if data is None else data
     problems = []
     for error in _validator(schema_name).iter_errors(instance):
-        problems.append(_describe(error, doc, schema))
+        described = _describe(error, doc, schema)
+        problems.extend(described if isinstance(described, list) else [described])
     return _drop_implied(_dedupe(problems))
 
 
@@ -170,7 +171,7 @@ def _value_words(value: Any) -> str:
     return "null"
 
 
-def _describe(error: Any, doc: Document, schema: dict) -> Problem:
+def _describe(error: Any, doc: Document, schema: dict) -> Problem | list[Problem]:
     path = tuple(error.instance_path)
     schema_path = list(error.schema_path)
     keyword = schema_path[-1] if schema_path else ""
@@ -183,15 +184,12 @@ def _describe(error: Any, doc: Document, schema: dict) -> Problem:
     if keyword in ("additionalProperties", "unevaluatedProperties"):
         unexpected = details.get("unexpected") or []
         known = sorted((parent.get("properties") or {}).keys()) if isinstance(parent, dict) else []
-        messages = []
+        problems = []
         for name in unexpected:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             suggestion = f'; did you mean "{close[0]}"?' if close else f"; known fields: {', '.join(known)}"
-            messages.append((name, f'unknown field "{name}"{suggestion}'))
-        if len(messages) == 1:
-            name, message = messages[0]
-            return doc.problem(message, path + (name,), key=True)
-        return doc.problem("; ".join(m for _, m in messages), path)
+            problems.append(doc.problem(f'unknown field "{name}"{suggestion}', path + (name,), key=True))
+        return problems
     if keyword == "required":
         missing = details.get("property", "?")
         return doc.problem(f'missing required field "{missing}"', path)
@@ -210,11 +208,16 @@ def _describe(error: Any, doc: Document, schema: dict) -> Problem:
             if close:
                 text += f'; did you mean "{close[0]}"?'
         return doc.problem(text, path)
+    if "propertyNames" in schema_path:
+        inner = details.get("error")
+        name = getattr(inner, "instance", None)
+        names_schema = _schema_node(schema, schema_path[: schema_path.index("propertyNames") + 1])
+        key_hint = names_schema.get("x-hint") if isinstance(names_schema, dict) else None
+        if isinstance(name, str):
+            text = f'key "{name}" is not allowed'
+            return doc.problem(f"{text}: {key_hint}" if key_hint else text, path + (name,), key=True)
     if keyword == "pattern":
-        if isinstance(parent, dict) and "propertyNames" in schema_path:
-            what = f"key {_value_words(instance)} is not allowed"
-        else:
-            what = f'"{field_name}" value {_value_words(instance)} is not allowed'
+        what = f'"{field_name}" value {_value_words(instance)} is not allowed'
         return doc.problem(f"{what}: {hint}" if hint else f"{what}: must match {details.get('pattern')}", path)
     if keyword in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         limit = details.get("limit")
@@ -296,7 +299,17 @@ def _semantic_problems(doc: Document) -> list[Problem]:
         port = body["ports"][seen_ports[metrics_endpoint["port"]]]
         if port.get("expose"):
             problems.append(doc.problem("the metrics port must not be exposed outside the cluster", ("metrics", "port")))
+    workspace = body["workspace_fqn"].split(":", 1)[1]
+    if workspace == "default" or workspace.startswith("kube-"):
+        problems.append(doc.problem(
+            f'workspace "{workspace}" is a Kubernetes system namespace; use a workspace of its own', ("workspace_fqn",)))
+    trigger = body.get("trigger") or {}
     names = [p.get("name") for p in body.get("params") or []]
+    if trigger.get("type") == "scheduled":
+        for index, param in enumerate(body.get("params") or []):
+            if "default" not in param:
+                problems.append(doc.problem(
+                    f'param "{param["name"]}" needs a default: scheduled runs have nobody to pass it', ("params", index)))
     for index, name in enumerate(names):
         if names.index(name) != index:
             problems.append(doc.problem(f'param "{name}" is declared twice', ("params", index, "name")))

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.comments import CommentedMap, CommentedOrderedMap, CommentedSeq, CommentedSet, TaggedScalar
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
@@ -194,6 +194,9 @@ def _yaml_problem(file: str, exc: MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
     problem = (exc.problem or exc.context or "invalid YAML").strip()
+    context = exc.context_mark
+    if exc.problem and exc.context and context is not None and mark is not None and context.line != mark.line:
+        problem += f" ({exc.context.strip()} at line {context.line + 1}, column {context.column + 1})"
     if "duplicate key" in problem:
         context = exc.context_mark
         first = f" (the mapping starts on line {context.line + 1})" if context is not None else ""
@@ -234,12 +237,26 @@ def _expanded_size(node: Any, limit: int) -> int:
     return size(node, 0)
 
 
+def _tag_name(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _refuse_tag(tag: str, doc: Document, path: tuple, problems: list[Problem]) -> None:
+    problems.append(doc.problem(f"YAML tag {_tag_name(tag)} is not allowed; remove it", path))
+
+
 def _to_plain(obj: Any, doc: Document, path: tuple, problems: list[Problem]) -> Any:
     if len(path) > MAX_DEPTH:
         raise RecursionError
+    if isinstance(obj, (CommentedOrderedMap, CommentedSet)):
+        _refuse_tag("tag:yaml.org,2002:omap" if isinstance(obj, CommentedOrderedMap) else "tag:yaml.org,2002:set", doc, path, problems)
+        return None
+    if isinstance(obj, (bytes, bytearray)):
+        _refuse_tag("tag:yaml.org,2002:binary", doc, path, problems)
+        return None
     if isinstance(obj, dict):
         if getattr(getattr(obj, "tag", None), "value", None) not in (None, "tag:yaml.org,2002:map"):
-            problems.append(doc.problem(f"YAML tag {obj.tag.value} is not allowed; remove it", path))
+            _refuse_tag(obj.tag.value, doc, path, problems)
         out = {}
         for key, value in obj.items():
             if not isinstance(key, str):
@@ -249,12 +266,12 @@ def _to_plain(obj: Any, doc: Document, path: tuple, problems: list[Problem]) -> 
         return out
     if isinstance(obj, list):
         if getattr(getattr(obj, "tag", None), "value", None) not in (None, "tag:yaml.org,2002:seq"):
-            problems.append(doc.problem(f"YAML tag {obj.tag.value} is not allowed; remove it", path))
+            _refuse_tag(obj.tag.value, doc, path, problems)
         return [_to_plain(v, doc, path + (i,), problems) for i, v in enumerate(obj)]
     if isinstance(obj, TaggedScalar):
         if obj.tag.value == _STR_TAG:
             return _plain_str(str(obj.value), doc, path, problems)
-        problems.append(doc.problem(f"YAML tag {obj.tag.value} is not allowed; remove it", path))
+        _refuse_tag(obj.tag.value, doc, path, problems)
         return None
     if isinstance(obj, bool) or obj is None:
         return obj if obj is None else bool(obj)

@@ -558,3 +558,36 @@ def test_a_spec_is_rendered_only_for_the_cluster_it_names(cluster):
     [problem] = error.value.problems
     assert (problem.line, problem.column, problem.path) == (3, 16, "/workspace_fqn")
     assert '"demo"' in problem.message and '"prod-eks"' in problem.message
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels + NotIn/In expressions) applied to labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value = labels.get(expression["key"])
+        if expression["operator"] == "NotIn" and value in expression["values"]:
+            return False
+        if expression["operator"] == "In" and value not in expression["values"]:
+            return False
+    return True
+
+
+def test_a_blue_green_service_monitor_scrapes_through_the_active_service_only(rendered):
+    spec = API + (
+        "ports: [{port: 8000}]\nmetrics: {port: 9090}\n"
+        "rollout_strategy: {type: blue_green, enable_auto_promotion: true}\n"
+    )
+    rendering = rendered("demo", spec)
+    monitor = one(rendering, "ServiceMonitor")
+    active, preview = one(rendering, "Service", "api"), one(rendering, "Service", "api-preview")
+    assert _selects(monitor["spec"]["selector"], active["metadata"]["labels"])
+    assert not _selects(monitor["spec"]["selector"], preview["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("workspace", ["argocd", "istio-system"])
+def test_the_clusters_own_system_namespaces_are_not_workspaces(rendered, workspace):
+    with pytest.raises(SpecError) as err:
+        rendered("eks", API.replace("demo:payments", f"demo:{workspace}"))
+    [(line, _, path, message)] = problems_of(err)
+    assert (line, path) == (3, "/workspace_fqn") and "system namespace" in message

@@ -12,7 +12,7 @@ import yaml
 from gitops import apply as apply_service
 from gitops import layout
 from gitops.repo import DELETE, ClusterRepo, Directory
-from renderer.errors import RepoError
+from renderer.errors import RepoError, SpecError
 from renderer.profiles import load_profile
 from renderer.render import render
 from renderer.spec import load_specs
@@ -252,3 +252,24 @@ def test_push_rejected_as_non_fast_forward_rebuilds_on_the_new_tip(tmp_path):
     assert {d["namespace"] for d in project["spec"]["destinations"]} == {"team-a", "team-b"}
     log = git("-C", str(clone), "log", "--format=%s")
     assert log.splitlines() == ["Deploy team-a/mine", "Deploy team-b/theirs", "Deploy team-a/seed"]
+
+
+BLUE_GREEN = "rollout_strategy: {type: blue_green, enable_auto_promotion: true}\n"
+
+
+def test_preview_service_clash_with_an_existing_app_is_refused(repo):
+    apply_service.apply(rendered(service("catalog-preview")), PROFILE, repo)
+    with pytest.raises(SpecError) as err:
+        apply_service.apply(rendered(service("catalog", extra=BLUE_GREEN)), PROFILE, repo)
+    assert 'Service "catalog-preview" would also belong to another app' in str(err.value)
+    assert len(repo.log()) == 1
+
+
+def test_preview_service_clash_the_other_way_and_within_one_apply(repo):
+    apply_service.apply(rendered(service("catalog", extra=BLUE_GREEN)), PROFILE, repo)
+    with pytest.raises(SpecError):
+        apply_service.apply(rendered(service("catalog-preview")), PROFILE, repo)
+    with pytest.raises(SpecError):
+        apply_service.apply(rendered(service("shop", extra=BLUE_GREEN) + "---\n" + service("shop-preview")), PROFILE, repo)
+    # Names that only look alike are fine: "catalog" without blue-green has no preview Service.
+    apply_service.apply(rendered(service("cart") + "---\n" + service("cart-preview")), PROFILE, repo)

@@ -141,3 +141,34 @@ def test_document_that_is_not_a_mapping():
 def test_empty_file():
     [p] = problems_of("# nothing here\n")
     assert "no deploy spec" in p.message
+
+
+@pytest.mark.parametrize("workspace", ["default", "kube-system", "kube-public"])
+def test_kubernetes_system_namespaces_are_not_workspaces(workspace):
+    [p] = problems_of(GOOD.replace("demo:team-a", f"demo:{workspace}"))
+    assert "system namespace" in p.message and p.path == "/workspace_fqn"
+
+
+def test_workspace_names_are_at_most_63_characters():
+    problems = problems_of(GOOD.replace("demo:team-a", "demo:" + "w" * 64))
+    assert [p.path for p in problems] == ["/workspace_fqn"]
+
+
+def test_env_key_problems_name_and_locate_the_key():
+    problems = problems_of(GOOD + "env:\n  OK: 1\n  2FA: x\n")
+    assert [(p.line, p.column, p.path) for p in problems] == [(9, 3, "/env/2FA")]
+    assert problems[0].message.startswith('key "2FA" is not allowed')
+
+
+def test_each_unknown_field_is_its_own_problem():
+    problems = problems_of(GOOD + "foo: 1\nbar: 2\n")
+    assert [(p.line, p.path) for p in problems] == [(7, "/foo"), (8, "/bar")]
+
+
+def test_scheduled_job_params_need_defaults():
+    job = (
+        "type: job\nname: nightly\nworkspace_fqn: demo:a\nimage: {type: image, image_uri: x}\n"
+        "trigger: {type: scheduled, schedule: '0 3 * * *'}\nparams:\n  - name: day\n"
+    )
+    [p] = problems_of(job)
+    assert 'param "day" needs a default' in p.message and (p.line, p.path) == (7, "/params/0")

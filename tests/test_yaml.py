@@ -131,3 +131,21 @@ def test_deep_nesting_is_refused_not_crashing():
     text = "a: " + "[" * 5000 + "]" * 5000 + "\n"
     with pytest.raises(SpecError):
         load_documents(text, "deep.yaml")
+
+
+@pytest.mark.parametrize("text,shown", [
+    ("a: !!set {x, y}\n", "!!set"),
+    ("a: !!binary aGVsbG8=\n", "!!binary"),
+    ("a: !!omap [{x: 1}]\n", "!!omap"),
+    ("a: !!python/name:os.system x\n", "!!python/name:os.system"),
+])
+def test_tags_are_named_as_written(text, shown):
+    with pytest.raises(SpecError) as err:
+        load_documents(text, "t.yaml")
+    assert err.value.problems[0].message == f"YAML tag {shown} is not allowed; remove it"
+
+
+def test_syntax_errors_say_where_the_construct_started():
+    with pytest.raises(SpecError) as err:
+        load_documents('a: "never closed\n\nb: 1\n', "q.yaml")
+    assert "line 1, column 4" in err.value.problems[0].message
