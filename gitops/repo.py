@@ -396,9 +396,8 @@ class ClusterRepo:
             current = self.tip()
             if current == target:
                 return
-            if current is not None and not self.repo.descendant_of(target, current):
-                if self.repo.descendant_of(current, target):
-                    return  # a later push already moved us past this commit
+            if current is not None and self.repo.descendant_of(current, target):
+                return  # a later push already moved the local branch past this commit
             if self._swap(current, target):
                 return
 

@@ -24,7 +24,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
