@@ -101,10 +101,12 @@ def _title(verb: str, keys: list[str]) -> str:
 
 
 def _refuse_clashes(base: Snapshot, renderings: list[Rendering]) -> None:
+    services: dict[str, dict[str, list[str]]] = {}
+    for r in renderings:
+        services.setdefault(r.workspace, {})[r.name] = layout.service_names(r)
     problems = []
     for r in renderings:
-        batch = {o.name: layout.service_names(o) for o in renderings if o.workspace == r.workspace and o.name != r.name}
-        for name in layout.service_clashes(base, r, batch):
+        for name in layout.service_clashes(base, r, services[r.workspace]):
             problems.append(r.spec.problem(
                 f'Service "{name}" would also belong to another app of workspace "{r.workspace}"; rename one of the apps',
                 ("name",),

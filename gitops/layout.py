@@ -81,9 +81,8 @@ def service_names(rendering: Rendering) -> list[str]:
 def service_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, list[str]]) -> list[str]:
     """Names of Services this app would share with another app of its workspace.
 
-    ``batch`` maps the other apps of the same workspace being applied in the
-    same commit to their Service names; for all other apps the repository
-    decides. Only a blue-green preview Service (``<app>-preview``) is named
+    ``batch`` maps the apps of the same workspace being applied in the same
+    commit to their Service names; for all other apps the repository decides. Only a blue-green preview Service (``<app>-preview``) is named
     after something other than its own app, so two lookups per Service suffice.
     """
     clashes = []
@@ -92,7 +91,7 @@ def service_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, l
         if name.endswith("-preview"):
             owners.add(name[: -len("-preview")])
         owners.discard(rendering.name)
-        for owner in owners:
+        for owner in sorted(owners):
             if owner in batch:
                 taken = name in batch[owner]
             else:

@@ -104,17 +104,13 @@ class Rendering:
     def name(self) -> str:
         return self.spec.name
 
-    @functools.cached_property
-    def files(self) -> dict[str, bytes]:
-        """File name -> canonical bytes, one object per file."""
-        out: dict[str, bytes] = {}
-        for obj in self.objects:
-            out[object_filename(obj)] = dump_manifest(obj)
-        return out
+    files: dict[str, bytes] = field(init=False)  # file name -> canonical bytes, one object per file
+    application_bytes: bytes = field(init=False)
 
-    @functools.cached_property
-    def application_bytes(self) -> bytes:
-        return dump_manifest(self.application)
+    def __post_init__(self) -> None:
+        # Serializing is part of rendering: the renderer's product is bytes.
+        self.files = {object_filename(obj): dump_manifest(obj) for obj in self.objects}
+        self.application_bytes = dump_manifest(self.application)
 
 
 def object_filename(obj: dict) -> str:
