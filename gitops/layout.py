@@ -15,6 +15,11 @@ input always gives the same tree and an unchanged deploy makes no commit.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import threading
+from collections import OrderedDict
+
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, render_application, render_bootstrap, render_namespace
 from renderer.yamlio import dump_manifest
@@ -63,15 +68,46 @@ def rendering_changes(rendering: Rendering) -> dict[str, object]:
 
 
 def workspace_changes(profile: ClusterProfile, workspace: str) -> dict[str, bytes]:
-    return {
-        namespace_file(workspace): dump_manifest(render_namespace(profile, workspace)),
-        workspace_application_file(workspace): dump_manifest(render_application(profile, workspace, None)),
-    }
+    def make():
+        return {
+            namespace_file(workspace): dump_manifest(render_namespace(profile, workspace)),
+            workspace_application_file(workspace): dump_manifest(render_application(profile, workspace, None)),
+        }
+
+    return dict(_cached(("workspace", _profile_key(profile), workspace), make))
 
 
 def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[str, bytes]:
-    objects = render_bootstrap(profile, workspaces)
-    return {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
+    """The bootstrap files; rendered once per profile and set of workspaces, not per deploy."""
+    def make():
+        objects = render_bootstrap(profile, workspaces)
+        return {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
+
+    return dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces)), make))
+
+
+_CACHE: OrderedDict[tuple, dict[str, bytes]] = OrderedDict()
+_CACHE_SIZE = 1024
+_CACHE_LOCK = threading.Lock()
+
+
+def _profile_key(profile: ClusterProfile) -> str:
+    return json.dumps(dataclasses.asdict(profile), sort_keys=True, default=str)
+
+
+def _cached(key: tuple, make) -> dict[str, bytes]:
+    """Rendered files by key (the profile's full content is part of every key)."""
+    with _CACHE_LOCK:
+        value = _CACHE.get(key)
+        if value is not None:
+            _CACHE.move_to_end(key)
+            return value
+    value = make()
+    with _CACHE_LOCK:
+        _CACHE[key] = value
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return value
 
 
 def service_names(rendering: Rendering) -> list[str]:

@@ -228,30 +228,42 @@ class ClusterRepo:
         return oid
 
     def _update(self, tree: pygit2.Tree | None, nested: _Nested) -> pygit2.Oid | None:
+        """Apply ``nested`` to ``tree``; unchanged entries and subtrees keep their ids.
+
+        Blobs are hashed before they are written, so a file whose bytes did not
+        change costs a hash, not a write, and a directory none of whose entries
+        changed keeps its tree id without a new tree object.
+        """
         builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
+        changed = tree is None
         for name, change in nested.children.items():
             existing = builder.get(name)
+            existing_tree = self.repo[existing.id] if existing is not None and existing.filemode == TREE else None
             if isinstance(change, _Nested):
-                subtree = None
-                if existing is not None and existing.filemode == TREE:
-                    subtree = self.repo[existing.id]
-                oid = self._update(subtree, change)
+                oid = self._update(existing_tree, change)
             elif change is DELETE:
                 oid = None
             elif isinstance(change, Directory):
-                oid = self._directory(change.files)
+                oid = self._replace(existing_tree, change.files)
             else:
-                oid = self.repo.create_blob(change)
+                oid = pygit2.hash(change)
+                if existing is None or existing.id != oid:
+                    oid = self.repo.create_blob(change)
             if oid is None:
                 if existing is not None:
                     builder.remove(name)
-            else:
-                builder.insert(name, oid, TREE if not isinstance(change, bytes) else BLOB)
+                    changed = True
+                continue
+            mode = BLOB if isinstance(change, bytes) else TREE
+            if existing is None or existing.id != oid or existing.filemode != mode:
+                builder.insert(name, oid, mode)
+                changed = True
         if len(builder) == 0:
             return None
-        return builder.write()
+        return builder.write() if changed else tree.id
 
-    def _directory(self, files: Mapping[str, bytes]) -> pygit2.Oid | None:
+    def _replace(self, tree: pygit2.Tree | None, files: Mapping[str, bytes]) -> pygit2.Oid | None:
+        """A directory holding exactly ``files``, built on ``tree`` to reuse what is unchanged."""
         nested = _Nested()
         for path, content in files.items():
             node = nested
@@ -259,7 +271,9 @@ class ClusterRepo:
             for part in parts[:-1]:
                 node = node.children.setdefault(part, _Nested())
             node.children[parts[-1]] = content
-        return self._update(None, nested)
+        if tree is not None:
+            _mark_stale(self.repo, tree, nested)
+        return self._update(tree, nested)
 
     def commit(
         self,
@@ -400,6 +414,16 @@ class ClusterRepo:
                 return  # a later push already moved the local branch past this commit
             if self._swap(current, target):
                 return
+
+
+def _mark_stale(repo: pygit2.Repository, tree: pygit2.Tree, nested: _Nested) -> None:
+    """Mark for deletion every entry of ``tree`` that ``nested`` does not name."""
+    for entry in tree:
+        child = nested.children.get(entry.name)
+        if child is None:
+            nested.children[entry.name] = DELETE
+        elif isinstance(child, _Nested) and entry.filemode == TREE:
+            _mark_stale(repo, repo[entry.id], child)
 
 
 def _redact(text: str, url: str | None) -> str:

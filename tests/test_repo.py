@@ -151,6 +151,26 @@ def test_directory_and_delete_changes(repo):
     assert repo.snapshot().walk() == {"d/c": b"4"}
 
 
+def test_directory_replacement_reuses_unchanged_subtrees_and_drops_stale_files(repo):
+    repo.commit(lambda base: {"d": Directory({"keep/x": b"1", "edit": b"2", "gone/y": b"3"})}, "one")
+    before = repo.snapshot()
+    repo.commit(lambda base: {"d": Directory({"keep/x": b"1", "edit": b"22", "new/z": b"4"})}, "two")
+    after = repo.snapshot()
+    assert after.walk() == {"d/keep/x": b"1", "d/edit": b"22", "d/new/z": b"4"}
+    assert after.tree_id("d/keep") == before.tree_id("d/keep")
+    result = repo.commit(lambda base: {"d": Directory({"keep/x": b"1", "edit": b"22", "new/z": b"4"})}, "three")
+    assert result.commit_id is None and repo.snapshot().tree_id("d") == after.tree_id("d")
+
+
+def test_a_file_can_become_a_directory_and_back(repo):
+    repo.commit(lambda base: {"d/a": b"1"}, "one")
+    repo.commit(lambda base: {"d/a/b": b"2"}, "two")
+    assert repo.snapshot().walk() == {"d/a/b": b"2"}
+    repo.commit(lambda base: {"d": Directory({"a": b"3"})}, "three")
+    assert repo.snapshot().walk() == {"d/a": b"3"}
+    git("-C", str(repo.path), "fsck", "--strict", "--no-progress")
+
+
 def test_threads_never_lose_an_update(repo):
     apply_service.apply(rendered(service("seed")), PROFILE, repo)
     count = 16
