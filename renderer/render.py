@@ -675,6 +675,13 @@ def render_bootstrap(profile: ClusterProfile, workspaces: list[str]) -> dict[str
 # --- the entry point --------------------------------------------------------------------
 
 
+def reserved_namespaces(profile: ClusterProfile) -> set[str]:
+    """Namespaces of the cluster's own machinery (ArgoCD, the gateway): never a workspace."""
+    return {profile.argocd_namespace} | {
+        profile.addon(router)["gateway"].split("/", 1)[0] for router in ("istio", "gateway_api") if profile.has(router)
+    }
+
+
 def render(spec: Spec, profile: ClusterProfile) -> Rendering:
     """Render one spec for one cluster. Pure: spec + profile in, manifests out.
 
@@ -689,10 +696,7 @@ def render(spec: Spec, profile: ClusterProfile) -> Rendering:
                 ("workspace_fqn",),
             )
         ])
-    reserved = {profile.argocd_namespace} | {
-        profile.addon(router)["gateway"].split("/", 1)[0] for router in ("istio", "gateway_api") if profile.has(router)
-    }
-    if spec.workspace in reserved:
+    if spec.workspace in reserved_namespaces(profile):
         raise SpecError([
             spec.problem(
                 f'workspace "{spec.workspace}" is a system namespace of cluster "{profile.name}" '
@@ -723,6 +727,7 @@ def render_all(specs: list[Spec], profile: ClusterProfile) -> list[Rendering]:
 
 __all__ = [
     "render",
+    "reserved_namespaces",
     "render_all",
     "render_application",
     "render_namespace",
