@@ -8,6 +8,7 @@ workspace) are rebuilt when a concurrent writer moves the branch.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from renderer.errors import ShipyardError, SpecError
@@ -50,6 +51,7 @@ class ApplyResult:
     cluster: str
     attempts: int = 1
     pushed: bool = False
+    base_commit: str | None = None  # the tip the commit was built on (the tip, when nothing changed)
 
     @property
     def changed(self) -> bool:
@@ -85,7 +87,7 @@ def _outcomes(renderings: list[Rendering], base: Snapshot, new: Snapshot) -> lis
 
 
 def _message(title: str, outcomes: list[AppOutcome], trailers: list[tuple[str, str]]) -> str:
-    changed = [o for o in outcomes if o.action != "unchanged"]
+    changed = [o for o in outcomes if o.action not in ("unchanged", "absent")]
     lines = [f"{o.key}: {o.action}" for o in changed[:MAX_SUMMARY_LINES]]
     if len(changed) > MAX_SUMMARY_LINES:
         lines.append(f"... and {len(changed) - MAX_SUMMARY_LINES} more")
@@ -122,10 +124,19 @@ def apply(
     *,
     author: str = "shipyard",
     source_commit: str | None = None,
-    deployment_id: str | None = None,
+    deployment_id: str | Sequence[str] | None = None,
+    deletions: Sequence[tuple[str, str]] = (),
 ) -> ApplyResult:
-    """Commit rendered apps (and their workspaces and bootstrap) as one commit."""
-    deployment_id = deployment_id or str(uuid.uuid4())
+    """Commit rendered apps (and their workspaces and bootstrap) as one commit.
+
+    ``deletions`` (workspace, app) are removed in the same commit; one that is
+    not in the repository is reported as "absent". Several deployment ids
+    (one per deploy batched into this commit) each get their trailer.
+    """
+    if deployment_id is None or isinstance(deployment_id, str):
+        deployment_ids = [deployment_id or str(uuid.uuid4())]
+    else:
+        deployment_ids = list(deployment_id)
     workspaces = sorted({r.workspace for r in renderings})
     fixed: dict[str, object] = {}
     for workspace in workspaces:
@@ -136,26 +147,39 @@ def apply(
     def build(base: Snapshot):
         _refuse_clashes(base, renderings)
         known = set(layout.workspaces_in(base)) | set(workspaces)
-        return {**layout.bootstrap_changes(profile, sorted(known)), **fixed}
+        changes = {**layout.bootstrap_changes(profile, sorted(known)), **fixed}
+        for workspace, app in deletions:
+            if layout.app_exists(base, workspace, app):
+                changes.update(layout.delete_app_changes(workspace, app))
+        return changes
 
-    trailers = [(TRAILER_DEPLOYMENT, deployment_id)]
+    trailers = [(TRAILER_DEPLOYMENT, d) for d in deployment_ids]
     trailers += [(TRAILER_DIGEST, f"{r.workspace}/{r.name} {r.spec.digest}") for r in renderings]
     trailers.append((TRAILER_AUTHOR, author))
     if source_commit:
         trailers.append((TRAILER_SOURCE, source_commit))
 
+    def outcomes(base: Snapshot, new: Snapshot) -> list[AppOutcome]:
+        out = _outcomes(renderings, base, new)
+        for workspace, app in deletions:
+            gone = layout.app_exists(base, workspace, app) and not layout.app_exists(new, workspace, app)
+            out.append(AppOutcome(workspace, app, "deleted" if gone else "absent"))
+        return out
+
     def message(base: Snapshot, new: Snapshot) -> str:
-        outcomes = _outcomes(renderings, base, new)
-        return _message(_title("Deploy", [o.key for o in outcomes]), outcomes, trailers)
+        done = outcomes(base, new)
+        verb = "Delete" if not renderings else "Deploy"
+        return _message(_title(verb, [o.key for o in done]), done, trailers)
 
     result: CommitResult = repo.commit(build, message, Author.parse(author))
     return ApplyResult(
         commit_id=result.commit_id,
-        deployment_id=deployment_id,
-        apps=_outcomes(renderings, result.base, result.new),
+        deployment_id=deployment_ids[0],
+        apps=outcomes(result.base, result.new),
         cluster=profile.name,
         attempts=result.attempts,
         pushed=result.pushed,
+        base_commit=str(result.base.commit_id) if result.base.commit_id else None,
     )
 
 

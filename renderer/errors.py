@@ -6,8 +6,12 @@
     ├── SpecError          a deploy spec (or a file of them) is invalid; carries Problems
     ├── ProfileError       a cluster profile is invalid; carries Problems
     ├── RenderError        a template produced output that is not a valid manifest
-    └── RepoError          a cluster repository could not be read or written
-        └── RepoConflict   the branch moved under us more often than we retry
+    ├── RepoError          a cluster repository could not be read or written
+    │   └── RepoConflict   the branch moved under us more often than we retry
+    ├── NotFound           a named object does not exist (or is not visible to the caller)
+    ├── PermissionDenied   the caller may not do this
+    ├── Conflict           the request clashes with the current state (name taken, ...)
+    └── InvalidRequest     a request is malformed in a way that is not a spec problem
 
 Library errors (ruamel.yaml, jsonschema-rs, pygit2) are translated into these
 at the boundary where they happen, so entry points only ever handle this tree.
@@ -74,6 +78,22 @@ class RepoConflict(RepoError):
     """The branch kept moving under us; the update was not applied."""
 
 
+class NotFound(ShipyardError):
+    """A named object does not exist, or the caller may not know that it does."""
+
+
+class PermissionDenied(ShipyardError):
+    """The caller is known but may not do this."""
+
+
+class Conflict(ShipyardError):
+    """The request clashes with the current state (a name already taken, ...)."""
+
+
+class InvalidRequest(ShipyardError):
+    """A request is malformed in a way that is not a problem of a spec."""
+
+
 __all__ = [
     "Problem",
     "ShipyardError",
@@ -82,4 +102,8 @@ __all__ = [
     "RenderError",
     "RepoError",
     "RepoConflict",
+    "NotFound",
+    "PermissionDenied",
+    "Conflict",
+    "InvalidRequest",
 ]

@@ -27,6 +27,7 @@ import pytest
 from renderer.profiles import ClusterProfile, load_profile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
+from tests.plane import admin, database_url, plane_app  # noqa: F401  (control-plane fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -1,0 +1,318 @@
+"""People and their rights: tenants, users, role bindings, API tokens, principals.
+
+A request is made by a Principal (gitops.policy): the user's role bindings
+(their own and those of their identity-provider groups) turned into grants,
+narrowed by the API token's own role and scope when one was used.
+
+API tokens look like ``shy_<id>_<secret>``; only the id and a SHA-256 of the
+secret are stored, so a token is shown once, when it is created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from renderer.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from gitops.audit import record
+from gitops.clusters import hash_token, token_matches
+from gitops.models import ApiToken, Cluster, RoleBinding, Tenant, User, Workspace, utcnow
+from gitops.policy import ROLES, Grant, Principal, Scope, applies_at, check_binding, may_grant
+
+TOKEN_PREFIX = "shy_"
+MAX_TOKEN_DAYS = 366
+MIN_PASSWORD = 12
+
+
+def ensure_tenant(session: Session, name: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        tenant = Tenant(name=name)
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def set_password(user: User, password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"a password needs at least {MIN_PASSWORD} characters")
+    user.password_hash = generate_password_hash(password)
+
+
+def create_local_user(session: Session, tenant: Tenant, username: str, password: str,
+                      display_name: str | None = None, email: str | None = None) -> User:
+    if not isinstance(username, str) or not username or len(username) > 255 or username != username.strip():
+        raise InvalidRequest("username must be a non-empty string without surrounding spaces")
+    if session.scalar(select(User.id).where(User.tenant_id == tenant.id, User.username == username)):
+        raise Conflict(f'user "{username}" already exists')
+    user = User(tenant_id=tenant.id, username=username, display_name=display_name, email=email)
+    set_password(user, password)
+    session.add(user)
+    session.flush()
+    return user
+
+
+# A fixed hash so that an unknown username costs as much as a wrong password.
+_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+def check_password(session: Session, tenant_name: str, username: str, password: str) -> User | None:
+    user = session.scalar(
+        select(User).join(Tenant).where(Tenant.name == tenant_name, User.username == username)
+    )
+    if user is None or user.password_hash is None or not user.active:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or ""):
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def oidc_user(session: Session, tenant: Tenant, issuer: str, claims: dict[str, Any], groups: list[str]) -> User:
+    """The user an OIDC login stands for, created on first login; groups refreshed every time."""
+    subject = str(claims["sub"])
+    user = session.scalar(select(User).where(
+        User.tenant_id == tenant.id, User.oidc_issuer == issuer, User.oidc_subject == subject))
+    if user is None:
+        base = str(claims.get("preferred_username") or claims.get("email") or subject)[:200]
+        username = base
+        taken = session.scalar(select(User.id).where(User.tenant_id == tenant.id, User.username == username))
+        if taken:
+            username = f"{base}@{issuer.split('//')[-1].split('/')[0]}"[:255]
+        user = User(tenant_id=tenant.id, username=username, oidc_issuer=issuer, oidc_subject=subject)
+        session.add(user)
+    user.display_name = claims.get("name") or user.display_name
+    user.email = claims.get("email") or user.email
+    user.groups = sorted({str(g) for g in groups})
+    user.last_login_at = utcnow()
+    session.flush()
+    return user
+
+
+# --- principals -----------------------------------------------------------------------------
+
+
+def grants_for(session: Session, user: User) -> tuple[Grant, ...]:
+    query = select(RoleBinding).where(RoleBinding.tenant_id == user.tenant_id).where(
+        or_(
+            (RoleBinding.subject_kind == "user") & (RoleBinding.subject == user.username),
+            (RoleBinding.subject_kind == "group") & RoleBinding.subject.in_(list(user.groups or [])),
+        )
+    )
+    return tuple(
+        Grant(b.role, Scope(b.tenant_id, b.cluster_id, b.workspace_id)) for b in session.scalars(query)
+    )
+
+
+def principal_for(session: Session, user: User, token: ApiToken | None = None) -> Principal:
+    return Principal(
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        name=user.username,
+        grants=grants_for(session, user),
+        token=Grant(token.role, Scope(token.tenant_id, token.cluster_id, token.workspace_id)) if token else None,
+        token_id=token.id if token else None,
+        groups=tuple(user.groups or ()),
+    )
+
+
+def principal_from_token(session: Session, presented: str) -> Principal | None:
+    """The principal behind a bearer token, or None for a wrong, expired or revoked one."""
+    if not presented.startswith(TOKEN_PREFIX):
+        return None
+    token_id, _, secret = presented[len(TOKEN_PREFIX):].partition("_")
+    if not token_id or not secret:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_id == token_id))
+    if token is None or not token_matches(secret, token.secret_hash):
+        return None
+    now = utcnow()
+    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
+        return None
+    if not token.user.active:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
+        token.last_used_at = now  # coarse, so a busy CI token does not write on every call
+    return principal_for(session, token.user, token)
+
+
+# --- scopes by name ---------------------------------------------------------------------------
+
+
+def resolve_scope(session: Session, tenant_id: int, cluster: str | None, workspace: str | None) -> Scope:
+    if workspace and not cluster:
+        raise InvalidRequest("a workspace scope needs its cluster too")
+    if not cluster:
+        return Scope(tenant_id)
+    cluster_row = session.scalar(select(Cluster).where(Cluster.tenant_id == tenant_id, Cluster.name == cluster))
+    if cluster_row is None:
+        raise NotFound(f'no cluster "{cluster}"')
+    if not workspace:
+        return Scope(tenant_id, cluster_row.id)
+    workspace_row = session.scalar(
+        select(Workspace).where(Workspace.cluster_id == cluster_row.id, Workspace.name == workspace))
+    if workspace_row is None:
+        raise NotFound(f'no workspace "{cluster}:{workspace}"')
+    return Scope(tenant_id, cluster_row.id, workspace_row.id)
+
+
+def scope_names(session: Session, scope: Scope) -> dict[str, str | None]:
+    cluster = session.get(Cluster, scope.cluster_id) if scope.cluster_id else None
+    workspace = session.get(Workspace, scope.workspace_id) if scope.workspace_id else None
+    return {"cluster": cluster.name if cluster else None, "workspace": workspace.name if workspace else None}
+
+
+# --- role bindings ------------------------------------------------------------------------------
+
+
+def _binding_scope(binding: RoleBinding) -> Scope:
+    return Scope(binding.tenant_id, binding.cluster_id, binding.workspace_id)
+
+
+def list_bindings(session: Session, principal: Principal) -> list[RoleBinding]:
+    rows = session.scalars(
+        select(RoleBinding).where(RoleBinding.tenant_id == principal.tenant_id).order_by(RoleBinding.id)
+    )
+    return [b for b in rows if _may_see_binding(principal, _binding_scope(b))]
+
+
+def _may_see_binding(principal: Principal, scope: Scope) -> bool:
+    if scope.level == "tenant":
+        return principal.can("tenant.manage", scope)
+    if scope.level == "cluster":
+        return principal.can("cluster.update", scope)
+    return principal.can("binding.read", scope)
+
+
+def create_binding(session: Session, principal: Principal, role: Any, subject_kind: Any, subject: Any,
+                   scope: Scope) -> RoleBinding:
+    problem = check_binding(role, scope) if isinstance(role, str) else "role must be a string"
+    if problem:
+        raise InvalidRequest(problem)
+    if subject_kind not in ("user", "group"):
+        raise InvalidRequest('subject_kind must be "user" or "group"')
+    if not isinstance(subject, str) or not subject or len(subject) > 255:
+        raise InvalidRequest("subject must be a username or group name")
+    if not may_grant(principal, role, scope):
+        raise PermissionDenied(f"{principal.name} may not grant {role} at this scope")
+    binding = RoleBinding(tenant_id=principal.tenant_id, role=role, subject_kind=subject_kind, subject=subject,
+                          cluster_id=scope.cluster_id, workspace_id=scope.workspace_id, created_by=principal.name)
+    session.add(binding)
+    session.flush()
+    record(session, principal, "binding.create", f"{subject_kind}:{subject}",
+           {"role": role, **scope_names(session, scope)})
+    return binding
+
+
+def get_binding(session: Session, principal: Principal, binding_id: int) -> RoleBinding:
+    binding = session.get(RoleBinding, binding_id)
+    if binding is None or binding.tenant_id != principal.tenant_id or not _may_see_binding(
+            principal, _binding_scope(binding)):
+        raise NotFound(f"no role binding {binding_id}")
+    return binding
+
+
+def delete_binding(session: Session, principal: Principal, binding: RoleBinding) -> None:
+    if not may_grant(principal, binding.role, _binding_scope(binding)):
+        raise PermissionDenied(f"{principal.name} may not remove a {binding.role} binding at this scope")
+    record(session, principal, "binding.delete", f"{binding.subject_kind}:{binding.subject}",
+           {"role": binding.role, **scope_names(session, _binding_scope(binding))})
+    session.delete(binding)
+
+
+# --- API tokens -----------------------------------------------------------------------------------
+
+
+@dataclass
+class NewToken:
+    token: ApiToken
+    secret: str  # the full token; shown once
+
+
+def create_token(session: Session, principal: Principal, name: Any, role: Any, scope: Scope,
+                 expires_in_days: Any = 90) -> NewToken:
+    """A token for the caller, narrowed to ``role`` at ``scope`` (which the caller must hold)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise InvalidRequest("a token needs a name (what it is for)")
+    problem = check_binding(role, scope) if isinstance(role, str) else "role must be a string"
+    if problem:
+        raise InvalidRequest(problem)
+    if not isinstance(expires_in_days, int) or isinstance(expires_in_days, bool) or not (
+            1 <= expires_in_days <= MAX_TOKEN_DAYS):
+        raise InvalidRequest(f"expires_in_days must be a whole number from 1 to {MAX_TOKEN_DAYS}")
+    if principal.token_id is not None:
+        raise PermissionDenied("API tokens cannot create tokens; log in to create one")
+    if not all(principal.can(p, scope) for p in ROLES[role] if applies_at(p, scope)):
+        raise PermissionDenied(f"{principal.name} does not hold {role} there, so cannot give it to a token")
+    new = issue_token(session, principal.tenant_id, principal.user_id, name.strip(), role, scope, expires_in_days)
+    record(session, principal, "token.create", name.strip(), {"role": role, "token": new.token.id})
+    return new
+
+
+def issue_token(session: Session, tenant_id: int, user_id: int, name: str, role: str, scope: Scope,
+                expires_in_days: int) -> NewToken:
+    """Store a new token (no questions asked: callers check who may have it)."""
+    token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    token = ApiToken(
+        tenant_id=tenant_id, user_id=user_id, name=name, token_id=token_id,
+        secret_hash=hash_token(secret), role=role, cluster_id=scope.cluster_id, workspace_id=scope.workspace_id,
+        expires_at=utcnow() + dt.timedelta(days=expires_in_days),
+    )
+    session.add(token)
+    session.flush()
+    return NewToken(token, f"{TOKEN_PREFIX}{token_id}_{secret}")
+
+
+def list_tokens(session: Session, principal: Principal) -> list[ApiToken]:
+    query = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id)
+    if not principal.is_tenant_admin():
+        query = query.where(ApiToken.user_id == principal.user_id)
+    return list(session.scalars(query.order_by(ApiToken.id)))
+
+
+def get_token(session: Session, principal: Principal, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.tenant_id != principal.tenant_id or (
+            token.user_id != principal.user_id and not principal.is_tenant_admin()):
+        raise NotFound(f"no token {token_id}")
+    return token
+
+
+def revoke_token(session: Session, principal: Principal, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        record(session, principal, "token.revoke", token.name, {"token": token.id})
+
+
+__all__ = [
+    "ensure_tenant",
+    "create_local_user",
+    "set_password",
+    "check_password",
+    "oidc_user",
+    "principal_for",
+    "principal_from_token",
+    "resolve_scope",
+    "scope_names",
+    "list_bindings",
+    "create_binding",
+    "get_binding",
+    "delete_binding",
+    "create_token",
+    "issue_token",
+    "list_tokens",
+    "get_token",
+    "revoke_token",
+    "NewToken",
+    "TOKEN_PREFIX",
+]

@@ -1,0 +1,12 @@
+"""Alembic environment: runs on the engine gitops.db passes in (no URL in a config file)."""
+
+from alembic import context
+
+from gitops.models import Base
+
+engine = context.config.attributes["engine"]
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,267 @@
+"""The control plane's data: tenants, people, clusters, workspaces, apps and every version.
+
+::
+
+    Tenant ─┬─ User ── ApiToken
+            ├─ RoleBinding (role × subject × scope: tenant | cluster | workspace)
+            ├─ Cluster ── Workspace ── Application ── Version (every deploy)
+            └─ AuditEvent (every change and who made it)
+
+A Version is the unit of the crash-safe deploy: it is written as ``pending``
+(the intent) before the cluster repository is touched, and marked
+``committed`` with the commit that carries it afterwards; the reconciler
+(gitops.deploy) finishes whatever a crash left in between. ``claimed_by`` and
+``claimed_until`` make it a job that exactly one process works on at a time.
+
+Secrets are never stored: specs hold references (``secret://...``) only, and
+tokens are stored as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use utcnow()")
+        return value.astimezone(dt.timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, dt.datetime: UTCDateTime}
+
+
+class Tenant(Base):
+    __tablename__ = "tenant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "user_account"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "username"),
+        UniqueConstraint("tenant_id", "oidc_issuer", "oidc_subject"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    # None: no local password (OIDC only)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    oidc_issuer: Mapped[str | None] = mapped_column(String(512))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    # group names from the identity provider at the last login; role bindings to groups use them
+    groups: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class RoleBinding(Base):
+    """Gives ``role`` to a user or to an identity-provider group, at one scope.
+
+    Scope: tenant-wide when ``cluster_id`` and ``workspace_id`` are both None;
+    a cluster (and its workspaces) when only ``cluster_id`` is set; one
+    workspace when ``workspace_id`` is set.
+    """
+
+    __tablename__ = "role_binding"
+    __table_args__ = (Index("ix_role_binding_subject", "tenant_id", "subject_kind", "subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(32))
+    subject_kind: Mapped[str] = mapped_column(String(8))  # "user" | "group"
+    subject: Mapped[str] = mapped_column(String(255))  # username or group name
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class ApiToken(Base):
+    """A bearer token for the CLI and CI: shown once, stored hashed.
+
+    It acts for its user, narrowed to its own role at its own scope: a
+    workspace-editor token of a tenant admin can deploy into that workspace
+    and nothing else.
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)  # public part, for lookup
+    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the secret part
+    role: Mapped[str] = mapped_column(String(32))
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Cluster(Base):
+    __tablename__ = "cluster"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    profile_text: Mapped[str] = mapped_column(Text)  # the cluster profile YAML, as given
+    repo_path: Mapped[str] = mapped_column(String(1024))
+    remote_url: Mapped[str | None] = mapped_column(String(1024))
+    agent_token_hash: Mapped[str | None] = mapped_column(String(64))
+    read_token_hash: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class Workspace(Base):
+    __tablename__ = "workspace"
+    __table_args__ = (UniqueConstraint("cluster_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))  # also the namespace
+    environment: Mapped[str] = mapped_column(String(32), default="dev")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    quota: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    cluster: Mapped[Cluster] = relationship(lazy="joined")
+
+
+class Application(Base):
+    __tablename__ = "application"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))  # service | job
+    # the last version number handed out; bumped atomically by UPDATE ... RETURNING
+    version_counter: Mapped[int] = mapped_column(default=0)
+    current_version: Mapped[int | None]  # the latest committed version's number
+    deleted: Mapped[bool] = mapped_column(default=False)  # deleted from the cluster; history kept
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    workspace: Mapped[Workspace] = relationship(lazy="joined")
+
+
+class Version(Base):
+    """One deploy (or rollback, promote, delete) of one app: the intent and its outcome.
+
+    state: pending → committed | superseded | failed. ``commit_id`` is the
+    cluster repository commit that carries it (for a deploy that changed no
+    bytes, the commit that already held them).
+    """
+
+    __tablename__ = "version"
+    __table_args__ = (
+        UniqueConstraint("application_id", "number"),
+        Index("ix_version_pending", "state", "claimed_until"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    action: Mapped[str] = mapped_column(String(16))  # deploy | rollback | promote | delete
+    deployment_id: Mapped[str] = mapped_column(String(36), index=True)
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None for delete
+    spec_digest: Mapped[str | None] = mapped_column(String(80))
+    render_digest: Mapped[str | None] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    commit_id: Mapped[str | None] = mapped_column(String(64))
+    changed: Mapped[bool | None]  # whether its commit changed the app's files
+    author: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))  # api | cli | ci | dashboard | reconciler
+    source_commit: Mapped[str | None] = mapped_column(String(255))
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # rollback_of / promoted_from
+    error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    committed_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[dt.datetime | None]
+
+    application: Mapped[Application] = relationship(lazy="joined")
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. app.deploy, cluster.create
+    target: Mapped[str] = mapped_column(String(512))  # e.g. demo/storefront/web
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """A named background job claimed through the database: one holder at a time."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime | None]
+    runs: Mapped[int] = mapped_column(default=0)
+
+
+__all__ = [
+    "Base",
+    "Tenant",
+    "User",
+    "RoleBinding",
+    "ApiToken",
+    "Cluster",
+    "Workspace",
+    "Application",
+    "Version",
+    "AuditEvent",
+    "Lease",
+    "utcnow",
+]

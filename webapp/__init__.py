@@ -1,0 +1,36 @@
+"""The Flask control plane: API, login, pages, git for ArgoCD, metrics.
+
+``create_app(test_config=None)`` builds an app; configuration comes from the
+defaults (webapp.config), then the file named by ``SHIPYARD_CONFIG``, then
+``SHIPYARD_*`` environment variables, then ``test_config``. Nothing is read at
+import time.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp import config as config_module
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    config_module.load(app, test_config)
+    config_module.configure_logging(app)
+
+    from webapp import api, auth, errors, githttp_routes, observability, pages
+    from webapp.plane import ControlPlane
+
+    ControlPlane().init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    observability.init_app(app)
+    # The API checks CSRF itself, and only for session-authenticated changes (webapp.auth).
+    auth.csrf.exempt(api.bp)
+    app.register_blueprint(api.bp)
+    githttp_routes.init_app(app)
+    app.register_blueprint(pages.bp)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,527 @@
+"""REST API ``/api/v1``: thin views over the gitops services.
+
+Each view parses its input, declares and checks what it needs
+(webapp.auth), calls one service and shapes the JSON. The OpenAPI document
+(webapp.openapi) is built from the same route table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, g, request
+from sqlalchemy import select
+from werkzeug.exceptions import UnsupportedMediaType
+
+from gitops import accounts, audit, clusters, deploy
+from gitops.models import ApiToken, Application, Cluster, RoleBinding, Tenant, User, Version, Workspace
+from gitops.policy import Scope
+from renderer.errors import InvalidRequest, NotFound
+from webapp.auth import AUTHENTICATED, public, requires
+from webapp.plane import context, db_session
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+# --- input ---------------------------------------------------------------------------------
+
+
+def json_body() -> dict:
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise InvalidRequest("the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return data
+
+
+def field(data: dict, name: str, kind: type | tuple, required: bool = True, default: Any = None) -> Any:
+    value = data.get(name, default)
+    if value is None:
+        if required:
+            raise InvalidRequest(f'"{name}" is required')
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidRequest(f'"{name}" must be a {expected}')
+    return value
+
+
+def query_bool(name: str) -> bool:
+    value = request.args.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise InvalidRequest(f"{name} must be true or false")
+    return value in ("true", "1", "yes")
+
+
+def query_int(name: str, default: int | None = None, low: int = 1, high: int = 10_000) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not (low <= int(raw) <= high):
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def scope_from(data: dict) -> Scope:
+    return accounts.resolve_scope(db_session(), g.principal.tenant_id,
+                                  field(data, "cluster", str, required=False),
+                                  field(data, "workspace", str, required=False))
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def cluster_json(cluster: Cluster) -> dict:
+    return {
+        "name": cluster.name,
+        "profile": cluster.profile_text,
+        "remote_url": cluster.remote_url,
+        "git_path": f"/git/{cluster.tenant.name}/{cluster.name}.git",
+        "last_seen_at": iso(cluster.last_seen_at),
+        "created_at": iso(cluster.created_at),
+        "updated_at": iso(cluster.updated_at),
+    }
+
+
+def workspace_json(workspace: Workspace) -> dict:
+    return {
+        "cluster": workspace.cluster.name,
+        "name": workspace.name,
+        "namespace": workspace.name,
+        "environment": workspace.environment,
+        "labels": workspace.labels,
+        "quota": workspace.quota,
+        "created_at": iso(workspace.created_at),
+    }
+
+
+def app_json(app: Application, workspace: Workspace, cluster: Cluster) -> dict:
+    return {
+        "cluster": cluster.name,
+        "workspace": workspace.name,
+        "name": app.name,
+        "kind": app.kind,
+        "current_version": app.current_version,
+        "versions": app.version_counter,
+        "deleted": app.deleted,
+        "updated_at": iso(app.updated_at),
+    }
+
+
+def version_json(version: Version, with_spec: bool = True) -> dict:
+    app = version.application
+    out = {
+        "app": f"{app.workspace.cluster.name}:{app.workspace.name}/{app.name}",
+        "number": version.number,
+        "action": version.action,
+        "state": version.state,
+        "deployment_id": version.deployment_id,
+        "commit": version.commit_id,
+        "changed": version.changed,
+        "spec_digest": version.spec_digest,
+        "render_digest": version.render_digest,
+        "author": version.author,
+        "source": version.source,
+        "source_commit": version.source_commit,
+        "origin": version.origin,
+        "notes": version.notes,
+        "error": version.error,
+        "created_at": iso(version.created_at),
+        "committed_at": iso(version.committed_at),
+    }
+    if with_spec:
+        out["spec"] = version.spec
+    return out
+
+
+def binding_json(binding: RoleBinding) -> dict:
+    names = accounts.scope_names(db_session(), Scope(binding.tenant_id, binding.cluster_id, binding.workspace_id))
+    return {"id": binding.id, "role": binding.role, "subject_kind": binding.subject_kind,
+            "subject": binding.subject, **names, "created_by": binding.created_by,
+            "created_at": iso(binding.created_at)}
+
+
+def token_json(token: ApiToken) -> dict:
+    names = accounts.scope_names(db_session(), Scope(token.tenant_id, token.cluster_id, token.workspace_id))
+    return {"id": token.id, "name": token.name, "user": token.user.username, "role": token.role, **names,
+            "expires_at": iso(token.expires_at), "revoked_at": iso(token.revoked_at),
+            "last_used_at": iso(token.last_used_at), "created_at": iso(token.created_at)}
+
+
+def user_json(user: User) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name, "email": user.email,
+            "login": "oidc" if user.oidc_subject else "local", "groups": user.groups, "active": user.active,
+            "last_login_at": iso(user.last_login_at)}
+
+
+# --- me, users, audit ------------------------------------------------------------------------
+
+
+@bp.get("/me")
+@requires(AUTHENTICATED)
+def me():
+    principal = g.principal
+    user = db_session().get(User, principal.user_id)
+    grants = [{"role": grant.role, **accounts.scope_names(db_session(), grant.scope)} for grant in principal.grants]
+    return {"user": user_json(user), "tenant": user.tenant.name, "grants": grants,
+            "via_token": principal.token_id is not None}
+
+
+@bp.get("/users")
+@requires("user.manage")
+def list_users():
+    g.principal.require("user.manage", Scope(g.principal.tenant_id))
+    users = db_session().scalars(select(User).where(User.tenant_id == g.principal.tenant_id).order_by(User.username))
+    return {"users": [user_json(u) for u in users]}
+
+
+@bp.post("/users")
+@requires("user.manage")
+def create_user():
+    g.principal.require("user.manage", Scope(g.principal.tenant_id))
+    data = json_body()
+    session = db_session()
+    tenant = session.get(Tenant, g.principal.tenant_id)
+    user = accounts.create_local_user(session, tenant, field(data, "username", str), field(data, "password", str),
+                                      field(data, "display_name", str, False), field(data, "email", str, False))
+    audit.record(session, g.principal, "user.create", user.username)
+    session.commit()
+    return user_json(user), 201
+
+
+@bp.get("/audit")
+@requires("audit.read")
+def list_audit():
+    events = audit.list_events(db_session(), g.principal, limit=query_int("limit", 100, high=1000),
+                               before_id=query_int("before", None, high=2**62))
+    return {"events": [{"id": e.id, "actor": e.actor, "action": e.action, "target": e.target,
+                        "detail": e.detail, "at": iso(e.at)} for e in events]}
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+@bp.get("/clusters")
+@requires("cluster.read")
+def list_clusters():
+    return {"clusters": [cluster_json(c) for c in clusters.list_clusters(db_session(), g.principal)]}
+
+
+@bp.post("/clusters")
+@requires("cluster.create")
+def create_cluster():
+    data = json_body()
+    session = db_session()
+    new = clusters.create_cluster(session, context().repos, g.principal, field(data, "name", str),
+                                  field(data, "profile", str), field(data, "remote_url", str, False))
+    session.commit()
+    return {**cluster_json(new.cluster), "read_token": new.read_token, "agent_token": new.agent_token}, 201
+
+
+@bp.get("/clusters/<cluster>")
+@requires("cluster.read")
+def get_cluster(cluster: str):
+    return cluster_json(clusters.get_cluster(db_session(), g.principal, cluster))
+
+
+@bp.patch("/clusters/<cluster>")
+@requires("cluster.update")
+def update_cluster(cluster: str):
+    data = json_body()
+    unknown = set(data) - {"profile", "remote_url"}
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; a cluster has profile and remote_url")
+    session = db_session()
+    row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
+    field(data, "profile", str, required=False)
+    field(data, "remote_url", str, required=False)
+    clusters.update_cluster(session, g.principal, row, data)
+    session.commit()
+    return cluster_json(row)
+
+
+@bp.delete("/clusters/<cluster>")
+@requires("cluster.delete")
+def delete_cluster(cluster: str):
+    session = db_session()
+    clusters.delete_cluster(session, g.principal, clusters.get_cluster(session, g.principal, cluster, "cluster.delete"))
+    session.commit()
+    return "", 204
+
+
+@bp.post("/clusters/<cluster>/tokens/<kind>")
+@requires("cluster.update")
+def rotate_cluster_token(cluster: str, kind: str):
+    session = db_session()
+    row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
+    token = clusters.rotate_token(session, g.principal, row, kind)
+    session.commit()
+    return {"cluster": row.name, "kind": kind, "token": token}, 201
+
+
+# --- workspaces -------------------------------------------------------------------------------
+
+
+@bp.get("/clusters/<cluster>/workspaces")
+@requires("workspace.read")
+def list_workspaces(cluster: str):
+    session = db_session()
+    row = _visible_cluster(session, cluster)
+    return {"workspaces": [workspace_json(w) for w in clusters.list_workspaces(session, g.principal, row)]}
+
+
+def _visible_cluster(session, name: str) -> Cluster:
+    row = session.scalar(select(Cluster).where(Cluster.tenant_id == g.principal.tenant_id, Cluster.name == name))
+    if row is None:
+        raise NotFound(f'no cluster "{name}"')
+    return row
+
+
+@bp.post("/clusters/<cluster>/workspaces")
+@requires("workspace.create")
+def create_workspace(cluster: str):
+    data = json_body()
+    session = db_session()
+    row = clusters.get_cluster(session, g.principal, cluster, "workspace.create")
+    workspace = clusters.create_workspace(session, g.principal, row, data)
+    session.commit()
+    return workspace_json(workspace), 201
+
+
+@bp.get("/clusters/<cluster>/workspaces/<workspace>")
+@requires("workspace.read")
+def get_workspace(cluster: str, workspace: str):
+    return workspace_json(clusters.find_workspace(db_session(), g.principal, cluster, workspace))
+
+
+@bp.patch("/clusters/<cluster>/workspaces/<workspace>")
+@requires("workspace.update")
+def update_workspace(cluster: str, workspace: str):
+    data = json_body()
+    unknown = set(data) - {"environment", "labels", "quota"}
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    session = db_session()
+    row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.update")
+    clusters.update_workspace(session, g.principal, row, data)
+    session.commit()
+    return workspace_json(row)
+
+
+@bp.delete("/clusters/<cluster>/workspaces/<workspace>")
+@requires("workspace.delete")
+def delete_workspace(cluster: str, workspace: str):
+    session = db_session()
+    row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.delete")
+    clusters.delete_workspace(session, g.principal, row)
+    session.commit()
+    return "", 204
+
+
+# --- role bindings ----------------------------------------------------------------------------
+
+
+@bp.get("/role-bindings")
+@requires("binding.read")
+def list_bindings():
+    return {"role_bindings": [binding_json(b) for b in accounts.list_bindings(db_session(), g.principal)]}
+
+
+@bp.post("/role-bindings")
+@requires("binding.manage")
+def create_binding():
+    data = json_body()
+    session = db_session()
+    binding = accounts.create_binding(session, g.principal, field(data, "role", str),
+                                      field(data, "subject_kind", str, default="user"), field(data, "subject", str),
+                                      scope_from(data))
+    session.commit()
+    return binding_json(binding), 201
+
+
+@bp.delete("/role-bindings/<int:binding_id>")
+@requires("binding.manage")
+def delete_binding(binding_id: int):
+    session = db_session()
+    accounts.delete_binding(session, g.principal, accounts.get_binding(session, g.principal, binding_id))
+    session.commit()
+    return "", 204
+
+
+# --- API tokens -------------------------------------------------------------------------------
+
+
+@bp.get("/tokens")
+@requires(AUTHENTICATED)
+def list_tokens():
+    return {"tokens": [token_json(t) for t in accounts.list_tokens(db_session(), g.principal)]}
+
+
+@bp.post("/tokens")
+@requires(AUTHENTICATED)
+def create_token():
+    data = json_body()
+    session = db_session()
+    new = accounts.create_token(session, g.principal, field(data, "name", str), field(data, "role", str),
+                                scope_from(data), field(data, "expires_in_days", int, required=False, default=90))
+    session.commit()
+    return {**token_json(new.token), "token": new.secret}, 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+@requires(AUTHENTICATED)
+def revoke_token(token_id: int):
+    session = db_session()
+    accounts.revoke_token(session, g.principal, accounts.get_token(session, g.principal, token_id))
+    session.commit()
+    return "", 204
+
+
+# --- apps ----------------------------------------------------------------------------------
+
+
+def _spec_input() -> tuple[str, str, dict]:
+    """The spec text of a deploy request, its name for error messages, and the options."""
+    if request.mimetype in YAML_TYPES:
+        raw = request.get_data(cache=False)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})") from exc
+        options = {"dry_run": query_bool("dry_run"), "source_commit": request.args.get("source_commit"),
+                   "source": request.args.get("source", "api")}
+        return text, request.args.get("filename", "<request>"), options
+    data = json_body()
+    spec = data.get("spec")
+    if isinstance(spec, str):
+        text = spec
+    elif isinstance(spec, dict):
+        text = json.dumps(spec, indent=2)
+    elif isinstance(spec, list) and spec and all(isinstance(s, dict) for s in spec):
+        text = "\n---\n".join(json.dumps(s, indent=2) for s in spec)
+    else:
+        raise InvalidRequest('"spec" must be the spec as YAML text, a spec object, or a list of spec objects')
+    options = {"dry_run": field(data, "dry_run", bool, required=False, default=False),
+               "source_commit": field(data, "source_commit", str, required=False),
+               "source": field(data, "source", str, required=False, default="api")}
+    return text, field(data, "filename", str, required=False, default="<request>"), options
+
+
+SOURCES = ("api", "cli", "ci", "dashboard", "spec-repo")
+
+
+@bp.put("/apps")
+@requires("app.deploy")
+def deploy_apps():
+    text, filename, options = _spec_input()
+    if options["source"] not in SOURCES:
+        raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}")
+    if options["source_commit"] is not None and len(options["source_commit"]) > 255:
+        raise InvalidRequest("source_commit is at most 255 characters")
+    ctx = context()
+    if options["dry_run"]:
+        changes = deploy.dry_run(ctx, text, filename=filename)
+        return {"dry_run": True, "apps": [
+            {"app": f"{c.cluster}:{c.workspace}/{c.app}", "action": c.action, "diff": c.diff, "notes": c.notes}
+            for c in changes]}
+    versions = deploy.deploy(ctx, text, filename=filename, source=options["source"],
+                             source_commit=options["source_commit"])
+    status = 202 if any(v.state == "pending" for v in versions) else 200
+    return {"dry_run": False, "versions": [version_json(v, with_spec=False) for v in versions]}, status
+
+
+@bp.get("/apps")
+@requires("app.read")
+def list_apps():
+    rows = deploy.list_apps(context(), cluster=request.args.get("cluster"), workspace=request.args.get("workspace"),
+                            include_deleted=query_bool("include_deleted"),
+                            limit=query_int("limit", 1000, high=10_000), after=request.args.get("after"))
+    apps = [app_json(*row) for row in rows]
+    next_after = f"{apps[-1]['cluster']}/{apps[-1]['workspace']}/{apps[-1]['name']}" if apps else None
+    return {"apps": apps, "next": next_after if len(apps) == query_int("limit", 1000, high=10_000) else None}
+
+
+def _app(cluster: str, workspace: str, app: str, permission: str = "app.read") -> Application:
+    return deploy.get_app(context(), cluster, workspace, app, permission)
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>")
+@requires("app.read")
+def get_app(cluster: str, workspace: str, app: str):
+    row = _app(cluster, workspace, app)
+    latest = deploy.list_versions(context(), row, limit=1)
+    return {**app_json(row, row.workspace, row.workspace.cluster),
+            "latest_version": version_json(latest[0]) if latest else None}
+
+
+@bp.delete("/apps/<cluster>/<workspace>/<app>")
+@requires("app.delete")
+def delete_app(cluster: str, workspace: str, app: str):
+    version = deploy.delete_app(context(), _app(cluster, workspace, app, "app.delete"))
+    return version_json(version, with_spec=False), 202 if version.state == "pending" else 200
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/versions")
+@requires("app.read")
+def list_versions(cluster: str, workspace: str, app: str):
+    row = _app(cluster, workspace, app)
+    versions = deploy.list_versions(context(), row, limit=query_int("limit", 100, high=1000),
+                                    before=query_int("before", None, high=2**31))
+    return {"versions": [version_json(v, with_spec=False) for v in versions]}
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/versions/<int:number>")
+@requires("app.read")
+def get_version(cluster: str, workspace: str, app: str, number: int):
+    return version_json(deploy.get_version(context(), _app(cluster, workspace, app), number))
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/diff")
+@requires("app.read")
+def diff_versions(cluster: str, workspace: str, app: str):
+    older, newer = query_int("from", high=2**31), query_int("to", high=2**31)
+    if older is None or newer is None:
+        raise InvalidRequest("diff needs ?from=<version>&to=<version>")
+    return deploy.version_diff(context(), _app(cluster, workspace, app), older, newer)
+
+
+@bp.post("/apps/<cluster>/<workspace>/<app>/rollback")
+@requires("app.deploy")
+def rollback_app(cluster: str, workspace: str, app: str):
+    data = json_body()
+    version = deploy.rollback(context(), _app(cluster, workspace, app), field(data, "version", int),
+                              source=field(data, "source", str, required=False, default="api"))
+    return version_json(version, with_spec=False), 202 if version.state == "pending" else 201
+
+
+@bp.post("/apps/<cluster>/<workspace>/<app>/promote")
+@requires("app.deploy")
+def promote_app(cluster: str, workspace: str, app: str):
+    data = json_body()
+    version = deploy.promote(context(), _app(cluster, workspace, app), target=field(data, "target", str),
+                             number=field(data, "version", int, required=False),
+                             name=field(data, "name", str, required=False),
+                             overrides=field(data, "overrides", dict, required=False),
+                             source=field(data, "source", str, required=False, default="api"))
+    return version_json(version, with_spec=False), 202 if version.state == "pending" else 201
+
+
+@bp.get("/openapi.json")
+@public("the API's description; it holds no data")
+def openapi():
+    from webapp.openapi import document
+
+    return document(current_app)
+
+
+__all__ = ["bp"]

@@ -1,0 +1,141 @@
+"""Who is calling, and the declaration every route makes of what it needs.
+
+Callers are recognised by, in order: an ``Authorization: Bearer shy_...`` API
+token, or a flask-login session (local password or OIDC login). Every view is
+decorated with exactly one of
+
+- ``@requires("app.deploy")``: a principal holding that permission somewhere
+  (the service then checks the exact object's scope, gitops.policy);
+- ``@requires(AUTHENTICATED)``: any logged-in principal (their own tokens, "me");
+- ``@public("why")``: no principal (login pages, health, the OpenAPI document),
+  or a route authorized by other means (git over HTTP with a cluster token).
+
+tests/test_authz.py walks Flask's URL map and fails on a view that declares
+nothing. Session-authenticated API calls that change state must carry the
+CSRF token (``X-CSRFToken``), as form posts do; token-authenticated ones need
+not, since a browser never attaches a bearer token by itself.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from flask import Flask, g, request
+from flask_login import LoginManager, UserMixin, current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect, validate_csrf
+from sqlalchemy import select
+from wtforms import ValidationError
+
+from gitops import accounts
+from gitops.models import User
+from gitops.policy import Principal
+from renderer.errors import PermissionDenied
+from webapp.plane import db_session
+
+AUTHENTICATED = "authenticated"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+
+class Unauthorized(Exception):
+    """No valid credentials came with the request."""
+
+
+class SessionUser(UserMixin):
+    """What flask-login keeps in the session: the user id and a marker of their password state."""
+
+    def __init__(self, user: User):
+        self.id = str(user.id)
+        self.user = user
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> SessionUser | None:
+    if not user_id.isdigit():
+        return None
+    user = db_session().get(User, int(user_id))
+    return SessionUser(user) if user is not None and user.active else None
+
+
+def init_app(app: Flask) -> None:
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "pages.login"
+    login_manager.session_protection = "strong"
+
+
+def current_principal() -> Principal | None:
+    """The principal of this request, or None; raises Unauthorized for a bad bearer token."""
+    if "principal" in g:
+        return g.principal
+    principal = None
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthorized("use Authorization: Bearer <API token>")
+        principal = accounts.principal_from_token(db_session(), credentials.strip())
+        if principal is None:
+            raise Unauthorized("the API token is not valid (wrong, expired or revoked)")
+        g.via_token = True
+    elif current_user.is_authenticated:
+        principal = accounts.principal_for(db_session(), current_user.user)
+        g.via_token = False
+    g.principal = principal
+    return principal
+
+
+def _declare(view: Callable, kind: str, value: str) -> None:
+    if getattr(view, "shipyard_authz", None) is not None:
+        raise RuntimeError(f"{view.__name__} declares its authorization twice")
+    view.shipyard_authz = (kind, value)
+
+
+def requires(permission: str) -> Callable:
+    """The view needs a principal holding ``permission`` somewhere (or just a principal)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = current_principal()
+            if principal is None:
+                raise Unauthorized("log in or send an API token")
+            if request.method not in _SAFE_METHODS and not g.via_token:
+                try:
+                    validate_csrf(request.headers.get("X-CSRFToken"))
+                except ValidationError as exc:
+                    raise CSRFError(f"CSRF token missing or invalid: {exc}") from exc
+            if permission != AUTHENTICATED and not principal.can_anywhere(permission):
+                raise PermissionDenied(f"{principal.name} may not {permission}")
+            return view(*args, **kwargs)
+
+        _declare(wrapper, "permission", permission)
+        return wrapper
+
+    return decorate
+
+
+def public(reason: str) -> Callable:
+    """The view needs no principal; ``reason`` says why (and how it is protected instead)."""
+
+    def decorate(view: Callable) -> Callable:
+        _declare(view, "public", reason)
+        return view
+
+    return decorate
+
+
+def user_by_name(username: str) -> User | None:
+    from flask import current_app
+
+    from gitops.models import Tenant
+
+    return db_session().scalar(
+        select(User).join(Tenant).where(Tenant.name == current_app.config["TENANT"], User.username == username))
+
+
+__all__ = ["requires", "public", "AUTHENTICATED", "Unauthorized", "current_principal", "csrf", "login_manager",
+           "SessionUser", "init_app", "user_by_name"]

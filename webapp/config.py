@@ -1,0 +1,132 @@
+"""Configuration: defaults → file → ``SHIPYARD_*`` environment → test dict.
+
+Every setting, its default and what it does:
+
+=========================  ==================================================================
+DATA_DIR                   where the embedded default keeps its SQLite file and repositories
+DATABASE_URL               SQLAlchemy URL; default ``sqlite:///<DATA_DIR>/shipyard.db``;
+                           production: ``postgresql+psycopg://user@host/db``
+AUTO_MIGRATE               migrate the database on start (default: true for SQLite only)
+SECRET_KEY                 signs sessions; default: generated once into DATA_DIR/secret_key
+TENANT                     the tenant local logins and OIDC logins belong to ("default")
+PUBLIC_URL                 the URL people and ArgoCD reach this server at (for links, OIDC)
+OIDC_ISSUER                an OIDC provider's issuer URL; enables "log in with ..." when set
+OIDC_CLIENT_ID/SECRET      this server's client at that provider
+OIDC_GROUPS_CLAIM          the ID-token claim holding group names ("groups")
+OIDC_GROUP_ROLES           tenant-wide roles by group, e.g. ``{"platform": "tenant-admin"}``
+RECONCILE_INTERVAL         seconds between reconciler passes; 0 disables the background thread
+METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <token>``
+SESSION_COOKIE_SECURE      true unless PUBLIC_URL is plain http
+MAX_CONTENT_LENGTH         largest request body in bytes (1 MiB)
+LOG_FORMAT                 "json" (default) or "text"
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import tomllib
+from pathlib import Path
+
+from flask import Flask
+
+DEFAULTS = {
+    "DATA_DIR": "data",
+    "DATABASE_URL": None,
+    "AUTO_MIGRATE": None,
+    "TENANT": "default",
+    "PUBLIC_URL": "http://127.0.0.1:8080",
+    "OIDC_ISSUER": None,
+    "OIDC_CLIENT_ID": None,
+    "OIDC_CLIENT_SECRET": None,
+    "OIDC_GROUPS_CLAIM": "groups",
+    "OIDC_GROUP_ROLES": {},
+    "OIDC_SCOPES": "openid email profile",
+    "RECONCILE_INTERVAL": 30.0,
+    "METRICS_TOKEN": None,
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "LOG_FORMAT": "json",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "WTF_CSRF_TIME_LIMIT": None,
+    "DB_POOL_SIZE": 20,
+}
+
+
+def load(app: Flask, test_config: dict | None) -> None:
+    app.config.update(DEFAULTS)
+    path = os.environ.get("SHIPYARD_CONFIG")
+    if path:
+        app.config.from_file(path, load=tomllib.load, text=False)
+    app.config.from_prefixed_env("SHIPYARD")
+    if test_config:
+        app.config.update(test_config)
+    data_dir = Path(app.config["DATA_DIR"]).resolve()
+    app.config["DATA_DIR"] = str(data_dir)
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = f"sqlite:///{data_dir / 'shipyard.db'}"
+    if app.config["AUTO_MIGRATE"] is None:
+        app.config["AUTO_MIGRATE"] = app.config["DATABASE_URL"].startswith("sqlite")
+    if isinstance(app.config["OIDC_GROUP_ROLES"], str):
+        app.config["OIDC_GROUP_ROLES"] = json.loads(app.config["OIDC_GROUP_ROLES"])
+    if "SESSION_COOKIE_SECURE" not in app.config or app.config.get("SESSION_COOKIE_SECURE") is None:
+        app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_URL"].startswith("https://")
+    app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _stored_secret(data_dir)
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """A signing key generated on first start and kept (owner-only) in the data directory."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        key = secrets.token_urlsafe(48)
+        handle.write(key)
+    return key
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _standard = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self._standard})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(app: Flask) -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_shipyard", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._shipyard = True  # type: ignore[attr-defined]
+    if app.config["LOG_FORMAT"] == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level == logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+__all__ = ["load", "configure_logging", "DEFAULTS"]
