@@ -243,18 +243,23 @@ class _Planned:
 
 
 def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
-    planned, profiles, problems = [], {}, []
+    targets, profiles = [], {}
     for spec in specs:
         workspace = find_workspace(ctx.session, ctx.principal, spec.cluster, spec.workspace, "app.deploy")
-        cluster = workspace.cluster
-        if cluster.id not in profiles:
-            profiles[cluster.id] = profile_of(cluster)
+        if workspace.cluster_id not in profiles:
+            profiles[workspace.cluster_id] = profile_of(workspace.cluster)
+        targets.append((spec, workspace))
+    # End the read transaction before rendering: on SQLite it holds the database's write lock.
+    ctx.session.commit()
+    planned, problems = [], []
+    for spec, workspace in targets:
+        profile = profiles[workspace.cluster_id]
         try:
-            rendering = render(spec, profiles[cluster.id])
+            rendering = render(spec, profile)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
-        planned.append(_Planned(spec, cluster, workspace, profiles[cluster.id], rendering, spec.name))
+        planned.append(_Planned(spec, workspace.cluster, workspace, profile, rendering, spec.name))
     if problems:
         raise SpecError(problems)
     return planned
@@ -434,8 +439,7 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
     if not any(g.scope.level == "tenant" and "app.read" in ROLES.get(g.role, ()) for g in principal.grants) \
             or principal.token is not None:
         readable = _readable_scopes(session, principal)
-        query = query.where(or_(Cluster.id.in_(readable[0]) if readable[0] else False,
-                                Workspace.id.in_(readable[1]) if readable[1] else False))
+        query = query.where(or_(Cluster.id.in_(readable[0]), Workspace.id.in_(readable[1])))
     if after:
         parts = after.split("/")
         if len(parts) != 3:
