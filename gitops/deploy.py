@@ -367,7 +367,7 @@ def dry_run(ctx: Context, text: str | bytes, *, filename: str = "<request>") -> 
         snapshot = ctx.repos.open(item.cluster).snapshot()
         rendering = item.rendering
         directory = layout.app_dir(rendering.workspace, rendering.name)
-        before = {f"{directory}/{name}": data for name, data in snapshot.walk(directory).items()}
+        before = snapshot.walk(directory)  # keyed by full path already
         app_file = layout.application_file(rendering.workspace, rendering.name)
         if (existing := snapshot.read(app_file)) is not None:
             before[app_file] = existing
@@ -546,7 +546,7 @@ def _files_at(repo: ClusterRepo, commit_id: str, directory: str) -> dict[str, by
         files = repo.snapshot(commit_id).walk(directory)
     except (KeyError, ValueError) as exc:
         raise NotFound(f"commit {commit_id} is not in the cluster repository") from exc
-    return {f"{directory}/{name}": data for name, data in files.items()}
+    return files  # Snapshot.walk keys files by their full path
 
 
 # --- the reconciler ------------------------------------------------------------------------------
