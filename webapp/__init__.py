@@ -14,7 +14,8 @@ from webapp import config as config_module
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__)
+    # No static folder: Flask would otherwise serve /static/ with no authorization declared (tests/test_authz.py).
+    app = Flask(__name__, static_folder=None)
     config_module.load(app, test_config)
     config_module.configure_logging(app)
 

@@ -282,7 +282,8 @@ def list_workspaces(cluster: str):
 
 def _visible_cluster(session, name: str) -> Cluster:
     row = session.scalar(select(Cluster).where(Cluster.tenant_id == g.principal.tenant_id, Cluster.name == name))
-    if row is None:
+    # a cluster the caller has no role in is as absent as one that does not exist
+    if row is None or not clusters._sees_cluster(g.principal, row):
         raise NotFound(f'no cluster "{name}"')
     return row
 
