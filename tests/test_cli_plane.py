@@ -1,0 +1,414 @@
+"""The control plane's command line as people and CI use it: real processes on loopback.
+
+``shipyard up`` runs as a subprocess on a free port with a temporary data
+directory; the client commands run as subprocesses against it, with their
+credentials under a temporary XDG_CONFIG_HOME; the demo repository is cloned
+with the real ``git``. ``shipyard serve`` runs gunicorn against SQLite and a
+throwaway PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from renderer.spec import load_spec_files
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "fixtures" / "specs"
+STARTUP_LIMIT = 180.0  # seconds; only a bound on waiting for a server that never comes up
+
+# Every app of the examples, as "<workspace>/<app>".
+EXAMPLE_APPS = {f"{spec.workspace}/{spec.name}" for spec in load_spec_files([SPECS])}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(config_home: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_") or k == "SHIPYARD_CRD_SCHEMAS"}
+    return {**env, "XDG_CONFIG_HOME": str(config_home), "COLUMNS": "200", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_LIMIT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server did not answer /healthz:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGINT) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@dataclass
+class Embedded:
+    url: str
+    data: Path
+    config_home: Path
+    process: subprocess.Popen
+    banner: str
+    log: Path
+
+    @property
+    def password(self) -> str:
+        return re.search(r"^  password\s+(\S+)$", self.banner, re.MULTILINE).group(1)
+
+    @property
+    def clone_url(self) -> str:
+        return re.search(r"git clone (\S+)", self.banner).group(1)
+
+    def cli(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "webapp.cli", *args], input=stdin, capture_output=True,
+                              text=True, cwd=ROOT, env=clean_env(self.config_home, **env))
+
+
+def start_up(data: Path, config_home: Path, log: Path) -> Embedded:
+    """``shipyard up`` in a subprocess; returns once it answers /healthz, with what it printed."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webapp.cli", "up", "--data", str(data), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=log.open("ab"), text=True, cwd=ROOT, env=clean_env(config_home))
+    lines = []
+    for line in process.stdout:  # everything up to this line is printed before serving
+        lines.append(line)
+        if line.startswith("Shipyard is running at"):
+            break
+    embedded = Embedded(url, data, config_home, process, "".join(lines), log)
+    wait_healthy(url, process, log)
+    return embedded
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory):
+    base = tmp_path_factory.mktemp("up")
+    embedded = start_up(base / "data", base / "config", base / "server.log")
+    yield embedded
+    stop(embedded.process)
+
+
+@pytest.fixture(scope="module")
+def logged_in(plane):
+    """The plane, with the CLI logged in as admin through `shipyard login`."""
+    result = plane.cli("login", "--url", plane.url, stdin=f"admin\n{plane.password}\n")
+    assert result.returncode == 0, result.stderr
+    return plane
+
+
+def api(plane: Embedded) -> httpx.Client:
+    stored = json.loads((plane.config_home / "shipyard" / "credentials.json").read_text())
+    return httpx.Client(base_url=plane.url, headers={"Authorization": f"Bearer {stored['token']}"}, timeout=60)
+
+
+# --- shipyard up ------------------------------------------------------------------------------------
+
+
+def test_first_start_prints_how_to_log_in_and_stores_only_the_hash(plane):
+    assert "First start" in plane.banner
+    assert f"log in at  {plane.url}/login" in plane.banner
+    assert re.search(r"^  username\s+admin$", plane.banner, re.MULTILINE)
+    assert len(plane.password) >= 12
+    assert plane.clone_url.startswith("http://x:") and plane.clone_url.endswith(
+        f"@127.0.0.1:{plane.url.rsplit(':', 1)[1]}/git/default/demo.git")
+    with sqlite3.connect(plane.data / "shipyard.db") as connection:
+        rows = connection.execute("SELECT username, password_hash FROM user_account").fetchall()
+    assert [name for name, _ in rows] == ["admin"]
+    assert rows[0][1] and plane.password not in rows[0][1]
+    for path in plane.data.rglob("*"):  # neither the password nor the read token is kept anywhere
+        if path.is_file():
+            data = path.read_bytes()
+            assert plane.password.encode() not in data, path
+            assert plane.clone_url.split(":")[2].split("@")[0].encode() not in data, path
+
+
+def test_first_start_deploys_every_example(plane):
+    for app in EXAMPLE_APPS:
+        assert f"demo:{app} v1 committed" in plane.banner
+
+
+def test_git_clone_with_the_printed_read_token_shows_the_examples(plane, tmp_path):
+    clone = tmp_path / "demo"
+    result = subprocess.run(["git", "clone", "-q", plane.clone_url, str(clone)], capture_output=True, text=True)
+    assert result.returncode == 0, "git clone failed"
+    found = {f"{ws.name}/{app.name}" for ws in (clone / "workspaces").iterdir() for app in ws.iterdir()
+             if app.is_dir()}
+    assert EXAMPLE_APPS <= found
+    assert {ws.name for ws in (clone / "workspaces").iterdir()} == {a.split("/")[0] for a in EXAMPLE_APPS}
+    assert (clone / "bootstrap" / "root.yaml").is_file()
+    wrong = plane.clone_url.replace("http://x:", "http://x:not-the-token")
+    refused = subprocess.run(["git", "clone", "-q", wrong, str(tmp_path / "no")], capture_output=True, text=True,
+                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    assert refused.returncode != 0
+
+
+# --- login --------------------------------------------------------------------------------------------
+
+
+def test_login_stores_url_and_token_owner_only(logged_in):
+    path = logged_in.config_home / "shipyard" / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    stored = json.loads(path.read_text())
+    assert stored["url"] == logged_in.url and stored["token"].startswith("shy_")
+    me = api(logged_in).get("/api/v1/me").json()
+    assert me["user"]["username"] == "admin" and me["via_token"] is True
+    assert logged_in.password not in path.read_text()
+
+
+def test_login_with_a_wrong_password_exits_6(plane, tmp_path):
+    result = plane.cli("login", "--url", plane.url, stdin="admin\nnot the password at all\n",
+                       XDG_CONFIG_HOME=str(tmp_path))
+    assert result.returncode == 6
+    assert "wrong username or password" in result.stderr
+    assert not (tmp_path / "shipyard" / "credentials.json").exists()
+
+
+def test_login_with_a_token_checks_it_before_storing(logged_in, tmp_path):
+    token = json.loads((logged_in.config_home / "shipyard" / "credentials.json").read_text())["token"]
+    bad = logged_in.cli("login", "--url", logged_in.url, "--token", "shy_0000_nope", XDG_CONFIG_HOME=str(tmp_path))
+    assert bad.returncode == 6
+    assert not (tmp_path / "shipyard" / "credentials.json").exists()
+    good = logged_in.cli("login", "--url", logged_in.url, "--token", token, XDG_CONFIG_HOME=str(tmp_path))
+    assert good.returncode == 0, good.stderr
+    listed = logged_in.cli("apps", "--output", "json", XDG_CONFIG_HOME=str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+
+
+# --- deploy and its errors ----------------------------------------------------------------------------------
+
+
+def test_apps_lists_the_examples(logged_in):
+    result = logged_in.cli("apps", "--cluster", "demo", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    apps = {f"{a['workspace']}/{a['name']}" for a in json.loads(result.stdout)["apps"]}
+    assert EXAMPLE_APPS <= apps
+    text = logged_in.cli("apps")
+    assert text.returncode == 0 and "demo:storefront/web" in text.stdout
+
+
+def test_deploy_prints_the_new_version(logged_in, tmp_path):
+    spec = tmp_path / "api.yaml"
+    spec.write_text("type: service\nname: cli-api\nworkspace_fqn: demo:storefront\n"
+                    "image: {type: image, image_uri: 'ghcr.io/acme/api:1.0'}\nports: [{port: 8000}]\n")
+    result = logged_in.cli("deploy", str(spec), "--source-commit", "abc123")
+    assert result.returncode == 0, result.stderr
+    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("demo:storefront/cli-api"))
+    assert row[1:4] == ["1", "deploy", "committed"] and re.fullmatch(r"[0-9a-f]{12}", row[4])
+    versions = api(logged_in).get("/api/v1/apps/demo/storefront/cli-api/versions").json()["versions"]
+    assert versions[0]["source"] == "cli" and versions[0]["source_commit"] == "abc123"
+    assert versions[0]["commit"].startswith(row[4])
+
+    again = logged_in.cli("deploy", str(spec), "--dry-run")
+    assert again.returncode == 0 and again.stdout == "" and "cli-api: unchanged" in again.stderr
+    spec.write_text(spec.read_text().replace("api:1.0", "api:1.1"))
+    dry = logged_in.cli("deploy", str(spec), "--dry-run")
+    assert dry.returncode == 0
+    assert "-        image: ghcr.io/acme/api:1.0" in dry.stdout and "+        image: ghcr.io/acme/api:1.1" in dry.stdout
+    assert len(api(logged_in).get("/api/v1/apps/demo/storefront/cli-api/versions").json()["versions"]) == 1
+
+
+def test_deploy_of_a_bad_spec_points_at_file_line_and_column(logged_in):
+    bad = "fixtures/invalid/several-problems.yaml"
+    result = logged_in.cli("deploy", bad, "fixtures/specs/web.yaml")
+    assert result.returncode == 1
+    offline = logged_in.cli("validate", bad)  # the same problems the offline check finds, same words
+    expected = offline.stdout.splitlines()
+    assert len(expected) == 5
+    problems = [line for line in result.stderr.splitlines() if line.startswith(f"{bad}:")]
+    assert problems == expected
+    assert all(re.match(rf"^{re.escape(bad)}:\d+:\d+: .+ \(at /\S*\)$", line) for line in problems)
+    assert "demo:storefront/web" in result.stdout  # the good file still went through
+
+    as_json = logged_in.cli("deploy", bad, "--output", "json")
+    assert as_json.returncode == 1
+    payload = json.loads(as_json.stdout)
+    assert payload["ok"] is False and payload["files"][0]["error"] == "spec_invalid"
+    assert [(p["line"], p["column"]) for p in payload["files"][0]["problems"]] == [
+        tuple(int(n) for n in line.split(":")[1:3]) for line in expected]
+
+
+def test_not_authorized_and_unreachable_have_their_exit_codes(logged_in, tmp_path):
+    spec = "fixtures/specs/web.yaml"
+    wrong_token = logged_in.cli("deploy", spec, "--token", "shy_0000_nope")
+    assert wrong_token.returncode == 6 and "not valid" in wrong_token.stderr
+    # a workspace viewer logs in with their role (not tenant-admin), may read but not deploy
+    client = api(logged_in)
+    assert client.post("/api/v1/users", json={"username": "viewer", "password": "viewer password 1"}).status_code == 201
+    assert client.post("/api/v1/role-bindings", json={"role": "workspace-viewer", "subject": "viewer",
+                                                      "cluster": "demo", "workspace": "storefront"}).status_code == 201
+    viewer_home = str(tmp_path / "viewer")
+    no_role = logged_in.cli("login", "--url", logged_in.url, stdin="viewer\nviewer password 1\n",
+                            XDG_CONFIG_HOME=viewer_home)
+    assert no_role.returncode == 2 and "workspace-viewer on demo:storefront" in no_role.stderr
+    login = logged_in.cli("login", "--url", logged_in.url, "--username", "viewer", "--role", "workspace-viewer",
+                          "--cluster", "demo", "--workspace", "storefront", stdin="viewer password 1\n",
+                          XDG_CONFIG_HOME=viewer_home)
+    assert login.returncode == 0, login.stderr
+    assert logged_in.cli("versions", "demo:storefront/web", XDG_CONFIG_HOME=viewer_home).returncode == 0
+    forbidden = logged_in.cli("deploy", spec, XDG_CONFIG_HOME=viewer_home)
+    assert forbidden.returncode == 6 and "may not app.deploy" in forbidden.stderr
+    unreachable = logged_in.cli("apps", "--url", f"http://127.0.0.1:{free_port()}", "--token", "shy_1_x")
+    assert unreachable.returncode == 3 and "cannot reach the control plane" in unreachable.stderr
+    nothing = logged_in.cli("apps", XDG_CONFIG_HOME=str(tmp_path))
+    assert nothing.returncode == 2 and "shipyard login" in nothing.stderr
+    missing = logged_in.cli("versions", "demo:storefront/no-such-app")
+    assert missing.returncode == 4
+    usage = logged_in.cli("rollback", "storefront/web", "1")
+    assert usage.returncode == 2
+
+
+# --- rollback and promote -------------------------------------------------------------------------------------
+
+
+def test_rollback_deploys_the_old_spec_as_a_new_version(logged_in, tmp_path):
+    spec = tmp_path / "rb.yaml"
+    spec.write_text("type: service\nname: rb\nworkspace_fqn: demo:payments\n"
+                    "image: {type: image, image_uri: 'ghcr.io/acme/rb:1'}\nports: [{port: 8000}]\n")
+    assert logged_in.cli("deploy", str(spec)).returncode == 0
+    spec.write_text(spec.read_text().replace("rb:1", "rb:2"))
+    assert logged_in.cli("deploy", str(spec)).returncode == 0
+
+    result = logged_in.cli("rollback", "demo:payments/rb", "1")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^demo:payments/rb\s+3\s+rollback\s+committed\s+[0-9a-f]{12}", result.stdout, re.MULTILINE)
+    client = api(logged_in)
+    latest = client.get("/api/v1/apps/demo/payments/rb/versions/3").json()
+    assert latest["spec"]["image"]["image_uri"] == "ghcr.io/acme/rb:1" and latest["origin"] == {"rollback_of": 1}
+    listed = logged_in.cli("versions", "demo:payments/rb", "--output", "json")
+    assert [v["number"] for v in json.loads(listed.stdout)["versions"]] == [3, 2, 1]
+    assert logged_in.cli("rollback", "demo:payments/rb", "99").returncode == 4
+
+
+def test_promote_with_overrides_from_dotted_keys(logged_in):
+    result = logged_in.cli("promote", "demo:storefront/web", "--to", "demo:ml", "--version", "1",
+                           "--set", "replicas=3", "--set", "env.LOG_LEVEL=debug", "--set", "env.FLAG=no",
+                           "--output", "json")
+    assert result.returncode == 0, result.stderr
+    (created,) = json.loads(result.stdout)["versions"]
+    assert created["app"] == "demo:ml/web" and created["state"] == "committed"
+    version = api(logged_in).get(f"/api/v1/apps/demo/ml/web/versions/{created['number']}").json()
+    spec = version["spec"]
+    source = api(logged_in).get("/api/v1/apps/demo/storefront/web/versions/1").json()["spec"]
+    assert spec["replicas"] == 3
+    assert spec["env"]["LOG_LEVEL"] == "debug" and spec["env"]["FLAG"] == "no"  # YAML 1.2: "no" stays a string
+    assert {k: v for k, v in spec["env"].items() if k not in ("LOG_LEVEL", "FLAG")} == {
+        k: v for k, v in source["env"].items() if k not in ("LOG_LEVEL", "FLAG")}
+    assert version["origin"] == {"promoted_from": "demo:storefront/web", "version": 1}
+    bad = logged_in.cli("promote", "demo:storefront/web", "--to", "demo:ml", "--set", "replicas")
+    assert bad.returncode == 2
+
+
+# --- restart, reset-password -------------------------------------------------------------------------------------
+
+
+def test_restart_reuses_the_data_directory(tmp_path):
+    log = tmp_path / "server.log"
+    first = start_up(tmp_path / "data", tmp_path / "config", log)
+    try:
+        assert "First start" in first.banner
+    finally:
+        assert stop(first.process) == 0  # Ctrl-C stops cleanly
+    assert first.process.stdout.read().strip().endswith("stopped")
+
+    second = start_up(tmp_path / "data", tmp_path / "config", log)
+    try:
+        assert "Reusing the data directory" in second.banner
+        assert first.password not in second.banner and not re.search(r"^  password", second.banner, re.MULTILINE)
+        assert "git clone" not in second.banner
+        login = second.cli("login", "--url", second.url, stdin=f"admin\n{first.password}\n")
+        assert login.returncode == 0, login.stderr
+        client = api(second)
+        assert [u["username"] for u in client.get("/api/v1/users").json()["users"]] == ["admin"]
+        apps = client.get("/api/v1/apps").json()["apps"]
+        assert {f"{a['workspace']}/{a['name']}" for a in apps} == EXAMPLE_APPS
+        assert all(a["versions"] == 1 for a in apps)
+        assert len(client.get("/api/v1/clusters").json()["clusters"]) == 1
+
+        reset = second.cli("admin", "reset-password", "--data", str(second.data))
+        assert reset.returncode == 0, reset.stderr
+        new_password = reset.stdout.rsplit(": ", 1)[1].strip()
+        assert new_password != first.password
+        old = second.cli("login", "--url", second.url, stdin=f"admin\n{first.password}\n")
+        assert old.returncode == 6
+        new = second.cli("login", "--url", second.url, stdin=f"admin\n{new_password}\n")
+        assert new.returncode == 0, new.stderr
+        nobody = second.cli("admin", "reset-password", "--data", str(second.data), "--username", "nobody")
+        assert nobody.returncode == 4
+    finally:
+        stop(second.process, signal.SIGTERM)
+
+
+def test_up_refuses_a_port_in_use(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "webapp.cli", "up", "--data", str(tmp_path / "data"), "--port", str(port)],
+            capture_output=True, text=True, cwd=ROOT, env=clean_env(tmp_path), timeout=STARTUP_LIMIT)
+    assert result.returncode == 7 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "password" not in result.stdout
+
+
+# --- serve and db --------------------------------------------------------------------------------------------
+
+
+def test_serve_refuses_an_unmigrated_database_until_db_upgrade(database_url, tmp_path):
+    env = clean_env(tmp_path / "config", SHIPYARD_DATABASE_URL=database_url, SHIPYARD_AUTO_MIGRATE="false",
+                    SHIPYARD_DATA_DIR=str(tmp_path / "data"), SHIPYARD_RECONCILE_INTERVAL="0")
+
+    def shipyard(*args, **kwargs):
+        return subprocess.run([sys.executable, "-m", "webapp.cli", *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, **kwargs)
+
+    port = free_port()
+    refused = shipyard("serve", "--bind", f"127.0.0.1:{port}", "--workers", "1", timeout=STARTUP_LIMIT)
+    assert refused.returncode == 7
+    assert "not at the head revision" in refused.stderr and "shipyard db upgrade" in refused.stderr
+    current = shipyard("db", "current", "--output", "json")
+    assert current.returncode == 0 and json.loads(current.stdout)["current"] is None
+
+    upgraded = shipyard("db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert json.loads(shipyard("db", "current", "--output", "json").stdout)["up_to_date"] is True
+    assert "already at" in shipyard("db", "upgrade").stdout
+
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                               "--workers", "2"], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, log)
+        page = httpx.get(f"http://127.0.0.1:{port}/login")
+        assert page.status_code == 200 and 'name="csrf_token"' in page.text
+    finally:
+        assert stop(server, signal.SIGTERM) == 0
