@@ -19,11 +19,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     config_module.load(app, test_config)
     config_module.configure_logging(app)
 
-    from webapp import api, auth, errors, githttp_routes, observability, pages
+    from webapp import api, auth, errors, githttp_routes, observability, oidc, pages
     from webapp.plane import ControlPlane
 
     ControlPlane().init_app(app)
     auth.init_app(app)
+    oidc.init_app(app)
     errors.init_app(app)
     observability.init_app(app)
     # The API checks CSRF itself, and only for session-authenticated changes (webapp.auth).

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -81,6 +81,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Unauthorized)
     def _unauthorized(exc: Unauthorized):
+        if request.blueprint == "pages" and request.method in ("GET", "HEAD"):
+            # a person opening a page: send them to log in and back here afterwards
+            query = request.query_string.decode("latin-1")
+            return redirect(url_for("pages.login", next=request.path + (f"?{query}" if query else "")))
         return error_response(401, "unauthorized", str(exc))
 
     @app.errorhandler(PermissionDenied)
