@@ -409,6 +409,8 @@ def get_app(ctx: Context, cluster: str, workspace: str, name: str, permission: s
 def get_version(ctx: Context, app: Application, number: Any) -> Version:
     if not isinstance(number, int) or isinstance(number, bool):
         raise InvalidRequest("a version is a whole number")
+    if not 1 <= number < 2**31:  # outside the column's range: no such version (and no database overflow)
+        raise NotFound(f'app "{app.name}" has no version {number}')
     version = ctx.session.scalar(select(Version).where(Version.application_id == app.id, Version.number == number))
     if version is None:
         raise NotFound(f'app "{app.name}" has no version {number}')
@@ -472,7 +474,8 @@ def rollback(ctx: Context, app: Application, number: Any, *, source: str = "api"
     if target.state == "failed":
         raise InvalidRequest(f"version {number} failed and was never deployed; pick a committed version")
     ctx.principal.require("app.deploy", workspace_scope(app.workspace), f'app "{app.name}"')
-    text = json.dumps(target.spec, indent=2)
+    # ensure_ascii=False: YAML reads "\ud83d\ude00" as two lone surrogates, not one emoji
+    text = json.dumps(target.spec, indent=2, ensure_ascii=False)
     (version,) = deploy(ctx, text, filename=f"version {number}", source=source, action="rollback",
                         origin={"rollback_of": number})
     return version
@@ -494,7 +497,7 @@ def promote(ctx: Context, app: Application, *, target: Any, number: Any = None, 
     if name is not None:
         body["name"] = name
     source_name = f"{app.workspace.cluster.name}:{app.workspace.name}/{app.name}"
-    (new,) = deploy(ctx, json.dumps(body, indent=2), filename=f"promotion of {source_name}", source=source,
+    (new,) = deploy(ctx, json.dumps(body, indent=2, ensure_ascii=False), filename=f"promotion of {source_name}", source=source,
                     action="promote", origin={"promoted_from": source_name, "version": version.number})
     return new
 
@@ -634,7 +637,7 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
             profile = profile or profile_of(cluster)
             rendering = None
             if version.spec is not None:
-                (spec,) = load_specs(json.dumps(version.spec, indent=2), f"version {version.number}")
+                (spec,) = load_specs(json.dumps(version.spec, indent=2, ensure_ascii=False), f"version {version.number}")
                 rendering = render(spec, profile)
         except SpecError as exc:  # the cluster's profile changed under a pending deploy
             with sessions.begin() as session:

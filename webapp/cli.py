@@ -680,6 +680,10 @@ def login(url: str | None, given_token: str | None, username: str | None, role: 
             raise Failure("wrong username or password", EXIT_UNAUTHORIZED)
         if response.status_code not in (302, 303):
             raise failure_of(response, "text")
+        # A login starts a new session with a new CSRF secret: take the token a logged-in page carries.
+        csrf = _csrf_token(_checked_page(_send(http, url, "GET", "/account")))
+        if csrf is None:
+            raise Failure(f"{url}/account carries no CSRF token after the login", EXIT_INTERNAL)
         headers = {"X-CSRFToken": csrf}
         me = _checked(_send(http, url, "GET", "/api/v1/me"))
         if role is None:
@@ -697,6 +701,12 @@ def login(url: str | None, given_token: str | None, username: str | None, role: 
     scope = f" on {cluster}" + (f":{workspace}" if workspace else "") if cluster else ""
     stderr.print(f"logged in to {url} as {username}; a {role}{scope} token (expires {created['expires_at'][:10]}) "
                  f"is stored in {path}")
+
+
+def _checked_page(response: httpx.Response) -> str:
+    if response.status_code >= 400:
+        raise failure_of(response, "text")
+    return response.text
 
 
 def _checked(response: httpx.Response) -> dict:
