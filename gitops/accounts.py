@@ -215,7 +215,8 @@ def create_binding(session: Session, principal: Principal, role: Any, subject_ki
 
 
 def get_binding(session: Session, principal: Principal, binding_id: int) -> RoleBinding:
-    binding = session.get(RoleBinding, binding_id)
+    # ids beyond the integer column's range are no binding (and must not overflow the driver)
+    binding = session.get(RoleBinding, binding_id) if 1 <= binding_id < 2**31 else None
     if binding is None or binding.tenant_id != principal.tenant_id or not _may_see_binding(
             principal, _binding_scope(binding)):
         raise NotFound(f"no role binding {binding_id}")
@@ -281,7 +282,7 @@ def list_tokens(session: Session, principal: Principal) -> list[ApiToken]:
 
 
 def get_token(session: Session, principal: Principal, token_id: int) -> ApiToken:
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiToken, token_id) if 1 <= token_id < 2**31 else None  # as in get_binding
     if token is None or token.tenant_id != principal.tenant_id or (
             token.user_id != principal.user_id and not principal.is_tenant_admin()):
         raise NotFound(f"no token {token_id}")

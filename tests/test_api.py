@@ -80,7 +80,9 @@ def login(app, username: str, password: str = "correct horse battery"):
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     response = client.post("/login", data={"username": username, "password": password, "csrf_token": csrf})
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
-    return client, csrf
+    # A login starts a new session with a new CSRF secret: take the token from a page served after it.
+    page = client.get("/account").get_data(as_text=True)
+    return client, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 @pytest.fixture
@@ -689,3 +691,49 @@ def test_tenants_never_see_each_other(plane_app, seeded):
     # Deleting theirs leaves mine alone.
     assert other.delete(f"{API}/apps/demo/storefront/web").status_code == 200
     assert ok(admin.get(f"{API}/apps/demo/storefront/web"))["deleted"] is False
+
+
+# --- inputs that once ended in server errors (found by tests/test_schemathesis.py) ----------------
+
+
+def test_characters_outside_the_basic_plane_survive_rollback_and_promote(plane_app, seeded):
+    admin = seeded
+    add_workspace(admin, "demo", "prod")
+    deploy_ok(admin, service_spec("web", extra="env: {GREETING: 'hi 😀'}\n"))
+    deploy_ok(admin, service_spec("web"))
+    rolled = ok(admin.post(f"{API}/apps/demo/storefront/web/rollback", json={"version": 1}), 201)
+    assert ok(admin.get(f"{API}/apps/demo/storefront/web/versions/{rolled['number']}"))["spec"]["env"] == \
+        {"GREETING": "hi 😀"}
+    ok(admin.post(f"{API}/apps/demo/storefront/web/promote", json={"target": "demo:prod", "version": 1}), 201)
+    # canonical YAML writes characters outside the basic plane as escapes
+    assert b'value: "hi \\U0001F600"' in app_files(repo_of(plane_app), "prod", "web")["workspaces/prod/web/deployment-web.yaml"]
+    as_object = ok(admin.put(f"{API}/apps", json={"spec": {**WEB_JSON, "name": "api", "env": {"A": "🚢"}}}))
+    assert as_object["versions"][0]["state"] == "committed"
+
+
+def test_unstorable_json_is_a_bad_request(plane_app, seeded):
+    admin = seeded
+    for body in ('{"username": "\\ud800x", "password": "long enough password"}',
+                 '{"username": "a\\u0000b", "password": "long enough password"}'):
+        error(admin.post(f"{API}/users", data=body, content_type="application/json"), 400, "invalid_request")
+    lone = '{"spec": {"type": "service", "name": "web", "workspace_fqn": "demo:storefront", "\\udc00": 1}}'
+    error(admin.put(f"{API}/apps", data=lone, content_type="application/json"), 400, "invalid_request")
+    assert [u["username"] for u in ok(admin.get(f"{API}/users"))["users"]] == ["admin"]
+    for depth in (5000, 100_000):  # deeper than Python's stack, within MAX_CONTENT_LENGTH
+        error(admin.put(f"{API}/apps", data='{"spec": ' + "[" * depth + "]" * depth + "}",
+                        content_type="application/json"), 400, "invalid_request")
+    # YAML can spell NUL as an escape; a spec holding one must still be stored (or refused), never a 500
+    response = deploy_yaml(admin, service_spec("web", extra='env: {A: "x\\0y"}\n'))
+    assert response.status_code in (200, 422), response.get_data(as_text=True)
+
+
+def test_numbers_beyond_the_id_columns_are_not_found(plane_app, seeded):
+    admin = seeded
+    deploy_ok(admin, service_spec("web"))
+    huge = 10**25
+    for path in (f"/role-bindings/{huge}", f"/tokens/{huge}", f"/role-bindings/{2**31}"):
+        error(admin.delete(API + path), 404, "not_found")
+    error(admin.get(f"{API}/apps/demo/storefront/web/versions/{huge}"), 404)
+    error(admin.post(f"{API}/apps/demo/storefront/web/rollback", json={"version": huge}), 404)
+    error(admin.post(f"{API}/apps/demo/storefront/web/promote", json={"target": "demo:storefront", "name": "w",
+                                                                      "version": -huge}), 404)

@@ -468,7 +468,9 @@ def login(app, username: str):
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf})
     assert response.status_code == 302
-    return client, csrf
+    # A login starts a new session with a new CSRF secret: take the token from a page served after it.
+    page = client.get("/account").get_data(as_text=True)
+    return client, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def send(world: World, subject: str, token: str | None, session, case: Case):

@@ -32,12 +32,34 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 def json_body() -> dict:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidRequest("the body is not valid JSON")
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object")
+    try:
+        data = request.get_json(silent=True)
+        if data is None:
+            raise InvalidRequest("the body is not valid JSON")
+        if not isinstance(data, dict):
+            raise InvalidRequest("the body must be a JSON object")
+        _check_storable(data)
+    except RecursionError as exc:  # [[[[...]]]] deeper than Python's stack, within MAX_CONTENT_LENGTH
+        raise InvalidRequest("the body is nested too deeply") from exc
     return data
+
+
+def _check_storable(value: Any) -> None:
+    """JSON can escape what no database text holds: lone surrogates (\\ud800) and NUL (\\u0000)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key)
+            _check_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest("the body holds a NUL character (\\u0000), which no text field can hold")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest("the body holds an unpaired surrogate escape; it is not valid Unicode") from exc
 
 
 def field(data: dict, name: str, kind: type | tuple, required: bool = True, default: Any = None) -> Any:
@@ -407,9 +429,10 @@ def _spec_input() -> tuple[str, str, dict]:
     if isinstance(spec, str):
         text = spec
     elif isinstance(spec, dict):
-        text = json.dumps(spec, indent=2)
+        # ensure_ascii=False: YAML reads "\ud83d\ude00" as two lone surrogates, not one emoji
+        text = json.dumps(spec, indent=2, ensure_ascii=False)
     elif isinstance(spec, list) and spec and all(isinstance(s, dict) for s in spec):
-        text = "\n---\n".join(json.dumps(s, indent=2) for s in spec)
+        text = "\n---\n".join(json.dumps(s, indent=2, ensure_ascii=False) for s in spec)
     else:
         raise InvalidRequest('"spec" must be the spec as YAML text, a spec object, or a list of spec objects')
     options = {"dry_run": field(data, "dry_run", bool, required=False, default=False),
