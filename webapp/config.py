@@ -95,10 +95,24 @@ def _stored_secret(data_dir: Path) -> str:
     return key
 
 
+_STANDARD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _extra(record: logging.LogRecord) -> dict:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_FIELDS}
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines, with any ``extra`` fields as key=value after the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = _extra(record)
+        return line + "".join(f" {k}={v}" for k, v in extra.items()) if extra else line
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
-
-    _standard = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -107,7 +121,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in self._standard})
+        entry.update(_extra(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -122,7 +136,7 @@ def configure_logging(app: Flask) -> None:
     if app.config["LOG_FORMAT"] == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     if root.level == logging.WARNING or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
