@@ -85,7 +85,10 @@ QUERY: dict[str, list[tuple[str, dict]]] = {
     "api.list_versions": [("limit", {"type": "integer", "minimum": 1}), ("before", {"type": "integer"})],
     "api.list_audit": [("limit", {"type": "integer", "minimum": 1}), ("before", {"type": "integer"})],
     "api.diff_versions": [("from", {"type": "integer", "minimum": 1}), ("to", {"type": "integer", "minimum": 1})],
-    "api.deploy_apps": [("dry_run", {"type": "boolean"}), ("source_commit", {"type": "string"})],
+    # read with a YAML body (a JSON body carries them as fields)
+    "api.deploy_apps": [("dry_run", {"type": "boolean"}), ("source_commit", {"type": "string"}),
+                        ("source", {"enum": ["api", "cli", "ci", "dashboard", "spec-repo"]}),
+                        ("filename", {"type": "string"})],
 }
 
 _ERROR = {
