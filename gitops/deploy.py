@@ -177,11 +177,18 @@ class Committers:
                 select(Version.application_id, func.max(Version.number))
                 .where(Version.application_id.in_(app_ids), Version.state == "committed")
                 .group_by(Version.application_id)).all())
+            in_git = _unrecorded_in_git(session, repo, app_ids, newest)
+            for _, app_id, number in in_git.values():
+                newest[app_id] = max(newest.get(app_id, 0), number)
             live = []
             for ticket in batch:
                 version = versions[ticket.version_id]
                 if version.state != "pending":
                     ticket.state = version.state  # finished elsewhere (the reconciler, another process)
+                elif ticket.deployment_id in in_git:  # committed by one that died before recording it
+                    _record(version, in_git[ticket.deployment_id][0], True, utcnow())
+                    ticket.state = "committed"
+                    metrics.DEPLOYS.labels(outcome="committed").inc()
                 elif newest.get(ticket.application_id, 0) > ticket.number:
                     version.state, version.claimed_by, version.claimed_until = "superseded", None, None
                     ticket.state = "superseded"
@@ -206,16 +213,60 @@ class Committers:
             for ticket in live:
                 version = versions[ticket.version_id]
                 action = actions.get((ticket.workspace, ticket.app))
-                version.state, version.commit_id, version.committed_at = "committed", commit_id, now
-                version.changed = action not in ("unchanged", "absent")
-                version.claimed_by = version.claimed_until = None
-                application = version.application
-                if (application.current_version or 0) < ticket.number:
-                    application.current_version = ticket.number
-                    application.deleted = ticket.rendering is None
-                    application.updated_at = now
+                _record(version, commit_id, action not in ("unchanged", "absent"), now)
                 ticket.state = "committed"
                 metrics.DEPLOYS.labels(outcome="committed").inc()
+
+
+def _record(version: Version, commit_id: str, changed: bool, now: dt.datetime) -> None:
+    version.state, version.commit_id, version.committed_at = "committed", commit_id, now
+    version.changed = changed
+    version.claimed_by = version.claimed_until = None
+    application = version.application
+    if (application.current_version or 0) < version.number:
+        application.current_version = version.number
+        application.deleted = version.spec is None
+        application.updated_at = now
+
+
+def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int],
+                       newest: dict[int, int]) -> dict[str, tuple[str, int, int]]:
+    """Pending Versions of these apps that a commit already carries: deployment id -> (commit, app, number).
+
+    A committer that died after its git commit, or whose database commit failed, leaves such
+    Versions. Their claim may not have run out, so whoever commits next for these apps (a live
+    request in another process, a reconciler that read the log before that death) must look:
+    otherwise it commits the deploy a second time, or commits a lower version over a higher one
+    and the repository goes back. Under the apps' row locks nobody is between the two steps, so
+    what the log holds now is final. Each such commit is newer than its app's last recorded one
+    (nothing commits below a higher version), so the walk stops once it passed those, or at the
+    pending Versions' age (with the same slack for clock skew as the reconciler).
+    """
+    pending = session.execute(
+        select(Version.deployment_id, Version.application_id, Version.number, Version.created_at)
+        .where(Version.application_id.in_(app_ids), Version.state == "pending")).all()
+    if not pending:
+        return {}
+    wanted = {row.deployment_id: (row.application_id, row.number) for row in pending}
+    recorded = {row.commit_id for row in session.execute(
+        select(Version.commit_id).where(or_(*(
+            (Version.application_id == app_id) & (Version.number == number) for app_id, number in newest.items()))))
+    } if newest and len(newest) == len(app_ids) else None  # an app with no recorded commit: walk to the horizon
+    horizon = (min(row.created_at for row in pending) - dt.timedelta(minutes=10)).timestamp()
+    found: dict[str, tuple[str, int, int]] = {}
+    for commit in _walk(repo):
+        if commit.commit_time < horizon:
+            break
+        for line in commit.message.splitlines():
+            if line.startswith(apply_service.TRAILER_DEPLOYMENT + ": "):
+                deployment_id = line.split(": ", 1)[1].strip()
+                if deployment_id in wanted and deployment_id not in found:
+                    found[deployment_id] = (str(commit.id), *wanted[deployment_id])
+        if recorded is not None:
+            recorded.discard(str(commit.id))
+            if not recorded:
+                break
+    return found
 
 
 # --- deploy, rollback, promote, delete -------------------------------------------------------
@@ -605,9 +656,11 @@ def reconcile(sessions: sessionmaker[Session], repos: RepoStore, committers: Com
         by_cluster: dict[int, list[Version]] = {}
         for version in versions:
             by_cluster.setdefault(version.application.workspace.cluster_id, []).append(version)
-        for cluster_id, pending in by_cluster.items():
-            cluster = session.get(Cluster, cluster_id)
-            repaired += _reconcile_cluster(sessions, repos, committers, cluster, pending)
+        clusters = {cluster_id: session.get(Cluster, cluster_id) for cluster_id in by_cluster}
+    # Closed before committing: on SQLite this session's transaction holds the write lock
+    # (BEGIN IMMEDIATE) that every recording transaction below waits for.
+    for cluster_id, pending in by_cluster.items():
+        repaired += _reconcile_cluster(sessions, repos, committers, clusters[cluster_id], pending)
     metrics.RECONCILER_REPAIRS.inc(repaired)
     return repaired
 
