@@ -8,12 +8,12 @@ workspace) are rebuilt when a concurrent writer moves the branch.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from renderer.errors import ShipyardError, SpecError
 from renderer.profiles import ClusterProfile
-from renderer.render import Rendering
+from renderer.render import Rendering, WorkspaceSettings
 
 from gitops import layout
 from gitops.repo import Author, ClusterRepo, CommitResult, Snapshot
@@ -126,21 +126,26 @@ def apply(
     source_commit: str | None = None,
     deployment_id: str | Sequence[str] | None = None,
     deletions: Sequence[tuple[str, str]] = (),
+    workspace_settings: Mapping[str, WorkspaceSettings] | None = None,
 ) -> ApplyResult:
     """Commit rendered apps (and their workspaces and bootstrap) as one commit.
 
     ``deletions`` (workspace, app) are removed in the same commit; one that is
     not in the repository is reported as "absent". Several deployment ids
     (one per deploy batched into this commit) each get their trailer.
+    ``workspace_settings`` (labels, quota) are written for the workspaces
+    they name, which need not have an app in this commit; workspaces without
+    an entry get the defaults.
     """
     if deployment_id is None or isinstance(deployment_id, str):
         deployment_ids = [deployment_id or str(uuid.uuid4())]
     else:
         deployment_ids = list(deployment_id)
-    workspaces = sorted({r.workspace for r in renderings})
+    settings = workspace_settings or {}
+    workspaces = sorted({r.workspace for r in renderings} | set(settings))
     fixed: dict[str, object] = {}
     for workspace in workspaces:
-        fixed.update(layout.workspace_changes(profile, workspace))
+        fixed.update(layout.workspace_changes(profile, workspace, settings.get(workspace)))
     for rendering in renderings:
         fixed.update(layout.rendering_changes(rendering))
 
@@ -168,8 +173,13 @@ def apply(
 
     def message(base: Snapshot, new: Snapshot) -> str:
         done = outcomes(base, new)
-        verb = "Delete" if not renderings else "Deploy"
-        return _message(_title(verb, [o.key for o in done]), done, trailers)
+        if done:
+            title = _title("Delete" if not renderings else "Deploy", [o.key for o in done])
+        elif workspaces:
+            title = f"Configure workspace {', '.join(workspaces)}"
+        else:
+            title = f"Bootstrap cluster {profile.name}"
+        return _message(title, done, trailers)
 
     result: CommitResult = repo.commit(build, message, Author.parse(author))
     return ApplyResult(

@@ -6,7 +6,8 @@
     bootstrap/root.yaml             root Application (app-of-apps over apps/), applied once
     apps/<ws>.yaml                  Application of the workspace (its namespace)
     apps/<ws>/<app>.yaml            Application of one app -> workspaces/<ws>/<app>
-    workspaces/<ws>/namespace.yaml  the workspace's Namespace
+    workspaces/<ws>/namespace.yaml  the workspace's Namespace (labels: environment and its own)
+    workspaces/<ws>/quota.yaml      its ResourceQuota, when the workspace has a quota
     workspaces/<ws>/<app>/*.yaml    the app's manifests, one object per file
 
 Every file holds canonical bytes (renderer.yamlio.dump_manifest), so the same
@@ -21,7 +22,14 @@ import threading
 from collections import OrderedDict
 
 from renderer.profiles import ClusterProfile
-from renderer.render import Rendering, render_application, render_bootstrap, render_namespace
+from renderer.render import (
+    Rendering,
+    WorkspaceSettings,
+    render_application,
+    render_bootstrap,
+    render_namespace,
+    render_quota,
+)
 from renderer.yamlio import dump_manifest
 
 from gitops.repo import DELETE, Changes, Directory, Snapshot
@@ -67,14 +75,22 @@ def rendering_changes(rendering: Rendering) -> dict[str, object]:
     }
 
 
-def workspace_changes(profile: ClusterProfile, workspace: str) -> dict[str, bytes]:
+def quota_file(workspace: str) -> str:
+    return f"{WORKSPACES_DIR}/{workspace}/quota.yaml"
+
+
+def workspace_changes(profile: ClusterProfile, workspace: str,
+                      settings: WorkspaceSettings | None = None) -> dict[str, object]:
+    """The workspace's own files: Namespace, ResourceQuota (removed when it has none), Application."""
     def make():
+        quota = render_quota(profile, workspace, settings)
         return {
-            namespace_file(workspace): dump_manifest(render_namespace(profile, workspace)),
+            namespace_file(workspace): dump_manifest(render_namespace(profile, workspace, settings)),
+            quota_file(workspace): dump_manifest(quota) if quota is not None else DELETE,
             workspace_application_file(workspace): dump_manifest(render_application(profile, workspace, None)),
         }
 
-    return dict(_cached(("workspace", _profile_key(profile), workspace), make))
+    return dict(_cached(("workspace", _profile_key(profile), workspace, settings), make))
 
 
 def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[str, bytes]:
@@ -146,6 +162,7 @@ __all__ = [
     "application_file",
     "workspace_application_file",
     "namespace_file",
+    "quota_file",
     "workspaces_in",
     "apps_in",
     "app_exists",
