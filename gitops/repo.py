@@ -35,6 +35,7 @@ BLOB = pygit2.GIT_FILEMODE_BLOB
 TREE = pygit2.GIT_FILEMODE_TREE
 
 COMMITTER = ("Shipyard", "shipyard@localhost")
+STALE_LOCK_SECONDS = 30  # a branch lock older than this was left by a dead writer
 
 
 class _Delete:
@@ -337,7 +338,23 @@ class ClusterRepo:
         except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError, OSError) as exc:
             # "old reference value does not match" or a held lock: another writer won
             log.debug("compare-and-swap on %s lost: %s", self.ref_name, exc)
+            self._clear_stale_lock()
             return False
+
+    def _clear_stale_lock(self) -> None:
+        """Remove the branch's lock file when a writer died holding it (SIGKILL between lock and rename).
+
+        A live writer holds the lock for microseconds; one older than STALE_LOCK_SECONDS
+        belongs to a process that is gone, and would otherwise block every later commit.
+        """
+        lock = Path(self.repo.path) / f"{self.ref_name}.lock"
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_SECONDS:
+            log.warning("removing stale lock %s (%.0f s old)", lock, age)
+            lock.unlink(missing_ok=True)
 
     # --- remote ----------------------------------------------------------------
 

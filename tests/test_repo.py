@@ -171,6 +171,20 @@ def test_a_file_can_become_a_directory_and_back(repo):
     git("-C", str(repo.path), "fsck", "--strict", "--no-progress")
 
 
+def test_a_lock_left_by_a_dead_writer_is_cleared(repo):
+    import os
+    import time
+
+    repo.commit(lambda base: {"a": b"1"}, "one")
+    lock = repo.path / "refs/heads/main.lock"
+    lock.write_text("left by a killed process")
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    result = repo.commit(lambda base: {"a": b"2"}, "two")
+    assert result.commit_id is not None and repo.snapshot().read("a") == b"2"
+    assert not lock.exists()
+
+
 def test_threads_never_lose_an_update(repo):
     apply_service.apply(rendered(service("seed")), PROFILE, repo)
     count = 16
