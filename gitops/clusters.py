@@ -9,6 +9,7 @@ in, so what a user wrote is what they read back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -20,15 +21,16 @@ from typing import Any
 
 from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, ProfileError
 from renderer.profiles import ClusterProfile, load_profile_text
-from renderer.render import reserved_namespaces
+from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gitops import apply as apply_service
+from gitops import layout
 from gitops.audit import record
 from gitops.models import Application, Cluster, Tenant, Workspace, utcnow
 from gitops.policy import Principal, Scope
-from gitops.repo import ClusterRepo
+from gitops.repo import Author, ClusterRepo, Snapshot
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENVIRONMENTS = ("dev", "staging", "prod", "test", "sandbox")
@@ -74,7 +76,14 @@ class RepoStore:
 
 
 def profile_of(cluster: Cluster) -> ClusterProfile:
-    return load_profile_text(cluster.profile_text, f"cluster {cluster.name} profile")
+    return _parsed_profile(cluster.profile_text, cluster.name)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_profile(text: str, name: str) -> ClusterProfile:
+    # Parsing the profile YAML cost as much as loading the spec, on every deploy; a
+    # ClusterProfile is frozen and only read, so one parse per text is shared by all threads.
+    return load_profile_text(text, f"cluster {name} profile")
 
 
 def parse_profile(text: Any, name: str) -> ClusterProfile:
@@ -226,9 +235,24 @@ def _workspace_fields(data: dict, workspace: Workspace) -> None:
             ):
                 raise InvalidRequest(f"{key} must be a mapping of names to strings or numbers")
             setattr(workspace, key, {k: str(v) if key == "labels" else v for k, v in value.items()})
+    problems = workspace_settings_problems(workspace.labels or {}, workspace.quota or {})
+    if problems:
+        raise InvalidRequest("; ".join(problems))
 
 
-def create_workspace(session: Session, principal: Principal, cluster: Cluster, data: dict) -> Workspace:
+def workspace_settings(workspace: Workspace) -> WorkspaceSettings:
+    return WorkspaceSettings.of(workspace.environment, workspace.labels or {}, workspace.quota or {})
+
+
+def sync_workspace(repos: RepoStore, principal: Principal, workspace: Workspace) -> None:
+    """Write the workspace's Namespace (labels) and ResourceQuota into its cluster's repository."""
+    cluster = workspace.cluster
+    apply_service.apply([], profile_of(cluster), repos.open(cluster), author=principal.name,
+                        workspace_settings={workspace.name: workspace_settings(workspace)})
+
+
+def create_workspace(session: Session, repos: RepoStore, principal: Principal, cluster: Cluster,
+                     data: dict) -> Workspace:
     principal.require("workspace.create", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     name = check_name("workspace", data.get("name"))
     profile = profile_of(cluster)
@@ -241,17 +265,21 @@ def create_workspace(session: Session, principal: Principal, cluster: Cluster, d
     session.add(workspace)
     session.flush()
     record(session, principal, "workspace.create", f"{cluster.name}:{name}", {"environment": workspace.environment})
+    sync_workspace(repos, principal, workspace)
     return workspace
 
 
-def update_workspace(session: Session, principal: Principal, workspace: Workspace, data: dict) -> Workspace:
+def update_workspace(session: Session, repos: RepoStore, principal: Principal, workspace: Workspace,
+                     data: dict) -> Workspace:
     principal.require("workspace.update", workspace_scope(workspace), f'workspace "{workspace.name}"')
     _workspace_fields(data, workspace)
     record(session, principal, "workspace.update", f"{workspace.cluster.name}:{workspace.name}", {"fields": sorted(data)})
+    sync_workspace(repos, principal, workspace)
     return workspace
 
 
-def delete_workspace(session: Session, principal: Principal, workspace: Workspace) -> None:
+def delete_workspace(session: Session, repos: RepoStore, principal: Principal, workspace: Workspace) -> None:
+    """Forget the workspace and take it out of the repository: ArgoCD then prunes its namespace."""
     principal.require("workspace.delete", workspace_scope(workspace), f'workspace "{workspace.name}"')
     live = session.scalar(
         select(Application.name).where(Application.workspace_id == workspace.id, Application.deleted.is_(False))
@@ -259,6 +287,15 @@ def delete_workspace(session: Session, principal: Principal, workspace: Workspac
     if live:
         raise Conflict(f'workspace "{workspace.name}" still has apps (e.g. "{live}"); delete them first')
     record(session, principal, "workspace.delete", f"{workspace.cluster.name}:{workspace.name}")
+    cluster, name = workspace.cluster, workspace.name
+    profile = profile_of(cluster)
+
+    def build(base: Snapshot):
+        remaining = [w for w in layout.workspaces_in(base) if w != name]
+        return {**layout.bootstrap_changes(profile, remaining), **layout.delete_workspace_changes(name)}
+
+    repos.open(cluster).commit(build, f"Remove workspace {name}\n\n{apply_service.TRAILER_AUTHOR}: {principal.name}\n",
+                               Author.parse(principal.name))
     session.delete(workspace)
 
 
@@ -286,4 +323,6 @@ __all__ = [
     "update_workspace",
     "delete_workspace",
     "workspace_scope",
+    "workspace_settings",
+    "sync_workspace",
 ]

@@ -42,13 +42,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pygit2
 
 from renderer.errors import InvalidRequest, NotFound, RepoError, ShipyardError, SpecError
 from renderer.profiles import ClusterProfile
-from renderer.render import Rendering, render
+from renderer.render import Rendering, WorkspaceSettings, render
 from renderer.spec import Spec, load_specs
 from renderer.yamlio import dump_manifest
 from sqlalchemy import func, or_, select, update
@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gitops import apply as apply_service
 from gitops import layout, metrics
 from gitops.audit import record
-from gitops.clusters import RepoStore, find_workspace, profile_of, workspace_scope
+from gitops.clusters import RepoStore, find_workspace, profile_of, workspace_scope, workspace_settings
 from gitops.models import Application, Cluster, Version, Workspace, utcnow
 from gitops.policy import ROLES, Principal, Scope
 from gitops.repo import ClusterRepo
@@ -91,6 +91,7 @@ class Ticket:
     author: str
     rendering: Rendering | None  # None: delete the app
     source_commit: str | None = None
+    settings: WorkspaceSettings | None = None  # the workspace's labels and quota, rewritten with the app
     done: threading.Event = field(default_factory=threading.Event)
     state: str | None = None  # committed | superseded | failed | pending (left for the reconciler)
     error: ShipyardError | None = None
@@ -205,6 +206,7 @@ class Committers:
                 source_commit=sources.pop() if len(sources) == 1 else None,
                 deployment_id=[t.deployment_id for t in live],
                 deletions=[(t.workspace, t.app) for t in live if t.rendering is None],
+                workspace_settings={t.workspace: t.settings for t in live if t.settings is not None},
             )
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             commit_id = result.commit_id or result.base_commit
@@ -370,7 +372,8 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
         cluster, profile = pairs[0][0].cluster, pairs[0][0].profile
         tickets = [
             Ticket(version.id, version.application_id, version.number, item.workspace.name, item.name,
-                   version.deployment_id, ctx.principal.name, item.rendering, source_commit)
+                   version.deployment_id, ctx.principal.name, item.rendering, source_commit,
+                   settings=workspace_settings(item.workspace))
             for item, version in pairs
         ]
         ctx.committers.run(cluster, profile, tickets)
@@ -475,11 +478,35 @@ def list_versions(ctx: Context, app: Application, *, limit: int = 100, before: i
     return list(ctx.session.scalars(query.order_by(Version.number.desc()).limit(limit)))
 
 
+class ListedApp(NamedTuple):
+    """The columns of an app that a listing shows."""
+
+    name: str
+    kind: str
+    current_version: int | None
+    version_counter: int
+    deleted: bool
+    updated_at: dt.datetime
+
+
+class ListedName(NamedTuple):
+    """A listed app's workspace or cluster: its name."""
+
+    name: str
+
+
 def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None = None,
-              include_deleted: bool = False, limit: int = 1000, after: str | None = None) -> list[tuple[Application, Workspace, Cluster]]:
-    """Apps the caller may read, ordered by cluster, workspace and name; ``after`` pages on."""
+              include_deleted: bool = False, limit: int = 1000,
+              after: str | None = None) -> list[tuple[ListedApp, ListedName, ListedName]]:
+    """Apps the caller may read, ordered by cluster, workspace and name; ``after`` pages on.
+
+    Rows are (app, workspace, cluster) records of the listed columns, not ORM entities: a
+    page holds up to 10,000 apps, and loading each with its eagerly joined workspace,
+    cluster (and its profile text) and tenant made a listing 15-35x slower than the SELECT.
+    """
     session, principal = ctx.session, ctx.principal
-    query = (select(Application, Workspace, Cluster)
+    query = (select(Application.name, Application.kind, Application.current_version, Application.version_counter,
+                    Application.deleted, Application.updated_at, Workspace.name, Cluster.name)
              .join(Workspace, Application.workspace_id == Workspace.id)
              .join(Cluster, Workspace.cluster_id == Cluster.id)
              .where(Application.tenant_id == principal.tenant_id))
@@ -501,7 +528,9 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
                             (Cluster.name == parts[0]) & (Workspace.name > parts[1]),
                             (Cluster.name == parts[0]) & (Workspace.name == parts[1]) & (Application.name > parts[2])))
     query = query.order_by(Cluster.name, Workspace.name, Application.name).limit(limit)
-    return [tuple(row) for row in session.execute(query)]
+    # Core execution: plain columns need none of the ORM's per-row loading machinery
+    return [(ListedApp(*row[:6]), ListedName(row[6]), ListedName(row[7]))
+            for row in session.connection().execute(query).all()]
 
 
 def _readable_scopes(session: Session, principal: Principal) -> tuple[list[int], list[int]]:
@@ -700,7 +729,8 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
             continue
         app = version.application
         tickets.append(Ticket(version.id, version.application_id, version.number, app.workspace.name, app.name,
-                              version.deployment_id, version.author, rendering, version.source_commit))
+                              version.deployment_id, version.author, rendering, version.source_commit,
+                              settings=workspace_settings(app.workspace)))
     if tickets:
         committers.run(cluster, profile, tickets)
         repaired += sum(t.state in ("committed", "superseded", "failed") for t in tickets)
@@ -753,6 +783,8 @@ __all__ = [
     "get_app",
     "get_version",
     "list_apps",
+    "ListedApp",
+    "ListedName",
     "list_versions",
     "version_diff",
     "reconcile",

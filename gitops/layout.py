@@ -153,6 +153,11 @@ def service_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, l
     return clashes
 
 
+def delete_workspace_changes(workspace: str) -> Changes:
+    return {f"{WORKSPACES_DIR}/{workspace}": DELETE, f"{APPS_DIR}/{workspace}": DELETE,
+            workspace_application_file(workspace): DELETE}
+
+
 def delete_app_changes(workspace: str, app: str) -> Changes:
     return {app_dir(workspace, app): DELETE, application_file(workspace, app): DELETE}
 
@@ -170,6 +175,7 @@ __all__ = [
     "workspace_changes",
     "bootstrap_changes",
     "delete_app_changes",
+    "delete_workspace_changes",
     "service_clashes",
     "service_names",
 ]

@@ -316,7 +316,7 @@ def create_workspace(cluster: str):
     data = json_body()
     session = db_session()
     row = clusters.get_cluster(session, g.principal, cluster, "workspace.create")
-    workspace = clusters.create_workspace(session, g.principal, row, data)
+    workspace = clusters.create_workspace(session, context().repos, g.principal, row, data)
     session.commit()
     return workspace_json(workspace), 201
 
@@ -336,7 +336,7 @@ def update_workspace(cluster: str, workspace: str):
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     session = db_session()
     row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.update")
-    clusters.update_workspace(session, g.principal, row, data)
+    clusters.update_workspace(session, context().repos, g.principal, row, data)
     session.commit()
     return workspace_json(row)
 
@@ -346,7 +346,7 @@ def update_workspace(cluster: str, workspace: str):
 def delete_workspace(cluster: str, workspace: str):
     session = db_session()
     row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.delete")
-    clusters.delete_workspace(session, g.principal, row)
+    clusters.delete_workspace(session, context().repos, g.principal, row)
     session.commit()
     return "", 204
 

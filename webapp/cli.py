@@ -315,7 +315,7 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
         workspaces = sorted({spec.workspace for spec in load_spec_files(spec_files)})
         new = clusters.create_cluster(session, plane.repos, principal, DEMO_CLUSTER, DEMO_PROFILE.read_text())
         for name in workspaces:
-            clusters.create_workspace(session, principal, new.cluster, {"name": name})
+            clusters.create_workspace(session, plane.repos, principal, new.cluster, {"name": name})
         session.commit()
         ctx = deploy_service.Context(session, principal, plane.repos, plane.committers, plane.worker)
         versions = []

@@ -1,0 +1,99 @@
+"""Workspaces in the cluster repository (namespace labels, quota, removal) and pushing to a remote."""
+
+import subprocess
+
+import yaml
+
+from gitops import layout
+from gitops.models import Cluster
+from tests.plane import PROFILE, add_cluster, add_workspace, deploy_yaml, service_spec
+
+
+def repo_of(app, name="demo"):
+    plane = app.extensions["shipyard"]
+    with plane.sessions() as session:
+        cluster = session.query(Cluster).filter_by(name=name).one()
+        return plane.repos.open(cluster)
+
+
+def read(app, path):
+    data = repo_of(app).snapshot().read(path)
+    return yaml.safe_load(data) if data is not None else None
+
+
+def test_workspace_labels_and_quota_reach_the_repository(plane_app, admin):
+    add_cluster(admin)
+    response = admin.post("/api/v1/clusters/demo/workspaces", json={
+        "name": "payments", "environment": "prod", "labels": {"team": "payments", "cost-center": "cc-42"},
+        "quota": {"requests.cpu": "8", "requests.memory": "16Gi", "pods": 40}})
+    assert response.status_code == 201, response.get_json()
+    namespace = read(plane_app, layout.namespace_file("payments"))
+    assert namespace["metadata"]["labels"]["team"] == "payments"
+    assert namespace["metadata"]["labels"]["shipyard.dev/environment"] == "prod"
+    quota = read(plane_app, layout.quota_file("payments"))
+    assert quota["kind"] == "ResourceQuota" and quota["metadata"]["namespace"] == "payments"
+    assert quota["spec"]["hard"] == {"pods": "40", "requests.cpu": "8", "requests.memory": "16Gi"}
+    project = read(plane_app, "bootstrap/project.yaml")
+    assert {"server": "https://kubernetes.default.svc", "namespace": "payments"} in project["spec"]["destinations"]
+
+    # a deploy into the workspace keeps its labels and quota
+    assert deploy_yaml(admin, service_spec("api", "payments")).status_code == 200
+    assert read(plane_app, layout.namespace_file("payments")) == namespace
+    assert read(plane_app, layout.quota_file("payments")) == quota
+
+    # dropping the quota removes the ResourceQuota; relabelling rewrites the Namespace
+    response = admin.patch("/api/v1/clusters/demo/workspaces/payments", json={"quota": {}, "labels": {"team": "billing"}})
+    assert response.status_code == 200, response.get_json()
+    assert read(plane_app, layout.quota_file("payments")) is None
+    labels = read(plane_app, layout.namespace_file("payments"))["metadata"]["labels"]
+    assert labels["team"] == "billing" and "cost-center" not in labels
+
+
+def test_bad_labels_and_quota_are_refused_and_nothing_is_written(plane_app, admin):
+    add_cluster(admin)
+    tip = repo_of(plane_app).tip()
+    for body, words in (
+        ({"name": "a", "labels": {"shipyard.dev/cluster": "x"}}, "reserved"),
+        ({"name": "a", "labels": {"team": "has spaces"}}, "value"),
+        ({"name": "a", "quota": {"cpu": "8"}}, "not one of"),
+        ({"name": "a", "quota": {"requests.cpu": "lots"}}, "quantity"),
+    ):
+        response = admin.post("/api/v1/clusters/demo/workspaces", json=body)
+        assert response.status_code == 400 and words in response.get_json()["error"]["message"]
+    assert repo_of(plane_app).tip() == tip
+    assert admin.get("/api/v1/clusters/demo/workspaces/a").status_code == 404
+
+
+def test_deleting_a_workspace_takes_it_out_of_the_repository(plane_app, admin):
+    add_cluster(admin)
+    add_workspace(admin, "demo", "storefront")
+    add_workspace(admin, "demo", "scratch")
+    assert deploy_yaml(admin, service_spec("web", "scratch")).status_code == 200
+    assert admin.delete("/api/v1/clusters/demo/workspaces/scratch").status_code == 409  # still has an app
+    assert admin.delete("/api/v1/apps/demo/scratch/web").status_code == 200
+    assert admin.delete("/api/v1/clusters/demo/workspaces/scratch").status_code == 204
+    snapshot = repo_of(plane_app).snapshot()
+    assert snapshot.tree_id("workspaces/scratch") is None and snapshot.read("apps/scratch.yaml") is None
+    assert layout.workspaces_in(snapshot) == ["storefront"]
+    namespaces = [d["namespace"] for d in read(plane_app, "bootstrap/project.yaml")["spec"]["destinations"]]
+    assert namespaces == ["storefront"]
+    git = subprocess.run(["git", "-C", str(repo_of(plane_app).path), "log", "-1", "--format=%s"],
+                         capture_output=True, text=True, check=True)
+    assert git.stdout.strip() == "Remove workspace scratch"
+
+
+def test_commits_are_pushed_to_the_cluster_remote(plane_app, admin, tmp_path):
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    response = admin.post("/api/v1/clusters", json={"name": "demo", "profile": PROFILE, "remote_url": str(remote)})
+    assert response.status_code == 201, response.get_json()
+    add_workspace(admin, "demo", "storefront")
+    response = deploy_yaml(admin, service_spec("web"))
+    (version,) = response.get_json()["versions"]
+    remote_tip = subprocess.run(["git", "-C", str(remote), "rev-parse", "main"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    assert remote_tip == version["commit"]
+    files = subprocess.run(["git", "-C", str(remote), "ls-tree", "-r", "--name-only", "main"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert any(f.startswith("workspaces/storefront/web/") for f in files)
+    assert "apps/storefront/web.yaml" in files
