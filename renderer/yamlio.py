@@ -148,6 +148,9 @@ def load_documents(
         text = source
     if text.startswith("\ufeff"):
         text = text[1:]
+    if (deep := _deep_flow_nesting(text)) is not None:
+        line, col = deep
+        raise SpecError([Problem(file, line, col, f"YAML is nested too deeply (limit {MAX_DEPTH} levels)")])
 
     try:
         raw_docs = list(_spec_yaml().load_all(text))
@@ -188,6 +191,52 @@ def load_documents(
     if problems:
         raise SpecError(problems)
     return documents
+
+
+# ruamel's scanner spends time proportional to the flow depth on every token inside
+# "[...]", so thousands of nested brackets take seconds to refuse. A linear pre-scan
+# refuses them first; its limit is well above MAX_DEPTH so that brackets inside
+# block scalars (which it does not recognise) never refuse a valid spec.
+_FLOW_SCAN_LIMIT = 4 * MAX_DEPTH
+
+
+def _deep_flow_nesting(text: str) -> tuple[int, int] | None:
+    """Where flow collections ("[", "{") first nest beyond the scan limit, outside quotes and comments."""
+    if text.count("[") + text.count("{") <= _FLOW_SCAN_LIMIT:
+        return None  # cannot nest that deep: skip the scan (the common case, at C speed)
+    depth, quote, line, line_start, previous = 0, None, 1, 0, "\n"
+    index, length = 0, len(text)
+    while index < length:
+        char = text[index]
+        if char == "\n":
+            line, line_start = line + 1, index + 1
+            if quote is None:
+                previous = char
+                index += 1
+                continue
+        if quote == '"':
+            if char == "\\":
+                index += 1
+            elif char == '"':
+                quote = None
+        elif quote == "'":
+            if char == "'":
+                quote = None
+        elif char == "#" and previous in " \t\n":
+            newline = text.find("\n", index)
+            index = length if newline < 0 else newline
+            continue
+        elif char in "\"'" and (previous in " \t\n[{,:-?" or depth):
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > _FLOW_SCAN_LIMIT:
+                return line, index - line_start + 1
+        elif char in "]}" and depth:
+            depth -= 1
+        previous = char
+        index += 1
+    return None
 
 
 def _yaml_problem(file: str, exc: MarkedYAMLError) -> Problem:

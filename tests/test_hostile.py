@@ -81,3 +81,25 @@ def test_templates_never_bypass_the_filter():
         text = template.read_text()
         assert "|safe" not in text.replace(" ", ""), template
         assert "Markup" not in text, template
+
+
+def test_thousands_of_nested_brackets_are_refused_at_once_with_a_position():
+    from renderer.errors import SpecError
+    from renderer.spec import load_specs
+
+    with pytest.raises(SpecError) as caught:
+        load_specs("spec: " + "[" * 100_000 + "]" * 100_000, "deep.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line) == ("deep.yaml", 1) and problem.column > 1
+    assert "nested too deeply" in problem.message
+
+
+def test_brackets_in_strings_and_comments_do_not_count_as_nesting():
+    from renderer.spec import load_specs
+
+    text = ("type: service\nname: web\nworkspace_fqn: demo:shop\n"
+            "image: {type: image, image_uri: 'ghcr.io/acme/web:1'}\n"
+            "# " + "[" * 1000 + "\n"
+            "env: {A: '" + "[" * 1000 + "', B: \"" + "{" * 1000 + "\"}\n")
+    (spec,) = load_specs(text)
+    assert spec.body["env"]["A"] == "[" * 1000 and spec.body["env"]["B"] == "{" * 1000
