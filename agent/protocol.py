@@ -1,0 +1,177 @@
+"""The wire protocol between a cluster's agent and the control plane.
+
+The agent opens every connection (the cluster needs no inbound port). All
+requests carry ``Authorization: Bearer <agent token>`` of their cluster and go
+to ``/agent/v1/<tenant>/<cluster>/...``; bodies are JSON, and the agent
+gzip-compresses them (``Content-Encoding: gzip``).
+
+=====================================  ===================================================
+request                                meaning
+=====================================  ===================================================
+POST heartbeat  (Heartbeat)            alive; agent and Kubernetes versions, addons, CRDs.
+                                       Answer: {"commands": <pending count>}
+POST status     (StatusBatch)          deltas of followed objects, in sequence.
+                                       Answer: {"acked": seq} or 409 {"resync": true}
+GET  commands?wait=<s>                 long-poll: {"commands": [Command...]} (maybe empty)
+POST commands/<id>/result (CommandResult)  the outcome of one command
+=====================================  ===================================================
+
+Status is a stream of batches. A stream starts with a full snapshot
+(``snapshot: true`` on every batch of it, ``final: true`` on its last one:
+every followed object; whatever the control plane holds for the cluster and
+is not in it is gone once the final snapshot batch arrives) and continues
+with deltas, each batch numbered ``seq`` = previous + 1 within the stream. The control plane
+applies a batch only if it is the next one of the stream it knows; a
+duplicate (seq already applied) is acknowledged without applying it again; a
+gap, an unknown stream, or a control plane that lost its state answers 409,
+and the agent starts a new stream with a snapshot. So after any reconnect or
+outage nothing is lost and nothing is counted twice.
+
+Objects are identified by (kind, namespace, name). A delta carries the
+object's compact state (``ObjectState``: only what status needs, never the
+whole manifest, never Secret data) and its digest, or ``state: null`` when the
+object was deleted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+API_PREFIX = "/agent/v1"
+
+# Kinds the agent follows, as the control plane knows them.
+KINDS = ("Application", "Deployment", "Rollout", "Pod", "Workflow", "Event")
+
+# Commands the control plane can send, and what each needs in ``params``.
+COMMANDS = {
+    "refresh": "Application: ask ArgoCD to refresh (and hard-refresh with params.hard) now",
+    "restart": "Deployment or Rollout: roll its pods (like kubectl rollout restart)",
+    "run-job": "WorkflowTemplate (a Workflow from it, params.parameters) or CronJob (a Job from it)",
+    "logs": "Pod: recent log lines of params.container (bounded by params.tail_lines, params.limit_bytes)",
+}
+MAX_LOG_BYTES = 256 * 1024
+MAX_LOG_LINES = 2000
+
+
+def digest_of(state: dict[str, Any] | None) -> str | None:
+    """A short, stable digest of an object's compact state (None for a deleted object)."""
+    if state is None:
+        return None
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass
+class Delta:
+    """The newest known state of one object (``state`` None: deleted)."""
+
+    kind: str
+    namespace: str
+    name: str
+    state: dict[str, Any] | None
+    digest: str | None = None
+
+    def __post_init__(self):
+        if self.digest is None:
+            self.digest = digest_of(self.state)
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, self.namespace, self.name)
+
+
+@dataclass
+class StatusBatch:
+    stream: str  # random per stream; a new one after every resync
+    seq: int  # 1 for the snapshot that starts a stream
+    snapshot: bool
+    deltas: list[Delta] = field(default_factory=list)
+    final: bool = True  # False on every snapshot batch but the last
+    sent_at: float = 0.0  # agent clock, seconds since the epoch (for latency figures only)
+
+
+@dataclass
+class Heartbeat:
+    agent_version: str
+    kubernetes_version: str | None
+    addons: list[str] = field(default_factory=list)  # e.g. ["argo_rollouts", "keda", ...]
+    crds: list[str] = field(default_factory=list)  # "<plural>.<group>" of installed CRDs
+    namespaces: list[str] = field(default_factory=list)  # what the agent may follow (after allow/deny)
+    objects: int = 0  # followed objects
+    pending: int = 0  # deltas not yet acknowledged
+    simulated: bool = False  # True for the simulated compute plane
+
+
+@dataclass
+class Command:
+    id: int
+    type: str  # one of COMMANDS
+    kind: str
+    namespace: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CommandResult:
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def encode(message: Any) -> bytes:
+    """JSON, gzip-compressed: what the agent sends."""
+    return gzip.compress(json.dumps(asdict(message), separators=(",", ":")).encode(), compresslevel=5)
+
+
+def decode_batch(data: dict[str, Any]) -> StatusBatch:
+    """A StatusBatch from parsed JSON; ValueError when it is not one."""
+    try:
+        deltas = [Delta(d["kind"], d["namespace"], d["name"], d.get("state"), d.get("digest"))
+                  for d in data["deltas"]]
+        batch = StatusBatch(str(data["stream"]), int(data["seq"]), bool(data["snapshot"]), deltas,
+                            bool(data.get("final", True)), float(data.get("sent_at") or 0.0))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a status batch: {exc}") from exc
+    for delta in batch.deltas:
+        if delta.kind not in KINDS or not isinstance(delta.namespace, str) or not isinstance(delta.name, str):
+            raise ValueError(f"bad object in batch: {delta.kind}/{delta.namespace}/{delta.name}")
+        if delta.state is not None and not isinstance(delta.state, dict):
+            raise ValueError(f"state of {delta.key} must be an object or null")
+    if batch.seq < 1 or not batch.stream:
+        raise ValueError("a batch needs a stream id and a seq >= 1")
+    return batch
+
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "API_PREFIX",
+    "KINDS",
+    "COMMANDS",
+    "MAX_LOG_BYTES",
+    "MAX_LOG_LINES",
+    "ObjectKey",
+    "Delta",
+    "StatusBatch",
+    "Heartbeat",
+    "Command",
+    "CommandResult",
+    "digest_of",
+    "encode",
+    "decode_batch",
+]

@@ -1,0 +1,78 @@
+"""The agent's tracker and outbox: deltas only on change, coalesced per object, bounded memory."""
+
+from agent.protocol import Delta, decode_batch, digest_of
+from agent.report import Outbox, Tracker
+from agent.summaries import pod
+
+
+def test_tracker_reports_changes_only():
+    tracker = Tracker()
+    first = tracker.observe("Pod", "shop", "web-1", {"phase": "Running"})
+    assert first is not None and first.digest == digest_of({"phase": "Running"})
+    assert tracker.observe("Pod", "shop", "web-1", {"phase": "Running"}) is None
+    assert tracker.observe("Pod", "shop", "web-1", {"phase": "Failed"}).state == {"phase": "Failed"}
+    deleted = tracker.observe("Pod", "shop", "web-1", None)
+    assert deleted.state is None and deleted.digest is None and len(tracker) == 0
+    assert tracker.observe("Pod", "shop", "web-1", None) is None  # deleting twice says nothing
+
+
+def test_relist_forgets_objects_that_are_gone():
+    tracker = Tracker()
+    for name in ("a", "b", "c"):
+        tracker.observe("Deployment", "shop", name, {"ready": 1})
+    tracker.observe("Pod", "shop", "a-1", {"phase": "Running"})
+    gone = tracker.forget_kind("Deployment", [Delta("Deployment", "shop", "b", {}).key])
+    assert sorted(d.name for d in gone) == ["a", "c"] and all(d.state is None for d in gone)
+    assert sorted(str(d.key) for d in tracker.snapshot()) == ["Deployment/shop/b", "Pod/shop/a-1"]
+
+
+def test_outbox_keeps_the_newest_delta_per_object_however_many_changes():
+    outbox = Outbox()
+    for i in range(10_000):
+        outbox.put(Delta("Pod", "shop", f"web-{i % 100}", {"restarts": i}))
+    assert len(outbox) == 100
+    taken = outbox.take(1000)
+    assert {d.name: d.state["restarts"] for d in taken}["web-7"] == 9907
+    assert len(outbox) == 0 and not outbox.changed.is_set()
+
+
+def test_outbox_give_back_never_overwrites_a_newer_delta():
+    outbox = Outbox()
+    outbox.put(Delta("Pod", "shop", "a", {"v": 1}))
+    outbox.put(Delta("Pod", "shop", "b", {"v": 1}))
+    taken = outbox.take(10)
+    outbox.put(Delta("Pod", "shop", "a", {"v": 2}))  # changed while the batch was in flight
+    outbox.give_back(taken)
+    pending = {d.name: d.state["v"] for d in outbox.take(10)}
+    assert pending == {"a": 2, "b": 1}
+
+
+def test_pod_summary_names_the_reasons_users_look_for():
+    raw = {
+        "metadata": {"name": "web-1", "labels": {"shipyard.dev/app": "web"}, "resourceVersion": "9"},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": "web", "ready": False, "restartCount": 4,
+             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+             "lastState": {"terminated": {"reason": "OOMKilled"}}},
+        ]},
+    }
+    state = pod(raw)
+    assert state["reasons"] == ["CrashLoopBackOff", "OOMKilled"] and state["restarts"] == 4
+    assert state["app"] == "web" and state["ready"] is False and state["message"] == "back-off 40s"
+    raw["metadata"]["resourceVersion"] = "10"  # churn that means nothing keeps the digest
+    assert digest_of(pod(raw)) == digest_of(state)
+
+
+def test_batches_are_checked_on_the_way_in():
+    good = {"stream": "s", "seq": 1, "snapshot": True, "deltas": [
+        {"kind": "Pod", "namespace": "shop", "name": "a", "state": {"phase": "Running"}}]}
+    assert decode_batch(good).deltas[0].digest == digest_of({"phase": "Running"})
+    for bad in ({**good, "seq": 0}, {**good, "deltas": [{"kind": "Secret", "namespace": "x", "name": "y"}]},
+                {**good, "deltas": [{"kind": "Pod", "namespace": "x", "name": "y", "state": [1]}]},
+                {"stream": "s"}):
+        try:
+            decode_batch(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")
