@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, ProfileError
+from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, ProfileError, RepoError
 from renderer.profiles import ClusterProfile, load_profile_text
 from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
 from sqlalchemy import select
@@ -152,28 +152,45 @@ def create_cluster(
     session.flush()
     record(session, principal, "cluster.create", name, {"flavor": profile.flavor, "remote_url": remote_url})
     # The bootstrap goes in now, so ArgoCD has something to sync from the first minute.
+    _check_remote(repos, cluster)
     apply_service.apply([], profile, repos.open(cluster), author=principal.name)
     return NewCluster(cluster, read_token, agent_token)
 
 
-def update_cluster(session: Session, principal: Principal, cluster: Cluster, changes: dict) -> Cluster:
+def _check_remote(repos: RepoStore, cluster: Cluster) -> None:
+    """Refuse a remote that cannot be fetched now, rather than failing every deploy later."""
+    if not cluster.remote_url:
+        return
+    try:
+        repos.open(cluster).fetch()
+    except RepoError as exc:
+        raise InvalidRequest(f"cannot use remote_url: {exc}; check the URL and the credentials in it") from exc
+
+
+def update_cluster(session: Session, principal: Principal, cluster: Cluster, changes: dict,
+                   repos: RepoStore | None = None) -> Cluster:
     principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     if "profile" in changes:
         parse_profile(changes["profile"], cluster.name)
         cluster.profile_text = changes["profile"]
     if "remote_url" in changes:
         cluster.remote_url = changes["remote_url"] or None
+        if repos is not None:
+            _check_remote(repos, cluster)
     record(session, principal, "cluster.update", cluster.name, {"fields": sorted(changes)})
     return cluster
 
 
 def rotate_token(session: Session, principal: Principal, cluster: Cluster, kind: str) -> str:
-    """A new read (git) or agent token for the cluster; the old one stops working."""
+    """A new read (git) or agent token for the cluster; an old read token stops working at once."""
     principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     token = secrets.token_urlsafe(32)
     if kind == "read":
         cluster.read_token_hash = hash_token(token)
     elif kind == "agent":
+        # the old token keeps working for a grace period (gitops.status), so the agent switches without a gap
+        cluster.previous_agent_token_hash = cluster.agent_token_hash
+        cluster.agent_token_rotated_at = utcnow()
         cluster.agent_token_hash = hash_token(token)
     else:
         raise InvalidRequest(f'unknown token kind "{kind}"; use "read" or "agent"')

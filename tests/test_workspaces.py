@@ -97,3 +97,15 @@ def test_commits_are_pushed_to_the_cluster_remote(plane_app, admin, tmp_path):
                            text=True, check=True).stdout.split()
     assert any(f.startswith("workspaces/storefront/web/") for f in files)
     assert "apps/storefront/web.yaml" in files
+
+
+def test_an_unreachable_remote_is_refused_when_configured(plane_app, admin, tmp_path):
+    for url in ("not a url", str(tmp_path / "missing.git")):
+        response = admin.post("/api/v1/clusters", json={"name": "demo", "profile": PROFILE, "remote_url": url})
+        assert response.status_code == 400 and "remote_url" in response.get_json()["error"]["message"]
+    add_cluster(admin)
+    response = admin.patch("/api/v1/clusters/demo", json={"remote_url": "not a url"})
+    assert response.status_code == 400
+    assert admin.get("/api/v1/clusters/demo").get_json()["remote_url"] is None
+    add_workspace(admin, "demo", "storefront")  # deploys still work: the bad remote was not kept
+    assert deploy_yaml(admin, service_spec("web")).status_code == 200

@@ -267,7 +267,7 @@ def update_cluster(cluster: str):
     row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
     field(data, "profile", str, required=False)
     field(data, "remote_url", str, required=False)
-    clusters.update_cluster(session, g.principal, row, data)
+    clusters.update_cluster(session, g.principal, row, data, context().repos)
     session.commit()
     return cluster_json(row)
 
