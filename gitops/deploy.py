@@ -92,6 +92,8 @@ class Ticket:
     rendering: Rendering | None  # None: delete the app
     source_commit: str | None = None
     settings: WorkspaceSettings | None = None  # the workspace's labels and quota, rewritten with the app
+    # True until a commit was attempted for it: a fresh Version cannot be in any commit yet
+    fresh: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     state: str | None = None  # committed | superseded | failed | pending (left for the reconciler)
     error: ShipyardError | None = None
@@ -148,10 +150,10 @@ class Committers:
         except RepoError as exc:
             log.warning("commit to cluster %s failed, left for the reconciler: %s", cluster.name, exc)
             for ticket in batch:
-                ticket.state, ticket.error = "pending", exc
+                ticket.state, ticket.error, ticket.fresh = "pending", exc, False
         except Exception:  # noqa: BLE001 - a ticket must never wait forever; the error goes up
             for ticket in batch:
-                ticket.state = "pending"
+                ticket.state, ticket.fresh = "pending", False
             raise
         finally:
             for ticket in batch:
@@ -178,7 +180,8 @@ class Committers:
                 select(Version.application_id, func.max(Version.number))
                 .where(Version.application_id.in_(app_ids), Version.state == "committed")
                 .group_by(Version.application_id)).all())
-            in_git = _unrecorded_in_git(session, repo, app_ids, newest)
+            fresh = [t.version_id for t in batch if t.fresh]
+            in_git = _unrecorded_in_git(session, repo, app_ids, newest, fresh)
             for _, app_id, number in in_git.values():
                 newest[app_id] = max(newest.get(app_id, 0), number)
             live = []
@@ -231,8 +234,8 @@ def _record(version: Version, commit_id: str, changed: bool, now: dt.datetime) -
         application.updated_at = now
 
 
-def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int],
-                       newest: dict[int, int]) -> dict[str, tuple[str, int, int]]:
+def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int], newest: dict[int, int],
+                       fresh: list[int]) -> dict[str, tuple[str, int, int]]:
     """Pending Versions of these apps that a commit already carries: deployment id -> (commit, app, number).
 
     A committer that died after its git commit, or whose database commit failed, leaves such
@@ -242,11 +245,13 @@ def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int],
     and the repository goes back. Under the apps' row locks nobody is between the two steps, so
     what the log holds now is final. Each such commit is newer than its app's last recorded one
     (nothing commits below a higher version), so the walk stops once it passed those, or at the
-    pending Versions' age (with the same slack for clock skew as the reconciler).
+    pending Versions' age (with the same slack for clock skew as the reconciler). ``fresh``
+    Versions (this process wrote their intent and never tried to commit them) are in no commit,
+    so in the common case (no crash, no other deploy of these apps waiting) there is no walk.
     """
     pending = session.execute(
         select(Version.deployment_id, Version.application_id, Version.number, Version.created_at)
-        .where(Version.application_id.in_(app_ids), Version.state == "pending")).all()
+        .where(Version.application_id.in_(app_ids), Version.state == "pending", Version.id.not_in(fresh))).all()
     if not pending:
         return {}
     wanted = {row.deployment_id: (row.application_id, row.number) for row in pending}
@@ -373,7 +378,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
         tickets = [
             Ticket(version.id, version.application_id, version.number, item.workspace.name, item.name,
                    version.deployment_id, ctx.principal.name, item.rendering, source_commit,
-                   settings=workspace_settings(item.workspace))
+                   settings=workspace_settings(item.workspace), fresh=True)
             for item, version in pairs
         ]
         ctx.committers.run(cluster, profile, tickets)
