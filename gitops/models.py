@@ -5,6 +5,10 @@
     Tenant ─┬─ User ── ApiToken
             ├─ RoleBinding (role × subject × scope: tenant | cluster | workspace)
             ├─ Cluster ── Workspace ── Application ── Version (every deploy)
+            │     │                        ├─ AppStatus, StatusEvent (live status, its history)
+            │     │                        └─ JobRun (runs of a job app)
+            │     ├─ ClusterObject (what the agent follows, compact)
+            │     └─ Command (for the agent, claimed once)
             └─ AuditEvent (every change and who made it)
 
 A Version is the unit of the crash-safe deploy: it is written as ``pending``
@@ -145,8 +149,16 @@ class Cluster(Base):
     repo_path: Mapped[str] = mapped_column(String(1024))
     remote_url: Mapped[str | None] = mapped_column(String(1024))
     agent_token_hash: Mapped[str | None] = mapped_column(String(64))
+    # After a rotation the previous agent token keeps working for a grace period, so the agent
+    # can be given the new one without a gap (gitops.status.agent_token_valid).
+    previous_agent_token_hash: Mapped[str | None] = mapped_column(String(64))
+    agent_token_rotated_at: Mapped[dt.datetime | None]
     read_token_hash: Mapped[str | None] = mapped_column(String(64))
-    last_seen_at: Mapped[dt.datetime | None]
+    last_seen_at: Mapped[dt.datetime | None]  # the agent's last call of any kind
+    agent_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last heartbeat, as sent
+    # The agent's status stream the control plane follows, and the last batch applied (agent.protocol).
+    stream: Mapped[str | None] = mapped_column(String(64))
+    stream_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -240,6 +252,103 @@ class AuditEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ClusterObject(Base):
+    """The newest compact state of one object an agent follows (agent.summaries), upserted per batch.
+
+    ``stream`` is the status stream that last reported it: when a snapshot
+    ends, the rows of older streams are the objects that are gone.
+    """
+
+    __tablename__ = "cluster_object"
+    __table_args__ = (UniqueConstraint("cluster_id", "kind", "namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    namespace: Mapped[str] = mapped_column(String(253))
+    name: Mapped[str] = mapped_column(String(253))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AppStatus(Base):
+    """What ArgoCD last said about one app, and the version that is live by it."""
+
+    __tablename__ = "app_status"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"), unique=True)
+    sync: Mapped[str] = mapped_column(String(32))  # ArgoCD: Synced | OutOfSync | Unknown
+    health: Mapped[str] = mapped_column(String(32))  # Healthy | Progressing | Degraded | Suspended | Missing | Unknown
+    operation: Mapped[str | None] = mapped_column(String(32))  # the sync operation's phase: Running | Failed | ...
+    revision: Mapped[str | None] = mapped_column(String(64))  # the revision ArgoCD compared against
+    synced_revision: Mapped[str | None] = mapped_column(String(64))  # the last revision seen Synced
+    message: Mapped[str | None] = mapped_column(Text)
+    live_version: Mapped[int | None]
+    events: Mapped[int] = mapped_column(default=0)  # StatusEvents kept, so trimming them costs nothing until due
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StatusEvent(Base):
+    """One change of an app's sync, health, revision or message (bounded per app)."""
+
+    __tablename__ = "status_event"
+    __table_args__ = (Index("ix_status_event_app", "application_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sync: Mapped[str] = mapped_column(String(32))
+    health: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class Command(Base):
+    """A command for a cluster's agent: queued → sent (claimed, with a lease) → done | failed | expired."""
+
+    __tablename__ = "command"
+    __table_args__ = (Index("ix_command_queue", "cluster_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("application.id", ondelete="SET NULL"))
+    type: Mapped[str] = mapped_column(String(16))  # agent.protocol.COMMANDS
+    kind: Mapped[str] = mapped_column(String(32))
+    namespace: Mapped[str] = mapped_column(String(253))
+    name: Mapped[str] = mapped_column(String(253))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+    done_at: Mapped[dt.datetime | None]
+    claimed_until: Mapped[dt.datetime | None]
+
+
+class JobRun(Base):
+    """One run of a job app, started by a run-job command; its state follows the command and the Workflow."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (Index("ix_job_run_app", "application_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    command_id: Mapped[int | None] = mapped_column(ForeignKey("command.id", ondelete="SET NULL"))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    workflow: Mapped[str | None] = mapped_column(String(253), index=True)  # the Workflow or Job the agent created
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    message: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
 class Lease(Base):
     """A named background job claimed through the database: one holder at a time."""
 
@@ -263,5 +372,10 @@ __all__ = [
     "Version",
     "AuditEvent",
     "Lease",
+    "ClusterObject",
+    "AppStatus",
+    "StatusEvent",
+    "Command",
+    "JobRun",
     "utcnow",
 ]

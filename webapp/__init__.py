@@ -19,7 +19,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config_module.load(app, test_config)
     config_module.configure_logging(app)
 
-    from webapp import api, auth, errors, githttp_routes, observability, oidc, pages
+    from webapp import agent_api, api, auth, errors, githttp_routes, observability, oidc, pages
     from webapp.plane import ControlPlane
 
     ControlPlane().init_app(app)
@@ -31,6 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
     githttp_routes.init_app(app)
+    agent_api.init_app(app)
     app.register_blueprint(pages.bp)
     return app
 

@@ -19,6 +19,12 @@ METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <tok
 SESSION_COOKIE_SECURE      true unless PUBLIC_URL is plain http
 MAX_CONTENT_LENGTH         largest request body in bytes (1 MiB)
 LOG_FORMAT                 "json" (default) or "text"
+AGENT_TOKEN_GRACE          seconds a rotated-out agent token keeps working (3600)
+AGENT_ONLINE_WITHIN        an agent heard from within this many seconds is online (60) ...
+AGENT_STALE_WITHIN         ... within this many, stale: status shown as stale (600); older: offline
+AGENT_MAX_BODY             largest agent request body after gzip decompression (16 MiB)
+COMMAND_LEASE              seconds a command handed to an agent waits for its result before it is resent (120)
+COMMAND_TTL                seconds a command may wait for an agent before it expires (900)
 =========================  ==================================================================
 """
 
@@ -55,6 +61,12 @@ DEFAULTS = {
     "REMEMBER_COOKIE_HTTPONLY": True,
     "WTF_CSRF_TIME_LIMIT": None,
     "DB_POOL_SIZE": 20,
+    "AGENT_TOKEN_GRACE": 3600.0,
+    "AGENT_ONLINE_WITHIN": 60.0,
+    "AGENT_STALE_WITHIN": 600.0,
+    "AGENT_MAX_BODY": 16 * 1024 * 1024,
+    "COMMAND_LEASE": 120.0,
+    "COMMAND_TTL": 900.0,
 }
 
 

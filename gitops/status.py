@@ -1,0 +1,728 @@
+"""Live status from the clusters' agents: ingest, app status by version, commands, job runs.
+
+What an agent reports (agent.protocol) lands here:
+
+- ``ingest`` applies one status batch of a cluster's stream: the next seq is
+  applied, a duplicate is acknowledged without applying it, a gap or an
+  unknown stream asks for a resync (the agent then sends a snapshot, whose
+  final batch removes every object it no longer reports). Objects are
+  upserted in bulk (one INSERT ... ON CONFLICT per batch), since this is the
+  hot path of every cluster.
+- ArgoCD Applications in a batch become each app's ``AppStatus`` (history in
+  ``StatusEvent`` when something a person reads changed). The synced git
+  revision maps to versions: a version is synced when its commit is that
+  revision or an ancestor of it, and the live version is the highest such.
+- Commands for agents are queued in the database and claimed with a lease
+  (row locks on PostgreSQL, the write lock on SQLite), so any number of
+  control plane processes hand each one out once; an unanswered one is sent
+  again when its lease ends, and expires when no agent takes it in time.
+
+Version status, as a user reads it::
+
+    pending → committed → syncing → synced → healthy
+                 │            └─→ failed (ArgoCD could not sync it)
+                 │                  synced → degraded (ArgoCD's message, the pods' reasons)
+                 └─ replaced (an older version, no longer live)
+
+plus ``failed``/``superseded`` for deploys that never reached git. Status
+is as fresh as the cluster's agent: when it has not been heard from for a
+while the cluster is ``stale`` (then ``offline``) and status is flagged as
+stale rather than shown as wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pygit2
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from agent.protocol import COMMANDS, MAX_LOG_BYTES, MAX_LOG_LINES, CommandResult, Heartbeat, StatusBatch
+from gitops.clusters import profile_of, token_matches, workspace_scope
+from gitops.models import (
+    Application,
+    AppStatus,
+    Cluster,
+    ClusterObject,
+    Command,
+    JobRun,
+    StatusEvent,
+    Tenant,
+    Version,
+    Workspace,
+    utcnow,
+)
+from gitops.policy import Principal, Scope
+from gitops.repo import ClusterRepo
+from renderer.errors import Conflict, InvalidRequest, NotFound
+from renderer.render import application_name
+
+# Pod reasons that say why an app is not healthy, worst first.
+POD_PROBLEMS = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+                "CreateContainerError", "InvalidImageName", "RunContainerError", "Error", "ContainerCannotRun")
+RUN_STATES = ("queued", "sent", "running", "succeeded", "failed", "expired")
+_WORKFLOW_PHASES = {"Pending": "running", "Running": "running", "Succeeded": "succeeded", "Failed": "failed",
+                    "Error": "failed"}
+_UPSERT_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    """How long things last; built from the app's config (webapp.config) or by a test."""
+
+    token_grace: float = 3600.0  # seconds a rotated-out agent token still works
+    online_within: float = 60.0
+    stale_within: float = 600.0
+    command_lease: float = 120.0  # seconds a sent command waits for its result before it is sent again
+    command_ttl: float = 900.0  # seconds a queued command waits for an agent before it expires
+    command_attempts: int = 3
+    history_per_app: int = 500
+
+    @classmethod
+    def from_config(cls, config: Any) -> "StatusSettings":
+        return cls(token_grace=float(config.get("AGENT_TOKEN_GRACE", 3600)),
+                   online_within=float(config.get("AGENT_ONLINE_WITHIN", 60)),
+                   stale_within=float(config.get("AGENT_STALE_WITHIN", 600)),
+                   command_lease=float(config.get("COMMAND_LEASE", 120)),
+                   command_ttl=float(config.get("COMMAND_TTL", 900)))
+
+
+# --- agents: who is calling, and are they there -----------------------------------------------
+
+
+def agent_cluster(session: Session, tenant: str, cluster: str, token: str | None, settings: StatusSettings,
+                  now: dt.datetime | None = None) -> Cluster | None:
+    """The cluster whose agent token this is, or None (unknown cluster and wrong token look alike).
+
+    The previous token is accepted for ``token_grace`` seconds after a rotation, so an agent can be
+    switched to the new token without a gap.
+    """
+    row = session.scalar(select(Cluster).join(Tenant, Cluster.tenant_id == Tenant.id)
+                         .where(Tenant.name == tenant, Cluster.name == cluster))
+    if row is None or not token:
+        return None
+    if token_matches(token, row.agent_token_hash):
+        return row
+    now = now or utcnow()
+    rotated = row.agent_token_rotated_at
+    if (rotated is not None and now - rotated <= dt.timedelta(seconds=settings.token_grace)
+            and token_matches(token, row.previous_agent_token_hash)):
+        return row
+    return None
+
+
+def connectivity(cluster: Cluster, settings: StatusSettings, now: dt.datetime | None = None) -> str:
+    """online | stale | offline, by when the cluster's agent was last heard from."""
+    if cluster.last_seen_at is None:
+        return "offline"
+    age = ((now or utcnow()) - cluster.last_seen_at).total_seconds()
+    if age <= settings.online_within:
+        return "online"
+    return "stale" if age <= settings.stale_within else "offline"
+
+
+def heartbeat(session: Session, cluster: Cluster, beat: Heartbeat, now: dt.datetime | None = None) -> dict:
+    now = now or utcnow()
+    cluster.agent_info = {**dataclasses.asdict(beat), "received_at": now.isoformat()}
+    cluster.last_seen_at = now
+    return {"commands": pending_commands(session, cluster)}
+
+
+def parse_heartbeat(data: Any) -> Heartbeat:
+    """A Heartbeat from parsed JSON; InvalidRequest when it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("agent_version"), str):
+        raise InvalidRequest("a heartbeat needs agent_version")
+    known = {f.name: f for f in dataclasses.fields(Heartbeat)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name in ("addons", "crds", "namespaces"):
+        value = values.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InvalidRequest(f"heartbeat {name} must be a list of strings")
+    for name in ("objects", "pending"):
+        if not isinstance(values.get(name, 0), int) or isinstance(values.get(name, 0), bool):
+            raise InvalidRequest(f"heartbeat {name} must be a whole number")
+    if values.get("kubernetes_version") is not None and not isinstance(values["kubernetes_version"], str):
+        raise InvalidRequest("heartbeat kubernetes_version must be a string")
+    values["simulated"] = bool(values.get("simulated", False))
+    return Heartbeat(**values)
+
+
+# --- status ingest -------------------------------------------------------------------------------
+
+
+class IngestResult(NamedTuple):
+    outcome: str  # applied | duplicate | resync
+    acked: int | None
+
+
+def ingest(session: Session, cluster: Cluster, batch: StatusBatch, repo: ClusterRepo | None = None,
+           settings: StatusSettings | None = None, now: dt.datetime | None = None) -> IngestResult:
+    """Apply one status batch of the cluster's stream (agent.protocol), or say why not.
+
+    ``repo`` (the cluster repository) maps synced revisions to live versions; without it the
+    live version is left as it was.
+    """
+    settings = settings or StatusSettings()
+    now = now or utcnow()
+    # One batch of a cluster at a time: the stream position is read and moved under the row lock.
+    cluster = session.execute(select(Cluster).where(Cluster.id == cluster.id).with_for_update(of=Cluster)
+                              .execution_options(populate_existing=True)).scalar_one()
+    cluster.last_seen_at = now
+    if batch.stream == cluster.stream and batch.seq <= cluster.stream_seq:
+        return IngestResult("duplicate", batch.seq)
+    starts = batch.snapshot and batch.seq == 1
+    follows = batch.stream == cluster.stream and batch.seq == cluster.stream_seq + 1
+    if not (starts or follows):
+        return IngestResult("resync", None)
+    cluster.stream, cluster.stream_seq = batch.stream, batch.seq
+    _apply_objects(session, cluster.id, batch, now)
+    if batch.snapshot and batch.final:
+        # what the snapshot did not mention is gone from the cluster
+        session.execute(delete(ClusterObject).where(ClusterObject.cluster_id == cluster.id,
+                                                    ClusterObject.stream != batch.stream))
+    applications = {}
+    workflows = {}
+    for delta in batch.deltas:
+        if delta.kind == "Application":
+            applications[delta.name] = delta.state
+        elif delta.kind == "Workflow" and delta.state is not None:
+            workflows[(delta.namespace, delta.name)] = delta.state
+    if applications:
+        _update_app_statuses(session, cluster, applications, repo, settings, now)
+    if workflows:
+        _update_runs_from_workflows(session, cluster, workflows, now)
+    return IngestResult("applied", batch.seq)
+
+
+def _insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _apply_objects(session: Session, cluster_id: int, batch: StatusBatch, now: dt.datetime) -> None:
+    latest = {}
+    for delta in batch.deltas:  # within a batch the last word on an object wins
+        latest[(delta.kind, delta.namespace, delta.name)] = delta
+    rows = [{"cluster_id": cluster_id, "kind": k[0], "namespace": k[1], "name": k[2], "state": d.state,
+             "digest": d.digest, "stream": batch.stream, "updated_at": now}
+            for k, d in latest.items() if d.state is not None]
+    gone = [k for k, d in latest.items() if d.state is None]
+    if rows:
+        insert = _insert(session)
+        statement = insert(ClusterObject)
+        statement = statement.on_conflict_do_update(
+            index_elements=["cluster_id", "kind", "namespace", "name"],
+            set_={"state": statement.excluded.state, "digest": statement.excluded.digest,
+                  "stream": statement.excluded.stream, "updated_at": statement.excluded.updated_at})
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            session.execute(statement, rows[start:start + _UPSERT_CHUNK])
+    for start in range(0, len(gone), _UPSERT_CHUNK):
+        session.execute(delete(ClusterObject).where(
+            ClusterObject.cluster_id == cluster_id,
+            tuple_(ClusterObject.kind, ClusterObject.namespace, ClusterObject.name).in_(gone[start:start + _UPSERT_CHUNK])))
+
+
+def _app_of(name: str, state: dict | None) -> tuple[str, str] | None:
+    """(workspace, app) of an ArgoCD Application: its labels, else its name ``<workspace>.<app>``."""
+    if state and state.get("workspace") and state.get("app"):
+        return str(state["workspace"]), str(state["app"])
+    workspace, dot, app = name.partition(".")
+    return (workspace, app) if dot and workspace and app else None
+
+
+def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[str, dict | None],
+                         repo: ClusterRepo | None, settings: StatusSettings, now: dt.datetime) -> None:
+    wanted = {pair: state for name, state in applications.items() if (pair := _app_of(name, state))}
+    if not wanted:
+        return
+    found = session.execute(
+        select(Application.id, Workspace.name, Application.name).join(Workspace)
+        .where(Workspace.cluster_id == cluster.id, Workspace.name.in_({w for w, _ in wanted}),
+               Application.name.in_({a for _, a in wanted}))).all()
+    ids = {(workspace, app): app_id for app_id, workspace, app in found if (workspace, app) in wanted}
+    if not ids:
+        return
+    statuses = {s.application_id: s for s in session.scalars(
+        select(AppStatus).where(AppStatus.application_id.in_(ids.values())))}
+    moved: dict[int, str] = {}
+    recorded: list[AppStatus] = []
+    for pair, app_id in ids.items():
+        state = wanted[pair]
+        if state is None:
+            values = {"sync": "Unknown", "health": "Missing", "operation": None, "revision": None,
+                      "message": "the ArgoCD Application is gone from the cluster"}
+        else:
+            values = {"sync": str(state.get("sync") or "Unknown")[:32], "health": str(state.get("health") or "Unknown")[:32],
+                      "operation": (str(state["operation"])[:32] if state.get("operation") else None),
+                      "revision": (str(state["revision"])[:64] if state.get("revision") else None),
+                      "message": state.get("message")}
+        status = statuses.get(app_id)
+        if status is None:
+            status = AppStatus(application_id=app_id, events=0, **values)
+            session.add(status)
+            changed = True
+        else:
+            changed = any(getattr(status, k) != values[k] for k in ("sync", "health", "revision", "message"))
+            for key, value in values.items():
+                setattr(status, key, value)
+        status.updated_at = now
+        if values["sync"] == "Synced" and values["revision"] and values["revision"] != status.synced_revision:
+            status.synced_revision = values["revision"]
+            moved[app_id] = values["revision"]
+        if changed:
+            session.add(StatusEvent(application_id=app_id, at=now, sync=values["sync"], health=values["health"],
+                                    revision=values["revision"], message=values["message"]))
+            status.events = (status.events or 0) + 1
+            recorded.append(status)
+    if moved and repo is not None:
+        live = live_versions(session, repo, moved)
+        for app_id in moved:
+            status = statuses.get(app_id) or next(s for s in recorded if s.application_id == app_id)
+            status.live_version = live.get(app_id)
+    session.flush()
+    for status in recorded:
+        # trimmed in steps, so keeping the history bounded costs one query per 50 events of an app
+        if status.events > settings.history_per_app + 50:
+            cutoff = session.scalar(select(StatusEvent.id).where(StatusEvent.application_id == status.application_id)
+                                    .order_by(StatusEvent.id.desc()).offset(settings.history_per_app).limit(1))
+            if cutoff is not None:
+                session.execute(delete(StatusEvent).where(StatusEvent.application_id == status.application_id,
+                                                          StatusEvent.id <= cutoff))
+            status.events = settings.history_per_app
+
+
+def _update_runs_from_workflows(session: Session, cluster: Cluster, workflows: dict[tuple[str, str], dict],
+                                now: dt.datetime) -> None:
+    runs = session.execute(
+        select(JobRun, Workspace.name).join(Application, JobRun.application_id == Application.id).join(Workspace)
+        .where(Workspace.cluster_id == cluster.id, JobRun.workflow.in_({name for _, name in workflows}))).all()
+    for run, namespace in runs:
+        state = workflows.get((namespace, run.workflow))
+        if state is None:
+            continue
+        new = _WORKFLOW_PHASES.get(str(state.get("phase")), run.state)
+        if new != run.state or state.get("message") != run.message:
+            run.state, run.message = new, state.get("message")
+            if new in ("succeeded", "failed") and run.finished_at is None:
+                run.finished_at = now
+
+
+# --- revisions → versions ------------------------------------------------------------------------
+
+
+class _Ancestry:
+    """Whether commit B is reachable from revision A, cached: commits never change their history."""
+
+    def __init__(self, size: int = 100_000):
+        self._known: OrderedDict[tuple[str, str, str], bool] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def reachable(self, repo: ClusterRepo, revision: str, commit: str) -> bool:
+        if revision == commit:
+            return True
+        key = (str(repo.path), revision, commit)
+        with self._lock:
+            if key in self._known:
+                self._known.move_to_end(key)
+                return self._known[key]
+        try:
+            result = repo.repo.descendant_of(revision, commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False  # not in this repository (yet): not cached, a fetch may bring it
+        with self._lock:
+            self._known[key] = result
+            if len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return result
+
+
+ancestry = _Ancestry()
+
+
+def live_versions(session: Session, repo: ClusterRepo, revisions: dict[int, str]) -> dict[int, int]:
+    """For each app id, the highest committed version whose commit is reachable from its revision."""
+    rows = session.execute(
+        select(Version.application_id, Version.number, Version.commit_id)
+        .where(Version.application_id.in_(revisions), Version.state == "committed", Version.commit_id.is_not(None))
+        .order_by(Version.application_id, Version.number.desc())).all()
+    live: dict[int, int] = {}
+    for app_id, number, commit in rows:
+        if app_id not in live and ancestry.reachable(repo, revisions[app_id], commit):
+            live[app_id] = number
+    return live
+
+
+def version_statuses(status: AppStatus | None, versions: list[Version], repo: ClusterRepo | None,
+                     pods: list[dict] | None = None) -> dict[int, dict]:
+    """Each version's status (module docstring) and why, as ``{number: {"status", "message", "reasons"}}``."""
+    out: dict[int, dict] = {}
+    pods = pods or []
+    reasons = sorted({r for p in pods for r in p["reasons"]}, key=_problem_rank)
+    for version in versions:
+        entry: dict[str, Any] = {"status": None, "message": None, "reasons": []}
+        if version.state in ("pending", "failed", "superseded"):
+            entry["status"], entry["message"] = version.state, version.error
+        elif status is None or repo is None or version.commit_id is None:
+            entry["status"] = "committed"
+        elif status.synced_revision and ancestry.reachable(repo, status.synced_revision, version.commit_id):
+            if version.number == status.live_version:
+                entry.update(_live_status(status, reasons, pods))
+            else:
+                entry["status"] = "replaced"
+        elif status.revision and ancestry.reachable(repo, status.revision, version.commit_id):
+            if status.operation in ("Failed", "Error"):
+                entry["status"], entry["message"] = "failed", status.message
+            elif status.operation == "Running" or status.sync == "OutOfSync":
+                entry["status"] = "syncing"
+            else:
+                entry["status"] = "committed"
+        else:
+            entry["status"] = "committed"
+        out[version.number] = entry
+    return out
+
+
+def _problem_rank(reason: str) -> tuple[int, str]:
+    return (POD_PROBLEMS.index(reason) if reason in POD_PROBLEMS else len(POD_PROBLEMS), reason)
+
+
+def _live_status(status: AppStatus, reasons: list[str], pods: list[dict]) -> dict:
+    health = status.health
+    if health == "Healthy":
+        return {"status": "healthy", "message": status.message, "reasons": reasons}
+    if health in ("Degraded", "Missing"):
+        message = status.message
+        troubled = [p for p in pods if p["reasons"]]
+        if troubled:
+            worst = troubled[0]
+            detail = f"{', '.join(worst['reasons'])} (pod {worst['name']}" + (
+                f": {worst['message']})" if worst.get("message") else ")")
+            message = f"{message}; {detail}" if message else detail
+        return {"status": "degraded", "message": message, "reasons": reasons}
+    return {"status": "synced", "message": status.message, "reasons": reasons}
+
+
+def app_pods(session: Session, app: Application) -> list[dict]:
+    """The app's pods as the agent last reported them, troubled ones first."""
+    rows = session.execute(select(ClusterObject.name, ClusterObject.state).where(
+        ClusterObject.cluster_id == app.workspace.cluster_id, ClusterObject.kind == "Pod",
+        ClusterObject.namespace == app.workspace.name)).all()
+    pods = [{"name": name, "phase": state.get("phase"), "ready": bool(state.get("ready")),
+             "restarts": int(state.get("restarts") or 0), "reasons": list(state.get("reasons") or []),
+             "message": state.get("message")}
+            for name, state in rows if state.get("app") == app.name]
+    return sorted(pods, key=lambda p: (not p["reasons"], [_problem_rank(r) for r in p["reasons"]], p["name"]))
+
+
+def app_status(session: Session, repo: ClusterRepo | None, app: Application, settings: StatusSettings,
+               versions: list[Version], now: dt.datetime | None = None) -> dict:
+    """Everything about an app's live state, as plain data for the API."""
+    cluster = app.workspace.cluster
+    status = session.scalar(select(AppStatus).where(AppStatus.application_id == app.id))
+    pods = app_pods(session, app)
+    reachability = connectivity(cluster, settings, now)
+    per_version = version_statuses(status, versions, repo, pods)
+    return {
+        "app": f"{cluster.name}:{app.workspace.name}/{app.name}",
+        "application": application_name(app.workspace.name, app.name),
+        "connectivity": reachability,
+        "stale": reachability != "online",
+        "known": status is not None,
+        "sync": status.sync if status else None,
+        "health": status.health if status else None,
+        "operation": status.operation if status else None,
+        "revision": status.revision if status else None,
+        "synced_revision": status.synced_revision if status else None,
+        "message": status.message if status else None,
+        "live_version": status.live_version if status else None,
+        "updated_at": status.updated_at.isoformat() if status else None,
+        "reasons": sorted({r for p in pods for r in p["reasons"]}, key=_problem_rank),
+        "pods": pods,
+        "versions": [{"number": v.number, "commit": v.commit_id, "state": v.state, **per_version[v.number]}
+                     for v in versions],
+    }
+
+
+def status_history(session: Session, app: Application, limit: int = 100, before: int | None = None) -> list[StatusEvent]:
+    query = select(StatusEvent).where(StatusEvent.application_id == app.id)
+    if before is not None:
+        query = query.where(StatusEvent.id < before)
+    return list(session.scalars(query.order_by(StatusEvent.id.desc()).limit(limit)))
+
+
+def cluster_status(session: Session, cluster: Cluster, settings: StatusSettings, now: dt.datetime | None = None) -> dict:
+    objects = dict(session.execute(select(ClusterObject.kind, func.count()).where(
+        ClusterObject.cluster_id == cluster.id).group_by(ClusterObject.kind)).all())
+    health = dict(session.execute(
+        select(AppStatus.health, func.count()).join(Application, AppStatus.application_id == Application.id)
+        .join(Workspace).where(Workspace.cluster_id == cluster.id).group_by(AppStatus.health)).all())
+    sync = dict(session.execute(
+        select(AppStatus.sync, func.count()).join(Application, AppStatus.application_id == Application.id)
+        .join(Workspace).where(Workspace.cluster_id == cluster.id).group_by(AppStatus.sync)).all())
+    info = cluster.agent_info or {}
+    return {
+        "cluster": cluster.name,
+        "connectivity": connectivity(cluster, settings, now),
+        "last_seen_at": cluster.last_seen_at.isoformat() if cluster.last_seen_at else None,
+        "simulated": bool(info.get("simulated")),
+        "agent": info or None,
+        "stream": {"id": cluster.stream, "seq": cluster.stream_seq},
+        "objects": objects,
+        "apps": {"health": health, "sync": sync},
+        "commands_pending": pending_commands(session, cluster),
+    }
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def pending_commands(session: Session, cluster: Cluster) -> int:
+    return session.scalar(select(func.count()).select_from(Command).where(
+        Command.cluster_id == cluster.id, Command.state == "queued")) or 0
+
+
+def _object_exists(session: Session, cluster_id: int, kind: str, namespace: str, name: str) -> bool:
+    return session.scalar(select(ClusterObject.id).where(
+        ClusterObject.cluster_id == cluster_id, ClusterObject.kind == kind, ClusterObject.namespace == namespace,
+        ClusterObject.name == name)) is not None
+
+
+def _check_namespace(session: Session, cluster: Cluster, namespace: str) -> None:
+    if session.scalar(select(Workspace.id).where(Workspace.cluster_id == cluster.id, Workspace.name == namespace)) is None:
+        raise InvalidRequest(f'namespace "{namespace}" is not a workspace of cluster "{cluster.name}"')
+
+
+def _whole(params: dict, name: str, low: int, high: int, default: int) -> int:
+    value = params.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def enqueue_command(session: Session, principal: Principal, app: Application, kind_of_command: str,
+                    params: dict | None) -> Command:
+    """Queue a refresh, restart or logs command for the app's cluster (run-job: ``trigger_run``)."""
+    params = dict(params or {})
+    workspace, cluster = app.workspace, app.workspace.cluster
+    what = f'app "{cluster.name}:{workspace.name}/{app.name}"'
+    if kind_of_command == "refresh":
+        principal.require("app.deploy", workspace_scope(workspace), what)
+        unknown = set(params) - {"hard"}
+        if unknown or not isinstance(params.get("hard", False), bool):
+            raise InvalidRequest('refresh takes only "hard" (true or false)')
+        target = ("Application", profile_of(cluster).argocd_namespace, application_name(workspace.name, app.name))
+    elif kind_of_command == "restart":
+        principal.require("app.deploy", workspace_scope(workspace), what)
+        if app.kind != "service":
+            raise InvalidRequest(f"{what} is a job; only services have pods to restart")
+        if params:
+            raise InvalidRequest("restart takes no params")
+        # a Rollout when the app is rendered as one (Argo Rollouts strategies), else its Deployment
+        rollout = _object_exists(session, cluster.id, "Rollout", workspace.name, app.name)
+        target = ("Rollout" if rollout else "Deployment", workspace.name, app.name)
+    elif kind_of_command == "logs":
+        principal.require("app.read", workspace_scope(workspace), what)
+        unknown = set(params) - {"pod", "container", "tail_lines", "limit_bytes"}
+        if unknown:
+            raise InvalidRequest(f"unknown logs param(s): {', '.join(sorted(unknown))}")
+        pods = app_pods(session, app)
+        names = [p["name"] for p in pods]
+        pod = params.pop("pod", None)
+        if pod is None:
+            if not names:
+                raise Conflict(f"the agent has reported no pod of {what} yet")
+            pod = names[0]  # troubled pods sort first: their logs are the ones wanted
+        elif pod not in names:
+            raise NotFound(f'no pod "{pod}" of {what}')
+        params["tail_lines"] = _whole(params, "tail_lines", 1, MAX_LOG_LINES, 200)
+        params["limit_bytes"] = _whole(params, "limit_bytes", 1, MAX_LOG_BYTES, MAX_LOG_BYTES)
+        if "container" in params and not isinstance(params["container"], str):
+            raise InvalidRequest("container must be a string")
+        target = ("Pod", workspace.name, pod)
+    else:
+        choices = ", ".join(c for c in COMMANDS if c != "run-job")
+        raise InvalidRequest(f'command type must be one of {choices} (jobs run through /runs)')
+    if target[0] != "Application":
+        _check_namespace(session, cluster, target[1])
+    command = Command(cluster_id=cluster.id, application_id=app.id, type=kind_of_command, kind=target[0],
+                      namespace=target[1], name=target[2], params=params, state="queued", attempts=0,
+                      created_by=principal.name, created_at=utcnow())
+    session.add(command)
+    session.flush()
+    return command
+
+
+def get_command(session: Session, principal: Principal, command_id: int) -> Command:
+    """A command the caller may read: one of an app they can read (or, without an app, of a cluster)."""
+    command = session.get(Command, command_id) if 1 <= command_id < 2**31 else None
+    if command is not None:
+        if command.application_id is not None:
+            app = session.get(Application, command.application_id)
+            if app is not None and principal.can("app.read", workspace_scope(app.workspace)):
+                return command
+        else:
+            cluster = session.get(Cluster, command.cluster_id)
+            if cluster is not None and principal.can("cluster.read", Scope(cluster.tenant_id, cluster.id)):
+                return command
+    raise NotFound(f"no command {command_id}")
+
+
+def has_claimable(session: Session, cluster_id: int, now: dt.datetime | None = None) -> bool:
+    """Whether a claim would find anything: a cheap read before taking any lock."""
+    now = now or utcnow()
+    return session.scalar(select(Command.id).where(
+        Command.cluster_id == cluster_id,
+        or_(Command.state == "queued", and_(Command.state == "sent", Command.claimed_until < now))).limit(1)) is not None
+
+
+def claim_commands(session: Session, cluster_id: int, settings: StatusSettings, now: dt.datetime | None = None,
+                   limit: int = 20) -> list[Command]:
+    """Hand out the cluster's queued commands (and those whose lease ran out) to one agent call.
+
+    Rows are locked (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's write lock serializes the
+    whole transaction), so two control plane processes never hand out the same command.
+    """
+    now = now or utcnow()
+    session.execute(update(Command).where(
+        Command.cluster_id == cluster_id, Command.state == "queued",
+        Command.created_at < now - dt.timedelta(seconds=settings.command_ttl))
+        .values(state="expired", done_at=now, error="no agent took the command in time"))
+    session.execute(update(Command).where(
+        Command.cluster_id == cluster_id, Command.state == "sent", Command.claimed_until < now,
+        Command.attempts >= settings.command_attempts)
+        .values(state="expired", done_at=now, error=f"no result after {settings.command_attempts} attempts"))
+    commands = list(session.scalars(
+        select(Command).where(
+            Command.cluster_id == cluster_id,
+            or_(Command.state == "queued", and_(Command.state == "sent", Command.claimed_until < now)))
+        .order_by(Command.id).limit(limit).with_for_update(skip_locked=True)))
+    for command in commands:
+        command.state, command.sent_at, command.attempts = "sent", now, command.attempts + 1
+        command.claimed_until = now + dt.timedelta(seconds=settings.command_lease)
+    _expire_runs(session, cluster_id)
+    return commands
+
+
+def _expire_runs(session: Session, cluster_id: int) -> None:
+    expired = select(Command.id).where(Command.cluster_id == cluster_id, Command.state == "expired")
+    session.execute(update(JobRun).where(JobRun.command_id.in_(expired), JobRun.state.in_(("queued", "sent")))
+                    .values(state="expired", message="no agent took the run in time"))
+
+
+def record_result(session: Session, cluster: Cluster, command_id: int, result: CommandResult,
+                  now: dt.datetime | None = None) -> Command:
+    """Record what the agent says a command did; a repeated report changes nothing."""
+    now = now or utcnow()
+    command = session.scalar(select(Command).where(Command.id == command_id, Command.cluster_id == cluster.id)
+                             .with_for_update()) if 1 <= command_id < 2**31 else None
+    if command is None:
+        raise NotFound(f"no command {command_id} for this cluster")
+    if command.state in ("done", "failed"):
+        return command
+    command.state = "done" if result.ok else "failed"
+    command.result, command.error, command.done_at, command.claimed_until = result.result, result.error, now, None
+    run = session.scalar(select(JobRun).where(JobRun.command_id == command.id))
+    if run is not None:
+        if result.ok:
+            name = result.result.get("workflow") or result.result.get("job") or result.result.get("name")
+            run.workflow = str(name)[:253] if name else None
+            run.state = "running" if run.state in ("queued", "sent", "expired") else run.state
+        else:
+            run.state, run.message, run.finished_at = "failed", result.error, now
+    return command
+
+
+def parse_result(data: Any) -> CommandResult:
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        raise InvalidRequest("a command result needs ok (true or false)")
+    result, error = data.get("result") or {}, data.get("error")
+    if not isinstance(result, dict) or (error is not None and not isinstance(error, str)):
+        raise InvalidRequest("result must be an object and error a string")
+    return CommandResult(data["ok"], result, error)
+
+
+def command_json(command: Command) -> dict:
+    return {"id": command.id, "type": command.type, "kind": command.kind, "namespace": command.namespace,
+            "name": command.name, "params": command.params, "state": command.state, "attempts": command.attempts,
+            "result": command.result, "error": command.error, "created_by": command.created_by,
+            "created_at": _iso(command.created_at), "sent_at": _iso(command.sent_at), "done_at": _iso(command.done_at)}
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# --- job runs --------------------------------------------------------------------------------------
+
+
+def trigger_run(session: Session, principal: Principal, app: Application, params: Any) -> JobRun:
+    """Run a job app now: a run-job command for its WorkflowTemplate (or CronWorkflow, or CronJob)."""
+    workspace, cluster = app.workspace, app.workspace.cluster
+    principal.require("app.deploy", workspace_scope(workspace), f'app "{cluster.name}:{workspace.name}/{app.name}"')
+    if app.kind != "job":
+        raise InvalidRequest(f'app "{app.name}" is a service; only jobs have runs')
+    if app.deleted or app.current_version is None:
+        raise Conflict(f'job "{app.name}" has no committed version to run')
+    params = params or {}
+    if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in params.items()):
+        raise InvalidRequest("params must map parameter names to strings or numbers")
+    version = session.scalar(select(Version).where(Version.application_id == app.id,
+                                                   Version.number == app.current_version))
+    spec = (version.spec if version else None) or {}
+    declared = {p.get("name") for p in spec.get("params") or [] if isinstance(p, dict)}
+    unknown = set(params) - declared
+    if unknown:
+        raise InvalidRequest(f"job {app.name} has no param(s) {', '.join(sorted(unknown))}")
+    if profile_of(cluster).has("argo_workflows"):
+        scheduled = (spec.get("trigger") or {}).get("type") == "scheduled"
+        kind = "CronWorkflow" if scheduled else "WorkflowTemplate"
+    else:
+        if params:
+            raise InvalidRequest(f'cluster "{cluster.name}" has no Argo Workflows: a job runs with its defaults')
+        kind = "CronJob"
+    _check_namespace(session, cluster, workspace.name)
+    command = Command(cluster_id=cluster.id, application_id=app.id, type="run-job", kind=kind,
+                      namespace=workspace.name, name=app.name,
+                      params={"parameters": {k: str(v) for k, v in params.items()}}, state="queued", attempts=0,
+                      created_by=principal.name, created_at=utcnow())
+    session.add(command)
+    session.flush()
+    run = JobRun(application_id=app.id, command_id=command.id, params=dict(params), state="queued",
+                 created_by=principal.name, created_at=utcnow())
+    session.add(run)
+    session.flush()
+    return run
+
+
+def list_runs(session: Session, app: Application, limit: int = 50) -> list[tuple[JobRun, Command | None]]:
+    rows = session.execute(select(JobRun, Command).outerjoin(Command, JobRun.command_id == Command.id)
+                           .where(JobRun.application_id == app.id).order_by(JobRun.id.desc()).limit(limit)).all()
+    return [(run, command) for run, command in rows]
+
+
+def run_json(run: JobRun, command: Command | None) -> dict:
+    state = run.state
+    if state == "queued" and command is not None and command.state in ("sent", "expired"):
+        state = command.state
+    return {"id": run.id, "state": state, "params": run.params, "workflow": run.workflow, "message": run.message,
+            "command": command.id if command else None, "created_by": run.created_by,
+            "created_at": _iso(run.created_at), "finished_at": _iso(run.finished_at)}
+
+
+__all__ = [
+    "StatusSettings", "IngestResult", "agent_cluster", "connectivity", "heartbeat", "parse_heartbeat", "ingest",
+    "live_versions", "version_statuses", "app_pods", "app_status", "status_history", "cluster_status",
+    "pending_commands", "enqueue_command", "get_command", "has_claimable", "claim_commands", "record_result",
+    "parse_result", "command_json", "trigger_run", "list_runs", "run_json", "ancestry", "POD_PROBLEMS",
+]

@@ -1,0 +1,180 @@
+"""The agent endpoints ``/agent/v1/<tenant>/<cluster>/...`` (agent.protocol), thin over gitops.status.
+
+Every call carries ``Authorization: Bearer <agent token>`` of the cluster in
+its URL: a token of cluster A gets 401 for cluster B, exactly as a wrong one
+does. Bodies may be gzip-compressed; the decompressed size is bounded
+(AGENT_MAX_BODY, 413 beyond it). The command long-poll holds no database
+connection while it waits: it sleeps on a per-cluster condition that the
+API rings when it queues a command in this process, and looks at the
+database about once a second for commands queued by other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zlib
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from agent.protocol import decode_batch
+from gitops import status
+from gitops.models import Cluster, utcnow
+from renderer.errors import InvalidRequest
+from webapp.auth import Unauthorized, csrf, public
+from webapp.plane import db_session, plane
+
+bp = Blueprint("agent", __name__, url_prefix="/agent/v1/<tenant>/<cluster>")
+
+AGENT_AUTHZ = "authorized by the cluster's agent token, not a principal"
+MAX_WAIT = 30
+POLL_INTERVAL = 1.0  # how often a waiting long-poll looks for commands queued by another process
+
+
+class CommandBell:
+    """Wakes the long-polls of a cluster in this process when a command for it is queued."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._conditions: dict[int, threading.Condition] = {}
+
+    def condition(self, cluster_id: int) -> threading.Condition:
+        with self._lock:
+            return self._conditions.setdefault(cluster_id, threading.Condition())
+
+    def ring(self, cluster_id: int) -> None:
+        condition = self.condition(cluster_id)
+        with condition:
+            condition.notify_all()
+
+
+bell = CommandBell()
+
+
+def _settings() -> status.StatusSettings:
+    return status.StatusSettings.from_config(current_app.config)
+
+
+def _agent_cluster(tenant: str, cluster: str) -> Cluster:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use Authorization: Bearer <agent token of the cluster>")
+    row = status.agent_cluster(db_session(), tenant, cluster, token.strip(), _settings())
+    if row is None:
+        raise Unauthorized("the agent token is not valid for this cluster")
+    return row
+
+
+def _body() -> Any:
+    """The JSON body, gunzipped when sent so, within AGENT_MAX_BODY either way."""
+    limit = int(current_app.config["AGENT_MAX_BODY"])
+    request.max_content_length = limit
+    raw = request.get_data(cache=False)
+    if request.headers.get("Content-Encoding", "identity").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            raw = inflater.decompress(raw, limit + 1)
+        except zlib.error as exc:
+            raise InvalidRequest(f"the body is not valid gzip: {exc}") from exc
+        if len(raw) > limit:
+            raise RequestEntityTooLarge(f"the decompressed body is over {limit} bytes")
+        if not inflater.eof:
+            raise InvalidRequest("the gzip body is truncated")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest("the body is not valid JSON") from exc
+    from webapp.api import _check_storable  # NUL and lone surrogates: no database text holds them
+
+    _check_storable(data)
+    return data
+
+
+@bp.post("/heartbeat")
+@public(AGENT_AUTHZ)
+def heartbeat(tenant: str, cluster: str):
+    row = _agent_cluster(tenant, cluster)
+    beat = status.parse_heartbeat(_body())
+    session = db_session()
+    answer = status.heartbeat(session, row, beat)
+    session.commit()
+    return answer
+
+
+@bp.post("/status")
+@public(AGENT_AUTHZ)
+def post_status(tenant: str, cluster: str):
+    row = _agent_cluster(tenant, cluster)
+    data = _body()
+    if not isinstance(data, dict):
+        raise InvalidRequest("a status batch is a JSON object")
+    try:
+        batch = decode_batch(data)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    session = db_session()
+    result = status.ingest(session, row, batch, repo=plane().repos.open(row), settings=_settings())
+    session.commit()
+    if result.outcome == "resync":
+        return {"resync": True}, 409
+    return {"acked": result.acked, "duplicate": result.outcome == "duplicate"}
+
+
+@bp.get("/commands")
+@public(AGENT_AUTHZ)
+def poll_commands(tenant: str, cluster: str):
+    raw_wait = request.args.get("wait", "0")
+    if not raw_wait.isdigit():
+        raise InvalidRequest("wait must be a whole number of seconds")
+    wait = min(int(raw_wait), MAX_WAIT)
+    cluster_id = _agent_cluster(tenant, cluster).id
+    db_session().close()  # nothing is held while waiting
+    control, settings = plane(), _settings()
+    deadline = time.monotonic() + wait
+    condition = bell.condition(cluster_id)
+    first = True
+    while True:
+        if first or _claimable(control, cluster_id):
+            with control.sessions.begin() as session:
+                if first:
+                    session.get(Cluster, cluster_id).last_seen_at = utcnow()
+                    first = False
+                commands = status.claim_commands(session, cluster_id, settings)
+                out = [{"id": c.id, "type": c.type, "kind": c.kind, "namespace": c.namespace, "name": c.name,
+                        "params": c.params} for c in commands]
+            if out:
+                return {"commands": out}
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return {"commands": []}
+        with condition:
+            condition.wait(min(POLL_INTERVAL, remaining))
+
+
+def _claimable(control, cluster_id: int) -> bool:
+    with control.read_sessions() as session:
+        return status.has_claimable(session, cluster_id)
+
+
+@bp.post("/commands/<int:command_id>/result")
+@public(AGENT_AUTHZ)
+def command_result(tenant: str, cluster: str, command_id: int):
+    row = _agent_cluster(tenant, cluster)
+    result = status.parse_result(_body())
+    session = db_session()
+    row.last_seen_at = utcnow()
+    command = status.record_result(session, row, command_id, result)
+    session.commit()
+    return {"id": command.id, "state": command.state}
+
+
+def init_app(app: Flask) -> None:
+    csrf.exempt(bp)  # agents send no CSRF token; every route is authorized by the agent token
+    app.register_blueprint(bp)
+
+
+__all__ = ["bp", "bell", "init_app", "CommandBell", "AGENT_AUTHZ"]
