@@ -35,7 +35,9 @@ BLOB = pygit2.GIT_FILEMODE_BLOB
 TREE = pygit2.GIT_FILEMODE_TREE
 
 COMMITTER = ("Shipyard", "shipyard@localhost")
-STALE_LOCK_SECONDS = 30  # a branch lock older than this was left by a dead writer
+# A live writer holds the branch lock for the time of one small write and rename; one older than
+# this was left by a writer that died (SIGKILL), and is cleared well within one RetryPolicy.
+STALE_LOCK_SECONDS = 5
 
 
 class _Delete:
@@ -62,9 +64,9 @@ Changes = Mapping[str, Change]
 class RetryPolicy:
     """Backoff between compare-and-swap attempts, with jitter."""
 
-    attempts: int = 50
+    attempts: int = 80  # with these delays, about 15 s in all: longer than STALE_LOCK_SECONDS
     first_delay: float = 0.002
-    max_delay: float = 0.25
+    max_delay: float = 0.5
 
     def delays(self) -> Iterator[float]:
         delay = self.first_delay
@@ -344,7 +346,7 @@ class ClusterRepo:
     def _clear_stale_lock(self) -> None:
         """Remove the branch's lock file when a writer died holding it (SIGKILL between lock and rename).
 
-        A live writer holds the lock for microseconds; one older than STALE_LOCK_SECONDS
+        A live writer holds the lock for milliseconds; one older than STALE_LOCK_SECONDS
         belongs to a process that is gone, and would otherwise block every later commit.
         """
         lock = Path(self.repo.path) / f"{self.ref_name}.lock"
