@@ -90,7 +90,8 @@ class StatusSettings:
                    online_within=float(config.get("AGENT_ONLINE_WITHIN", 60)),
                    stale_within=float(config.get("AGENT_STALE_WITHIN", 600)),
                    command_lease=float(config.get("COMMAND_LEASE", 120)),
-                   command_ttl=float(config.get("COMMAND_TTL", 900)))
+                   command_ttl=float(config.get("COMMAND_TTL", 900)),
+                   history_per_app=int(config.get("STATUS_HISTORY", 500)))
 
 
 # --- agents: who is calling, and are they there -----------------------------------------------
@@ -424,6 +425,14 @@ def app_pods(session: Session, app: Application) -> list[dict]:
     return sorted(pods, key=lambda p: (not p["reasons"], [_problem_rank(r) for r in p["reasons"]], p["name"]))
 
 
+def statuses_for(session: Session, repo: ClusterRepo | None, app: Application, versions: list[Version]) -> dict[int, dict] | None:
+    """Each version's status, or None while no agent has said anything about the app."""
+    status = session.scalar(select(AppStatus).where(AppStatus.application_id == app.id))
+    if status is None:
+        return None
+    return version_statuses(status, versions, repo, app_pods(session, app))
+
+
 def app_status(session: Session, repo: ClusterRepo | None, app: Application, settings: StatusSettings,
                versions: list[Version], now: dt.datetime | None = None) -> dict:
     """Everything about an app's live state, as plain data for the API."""
@@ -722,7 +731,7 @@ def run_json(run: JobRun, command: Command | None) -> dict:
 
 __all__ = [
     "StatusSettings", "IngestResult", "agent_cluster", "connectivity", "heartbeat", "parse_heartbeat", "ingest",
-    "live_versions", "version_statuses", "app_pods", "app_status", "status_history", "cluster_status",
+    "live_versions", "version_statuses", "statuses_for", "app_pods", "app_status", "status_history", "cluster_status",
     "pending_commands", "enqueue_command", "get_command", "has_claimable", "claim_commands", "record_result",
     "parse_result", "command_json", "trigger_run", "list_runs", "run_json", "ancestry", "POD_PROBLEMS",
 ]

@@ -325,6 +325,14 @@ def _promote(world, target):
                 json={"target": f"{cluster}:{workspace}", "name": world.unique("web")})
 
 
+def _get_command(world, target):
+    cluster, workspace = TARGETS[target]
+    response = world.admin.post(f"{API}/apps/{cluster}/{workspace}/web/commands", json={"type": "refresh"})
+    assert response.status_code == 201, response.get_json()
+    return Case("GET", f"{API}/commands/{response.get_json()['id']}", _can("app.read", world.scope(cluster, workspace)),
+                True)
+
+
 def _profile(world, cluster):
     return {"profile": PROFILE.replace("name: demo", f"name: {cluster}")}
 
@@ -368,6 +376,15 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
     "api.rollback_app": workspace_case("POST", API + "/apps/{c}/{w}/web/rollback", "app.deploy",
                                        json={"version": 1}),
     "api.promote_app": _promote,
+    "api.cluster_status": cluster_case("GET", API + "/clusters/{c}/status", "cluster.read"),
+    "api.app_status": workspace_case("GET", API + "/apps/{c}/{w}/web/status", "app.read"),
+    "api.app_status_history": workspace_case("GET", API + "/apps/{c}/{w}/web/status/history", "app.read"),
+    # refresh and restart need app.deploy (logs only app.read): the route checks the command's own permission
+    "api.create_command": workspace_case("POST", API + "/apps/{c}/{w}/web/commands", "app.deploy",
+                                         json={"type": "refresh"}),
+    "api.get_command": _get_command,
+    "api.create_run": workspace_case("POST", API + "/apps/{c}/{w}/web/runs", "app.deploy", json={"params": {}}),
+    "api.list_runs": workspace_case("GET", API + "/apps/{c}/{w}/web/runs", "app.read"),
 }
 
 # Reads, then changes, then removals (bindings and tokens, apps, workspaces, clusters last).
@@ -413,6 +430,12 @@ KEY_EXPECTATIONS = [
     ("tenant-admin", "api.revoke_token", "inside", True),
     ("workspace-admin", "api.revoke_token", "inside", False),
     ("tenant-admin", "api.create_token", "inside", True),
+    ("workspace-viewer", "api.app_status", "inside", True),
+    ("workspace-viewer", "api.create_command", "inside", False),
+    ("workspace-editor", "api.create_command", "inside", True),
+    ("workspace-viewer", "api.get_command", "other-workspace", False),
+    ("cluster-viewer", "api.cluster_status", "inside", True),
+    ("workspace-admin", "api.cluster_status", "inside", False),
     (NO_ROLE, "api.me", "inside", True),
     (NO_ROLE, "api.get_app", "inside", False),
     (NO_ROLE, "api.list_clusters", "inside", False),

@@ -30,7 +30,7 @@ API = "/api/v1"
 @pytest.fixture
 def plane_app(database_url, tmp_path):
     # a short token grace so rotation can be checked past it by moving rotated_at, not by sleeping
-    app = create_app(app_config(tmp_path / "data", database_url, AGENT_TOKEN_GRACE=600))
+    app = create_app(app_config(tmp_path / "data", database_url, AGENT_TOKEN_GRACE=600, STATUS_HISTORY=20))
     yield app
     app.extensions["shipyard"].close()
 
@@ -188,3 +188,282 @@ def test_rotated_token_works_within_grace_only(plane_app, world, client):
     with pytest.raises(Unauthorized):
         reporter(client, world["demo"], token=old).heartbeat(beat)
     assert reporter(client, world["demo"], token=new).heartbeat(beat) == {"commands": 0}
+
+
+# --- status → versions --------------------------------------------------------------------------------
+
+
+def argocd_application(workspace: str, app: str, sync: str, revision: str | None, health: str,
+                       message: str | None = None, operation: str = "Succeeded") -> dict:
+    """An ArgoCD Application as the API server sends it, through the agent's own summary."""
+    from agent.summaries import application
+
+    return application({
+        "metadata": {"name": application_name(workspace, app), "namespace": "argocd",
+                     "labels": {"shipyard.dev/workspace": workspace, "shipyard.dev/app": app}},
+        "status": {"sync": {"status": sync, "revision": revision},
+                   "health": {"status": health, **({"message": message} if message else {})},
+                   "operationState": {"phase": operation}},
+    })
+
+
+def deploy(world, image: str) -> dict:
+    response = deploy_yaml(world["admin"], service_spec("web", image=image))
+    assert response.status_code == 200, response.get_json()
+    (version,) = response.get_json()["versions"]
+    return version
+
+
+def report_app(rep: Reporter, **status) -> None:
+    observe(rep, "Application", "argocd", application_name("storefront", "web"),
+            argocd_application("storefront", "web", **status))
+    rep.send_pending()
+
+
+def app_status(world, **query) -> dict:
+    response = world["admin"].get(f"{API}/apps/demo/storefront/web/status", query_string=query)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def by_number(status: dict) -> dict[int, dict]:
+    return {v["number"]: v for v in status["versions"]}
+
+
+def test_versions_follow_the_synced_revision(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    rep.heartbeat(Heartbeat("1.0", "1.33", simulated=True))
+    first = deploy(world, "ghcr.io/acme/web:1")
+    before = app_status(world)
+    assert before["known"] is False and by_number(before)[1]["status"] == "committed"
+
+    report_app(rep, sync="Synced", revision=first["commit"], health="Progressing")
+    status = app_status(world)
+    assert (status["live_version"], by_number(status)[1]["status"]) == (1, "synced")
+    report_app(rep, sync="Synced", revision=first["commit"], health="Healthy")
+    status = app_status(world)
+    assert by_number(status)[1]["status"] == "healthy" and status["stale"] is False
+
+    second = deploy(world, "ghcr.io/acme/web:2")
+    assert by_number(app_status(world))[2]["status"] == "committed"  # ArgoCD has not seen it yet
+    report_app(rep, sync="OutOfSync", revision=second["commit"], health="Healthy", operation="Running")
+    status = by_number(app_status(world))
+    assert (status[1]["status"], status[2]["status"]) == ("healthy", "syncing")
+    report_app(rep, sync="Synced", revision=second["commit"], health="Healthy")
+    status = app_status(world)
+    versions = by_number(status)
+    assert status["live_version"] == 2
+    assert (versions[1]["status"], versions[2]["status"]) == ("replaced", "healthy")
+    # the versions list carries the same status
+    listed = world["admin"].get(f"{API}/apps/demo/storefront/web/versions").get_json()["versions"]
+    assert {v["number"]: v["status"] for v in listed} == {1: "replaced", 2: "healthy"}
+
+    # A commit for another app moves the revision on; version 2 is still the live one.
+    response = deploy_yaml(world["admin"], service_spec("api", image="ghcr.io/acme/api:1"))
+    other_commit = response.get_json()["versions"][0]["commit"]
+    report_app(rep, sync="Synced", revision=other_commit, health="Healthy")
+    assert app_status(world)["live_version"] == 2
+
+    # A sync that fails names ArgoCD's message on the version it could not apply.
+    third = deploy(world, "ghcr.io/acme/web:3")
+    report_app(rep, sync="OutOfSync", revision=third["commit"], health="Healthy", operation="Failed",
+               message="one or more objects failed to apply")
+    versions = by_number(app_status(world))
+    assert versions[3]["status"] == "failed" and "failed to apply" in versions[3]["message"]
+    assert versions[2]["status"] == "healthy"
+
+
+def test_degraded_names_the_pods_reasons(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    version = deploy(world, "ghcr.io/acme/web:1")
+    observe(rep, "Pod", "storefront", "web-7d9f-abcde", {"app": "web", "phase": "Running", "ready": False,
+                                                         "restarts": 6, "reasons": ["CrashLoopBackOff"],
+                                                         "message": "back-off 5m0s restarting failed container"})
+    observe(rep, "Pod", "storefront", "web-7d9f-fghij", {"app": "web", "phase": "Running", "ready": True,
+                                                         "restarts": 0, "reasons": []})
+    observe(rep, "Pod", "storefront", "api-1", {"app": "api", "phase": "Pending", "reasons": ["ImagePullBackOff"]})
+    report_app(rep, sync="Synced", revision=version["commit"], health="Degraded",
+               message="Deployment web exceeded its progress deadline")
+    status = app_status(world)
+    live = by_number(status)[1]
+    assert live["status"] == "degraded"
+    assert live["reasons"] == ["CrashLoopBackOff"] and status["reasons"] == ["CrashLoopBackOff"]
+    assert "progress deadline" in live["message"] and "CrashLoopBackOff (pod web-7d9f-abcde" in live["message"]
+    assert [p["name"] for p in status["pods"]] == ["web-7d9f-abcde", "web-7d9f-fghij"]  # troubled first, only web's
+    version_json = world["admin"].get(f"{API}/apps/demo/storefront/web/versions/1").get_json()
+    assert version_json["status"] == "degraded"
+
+
+def test_history_records_changes_only(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    version = deploy(world, "ghcr.io/acme/web:1")
+    for health in ("Progressing", "Progressing", "Healthy", "Healthy", "Degraded"):
+        report_app(rep, sync="Synced", revision=version["commit"], health=health)
+    # an unchanged object is not even sent again (the tracker); a resend of the same state adds nothing either
+    rep.resync()
+    events = world["admin"].get(f"{API}/apps/demo/storefront/web/status/history").get_json()["events"]
+    assert [e["health"] for e in events] == ["Degraded", "Healthy", "Progressing"]
+    assert all(e["revision"] == version["commit"] for e in events)
+
+
+def test_history_is_bounded_per_app(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    deploy(world, "ghcr.io/acme/web:1")
+    limit = plane_app.config["STATUS_HISTORY"]
+    for i in range(limit + 60):
+        report_app(rep, sync="Synced", revision=None, health="Progressing", message=f"step {i}")
+    with plane_app.extensions["shipyard"].sessions() as session:
+        kept = session.scalar(select(func.count()).select_from(StatusEvent))
+    assert limit <= kept <= limit + 51
+    newest = world["admin"].get(f"{API}/apps/demo/storefront/web/status/history?limit=1").get_json()["events"]
+    assert newest[0]["message"] == f"step {limit + 59}"
+
+
+def test_connectivity_online_stale_offline(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    version = deploy(world, "ghcr.io/acme/web:1")
+    cluster = world["admin"].get(f"{API}/clusters/demo/status").get_json()
+    assert cluster["connectivity"] == "offline" and cluster["agent"] is None
+    rep.heartbeat(Heartbeat("1.2.3", "1.33", addons=["argo_rollouts"], simulated=True))
+    report_app(rep, sync="Synced", revision=version["commit"], health="Healthy")
+    cluster = world["admin"].get(f"{API}/clusters/demo/status").get_json()
+    assert cluster["connectivity"] == "online" and cluster["simulated"] is True
+    assert cluster["agent"]["agent_version"] == "1.2.3" and cluster["objects"] == {"Application": 1}
+    assert cluster["apps"]["health"] == {"Healthy": 1}
+
+    def heard_ago(seconds: float) -> None:
+        with plane_app.extensions["shipyard"].sessions.begin() as session:
+            session.execute(update(Cluster).where(Cluster.name == "demo").values(
+                last_seen_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)))
+
+    heard_ago(plane_app.config["AGENT_ONLINE_WITHIN"] + 30)
+    status = app_status(world)
+    # stale: the last known status is still shown, flagged as stale rather than as wrong
+    assert (status["connectivity"], status["stale"], by_number(status)[1]["status"]) == ("stale", True, "healthy")
+    heard_ago(plane_app.config["AGENT_STALE_WITHIN"] + 30)
+    assert app_status(world)["connectivity"] == "offline"
+    rep.heartbeat(Heartbeat("1.2.3", "1.33"))
+    assert app_status(world)["connectivity"] == "online"
+
+
+# --- commands and job runs -------------------------------------------------------------------------
+
+
+def test_commands_go_out_once_and_come_back_with_results(plane_app, world, client, served):
+    rep = reporter(client, world["demo"])
+    deploy(world, "ghcr.io/acme/web:1")
+    admin = world["admin"]
+    assert rep.poll_commands(0) == []
+
+    response = admin.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "refresh", "params": {"hard": True}})
+    assert response.status_code == 201, response.get_json()
+    queued = response.get_json()
+    assert (queued["state"], queued["kind"], queued["namespace"], queued["name"]) == (
+        "queued", "Application", "argocd", "storefront.web")
+    assert rep.heartbeat(Heartbeat("1.0", "1.33")) == {"commands": 1}
+
+    # two agents' long-polls at once (as from two replicas' view): exactly one gets the command
+    got: list[list] = []
+    start = threading.Barrier(2)
+
+    def poll():
+        with httpx.Client(base_url=served, timeout=60) as own:
+            start.wait()
+            got.append(reporter(own, world["demo"]).poll_commands(2))
+
+    threads = [threading.Thread(target=poll) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    delivered = [c for batch in got for c in batch]
+    assert [c.id for c in delivered] == [queued["id"]] and delivered[0].params == {"hard": True}
+    assert rep.poll_commands(0) == []
+    assert admin.get(f"{API}/commands/{queued['id']}").get_json()["state"] == "sent"
+
+    rep.send_result(queued["id"], CommandResult(True, {"refreshed": True}))
+    rep.send_result(queued["id"], CommandResult(False, error="late duplicate"))  # changes nothing
+    done = admin.get(f"{API}/commands/{queued['id']}").get_json()
+    assert (done["state"], done["result"], done["error"]) == ("done", {"refreshed": True}, None)
+
+    # a long-poll that is already waiting gets a command queued meanwhile
+    waiting: list = []
+    poller = threading.Thread(target=lambda: waiting.extend(reporter(httpx.Client(base_url=served, timeout=60),
+                                                                      world["demo"]).poll_commands(20)))
+    poller.start()
+    response = admin.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "restart"})
+    poller.join()
+    assert [(c.type, c.kind, c.name) for c in waiting] == [("restart", "Deployment", "web")]
+
+    # logs: a viewer may ask; the pod must be one of the app's
+    viewer = make_user(plane_app, "viewer", "workspace-viewer", cluster="demo", workspace="storefront")
+    assert viewer.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "restart"}).status_code == 403
+    assert viewer.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "logs"}).status_code == 409
+    observe(rep, "Pod", "storefront", "web-1", {"app": "web", "phase": "Running", "reasons": []})
+    rep.send_pending()
+    logs = viewer.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "logs", "params": {"tail_lines": 50}})
+    assert logs.status_code == 201 and logs.get_json()["name"] == "web-1"
+    assert logs.get_json()["params"]["tail_lines"] == 50
+    assert viewer.post(f"{API}/apps/demo/storefront/web/commands",
+                       json={"type": "logs", "params": {"pod": "someone-else"}}).status_code == 404
+    assert admin.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "run-job"}).status_code == 400
+    # another cluster's agent cannot answer this cluster's command
+    other = reporter(client, world["other"], name="other")
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        other.send_result(logs.get_json()["id"], CommandResult(True))
+    assert refused.value.response.status_code == 404
+
+
+def test_command_lease_expiry_resends_then_expires(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    deploy(world, "ghcr.io/acme/web:1")
+    command = world["admin"].post(f"{API}/apps/demo/storefront/web/commands", json={"type": "refresh"}).get_json()
+    attempts = 0
+    for _ in range(5):
+        commands = rep.poll_commands(0)
+        if not commands:
+            break
+        attempts += 1
+        with plane_app.extensions["shipyard"].sessions.begin() as session:  # the agent died holding it
+            session.execute(update(Command).values(claimed_until=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+    assert attempts == 3
+    assert world["admin"].get(f"{API}/commands/{command['id']}").get_json()["state"] == "expired"
+
+
+JOB = """type: job
+name: backfill
+workspace_fqn: demo:storefront
+image: {type: image, image_uri: 'ghcr.io/acme/etl:1', command: 'etl --since {{since}}'}
+trigger: {type: manual}
+params:
+  - name: since
+"""
+
+
+def test_job_runs_trigger_and_follow_the_workflow(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    admin = world["admin"]
+    assert deploy_yaml(admin, JOB).status_code == 200
+    response = admin.post(f"{API}/apps/demo/storefront/backfill/runs", json={"params": {"since": "2026-01-01"}})
+    assert response.status_code == 201, response.get_json()
+    run = response.get_json()
+    assert run["state"] == "queued" and run["params"] == {"since": "2026-01-01"}
+    assert admin.post(f"{API}/apps/demo/storefront/backfill/runs", json={"params": {"nope": 1}}).status_code == 400
+    deploy(world, "ghcr.io/acme/web:1")
+    assert admin.post(f"{API}/apps/demo/storefront/web/runs", json={}).status_code == 400  # a service
+
+    (command,) = rep.poll_commands(0)
+    assert (command.type, command.kind, command.namespace, command.name) == (
+        "run-job", "WorkflowTemplate", "storefront", "backfill")
+    assert command.params == {"parameters": {"since": "2026-01-01"}}
+    runs = admin.get(f"{API}/apps/demo/storefront/backfill/runs").get_json()["runs"]
+    assert runs[0]["state"] == "sent"
+    rep.send_result(command.id, CommandResult(True, {"workflow": "backfill-x7k2p"}))
+    runs = admin.get(f"{API}/apps/demo/storefront/backfill/runs").get_json()["runs"]
+    assert (runs[0]["state"], runs[0]["workflow"]) == ("running", "backfill-x7k2p")
+
+    observe(rep, "Workflow", "storefront", "backfill-x7k2p", {"app": "backfill", "template": "backfill",
+                                                              "phase": "Failed", "message": "exit code 3"})
+    rep.send_pending()
+    (run,) = admin.get(f"{API}/apps/demo/storefront/backfill/runs").get_json()["runs"]
+    assert (run["state"], run["message"]) == ("failed", "exit code 3") and run["finished_at"]

@@ -14,8 +14,8 @@ from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 from werkzeug.exceptions import UnsupportedMediaType
 
-from gitops import accounts, audit, clusters, deploy
-from gitops.models import ApiToken, Application, Cluster, RoleBinding, Tenant, User, Version, Workspace
+from gitops import accounts, audit, clusters, deploy, status
+from gitops.models import ApiToken, Application, Cluster, Command, RoleBinding, Tenant, User, Version, Workspace
 from gitops.policy import Scope
 from renderer.errors import InvalidRequest, NotFound
 from webapp.auth import AUTHENTICATED, public, requires
@@ -140,7 +140,8 @@ def app_json(app: Application, workspace: Workspace, cluster: Cluster) -> dict:
     }
 
 
-def version_json(version: Version, with_spec: bool = True) -> dict:
+def version_json(version: Version, with_spec: bool = True, live: dict | None = None) -> dict:
+    """``live``: the version's status from gitops.status (synced, healthy, ...), when an agent reported any."""
     app = version.application
     out = {
         "app": f"{app.workspace.cluster.name}:{app.workspace.name}/{app.name}",
@@ -161,9 +162,18 @@ def version_json(version: Version, with_spec: bool = True) -> dict:
         "created_at": iso(version.created_at),
         "committed_at": iso(version.committed_at),
     }
+    if live is not None:
+        out["status"] = live["status"]
+        out["status_message"] = live["message"]
     if with_spec:
         out["spec"] = version.spec
     return out
+
+
+def _live(app: Application, versions: list[Version]) -> dict[int, dict]:
+    """The status of each of ``versions`` (empty while no agent has reported on the app)."""
+    cluster = app.workspace.cluster
+    return status.statuses_for(db_session(), context().repos.open(cluster), app, versions) or {}
 
 
 def binding_json(binding: RoleBinding) -> dict:
@@ -484,8 +494,9 @@ def _app(cluster: str, workspace: str, app: str, permission: str = "app.read") -
 def get_app(cluster: str, workspace: str, app: str):
     row = _app(cluster, workspace, app)
     latest = deploy.list_versions(context(), row, limit=1)
+    live = _live(row, latest)
     return {**app_json(row, row.workspace, row.workspace.cluster),
-            "latest_version": version_json(latest[0]) if latest else None}
+            "latest_version": version_json(latest[0], live=live.get(latest[0].number)) if latest else None}
 
 
 @bp.delete("/apps/<cluster>/<workspace>/<app>")
@@ -501,13 +512,16 @@ def list_versions(cluster: str, workspace: str, app: str):
     row = _app(cluster, workspace, app)
     versions = deploy.list_versions(context(), row, limit=query_int("limit", 100, high=1000),
                                     before=query_int("before", None, high=2**31))
-    return {"versions": [version_json(v, with_spec=False) for v in versions]}
+    live = _live(row, versions)
+    return {"versions": [version_json(v, with_spec=False, live=live.get(v.number)) for v in versions]}
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/versions/<int:number>")
 @requires("app.read")
 def get_version(cluster: str, workspace: str, app: str, number: int):
-    return version_json(deploy.get_version(context(), _app(cluster, workspace, app), number))
+    row = _app(cluster, workspace, app)
+    version = deploy.get_version(context(), row, number)
+    return version_json(version, live=_live(row, [version]).get(version.number))
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/diff")
@@ -538,6 +552,94 @@ def promote_app(cluster: str, workspace: str, app: str):
                              overrides=field(data, "overrides", dict, required=False),
                              source=field(data, "source", str, required=False, default="api"))
     return version_json(version, with_spec=False), 202 if version.state == "pending" else 201
+
+
+# --- live status, commands, job runs -------------------------------------------------------------
+
+
+def _status_settings() -> status.StatusSettings:
+    return status.StatusSettings.from_config(current_app.config)
+
+
+@bp.get("/clusters/<cluster>/status")
+@requires("cluster.read")
+def cluster_status(cluster: str):
+    """The cluster's agent: connectivity, what it last said, counts of what it follows"""
+    session = db_session()
+    return status.cluster_status(session, clusters.get_cluster(session, g.principal, cluster), _status_settings())
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/status")
+@requires("app.read")
+def app_status(cluster: str, workspace: str, app: str):
+    """Sync, health and the live version, each recent version's status, the pods' reasons"""
+    row = _app(cluster, workspace, app)
+    versions = deploy.list_versions(context(), row, limit=query_int("versions", 10, high=100))
+    return status.app_status(db_session(), context().repos.open(row.workspace.cluster), row, _status_settings(),
+                             versions)
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/status/history")
+@requires("app.read")
+def app_status_history(cluster: str, workspace: str, app: str):
+    """Changes of the app's sync, health, revision or message, newest first"""
+    row = _app(cluster, workspace, app)
+    events = status.status_history(db_session(), row, limit=query_int("limit", 100, high=1000),
+                                   before=query_int("before", None, high=2**62))
+    return {"events": [{"id": e.id, "at": iso(e.at), "sync": e.sync, "health": e.health, "revision": e.revision,
+                        "message": e.message} for e in events]}
+
+
+def _ring(cluster_id: int) -> None:
+    from webapp.agent_api import bell
+
+    bell.ring(cluster_id)  # a long-poll of this cluster's agent in this process takes it now
+
+
+@bp.post("/apps/<cluster>/<workspace>/<app>/commands")
+@requires("app.read")
+def create_command(cluster: str, workspace: str, app: str):
+    """Send the app's agent a command: refresh, restart (app.deploy) or logs (app.read)"""
+    data = json_body()
+    session = db_session()
+    row = _app(cluster, workspace, app)
+    command = status.enqueue_command(session, g.principal, row, field(data, "type", str),
+                                     field(data, "params", dict, required=False, default={}))
+    audit.record(session, g.principal, f"app.command.{command.type}", f"{cluster}:{workspace}/{app}",
+                 {"command": command.id})
+    session.commit()
+    _ring(command.cluster_id)
+    return status.command_json(command), 201
+
+
+@bp.get("/commands/<int:command_id>")
+@requires("app.read")
+def get_command(command_id: int):
+    """A command and, once the agent answered, its result"""
+    return status.command_json(status.get_command(db_session(), g.principal, command_id))
+
+
+@bp.post("/apps/<cluster>/<workspace>/<app>/runs")
+@requires("app.deploy")
+def create_run(cluster: str, workspace: str, app: str):
+    """Run a job now, with params"""
+    data = json_body()
+    session = db_session()
+    row = _app(cluster, workspace, app, "app.deploy")
+    run = status.trigger_run(session, g.principal, row, field(data, "params", dict, required=False, default={}))
+    audit.record(session, g.principal, "app.run", f"{cluster}:{workspace}/{app}", {"run": run.id})
+    session.commit()
+    _ring(row.workspace.cluster_id)
+    return status.run_json(run, session.get(Command, run.command_id)), 201
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/runs")
+@requires("app.read")
+def list_runs(cluster: str, workspace: str, app: str):
+    """A job's runs with their state, newest first"""
+    row = _app(cluster, workspace, app)
+    return {"runs": [status.run_json(run, command) for run, command in
+                     status.list_runs(db_session(), row, limit=query_int("limit", 50, high=1000))]}
 
 
 @bp.get("/openapi.json")

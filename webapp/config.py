@@ -25,6 +25,7 @@ AGENT_STALE_WITHIN         ... within this many, stale: status shown as stale (6
 AGENT_MAX_BODY             largest agent request body after gzip decompression (16 MiB)
 COMMAND_LEASE              seconds a command handed to an agent waits for its result before it is resent (120)
 COMMAND_TTL                seconds a command may wait for an agent before it expires (900)
+STATUS_HISTORY             status changes kept per app (500)
 =========================  ==================================================================
 """
 
@@ -67,6 +68,7 @@ DEFAULTS = {
     "AGENT_MAX_BODY": 16 * 1024 * 1024,
     "COMMAND_LEASE": 120.0,
     "COMMAND_TTL": 900.0,
+    "STATUS_HISTORY": 500,
 }
 
 

@@ -74,6 +74,17 @@ BODIES: dict[str, dict] = {
                        "version": {"type": "integer", "minimum": 1}, "name": _NAME,
                        "overrides": {"type": "object"}, "source": {"type": "string"}},
     },
+    "api.create_command": {
+        "type": "object", "required": ["type"],
+        "properties": {"type": {"enum": ["refresh", "restart", "logs"]},
+                       "params": {"type": "object", "description": "refresh: hard; logs: pod, container, tail_lines, "
+                                                                   "limit_bytes; restart: none"}},
+    },
+    "api.create_run": {
+        "type": "object",
+        "properties": {"params": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+                                  "description": "values for the job's declared params"}},
+    },
 }
 
 YAML_BODIES = {"api.deploy_apps": {"type": "string", "description": "deploy specs as YAML"}}
@@ -85,6 +96,9 @@ QUERY: dict[str, list[tuple[str, dict]]] = {
     "api.list_versions": [("limit", {"type": "integer", "minimum": 1}), ("before", {"type": "integer"})],
     "api.list_audit": [("limit", {"type": "integer", "minimum": 1}), ("before", {"type": "integer"})],
     "api.diff_versions": [("from", {"type": "integer", "minimum": 1}), ("to", {"type": "integer", "minimum": 1})],
+    "api.app_status": [("versions", {"type": "integer", "minimum": 1, "maximum": 100})],
+    "api.app_status_history": [("limit", {"type": "integer", "minimum": 1}), ("before", {"type": "integer"})],
+    "api.list_runs": [("limit", {"type": "integer", "minimum": 1})],
     # read with a YAML body (a JSON body carries them as fields)
     "api.deploy_apps": [("dry_run", {"type": "boolean"}), ("source_commit", {"type": "string"}),
                         ("source", {"enum": ["api", "cli", "ci", "dashboard", "spec-repo"]}),
