@@ -183,11 +183,15 @@ def ingest(session: Session, cluster: Cluster, batch: StatusBatch, repo: Cluster
         return IngestResult("resync", None)
     cluster.stream, cluster.stream_seq = batch.stream, batch.seq
     _apply_objects(session, cluster.id, batch, now)
+    applications: dict[str, dict | None] = {}
     if batch.snapshot and batch.final:
-        # what the snapshot did not mention is gone from the cluster
+        # what the snapshot did not mention is gone from the cluster, Applications included
+        for name in session.scalars(select(ClusterObject.name).where(
+                ClusterObject.cluster_id == cluster.id, ClusterObject.kind == "Application",
+                ClusterObject.stream != batch.stream)):
+            applications[name] = None
         session.execute(delete(ClusterObject).where(ClusterObject.cluster_id == cluster.id,
                                                     ClusterObject.stream != batch.stream))
-    applications = {}
     workflows = {}
     for delta in batch.deltas:
         if delta.kind == "Application":
@@ -369,6 +373,17 @@ def version_statuses(status: AppStatus | None, versions: list[Version], repo: Cl
     out: dict[int, dict] = {}
     pods = pods or []
     reasons = sorted({r for p in pods for r in p["reasons"]}, key=_problem_rank)
+    live = status.live_version if status else None
+    if status is not None and repo is not None and status.synced_revision:
+        # a version newer than the recorded live one whose commit is already synced (a deploy that
+        # changed no bytes records the commit that held them) is the live one now
+        for version in sorted(versions, key=lambda v: -v.number):
+            if version.number <= (live or 0):
+                break
+            if version.state == "committed" and version.commit_id and ancestry.reachable(
+                    repo, status.synced_revision, version.commit_id):
+                live = version.number
+                break
     for version in versions:
         entry: dict[str, Any] = {"status": None, "message": None, "reasons": []}
         if version.state in ("pending", "failed", "superseded"):
@@ -376,7 +391,7 @@ def version_statuses(status: AppStatus | None, versions: list[Version], repo: Cl
         elif status is None or repo is None or version.commit_id is None:
             entry["status"] = "committed"
         elif status.synced_revision and ancestry.reachable(repo, status.synced_revision, version.commit_id):
-            if version.number == status.live_version:
+            if version.number == live:
                 entry.update(_live_status(status, reasons, pods))
             else:
                 entry["status"] = "replaced"

@@ -258,19 +258,26 @@ def test_versions_follow_the_synced_revision(plane_app, world, client):
     listed = world["admin"].get(f"{API}/apps/demo/storefront/web/versions").get_json()["versions"]
     assert {v["number"]: v["status"] for v in listed} == {1: "replaced", 2: "healthy"}
 
-    # A commit for another app moves the revision on; version 2 is still the live one.
+    # The same spec again changes no bytes: its version records the commit that already holds them,
+    # which ArgoCD has synced, so it is the live one at once
+    again = deploy(world, "ghcr.io/acme/web:2")
+    assert (again["number"], again["commit"], again["changed"]) == (3, second["commit"], False)
+    versions = by_number(app_status(world))
+    assert (versions[2]["status"], versions[3]["status"]) == ("replaced", "healthy")
+
+    # A commit for another app moves the revision on; version 3 is still the live one.
     response = deploy_yaml(world["admin"], service_spec("api", image="ghcr.io/acme/api:1"))
     other_commit = response.get_json()["versions"][0]["commit"]
     report_app(rep, sync="Synced", revision=other_commit, health="Healthy")
-    assert app_status(world)["live_version"] == 2
+    assert app_status(world)["live_version"] == 3
 
     # A sync that fails names ArgoCD's message on the version it could not apply.
-    third = deploy(world, "ghcr.io/acme/web:3")
-    report_app(rep, sync="OutOfSync", revision=third["commit"], health="Healthy", operation="Failed",
+    fourth = deploy(world, "ghcr.io/acme/web:4")
+    report_app(rep, sync="OutOfSync", revision=fourth["commit"], health="Healthy", operation="Failed",
                message="one or more objects failed to apply")
     versions = by_number(app_status(world))
-    assert versions[3]["status"] == "failed" and "failed to apply" in versions[3]["message"]
-    assert versions[2]["status"] == "healthy"
+    assert versions[4]["status"] == "failed" and "failed to apply" in versions[4]["message"]
+    assert versions[3]["status"] == "healthy"
 
 
 def test_degraded_names_the_pods_reasons(plane_app, world, client):
@@ -467,3 +474,14 @@ def test_job_runs_trigger_and_follow_the_workflow(plane_app, world, client):
     rep.send_pending()
     (run,) = admin.get(f"{API}/apps/demo/storefront/backfill/runs").get_json()["runs"]
     assert (run["state"], run["message"]) == ("failed", "exit code 3") and run["finished_at"]
+
+
+def test_an_application_missing_from_a_snapshot_is_missing(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    version = deploy(world, "ghcr.io/acme/web:1")
+    report_app(rep, sync="Synced", revision=version["commit"], health="Healthy")
+    rep.tracker.observe("Application", "argocd", "storefront.web", None)  # gone while the stream was broken
+    rep.resync()
+    status = app_status(world)
+    assert (status["health"], status["sync"]) == ("Missing", "Unknown")
+    assert "gone" in status["message"]
