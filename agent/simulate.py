@@ -471,7 +471,7 @@ class SimulatedCluster:
                 count += 1
                 self._refresh.wait(self.settings.tick_seconds) or stop.wait(0)
         finally:
-            if poller is not None and iterations is not None:
+            if poller is not None:  # its long-poll ends within command_wait_seconds; close() must come after
                 stop.set()
                 poller.join(self.settings.command_wait_seconds + 15)
 

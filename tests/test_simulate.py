@@ -224,3 +224,186 @@ def test_heartbeat_says_simulated(offline):
     assert beat.simulated is True and beat.agent_version == AGENT_VERSION \
         and beat.agent_version.startswith("simulated-")
     assert beat.namespaces == ["payments"]
+
+
+# --- end to end: the real control plane on loopback, the simulation reading its git and reporting to it ------
+
+
+@pytest.fixture
+def served(plane_app):
+    """The control plane (plane_app: SQLite or PostgreSQL) served over HTTP on loopback."""
+    server = make_server("127.0.0.1", 0, plane_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def _json(response):
+    assert response.status_code == 200, (response.status_code, response.text)
+    return response.json()
+
+
+def _get(client, path):
+    """GET ``path`` as JSON, asking again after a 500 a bounded number of times.
+
+    Known control-plane bug, reported, not this module's to fix: accounts.principal_from_token updates the
+    token's last_used_at inside a GET's read-only (deferred) SQLite transaction, which is then rolled back,
+    so every GET tries that write, and SQLite refuses it ("database is locked", a 500) when another writer
+    (here the simulated agent) committed meanwhile.
+    """
+    for _ in range(5):
+        response = client.get(path)
+        if response.status_code != 500:
+            break
+    body = response.get_json() if hasattr(response, "get_json") else response.json()
+    assert response.status_code == 200, (response.status_code, body)
+    return body
+
+
+def _wait(probe, what: str, timeout: float = 60.0):
+    """Poll ``probe`` until it returns something truthy; generous, since CI machines can be slow."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+def test_end_to_end_deploys_go_healthy_faults_show_and_commands_are_answered(plane_app, served, tmp_path):
+    admin = make_user(plane_app, "admin", "tenant-admin")
+    tokens = add_cluster(admin, "demo")
+    add_workspace(admin, "demo", "storefront")
+    first = deploy_yaml(admin, service_spec("web", image="ghcr.io/acme/web:1.0", extra="replicas: 2\n"))
+    assert first.status_code == 200, first.get_json()
+
+    settings = SimulationSettings(url=served, tenant=plane_app.config["TENANT"], cluster="demo",
+                                  agent_token=tokens["agent_token"], read_token=tokens["read_token"],
+                                  mirror_dir=tmp_path / "mirror", poll_seconds=0.2, step_seconds=0.2,
+                                  heartbeat_seconds=0.5, command_wait_seconds=1, tick_seconds=0.05)
+    cluster = SimulatedCluster(settings)
+    cluster.switches.set("*", rollout_seconds=3600)  # held in Progressing until the test lets it go
+    stop = threading.Event()
+    loop = threading.Thread(target=cluster.run, args=(stop,), daemon=True)
+    loop.start()
+
+    def status():
+        return _get(admin, "/api/v1/apps/demo/storefront/web/status")
+
+    def version(body, number):
+        return next(v for v in body["versions"] if v["number"] == number)
+
+    try:
+        synced = _wait(lambda: (s := status()) and version(s, 1)["status"] == "synced" and s, "v1 synced")
+        assert synced["sync"] == "Synced" and synced["health"] == "Progressing"
+        assert synced["synced_revision"] == version(synced, 1)["commit"]
+        cluster.switches.clear()
+        healthy = _wait(lambda: (s := status()) and version(s, 1)["status"] == "healthy" and s, "v1 healthy")
+        assert healthy["live_version"] == 1 and len(healthy["pods"]) == 2 and not healthy["stale"]
+
+        second = deploy_yaml(admin, service_spec("web", image="ghcr.io/acme/web:2.0", extra="replicas: 2\n"))
+        assert second.status_code == 200, second.get_json()
+        moved = _wait(lambda: (s := status()) and s["live_version"] == 2 and version(s, 2)["status"] == "healthy"
+                      and s, "v2 live and healthy")
+        assert version(moved, 1)["status"] == "replaced"
+
+        cluster.switches.set("storefront/web", pods="CrashLoopBackOff")
+        crashing = _wait(lambda: (s := status()) and version(s, 2)["status"] == "degraded" and s, "v2 degraded")
+        assert "CrashLoopBackOff" in crashing["reasons"] and "CrashLoopBackOff" in version(crashing, 2)["message"]
+        cluster.switches.set("storefront/web", health="Degraded", message="simulated: database unreachable")
+        degraded = _wait(lambda: (s := status()) and s["message"] == "simulated: database unreachable" and s,
+                         "the Degraded message")
+        assert version(degraded, 2)["status"] == "degraded" and degraded["reasons"] == []
+        cluster.switches.clear()
+        _wait(lambda: version(status(), 2)["status"] == "healthy", "v2 healthy again")
+
+        agent = _get(admin, "/api/v1/clusters/demo/status")
+        assert agent["simulated"] is True and agent["connectivity"] == "online"
+        assert agent["agent"]["agent_version"].startswith("simulated-")
+
+        for body in ({"type": "restart"}, {"type": "refresh"}, {"type": "logs", "params": {"tail_lines": 5}}):
+            sent = admin.post("/api/v1/apps/demo/storefront/web/commands", json=body)
+            assert sent.status_code == 201, sent.get_json()
+            done = _wait(lambda: (c := _get(admin, f"/api/v1/commands/{sent.get_json()['id']}"))
+                         and c["state"] in ("done", "failed") and c, f"{body['type']} answered")
+            assert done["state"] == "done" and done["result"]["simulated"] is True, done
+        assert any("[simulated]" in line for line in done["result"]["lines"])
+        restarted = _wait(lambda: (s := status()) and s["pods"] and all(p["restarts"] == 1 for p in s["pods"])
+                          and version(s, 2)["status"] == "healthy" and s, "pods restarted and healthy again")
+        assert restarted["live_version"] == 2
+
+        assert admin.delete("/api/v1/apps/demo/storefront/web").status_code in (200, 202)
+        gone = _wait(lambda: (s := status()) and s["health"] == "Missing" and not s["pods"] and s, "the app gone")
+        assert "gone" in gone["message"]
+        objects = _get(admin, "/api/v1/clusters/demo/status")["objects"]
+        assert not objects.get("Deployment") and not objects.get("Pod") and not objects.get("Application")
+    finally:
+        stop.set()
+        loop.join(15)
+        cluster.close()
+    assert cluster.last_error is None, cluster.last_error
+
+
+def test_run_many_reports_every_cluster_and_answers_a_job_run(plane_app, served, tmp_path):
+    admin = make_user(plane_app, "admin", "tenant-admin")
+    job = (ROOT / "fixtures" / "specs" / "job-manual.yaml").read_text()
+    simulated = []
+    for index in range(3):
+        name = f"sim{index}"
+        tokens = add_cluster(admin, name)
+        add_workspace(admin, name, "data")
+        assert deploy_yaml(admin, job.replace("demo:data", f"{name}:data")).status_code == 200
+        simulated.append(SimulatedCluster(SimulationSettings(
+            url=served, tenant=plane_app.config["TENANT"], cluster=name, agent_token=tokens["agent_token"],
+            read_token=tokens["read_token"], mirror_dir=tmp_path / name, poll_seconds=0.2, step_seconds=0.1,
+            heartbeat_seconds=0.5, command_wait_seconds=1)))
+    stop = threading.Event()
+    threads = run_many(simulated, stop, workers=2, tick_seconds=0.05)
+    try:
+        for index in range(3):
+            _wait(lambda: _get(admin, f"/api/v1/apps/sim{index}/data/backfill/status")["health"]
+                  == "Healthy", f"sim{index} healthy")
+            assert _get(admin, f"/api/v1/clusters/sim{index}/status")["simulated"] is True
+        run = admin.post("/api/v1/apps/sim1/data/backfill/runs", json={"params": {}})
+        assert run.status_code == 201, run.get_json()
+        finished = _wait(lambda: next((r for r in _get(admin, "/api/v1/apps/sim1/data/backfill/runs")["runs"]
+                                       if r["id"] == run.get_json()["id"] and r["state"] == "succeeded"), None),
+                         "the job run succeeded")
+        assert finished["workflow"].startswith("backfill-")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+        for cluster in simulated:
+            cluster.close()
+
+
+def test_shipyard_up_simulates_the_demo_cluster_until_every_example_is_healthy(tmp_path):
+    from tests.test_cli_plane import api, start_up, stop
+
+    plane = start_up(tmp_path / "data", tmp_path / "config", tmp_path / "server.log")
+    try:
+        announced = "".join(plane.process.stdout.readline() for _ in range(2))
+        assert 'Cluster "demo" is SIMULATED' in announced and "--no-simulate" in announced
+        assert plane.cli("login", "--url", plane.url, stdin=f"admin\n{plane.password}\n").returncode == 0
+        client = api(plane)
+
+        def get(path):
+            return _get(client, path)
+
+        def unhealthy():
+            apps = get("/api/v1/apps")["apps"]
+            statuses = {a["name"]: get(f"/api/v1/apps/demo/{a['workspace']}/{a['name']}/status") for a in apps}
+            return {name: s["versions"][0]["status"] for name, s in statuses.items()
+                    if s["versions"][0]["status"] != "healthy"}
+
+        _wait(lambda: not unhealthy(), "every example healthy", timeout=120)
+        agent = get("/api/v1/clusters/demo/status")
+        assert agent["simulated"] is True and agent["agent"]["kubernetes_version"] == "1.33"
+        assert "rollouts.argoproj.io" in agent["agent"]["crds"]
+    finally:
+        assert stop(plane.process) == 0

@@ -30,6 +30,7 @@ Exit codes (the offline commands' codes, plus 6 and 7):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -55,7 +56,7 @@ from gitops import accounts, audit, clusters, db
 from gitops import cli as offline
 from gitops import deploy as deploy_service
 from gitops.cli import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, EXIT_USAGE, output_option, stderr
-from gitops.models import RoleBinding, Tenant, User
+from gitops.models import Cluster, RoleBinding, Tenant, User
 from renderer.errors import Problem, ShipyardError, SpecError
 from renderer.spec import expand_paths, load_spec_files
 from renderer.yamlio import load_documents
@@ -288,6 +289,7 @@ class Seeded:
     read_token: str | None
     workspaces: list[str]
     versions: list[str]
+    agent_token: str | None = None  # for the simulated compute plane of the demo cluster
 
 
 def seed_first_start(plane, tenant_name: str) -> Seeded | None:
@@ -324,7 +326,7 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
                                                  source="cli"):
                 versions.append(f"{DEMO_CLUSTER}:{version.application.workspace.name}/"
                                 f"{version.application.name} v{version.number} {version.state}")
-        return Seeded(password, new.read_token, workspaces, versions)
+        return Seeded(password, new.read_token, workspaces, versions, new.agent_token)
 
 
 def _display_url(host: str, port: int) -> str:
@@ -346,13 +348,18 @@ def _stop_on_signals() -> None:
 @data_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-def up(data_dir: Path, host: str, port: int) -> None:
+@click.option("--no-simulate", is_flag=True,
+              help="Do not run the simulated compute plane for the demo cluster (for a real ArgoCD and agent).")
+def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
     """Run the control plane on this machine: SQLite and git repositories in --data.
 
     The first start creates the user "admin" (its password is printed once), the
     cluster "demo" from fixtures/clusters/demo.yaml with the workspaces of
     fixtures/specs, and deploys those examples. Later starts reuse the data
-    directory and create nothing. Ctrl-C stops the server.
+    directory and create nothing. Unless --no-simulate, a SIMULATED compute
+    plane (agent.simulate: ArgoCD and a cluster played in this process) reads
+    the demo cluster's repository over git and reports sync and health, so
+    deploys go all the way to Healthy. Ctrl-C stops the server.
     """
     from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -392,16 +399,83 @@ def up(data_dir: Path, host: str, port: int) -> None:
             server.server_close()
             raise Failure(f"could not set up the demo: {exc}", EXIT_INTERNAL) from exc
         _announce(url, data_dir, app.config["TENANT"], seeded, reusing)
+        simulation = None if no_simulate else _start_simulation(app, data_dir, _display_url(host, port), url, seeded)
         _stop_on_signals()
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
+            if simulation is not None:
+                simulation.set()
             server.server_close()
         click.echo("stopped")
     finally:
         plane.close()
+
+
+SIMULATION_SWITCHES = "simulate.yaml"
+
+
+def _rotate_demo_tokens(plane, tenant_name: str) -> tuple[str, str] | None:
+    """New read and agent tokens of the demo cluster, as its admin: (read, agent), or None without either."""
+    with plane.sessions() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
+        user = tenant and session.scalar(select(User).where(User.tenant_id == tenant.id, User.username == ADMIN))
+        cluster = tenant and session.scalar(select(Cluster).where(Cluster.tenant_id == tenant.id,
+                                                                  Cluster.name == DEMO_CLUSTER))
+        if user is None or cluster is None:
+            return None
+        principal = accounts.principal_for(session, user)
+        try:
+            tokens = (clusters.rotate_token(session, principal, cluster, "read"),
+                      clusters.rotate_token(session, principal, cluster, "agent"))
+        except ShipyardError:
+            return None  # the admin is no longer allowed to: leave the cluster alone
+        session.commit()
+        return tokens
+
+
+def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, seeded: Seeded | None):
+    """The simulated compute plane of the demo cluster in a daemon thread; the event that stops it, or None.
+
+    It needs the demo cluster's read and agent tokens, which exist in plain text only when
+    they are made and are kept nowhere (only their hashes): the first start passes on the
+    ones it created; a later start makes new ones (the read token printed before stops
+    working, so the new one is printed; --no-simulate leaves the tokens alone).
+    """
+    from agent.simulate import SimulationSettings, start_in_background
+
+    tenant = app.config["TENANT"]
+    if seeded is not None and seeded.read_token and seeded.agent_token:
+        read_token, agent_token = seeded.read_token, seeded.agent_token
+    else:
+        rotated = _rotate_demo_tokens(app.extensions["shipyard"], tenant)
+        if rotated is None:
+            click.echo(f'No SIMULATED compute plane: no cluster "{DEMO_CLUSTER}" with its admin "{ADMIN}" here')
+            return None
+        read_token, agent_token = rotated
+        host_part = public_url.split("://", 1)[1].rstrip("/")
+        click.echo(f'New tokens of cluster "{DEMO_CLUSTER}" for its simulated compute plane; the read token '
+                   "printed before no longer works (--no-simulate keeps the tokens). Its repository:")
+        click.echo(f"  git clone http://x:{read_token}@{host_part}/git/{tenant}/{DEMO_CLUSTER}.git")
+    profile = clusters.parse_profile(DEMO_PROFILE.read_text(), DEMO_CLUSTER) if DEMO_PROFILE.is_file() else None
+    settings = SimulationSettings(
+        url=url, tenant=tenant, cluster=DEMO_CLUSTER, agent_token=agent_token, read_token=read_token,
+        mirror_dir=data_dir / "simulated" / f"{DEMO_CLUSTER}.git",
+        poll_seconds=2.0, step_seconds=2.0, rollout_seconds=4.0, heartbeat_seconds=10.0,
+        switch_file=data_dir / SIMULATION_SWITCHES,
+        kubernetes_version=profile.kubernetes_version if profile else None,
+        addons=sorted(profile.addons) if profile else [])
+    # the server's access log already has each of the simulated agent's requests; httpx would log them twice
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _cluster, stop, _thread = start_in_background(settings)
+    click.echo(f'Cluster "{DEMO_CLUSTER}" is SIMULATED: no Kubernetes, no ArgoCD. A simulated compute plane in this '
+               "process reads its repository over git every 2 s and reports sync and health as an agent would "
+               f"(--no-simulate turns it off). Faults are switched on in {settings.switch_file}, e.g.")
+    click.echo('  storefront/web: {pods: CrashLoopBackOff}   # or {health: Degraded, message: "..."}, '
+               "{sync: Failed}, {rollout_seconds: 60}")
+    return stop
 
 
 def _announce(url: str, data_dir: Path, tenant: str, seeded: Seeded | None, reusing: bool) -> None:
