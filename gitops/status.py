@@ -43,7 +43,6 @@ import pygit2
 from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from agent.protocol import COMMANDS, MAX_LOG_BYTES, MAX_LOG_LINES, CommandResult, Heartbeat, StatusBatch
 from gitops.clusters import profile_of, token_matches, workspace_scope
 from gitops.models import (
     Application,
@@ -62,6 +61,14 @@ from gitops.policy import Principal, Scope
 from gitops.repo import ClusterRepo
 from renderer.errors import Conflict, InvalidRequest, NotFound
 from renderer.render import application_name
+
+# The commands of agent.protocol that people send through the API (jobs run through /runs),
+# and the bounds of a logs command. The control plane does not import the agent package
+# (layers: webapp/agent_api.py decodes the agent's messages); tests/test_status.py checks
+# that these agree with agent.protocol.
+USER_COMMANDS = ("refresh", "restart", "logs")
+MAX_LOG_LINES = 2000
+MAX_LOG_BYTES = 256 * 1024
 
 # Pod reasons that say why an app is not healthy, worst first.
 POD_PROBLEMS = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
@@ -128,30 +135,11 @@ def connectivity(cluster: Cluster, settings: StatusSettings, now: dt.datetime | 
     return "stale" if age <= settings.stale_within else "offline"
 
 
-def heartbeat(session: Session, cluster: Cluster, beat: Heartbeat, now: dt.datetime | None = None) -> dict:
+def heartbeat(session: Session, cluster: Cluster, beat: Any, now: dt.datetime | None = None) -> dict:
     now = now or utcnow()
     cluster.agent_info = {**dataclasses.asdict(beat), "received_at": now.isoformat()}
     cluster.last_seen_at = now
     return {"commands": pending_commands(session, cluster)}
-
-
-def parse_heartbeat(data: Any) -> Heartbeat:
-    """A Heartbeat from parsed JSON; InvalidRequest when it is not one."""
-    if not isinstance(data, dict) or not isinstance(data.get("agent_version"), str):
-        raise InvalidRequest("a heartbeat needs agent_version")
-    known = {f.name: f for f in dataclasses.fields(Heartbeat)}
-    values = {k: v for k, v in data.items() if k in known}
-    for name in ("addons", "crds", "namespaces"):
-        value = values.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise InvalidRequest(f"heartbeat {name} must be a list of strings")
-    for name in ("objects", "pending"):
-        if not isinstance(values.get(name, 0), int) or isinstance(values.get(name, 0), bool):
-            raise InvalidRequest(f"heartbeat {name} must be a whole number")
-    if values.get("kubernetes_version") is not None and not isinstance(values["kubernetes_version"], str):
-        raise InvalidRequest("heartbeat kubernetes_version must be a string")
-    values["simulated"] = bool(values.get("simulated", False))
-    return Heartbeat(**values)
 
 
 # --- status ingest -------------------------------------------------------------------------------
@@ -162,7 +150,7 @@ class IngestResult(NamedTuple):
     acked: int | None
 
 
-def ingest(session: Session, cluster: Cluster, batch: StatusBatch, repo: ClusterRepo | None = None,
+def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | None = None,
            settings: StatusSettings | None = None, now: dt.datetime | None = None) -> IngestResult:
     """Apply one status batch of the cluster's stream (agent.protocol), or say why not.
 
@@ -213,7 +201,7 @@ def _insert(session: Session):
     return insert
 
 
-def _apply_objects(session: Session, cluster_id: int, batch: StatusBatch, now: dt.datetime) -> None:
+def _apply_objects(session: Session, cluster_id: int, batch: Any, now: dt.datetime) -> None:
     latest = {}
     for delta in batch.deltas:  # within a batch the last word on an object wins
         latest[(delta.kind, delta.namespace, delta.name)] = delta
@@ -574,7 +562,7 @@ def enqueue_command(session: Session, principal: Principal, app: Application, ki
             raise InvalidRequest("container must be a string")
         target = ("Pod", workspace.name, pod)
     else:
-        choices = ", ".join(c for c in COMMANDS if c != "run-job")
+        choices = ", ".join(USER_COMMANDS)
         raise InvalidRequest(f'command type must be one of {choices} (jobs run through /runs)')
     if target[0] != "Application":
         _check_namespace(session, cluster, target[1])
@@ -643,7 +631,7 @@ def _expire_runs(session: Session, cluster_id: int) -> None:
                     .values(state="expired", message="no agent took the run in time"))
 
 
-def record_result(session: Session, cluster: Cluster, command_id: int, result: CommandResult,
+def record_result(session: Session, cluster: Cluster, command_id: int, result: Any,
                   now: dt.datetime | None = None) -> Command:
     """Record what the agent says a command did; a repeated report changes nothing."""
     now = now or utcnow()
@@ -664,15 +652,6 @@ def record_result(session: Session, cluster: Cluster, command_id: int, result: C
         else:
             run.state, run.message, run.finished_at = "failed", result.error, now
     return command
-
-
-def parse_result(data: Any) -> CommandResult:
-    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
-        raise InvalidRequest("a command result needs ok (true or false)")
-    result, error = data.get("result") or {}, data.get("error")
-    if not isinstance(result, dict) or (error is not None and not isinstance(error, str)):
-        raise InvalidRequest("result must be an object and error a string")
-    return CommandResult(data["ok"], result, error)
 
 
 def command_json(command: Command) -> dict:
@@ -745,8 +724,9 @@ def run_json(run: JobRun, command: Command | None) -> dict:
 
 
 __all__ = [
-    "StatusSettings", "IngestResult", "agent_cluster", "connectivity", "heartbeat", "parse_heartbeat", "ingest",
+    "StatusSettings", "IngestResult", "agent_cluster", "connectivity", "heartbeat", "ingest",
     "live_versions", "version_statuses", "statuses_for", "app_pods", "app_status", "status_history", "cluster_status",
     "pending_commands", "enqueue_command", "get_command", "has_claimable", "claim_commands", "record_result",
-    "parse_result", "command_json", "trigger_run", "list_runs", "run_json", "ancestry", "POD_PROBLEMS",
+    "command_json", "trigger_run", "list_runs", "run_json", "ancestry", "POD_PROBLEMS",
+    "USER_COMMANDS", "MAX_LOG_LINES", "MAX_LOG_BYTES",
 ]

@@ -485,3 +485,11 @@ def test_an_application_missing_from_a_snapshot_is_missing(plane_app, world, cli
     status = app_status(world)
     assert (status["health"], status["sync"]) == ("Missing", "Unknown")
     assert "gone" in status["message"]
+
+
+def test_the_control_plane_command_vocabulary_agrees_with_the_agent_protocol():
+    from agent import protocol
+    from gitops import status
+
+    assert set(status.USER_COMMANDS) == set(protocol.COMMANDS) - {"run-job"}
+    assert (status.MAX_LOG_LINES, status.MAX_LOG_BYTES) == (protocol.MAX_LOG_LINES, protocol.MAX_LOG_BYTES)

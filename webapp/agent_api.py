@@ -11,6 +11,7 @@ database about once a second for commands queued by other processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from agent.protocol import decode_batch
+from agent.protocol import CommandResult, Heartbeat, decode_batch
 from gitops import status
 from gitops.models import Cluster, utcnow
 from renderer.errors import InvalidRequest
@@ -94,11 +95,45 @@ def _body() -> Any:
     return data
 
 
+
+# --- the agent's messages, checked at the boundary (gitops does not import agent) ---
+
+
+def parse_heartbeat(data: Any) -> Heartbeat:
+    """A Heartbeat from parsed JSON; InvalidRequest when it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("agent_version"), str):
+        raise InvalidRequest("a heartbeat needs agent_version")
+    known = {f.name: f for f in dataclasses.fields(Heartbeat)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name in ("addons", "crds", "namespaces"):
+        value = values.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InvalidRequest(f"heartbeat {name} must be a list of strings")
+    for name in ("objects", "pending"):
+        if not isinstance(values.get(name, 0), int) or isinstance(values.get(name, 0), bool):
+            raise InvalidRequest(f"heartbeat {name} must be a whole number")
+    if values.get("kubernetes_version") is not None and not isinstance(values["kubernetes_version"], str):
+        raise InvalidRequest("heartbeat kubernetes_version must be a string")
+    values["simulated"] = bool(values.get("simulated", False))
+    return Heartbeat(**values)
+
+
+
+
+def parse_result(data: Any) -> CommandResult:
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        raise InvalidRequest("a command result needs ok (true or false)")
+    result, error = data.get("result") or {}, data.get("error")
+    if not isinstance(result, dict) or (error is not None and not isinstance(error, str)):
+        raise InvalidRequest("result must be an object and error a string")
+    return CommandResult(data["ok"], result, error)
+
+
 @bp.post("/heartbeat")
 @public(AGENT_AUTHZ)
 def heartbeat(tenant: str, cluster: str):
     row = _agent_cluster(tenant, cluster)
-    beat = status.parse_heartbeat(_body())
+    beat = parse_heartbeat(_body())
     session = db_session()
     answer = status.heartbeat(session, row, beat)
     session.commit()
@@ -164,7 +199,7 @@ def _claimable(control, cluster_id: int) -> bool:
 @public(AGENT_AUTHZ)
 def command_result(tenant: str, cluster: str, command_id: int):
     row = _agent_cluster(tenant, cluster)
-    result = status.parse_result(_body())
+    result = parse_result(_body())
     session = db_session()
     row.last_seen_at = utcnow()
     command = status.record_result(session, row, command_id, result)
