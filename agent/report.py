@@ -62,11 +62,12 @@ class Tracker:
                 self._states[key] = (digest, state)
         return Delta(kind, namespace, name, state, digest)
 
-    def forget_kind(self, kind: str, keep: Iterable[ObjectKey]) -> list[Delta]:
-        """After a re-list of ``kind``: deletions for the objects of that kind no longer there."""
+    def forget_kind(self, kind: str, keep: Iterable[ObjectKey], namespace: str | None = None) -> list[Delta]:
+        """After a re-list of ``kind`` (in ``namespace`` only, when given): deletions for the objects no longer there."""
         keep = set(keep)
         with self._lock:
-            gone = [k for k in self._states if k.kind == kind and k not in keep]
+            gone = [k for k in self._states
+                    if k.kind == kind and k not in keep and (namespace is None or k.namespace == namespace)]
             for key in gone:
                 del self._states[key]
         return [Delta(k.kind, k.namespace, k.name, None, None) for k in gone]
@@ -74,6 +75,9 @@ class Tracker:
     def snapshot(self) -> list[Delta]:
         with self._lock:
             return [Delta(k.kind, k.namespace, k.name, state, digest) for k, (digest, state) in self._states.items()]
+
+    def __contains__(self, key: ObjectKey) -> bool:
+        return key in self._states
 
     def __len__(self) -> int:
         return len(self._states)

@@ -1,0 +1,199 @@
+"""Commands from the control plane, carried out against the cluster.
+
+The agent checks every command itself before touching the cluster, whatever
+the control plane allowed: the namespace must pass the agent's own allow/deny
+lists (Applications: the ArgoCD namespace, and only Applications Shipyard
+manages), and the kind must be one the command acts on. A refused or failed
+command comes back as ``CommandResult(ok=False, error=...)``; nothing here
+raises to the command loop.
+
+=========  =============================================================================
+refresh    Application: annotation argocd.argoproj.io/refresh = normal | hard (params.hard)
+restart    Deployment: spec.template annotation kubectl.kubernetes.io/restartedAt (kubectl
+           rollout restart); Rollout: spec.restartAt (kubectl argo rollouts restart), which
+           restarts pods without a new revision walking the canary steps again
+run-job    WorkflowTemplate: a Workflow with spec.workflowTemplateRef and
+           arguments.parameters (params.parameters); CronJob: a Job from its jobTemplate
+           (kubectl create job --from=cronjob/...). Both labelled shipyard.dev/app and
+           shipyard.dev/run (params.run_id, else the command id)
+logs       Pod: the last params.tail_lines lines of params.container, at most
+           MAX_LOG_LINES lines and MAX_LOG_BYTES bytes
+=========  =============================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from agent.kube import APPLICATION, CRONJOB, DEPLOYMENT, JOB, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE, ApiException, KubeApi
+from agent.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command, CommandResult
+from agent.settings import AgentSettings
+from agent.summaries import APP_LABEL, MANAGED_LABEL
+
+log = logging.getLogger(__name__)
+
+RUN_LABEL = "shipyard.dev/run"
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+KINDS_OF = {
+    "refresh": ("Application",),
+    "restart": ("Deployment", "Rollout"),
+    "run-job": ("WorkflowTemplate", "CronJob"),
+    "logs": ("Pod",),
+}
+
+
+class CommandRefused(Exception):
+    """The agent will not run this command (namespace, kind, object not Shipyard's, bad params)."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _run_id(command: Command) -> str:
+    run = str(command.params.get("run_id") or command.id)
+    if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", run):
+        raise CommandRefused(f"run_id {run!r} is not a valid label value")
+    return run
+
+
+def _bounded(value, default: int, cap: int, name: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CommandRefused(f"params.{name} must be a positive integer")
+    return min(value, cap)
+
+
+class Executor:
+    def __init__(self, api: KubeApi, settings: AgentSettings):
+        self.api = api
+        self.settings = settings
+
+    def check(self, command: Command) -> None:
+        kinds = KINDS_OF.get(command.type)
+        if kinds is None:
+            raise CommandRefused(f"unknown command {command.type!r}")
+        if command.kind not in kinds:
+            raise CommandRefused(f"{command.type} acts on {' or '.join(kinds)}, not {command.kind}")
+        if command.kind == "Application":
+            if command.namespace != self.settings.argocd_namespace:
+                raise CommandRefused(f"Applications are followed in namespace {self.settings.argocd_namespace}, "
+                                     f"not {command.namespace!r}")
+        elif not self.settings.namespace_allowed(command.namespace):
+            raise CommandRefused(f"namespace {command.namespace!r} is not in this agent's allowed namespaces")
+        if not command.name:
+            raise CommandRefused("the command names no object")
+
+    def execute(self, command: Command) -> CommandResult:
+        try:
+            self.check(command)
+            handler = {"refresh": self.refresh, "restart": self.restart,
+                       "run-job": self.run_job, "logs": self.logs}[command.type]
+            result = CommandResult(ok=True, result=handler(command))
+        except CommandRefused as exc:
+            log.warning("refused command %s (%s %s/%s/%s): %s", command.id, command.type, command.kind,
+                        command.namespace, command.name, exc)
+            return CommandResult(ok=False, error=f"refused by the agent: {exc}")
+        except ApiException as exc:
+            log.warning("command %s (%s %s/%s/%s) failed: %s %s", command.id, command.type, command.kind,
+                        command.namespace, command.name, exc.status, exc.reason)
+            return CommandResult(ok=False, error=f"Kubernetes API: {exc.status} {exc.reason}: {_api_message(exc)}")
+        log.info("command %s (%s %s/%s/%s) done", command.id, command.type, command.kind,
+                 command.namespace, command.name)
+        return result
+
+    # --- the commands ---------------------------------------------------------------------
+
+    def refresh(self, command: Command) -> dict:
+        application = self.api.get(APPLICATION, command.namespace, command.name)
+        labels = (application.get("metadata") or {}).get("labels") or {}
+        if labels.get(MANAGED_LABEL) != "shipyard":
+            raise CommandRefused(f"Application {command.name} is not managed by Shipyard")
+        mode = "hard" if command.params.get("hard") else "normal"
+        self.api.patch(APPLICATION, command.namespace, command.name,
+                       {"metadata": {"annotations": {REFRESH_ANNOTATION: mode}}})
+        return {"refresh": mode}
+
+    def restart(self, command: Command) -> dict:
+        at = _now()
+        if command.kind == "Rollout":
+            self.api.patch(ROLLOUT, command.namespace, command.name, {"spec": {"restartAt": at}})
+        else:
+            self.api.patch(DEPLOYMENT, command.namespace, command.name,
+                           {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at}}}}})
+        return {"restartedAt": at}
+
+    def run_job(self, command: Command) -> dict:
+        run = _run_id(command)
+        if command.kind == "WorkflowTemplate":
+            return self._workflow(command, run)
+        return self._job_from_cronjob(command, run)
+
+    def _workflow(self, command: Command, run: str) -> dict:
+        template = self.api.get(WORKFLOW_TEMPLATE, command.namespace, command.name)
+        parameters = command.params.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise CommandRefused("params.parameters must be a map of names to values")
+        app = command.params.get("app") or ((template.get("metadata") or {}).get("labels") or {}).get(APP_LABEL)
+        labels = {MANAGED_LABEL: "shipyard", RUN_LABEL: run, **({APP_LABEL: app} if app else {})}
+        workflow = {
+            "apiVersion": WORKFLOW.api_version, "kind": "Workflow",
+            "metadata": {"generateName": f"{command.name[:52]}-", "namespace": command.namespace, "labels": labels},
+            "spec": {"workflowTemplateRef": {"name": command.name},
+                     "arguments": {"parameters": [{"name": str(k), "value": str(v)}
+                                                  for k, v in sorted(parameters.items())]}},
+        }
+        created = self.api.create(WORKFLOW, command.namespace, workflow)
+        return {"kind": "Workflow", "name": created["metadata"]["name"], "run": run}
+
+    def _job_from_cronjob(self, command: Command, run: str) -> dict:
+        cronjob = self.api.get(CRONJOB, command.namespace, command.name)
+        template = (cronjob.get("spec") or {}).get("jobTemplate") or {}
+        meta = cronjob.get("metadata") or {}
+        app = command.params.get("app") or (meta.get("labels") or {}).get(APP_LABEL)
+        template_meta = template.get("metadata") or {}
+        labels = {**(template_meta.get("labels") or {}), MANAGED_LABEL: "shipyard", RUN_LABEL: run,
+                  **({APP_LABEL: app} if app else {})}
+        name = f"{command.name[:40]}-manual-{run}"[:63].rstrip("-.")
+        job = {
+            "apiVersion": JOB.api_version, "kind": "Job",
+            "metadata": {
+                "name": name, "namespace": command.namespace, "labels": labels,
+                # what kubectl create job --from=cronjob/... sets: the CronJob owns the Job (history
+                # limits and cascading delete apply) and the run is marked manual.
+                "annotations": {**(template_meta.get("annotations") or {}),
+                                "cronjob.kubernetes.io/instantiate": "manual"},
+                "ownerReferences": [{"apiVersion": CRONJOB.api_version, "kind": "CronJob", "name": meta.get("name"),
+                                     "uid": meta.get("uid"), "controller": True, "blockOwnerDeletion": True}],
+            },
+            "spec": template.get("spec") or {},
+        }
+        created = self.api.create(JOB, command.namespace, job)
+        return {"kind": "Job", "name": created["metadata"]["name"], "run": run}
+
+    def logs(self, command: Command) -> dict:
+        tail = _bounded(command.params.get("tail_lines"), 200, MAX_LOG_LINES, "tail_lines")
+        limit = _bounded(command.params.get("limit_bytes"), MAX_LOG_BYTES, MAX_LOG_BYTES, "limit_bytes")
+        container = command.params.get("container")
+        if container is not None and not isinstance(container, str):
+            raise CommandRefused("params.container must be a name")
+        data = self.api.pod_log(command.namespace, command.name, container, tail, limit)
+        # Whatever the server sent, the answer stays within the bounds.
+        lines = data[:limit].decode("utf-8", errors="replace").splitlines()
+        truncated = len(data) >= limit or len(lines) > tail
+        return {"container": container, "lines": lines[-tail:], "truncated": truncated}
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body).get("message") or "")[:300]
+    except (TypeError, ValueError, AttributeError):
+        return ""
+
+
+__all__ = ["Executor", "CommandRefused", "KINDS_OF", "RUN_LABEL", "REFRESH_ANNOTATION", "RESTARTED_AT"]
