@@ -435,8 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, status_body(status, reason, message), headers)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"null")
+        return json.loads(self._raw or b"null")
 
     def _route(self):
         """(resource, namespace, name, subresource) of the request path, or None."""
@@ -462,6 +461,8 @@ class _Handler(BaseHTTPRequestHandler):
         return resource, namespace, name, sub
 
     def _handle(self, method: str) -> None:
+        # Read the body first, whatever the answer: left unread it would be taken for the next request.
+        self._raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         split = urlsplit(self.path)
         self._path = split.path
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}

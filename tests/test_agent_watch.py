@@ -6,7 +6,12 @@ Watchers run in threads as in the agent; tests wait for the state they expect
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -392,3 +397,60 @@ def test_deployments_in_all_allowed_namespaces(kube, running):
     wait_for(runner.watcher.synced.is_set, what="the list")
     assert [d.name for d in runner.tracker.snapshot()] == ["web"]
     assert runner.state("web", "shop", "Deployment")["ready"] == 1
+
+
+def write_kubeconfig(kube: FakeKube, path) -> None:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+        "users": [{"name": "agent", "user": {"token": kube.token}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "agent"}}],
+    }))
+
+
+@pytest.mark.parametrize("entry", [["-m", "agent"], ["-m", "webapp.cli", "agent"]], ids=["python-m-agent", "shipyard-agent"])
+def test_the_agent_process_reports_and_stops_on_sigterm(kube, tmp_path, entry):
+    """The real process: settings from the environment, KUBECONFIG, token from a file; SIGTERM ends it cleanly."""
+    kube.create("applications", app("shop.web"), "argocd")
+    write_kubeconfig(kube, tmp_path / "kubeconfig")
+    (tmp_path / "token").write_text("agent-token\n")
+    collector = Collector().start()
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig"), "SHIPYARD_URL": collector.url,
+           "SHIPYARD_TENANT": "acme", "SHIPYARD_CLUSTER": "prod", "SHIPYARD_AGENT_TOKEN_FILE": str(tmp_path / "token"),
+           "SHIPYARD_METRICS_PORT": "0", "SHIPYARD_BATCH_INTERVAL": "0.05", "SHIPYARD_COMMAND_WAIT": "1"}
+    env.pop("SHIPYARD_AGENT_TOKEN", None)
+    process = subprocess.Popen([sys.executable, *entry], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: ("argocd", "shop.web") in collector.of_kind("Application"), timeout=60, what="the snapshot")
+        kube.update("applications", "argocd", "shop.web", {"status": {"health": {"status": "Degraded"}}})
+        wait_for(lambda: collector.of_kind("Application")[("argocd", "shop.web")]["health"] == "Degraded",
+                 what="the change")
+        assert collector.heartbeats and collector.heartbeats[0]["kubernetes_version"] == "v1.33.1"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        collector.stop()
+    assert b"agent-token" not in process.stdout.read()  # the token is never logged
+
+
+def test_settings_from_the_environment(tmp_path):
+    (tmp_path / "token").write_text("secret\n")
+    settings = AgentSettings.from_env({"SHIPYARD_URL": "https://ship.example/", "SHIPYARD_TENANT": "acme",
+                                       "SHIPYARD_CLUSTER": "prod", "SHIPYARD_AGENT_TOKEN_FILE": str(tmp_path / "token"),
+                                       "SHIPYARD_NAMESPACES": "shop, team-*", "SHIPYARD_NAMESPACES_DENY": "team-x",
+                                       "SHIPYARD_BATCH_INTERVAL": "0.5", "ARGOCD_NAMESPACE": "gitops"})
+    assert settings.url == "https://ship.example" and settings.agent_token() == "secret"
+    assert settings.batch_interval == 0.5 and settings.fixed_namespaces is None
+    assert [n for n in ("shop", "team-a", "team-x", "kube-system", "gitops", "other") if settings.namespace_allowed(n)] \
+        == ["shop", "team-a"]
+    (tmp_path / "token").write_text("rotated\n")
+    assert settings.agent_token() == "rotated"
+    from agent.settings import SettingsError
+
+    for broken in ({}, {"SHIPYARD_URL": "u", "SHIPYARD_TENANT": "t", "SHIPYARD_CLUSTER": "c"},
+                   {"SHIPYARD_URL": "u", "SHIPYARD_TENANT": "t", "SHIPYARD_CLUSTER": "c", "SHIPYARD_AGENT_TOKEN": "x",
+                    "SHIPYARD_BATCH_INTERVAL": "soon"}):
+        with pytest.raises(SettingsError):
+            AgentSettings.from_env(broken)

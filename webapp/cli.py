@@ -1005,5 +1005,16 @@ def versions(app: str, limit: int, url, token, output: str) -> None:
     _stdout().print(table)
 
 
+@main.command("agent")
+def agent_command() -> None:
+    """Run the cluster agent (settings from SHIPYARD_URL, SHIPYARD_TENANT, SHIPYARD_CLUSTER, SHIPYARD_AGENT_TOKEN...).
+
+    The same process as `python -m agent`; see agent/settings.py for every variable.
+    """
+    from agent.main import main as agent_main  # the agent never imports webapp; only this way round
+
+    sys.exit(agent_main())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
