@@ -17,6 +17,7 @@ SHIPYARD_HEARTBEAT_INTERVAL        seconds between heartbeats (15)
 SHIPYARD_BACKOFF_BASE / _MAX       reconnect backoff: first delay and cap, seconds (0.5 / 30)
 SHIPYARD_UNAUTHORIZED_BACKOFF      delay after a 401/403, seconds (60)
 SHIPYARD_WATCH_TIMEOUT             timeoutSeconds of each watch request (300)
+SHIPYARD_LIST_PAGE_SIZE            objects per list page (500); lower it where objects are large
 SHIPYARD_METRICS_PORT              Prometheus metrics on 0.0.0.0:<port>; 0 turns them off (9090)
 SHIPYARD_COMMAND_WAIT              long-poll wait for commands, seconds (30)
 KUBECONFIG                         used outside a cluster; in a cluster the service account is
@@ -106,6 +107,7 @@ class AgentSettings:
             backoff_max=number("SHIPYARD_BACKOFF_MAX", 30.0),
             unauthorized_backoff=number("SHIPYARD_UNAUTHORIZED_BACKOFF", 60.0),
             watch_timeout=number("SHIPYARD_WATCH_TIMEOUT", 300, int),
+            list_page_size=max(1, number("SHIPYARD_LIST_PAGE_SIZE", 500, int)),
             metrics_port=number("SHIPYARD_METRICS_PORT", 9090, int),
             command_wait=number("SHIPYARD_COMMAND_WAIT", 30.0),
         )
