@@ -10,6 +10,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -371,8 +372,6 @@ def test_commands_arrive_by_long_poll_and_results_go_back(kube):
 
 
 def test_metrics_are_served_on_their_port(kube, tmp_path):
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -454,3 +453,110 @@ def test_settings_from_the_environment(tmp_path):
                     "SHIPYARD_BATCH_INTERVAL": "soon"}):
         with pytest.raises(SettingsError):
             AgentSettings.from_env(broken)
+
+
+class Outage:
+    """A TCP proxy in front of the control plane: stop() is an outage (listener and every connection gone)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = 0
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def start(self) -> "Outage":
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self.sockets.clear()
+
+
+def test_outage_of_the_real_control_plane_while_objects_change(kube, database_url, tmp_path):
+    """The real control plane (webapp.create_app, SQLite and PostgreSQL) behind a proxy that goes away
+    while 1,000 Applications change 3,000 times: its database ends up with exactly the cluster's state."""
+    from werkzeug.serving import make_server
+
+    from tests.plane import add_cluster, app_config, make_user
+    from tests.test_status import objects_of
+    from webapp import create_app
+
+    plane = create_app(app_config(tmp_path / "data", database_url))
+    server = make_server("127.0.0.1", 0, plane, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cluster = add_cluster(make_user(plane, "admin", "tenant-admin"), "demo")
+    proxy = Outage(server.server_port).start()
+    rng = random.Random(11)
+    names = [f"ws{i % 10}.app{i}" for i in range(1000)]
+    for name in names:
+        kube.create("applications", app(name), "argocd")
+    settings = make_settings(kube, url=f"http://127.0.0.1:{proxy.port}", tenant="default", cluster="demo",
+                             token=cluster["agent_token"], list_page_size=500, batch_interval=0.05)
+    agent = Agent(settings, rng=random.Random(5))
+    stop = threading.Event()
+    agent.start(stop)
+
+    def applications() -> dict:
+        return {(ns, name): state for (kind, ns, name), state in objects_of(plane, "demo").items()
+                if kind == "Application"}
+
+    try:
+        wait_for(lambda: len(applications()) == 1000, timeout=120, what="the first snapshot")
+        proxy.stop()
+        for i in range(3000):
+            kube.update("applications", "argocd", rng.choice(names),
+                        {"status": {"health": {"status": rng.choice(("Healthy", "Degraded"))},
+                                    "sync": {"revision": f"r{i}"}}})
+        for name in names[:50]:
+            kube.delete("applications", "argocd", name)
+        wait_for(lambda: agent.watchers[0].resource_version == str(kube.resource_version), what="the agent")
+        assert 0 < len(agent.outbox) <= 1000  # held back by the outage, one per object at most
+        expected = {(o["metadata"]["namespace"], o["metadata"]["name"]): application(o)
+                    for o in kube.items("applications")}
+        proxy.start()
+        wait_for(lambda: applications() == expected, timeout=120, what="the control plane to catch up")
+        assert agent.reporter.resyncs == 1  # the stream went on where it stopped: no second snapshot
+    finally:
+        stop.set()
+        agent.stop()
+        proxy.stop()
+        server.shutdown()
+        plane.extensions["shipyard"].close()
