@@ -25,9 +25,10 @@ from collections import Counter
 from importlib import metadata
 
 import httpx
+import urllib3
 
 from agent.commands import Executor
-from agent.kube import KubeApi
+from agent.kube import ApiException, KubeApi
 from agent.protocol import Heartbeat
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from agent.settings import AgentSettings
@@ -100,7 +101,8 @@ class Agent:
             names = fixed if fixed is not None else self.api.namespace_names()
             facts["namespaces"] = [n for n in names if self.settings.namespace_allowed(n)]
             self._facts_at = now
-        except Exception as exc:  # facts are best effort; the heartbeat goes out with what is known
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError, KeyError) as exc:
+            # facts are best effort; the heartbeat goes out with what is known
             log.warning("could not read cluster facts: %s", exc)
         self.facts = facts
         return facts

@@ -172,7 +172,7 @@ class Watcher:
         if response is not None:
             try:
                 response.shutdown()
-            except Exception:  # shutting down a response that already ended: nothing to interrupt
+            except (OSError, AttributeError):  # a response that already ended: nothing to interrupt
                 pass
 
     # --- list -----------------------------------------------------------------------------
