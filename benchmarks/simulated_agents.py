@@ -119,7 +119,7 @@ def main() -> None:
 
             postgres = PostgresServer(root / "pg")
             postgres.start()
-            database_url = postgres.url("shipyard")
+            database_url = postgres.create_database("shipyard")
         else:
             database_url = f"sqlite:///{root / 'shipyard.db'}"
         started = time.monotonic()
@@ -146,15 +146,20 @@ def main() -> None:
                 time.sleep(1)
             print(f"{len(simulated)} simulated agents reporting after {time.monotonic() - started:.0f} s", flush=True)
             time.sleep(5)  # let the first rollouts settle
-            latencies = []
+            latencies, errors = [], 0
             for name in random.sample([c["name"] for c in clusters] * (args.commands // len(clusters) + 1),
                                       args.commands):
                 sent = api.post(f"/api/v1/apps/{name}/w/web/commands", json={"type": "refresh"})
                 sent.raise_for_status()
                 command_id = sent.json()["id"]
                 deadline = time.monotonic() + 60
+                body: dict = {}
                 while time.monotonic() < deadline:
-                    body = api.get(f"/api/v1/commands/{command_id}").json()
+                    response = api.get(f"/api/v1/commands/{command_id}")
+                    if response.status_code != 200:  # counted and printed: see the 5xx note in the report
+                        errors += 1
+                        continue
+                    body = response.json()
                     if body["state"] in ("done", "failed", "expired"):
                         break
                     time.sleep(0.01)
@@ -164,7 +169,9 @@ def main() -> None:
             rss, peak = proc_kib(process.pid, "VmRSS"), proc_kib(process.pid, "VmHWM")
             healthy = sum(1 for c in clusters
                           if api.get(f"/api/v1/apps/{c['name']}/w/web/status").json().get("health") == "Healthy")
-            print(f"agents: {len(simulated)} simulated, {healthy} apps Healthy; database: {args.database}")
+            # (a 500 answer counts as not Healthy here)
+            print(f"agents: {len(simulated)} simulated, {healthy} apps Healthy; database: {args.database}; "
+                  f"{errors} non-200 answers to GET /api/v1/commands/<id> while waiting")
             print(f"commands: {len(latencies)} of {args.commands} answered; created -> done "
                   f"p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {quantile(latencies, 0.95) * 1000:.0f} ms, "
                   f"max {max(latencies) * 1000:.0f} ms")
@@ -177,8 +184,9 @@ def main() -> None:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+            deadline = time.monotonic() + 30  # long-polls end with the server; bounded in total
             for thread in threads if "threads" in locals() else []:
-                thread.join(1)
+                thread.join(max(0.0, deadline - time.monotonic()))
             shared.close()
             if postgres is not None:
                 postgres.stop()
