@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from renderer.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -126,8 +127,13 @@ def principal_for(session: Session, user: User, token: ApiToken | None = None) -
     )
 
 
-def principal_from_token(session: Session, presented: str) -> Principal | None:
-    """The principal behind a bearer token, or None for a wrong, expired or revoked one."""
+def principal_from_token(session: Session, presented: str,
+                         record_use: Callable[[int], None] | None = None) -> Principal | None:
+    """The principal behind a bearer token, or None for a wrong, expired or revoked one.
+
+    Reading a token writes nothing to ``session`` (it may be a read-only one); when the
+    token's last use is over a minute old, ``record_use(token id)`` is called to record it.
+    """
     if not presented.startswith(TOKEN_PREFIX):
         return None
     token_id, _, secret = presented[len(TOKEN_PREFIX):].partition("_")
@@ -141,9 +147,13 @@ def principal_from_token(session: Session, presented: str) -> Principal | None:
         return None
     if not token.user.active:
         return None
-    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
-        token.last_used_at = now  # coarse, so a busy CI token does not write on every call
+    if record_use is not None and (token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1)):
+        record_use(token.id)  # coarse, so a busy CI token does not write on every call
     return principal_for(session, token.user, token)
+
+
+def record_token_use(session: Session, token_id: int) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
 # --- scopes by name ---------------------------------------------------------------------------
@@ -303,6 +313,7 @@ __all__ = [
     "oidc_user",
     "principal_for",
     "principal_from_token",
+    "record_token_use",
     "resolve_scope",
     "scope_names",
     "list_bindings",

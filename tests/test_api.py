@@ -737,3 +737,13 @@ def test_numbers_beyond_the_id_columns_are_not_found(plane_app, seeded):
     error(admin.post(f"{API}/apps/demo/storefront/web/rollback", json={"version": huge}), 404)
     error(admin.post(f"{API}/apps/demo/storefront/web/promote", json={"target": "demo:storefront", "name": "w",
                                                                       "version": -huge}), 404)
+
+
+def test_a_token_used_only_for_reads_records_its_last_use(plane_app, admin):
+    from gitops.models import ApiToken
+
+    assert admin.get("/api/v1/clusters").status_code == 200
+    plane = plane_app.extensions["shipyard"]
+    with plane.sessions() as session:
+        (token,) = session.query(ApiToken).all()
+        assert token.last_used_at is not None

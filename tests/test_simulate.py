@@ -246,17 +246,7 @@ def _json(response):
 
 
 def _get(client, path):
-    """GET ``path`` as JSON, asking again after a 500 a bounded number of times.
-
-    Known control-plane bug, reported, not this module's to fix: accounts.principal_from_token updates the
-    token's last_used_at inside a GET's read-only (deferred) SQLite transaction, which is then rolled back,
-    so every GET tries that write, and SQLite refuses it ("database is locked", a 500) when another writer
-    (here the simulated agent) committed meanwhile.
-    """
-    for _ in range(5):
-        response = client.get(path)
-        if response.status_code != 500:
-            break
+    response = client.get(path)
     body = response.get_json() if hasattr(response, "get_json") else response.json()
     assert response.status_code == 200, (response.status_code, body)
     return body

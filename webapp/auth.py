@@ -31,7 +31,7 @@ from gitops import accounts
 from gitops.models import User
 from gitops.policy import Principal
 from renderer.errors import PermissionDenied
-from webapp.plane import db_session
+from webapp.plane import db_session, plane
 
 AUTHENTICATED = "authenticated"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -77,7 +77,7 @@ def current_principal() -> Principal | None:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthorized("use Authorization: Bearer <API token>")
-        principal = accounts.principal_from_token(db_session(), credentials.strip())
+        principal = accounts.principal_from_token(db_session(), credentials.strip(), _record_token_use)
         if principal is None:
             raise Unauthorized("the API token is not valid (wrong, expired or revoked)")
         g.via_token = True
@@ -86,6 +86,17 @@ def current_principal() -> Principal | None:
         g.via_token = False
     g.principal = principal
     return principal
+
+
+def _record_token_use(token_id: int) -> None:
+    """A read request's session is read-only: the use is recorded in a short write transaction
+    of its own. A write request records it in its own transaction (a second writer would wait
+    on the first for SQLite's lock)."""
+    if request.method in _SAFE_METHODS:
+        with plane().sessions.begin() as session:
+            accounts.record_token_use(session, token_id)
+    else:
+        accounts.record_token_use(db_session(), token_id)
 
 
 def _declare(view: Callable, kind: str, value: str) -> None:
