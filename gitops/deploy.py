@@ -53,7 +53,8 @@ from renderer.spec import Spec, load_specs
 from renderer.yamlio import dump_manifest
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, lazyload, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gitops import apply as apply_service
 from gitops import layout, metrics
@@ -97,6 +98,10 @@ class Ticket:
     done: threading.Event = field(default_factory=threading.Event)
     state: str | None = None  # committed | superseded | failed | pending (left for the reconciler)
     error: ShipyardError | None = None
+    commit_id: str | None = None  # once committed: the commit that carries it
+    changed: bool | None = None
+    committed_at: dt.datetime | None = None
+    elsewhere: bool = False  # its final state was written by another committer
 
 
 @dataclass
@@ -169,73 +174,97 @@ class Committers:
     def _commit_and_record(self, cluster: Cluster, profile: ClusterProfile, batch: list[Ticket]) -> None:
         repo = self.repos.open(cluster)
         app_ids = sorted({t.application_id for t in batch})
+        batch_ids = {t.version_id for t in batch}
         with self.sessions.begin() as session:
             # Row locks (PostgreSQL) keep the commit and its record in order per app across
-            # processes; SQLite's BEGIN IMMEDIATE already serializes writers.
-            session.execute(select(Application.id).where(Application.id.in_(app_ids))
-                            .order_by(Application.id).with_for_update()).all()
-            versions = {v.id: v for v in session.scalars(
-                select(Version).where(Version.id.in_([t.version_id for t in batch])))}
-            newest = dict(session.execute(
-                select(Version.application_id, func.max(Version.number))
-                .where(Version.application_id.in_(app_ids), Version.state == "committed")
-                .group_by(Version.application_id)).all())
-            fresh = [t.version_id for t in batch if t.fresh]
-            in_git = _unrecorded_in_git(session, repo, app_ids, newest, fresh)
+            # processes; SQLite's BEGIN IMMEDIATE already serializes writers. An app's
+            # current_version is the number of its newest committed Version.
+            newest = {app_id: number for app_id, number in session.execute(
+                select(Application.id, Application.current_version).where(Application.id.in_(app_ids))
+                .order_by(Application.id).with_for_update()).all() if number}
+            rows = session.execute(
+                select(Version.id, Version.application_id, Version.number, Version.state, Version.deployment_id,
+                       Version.created_at)
+                .where(Version.application_id.in_(app_ids),
+                       or_(Version.id.in_(batch_ids), Version.state == "pending"))).all()
+            current = {row.id: row for row in rows if row.id in batch_ids}
+            fresh = {t.version_id for t in batch if t.fresh}
+            in_git = _unrecorded_in_git(session, repo, app_ids, newest,
+                                        [row for row in rows if row.state == "pending" and row.id not in fresh])
             for _, app_id, number in in_git.values():
                 newest[app_id] = max(newest.get(app_id, 0), number)
+            records = _Records(utcnow())
             live = []
             for ticket in batch:
-                version = versions[ticket.version_id]
-                if version.state != "pending":
-                    ticket.state = version.state  # finished elsewhere (the reconciler, another process)
+                row = current[ticket.version_id]
+                if row.state != "pending":  # finished elsewhere (the reconciler, another process)
+                    ticket.state, ticket.elsewhere = row.state, True
                 elif ticket.deployment_id in in_git:  # committed by one that died before recording it
-                    _record(version, in_git[ticket.deployment_id][0], True, utcnow())
-                    ticket.state = "committed"
-                    metrics.DEPLOYS.labels(outcome="committed").inc()
+                    records.committed(ticket, in_git[ticket.deployment_id][0], True)
                 elif newest.get(ticket.application_id, 0) > ticket.number:
-                    version.state, version.claimed_by, version.claimed_until = "superseded", None, None
-                    ticket.state = "superseded"
+                    records.superseded(ticket)
                 else:
                     live.append(ticket)
-            if not live:
-                return
-            authors = sorted({t.author for t in live})
-            sources = {t.source_commit for t in live}
-            started = time.perf_counter()
-            result = apply_service.apply(
-                [t.rendering for t in live if t.rendering is not None], profile, repo,
-                author=authors[0] if len(authors) == 1 else "shipyard",
-                source_commit=sources.pop() if len(sources) == 1 else None,
-                deployment_id=[t.deployment_id for t in live],
-                deletions=[(t.workspace, t.app) for t in live if t.rendering is None],
-                workspace_settings={t.workspace: t.settings for t in live if t.settings is not None},
-            )
-            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-            commit_id = result.commit_id or result.base_commit
-            actions = {(o.workspace, o.app): o.action for o in result.apps}
-            now = utcnow()
-            for ticket in live:
-                version = versions[ticket.version_id]
-                action = actions.get((ticket.workspace, ticket.app))
-                _record(version, commit_id, action not in ("unchanged", "absent"), now)
-                ticket.state = "committed"
-                metrics.DEPLOYS.labels(outcome="committed").inc()
+            if live:
+                authors = sorted({t.author for t in live})
+                sources = {t.source_commit for t in live}
+                started = time.perf_counter()
+                result = apply_service.apply(
+                    [t.rendering for t in live if t.rendering is not None], profile, repo,
+                    author=authors[0] if len(authors) == 1 else "shipyard",
+                    source_commit=sources.pop() if len(sources) == 1 else None,
+                    deployment_id=[t.deployment_id for t in live],
+                    deletions=[(t.workspace, t.app) for t in live if t.rendering is None],
+                    workspace_settings={t.workspace: t.settings for t in live if t.settings is not None},
+                )
+                metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+                commit_id = result.commit_id or result.base_commit
+                actions = {(o.workspace, o.app): o.action for o in result.apps}
+                for ticket in live:
+                    records.committed(ticket, commit_id, actions.get((ticket.workspace, ticket.app))
+                                      not in ("unchanged", "absent"))
+            records.write(session, newest)
+        metrics.DEPLOYS.labels(outcome="committed").inc(len(records.tickets))
 
 
-def _record(version: Version, commit_id: str, changed: bool, now: dt.datetime) -> None:
-    version.state, version.commit_id, version.committed_at = "committed", commit_id, now
-    version.changed = changed
-    version.claimed_by = version.claimed_until = None
-    application = version.application
-    if (application.current_version or 0) < version.number:
-        application.current_version = version.number
-        application.deleted = version.spec is None
-        application.updated_at = now
+class _Records:
+    """What one commit decided for its Versions, written in a few statements rather than one per row."""
+
+    def __init__(self, now: dt.datetime):
+        self.now = now
+        self.versions: dict[int, dict[str, Any]] = {}
+        self.tickets: list[Ticket] = []  # the committed ones
+
+    def committed(self, ticket: Ticket, commit_id: str, changed: bool) -> None:
+        ticket.state, ticket.commit_id, ticket.changed, ticket.committed_at = "committed", commit_id, changed, self.now
+        self.versions[ticket.version_id] = {"state": "committed", "commit_id": commit_id, "changed": changed,
+                                            "committed_at": self.now}
+        self.tickets.append(ticket)
+
+    def superseded(self, ticket: Ticket) -> None:
+        ticket.state = "superseded"
+        self.versions[ticket.version_id] = {"state": "superseded"}
+
+    def write(self, session: Session, newest: dict[int, int]) -> None:
+        """Record the Versions, and move each app's current_version up to its newest committed one."""
+        outcomes: dict[tuple, list[int]] = {}
+        for version_id, values in self.versions.items():
+            outcomes.setdefault(tuple(sorted(values.items())), []).append(version_id)
+        for values, ids in outcomes.items():
+            session.execute(update(Version).where(Version.id.in_(ids))
+                            .values(**dict(values), claimed_by=None, claimed_until=None))
+        latest: dict[int, Ticket] = {}
+        for ticket in self.tickets:
+            if ticket.application_id not in latest or latest[ticket.application_id].number < ticket.number:
+                latest[ticket.application_id] = ticket
+        moved = [{"id": app_id, "current_version": t.number, "deleted": t.rendering is None, "updated_at": self.now}
+                 for app_id, t in latest.items() if newest.get(app_id, 0) <= t.number]
+        if moved:  # an ORM bulk UPDATE by primary key: one executemany
+            session.execute(update(Application), moved)
 
 
 def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int], newest: dict[int, int],
-                       fresh: list[int]) -> dict[str, tuple[str, int, int]]:
+                       pending: list[Any]) -> dict[str, tuple[str, int, int]]:
     """Pending Versions of these apps that a commit already carries: deployment id -> (commit, app, number).
 
     A committer that died after its git commit, or whose database commit failed, leaves such
@@ -245,13 +274,11 @@ def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int], 
     and the repository goes back. Under the apps' row locks nobody is between the two steps, so
     what the log holds now is final. Each such commit is newer than its app's last recorded one
     (nothing commits below a higher version), so the walk stops once it passed those, or at the
-    pending Versions' age (with the same slack for clock skew as the reconciler). ``fresh``
-    Versions (this process wrote their intent and never tried to commit them) are in no commit,
-    so in the common case (no crash, no other deploy of these apps waiting) there is no walk.
+    pending Versions' age (with the same slack for clock skew as the reconciler). ``pending``
+    leaves out fresh Versions (this process wrote their intent and never tried to commit them):
+    they are in no commit, so in the common case (no crash, no other deploy of these apps
+    waiting) there is no walk.
     """
-    pending = session.execute(
-        select(Version.deployment_id, Version.application_id, Version.number, Version.created_at)
-        .where(Version.application_id.in_(app_ids), Version.state == "pending", Version.id.not_in(fresh))).all()
     if not pending:
         return {}
     wanted = {row.deployment_id: (row.application_id, row.number) for row in pending}
@@ -323,19 +350,28 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
     return planned
 
 
-def _application(session: Session, workspace: Workspace, name: str, kind: str) -> Application:
-    query = select(Application).where(Application.workspace_id == workspace.id, Application.name == name)
+def _application(session: Session, workspace: Workspace, name: str, kind: str | None) -> Application | None:
+    """The app ``name`` in ``workspace``, created on its first deploy (``kind`` None: never created).
+
+    Loaded without its eager joins: the workspace (with its cluster) is at hand already.
+    """
+    query = (select(Application).options(lazyload(Application.workspace))
+             .where(Application.workspace_id == workspace.id, Application.name == name))
     app = session.scalar(query)
-    if app is None:
+    if app is None and kind is not None:
         try:
             with session.begin_nested():
                 app = Application(tenant_id=workspace.tenant_id, workspace_id=workspace.id, name=name, kind=kind)
                 session.add(app)
         except IntegrityError:  # created by a concurrent deploy a moment ago
             app = session.scalar(query)
-    if app.kind != kind and not app.deleted and app.current_version:
-        raise InvalidRequest(f'"{name}" is a {app.kind} in workspace "{workspace.name}"; it cannot become a {kind}')
-    app.kind = kind
+    if app is None:
+        return None
+    set_committed_value(app, "workspace", workspace)
+    if kind is not None:
+        if app.kind != kind and not app.deleted and app.current_version:
+            raise InvalidRequest(f'"{name}" is a {app.kind} in workspace "{workspace.name}"; it cannot become a {kind}')
+        app.kind = kind
     return app
 
 
@@ -344,12 +380,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
     session, now = ctx.session, utcnow()
     versions: list[tuple[_Planned, Version]] = []
     for item in sorted(planned, key=lambda p: (p.workspace.id, p.name)):
-        kind = item.spec.kind if item.spec else None
-        if kind is None:
-            app = session.scalar(select(Application).where(
-                Application.workspace_id == item.workspace.id, Application.name == item.name))
-        else:
-            app = _application(session, item.workspace, item.name, kind)
+        app = _application(session, item.workspace, item.name, item.spec.kind if item.spec else None)
         number = session.execute(
             update(Application).where(Application.id == app.id)
             .values(version_counter=Application.version_counter + 1, updated_at=now)
@@ -363,6 +394,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
         )
         session.add(version)
         session.flush()
+        set_committed_value(version, "application", app)
         record(session, ctx.principal, f"app.{action}",
                f"{item.cluster.name}:{item.workspace.name}/{item.name}",
                {"version": number, "spec_digest": version.spec_digest, "deployment_id": version.deployment_id})
@@ -373,6 +405,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
     for item, version in versions:
         by_cluster.setdefault(item.cluster.id, []).append((item, version))
     failures: list[ShipyardError] = []
+    outcomes: dict[int, Ticket] = {}
     for pairs in by_cluster.values():
         cluster, profile = pairs[0][0].cluster, pairs[0][0].profile
         tickets = [
@@ -383,8 +416,19 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
         ]
         ctx.committers.run(cluster, profile, tickets)
         failures += [t.error for t in tickets if t.state == "failed" and t.error is not None]
-    session.expire_all()
-    result = [session.get(Version, version.id) for _, version in versions]
+        outcomes.update((t.version_id, t) for t in tickets)
+    result = [version for _, version in versions]
+    for version in result:  # what the committers wrote, without reading it back
+        ticket = outcomes[version.id]
+        if ticket.elsewhere:
+            session.refresh(version)
+            continue
+        if ticket.state in ("pending", None):
+            continue
+        for name, value in (("state", ticket.state), ("commit_id", ticket.commit_id), ("changed", ticket.changed),
+                            ("committed_at", ticket.committed_at), ("claimed_by", None), ("claimed_until", None),
+                            ("error", str(ticket.error) if ticket.state == "failed" and ticket.error else None)):
+            set_committed_value(version, name, value)
     if failures and all(v.state == "failed" for v in result):
         problems = [p for e in failures if isinstance(e, SpecError) for p in e.problems]
         if problems:
