@@ -51,7 +51,7 @@ from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings, render
 from renderer.spec import Spec, load_specs
 from renderer.yamlio import dump_manifest
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -246,21 +246,27 @@ class _Records:
         self.versions[ticket.version_id] = {"state": "superseded"}
 
     def write(self, session: Session, newest: dict[int, int]) -> None:
-        """Record the Versions, and move each app's current_version up to its newest committed one."""
+        """Record the Versions, and move each app's current_version up to its newest committed one.
+
+        Core statements on the tables: nothing here needs the ORM's bookkeeping, and on the
+        deploy path it cost more than the statements themselves.
+        """
+        versions, applications = Version.__table__, Application.__table__
         outcomes: dict[tuple, list[int]] = {}
         for version_id, values in self.versions.items():
             outcomes.setdefault(tuple(sorted(values.items())), []).append(version_id)
         for values, ids in outcomes.items():
-            session.execute(update(Version).where(Version.id.in_(ids))
+            session.execute(versions.update().where(versions.c.id.in_(ids))
                             .values(**dict(values), claimed_by=None, claimed_until=None))
         latest: dict[int, Ticket] = {}
         for ticket in self.tickets:
             if ticket.application_id not in latest or latest[ticket.application_id].number < ticket.number:
                 latest[ticket.application_id] = ticket
-        moved = [{"id": app_id, "current_version": t.number, "deleted": t.rendering is None, "updated_at": self.now}
+        moved = [{"app_id": app_id, "number": t.number, "deleted": t.rendering is None}
                  for app_id, t in latest.items() if newest.get(app_id, 0) <= t.number]
-        if moved:  # an ORM bulk UPDATE by primary key: one executemany
-            session.execute(update(Application), moved)
+        if moved:  # one executemany
+            session.execute(applications.update().where(applications.c.id == bindparam("app_id")).values(
+                current_version=bindparam("number"), deleted=bindparam("deleted"), updated_at=self.now), moved)
 
 
 def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int], newest: dict[int, int],
