@@ -6,22 +6,27 @@ What it measures
     and, for comparison, one on SQLite, each with one cluster (the demo
     profile) of 200 apps in 4 workspaces. A separate client process (so the
     client load does not share the server's GIL) runs 200 concurrent
-    ``httpx.AsyncClient`` tasks on loopback; task ``i`` owns app ``i`` and PUTs
+    ``aiohttp`` tasks on loopback; task ``i`` owns app ``i`` and PUTs
     its spec (``application/yaml``, one of the four synthetic shapes) with a
     new image tag every time, so every deploy renders and commits. Each round
     makes a fixed number of deploys. Peers, taking turns round by round:
 
     API <database>            ``PUT /api/v1/apps`` by 200 clients: committed
                               versions / wall time, p50/p95 latency per deploy
-    in-process apply          the limit: ``gitops.apply.apply`` of one
-                              pre-rendered spec per call, sequentially, into a
-                              200-app repository (``synthetic.build_repo``)
-    in-process render+apply   the same with ``render`` inside the call
+    in-process shipyard apply the limit: what ``shipyard apply FILE`` (the
+                              previous issue's apply) does per spec, sequentially,
+                              into a 200-app repository (``synthetic.build_repo``):
+                              ``load_specs`` of the same YAML text the API gets,
+                              ``render`` and ``gitops.apply.apply``
+    in-process render+apply   the same without loading the YAML
+    in-process apply, pre-rendered
+                              the commit step alone: ``gitops.apply.apply`` of
+                              an already rendered spec
 
-    The API does more per deploy than apply (load the spec, authorize, write
-    the Version intent, render, record), but concurrent deploys to one cluster
-    share a commit (``gitops.deploy.Committers``), so the ratio API /
-    in-process apply is the figure to read (goal >= 50%). Also reported: git
+    The API does more per deploy than ``shipyard apply`` (authorize, write
+    the Version intent, record, HTTP), but concurrent deploys to one cluster
+    share a commit (``gitops.deploy.Committers``); the ratio API / in-process
+    shipyard apply is the figure to read (goal >= 50%). Also reported: git
     commits against committed versions (how well group commit batches) and
     the peak RSS (VmHWM) of the server's processes under the load (goal:
     under 300 MB).
@@ -188,7 +193,7 @@ def count_commits(repo_path: Path) -> int:
 
 async def burst(client, url: str, clients: int, deploys: int, round_tag: str) -> dict:
     """``deploys`` PUTs by ``clients`` concurrent tasks, task i deploying app i; latencies and outcomes."""
-    import httpx
+    import aiohttp
 
     tickets = iter(range(deploys))  # shared by the tasks (one event loop: no lock needed)
     latencies: list[float] = []
@@ -201,16 +206,17 @@ async def burst(client, url: str, clients: int, deploys: int, round_tag: str) ->
             text = synthetic.spec_text(name, workspace, f"{round_tag}.{ticket}", synthetic.shape_of(index))
             started = time.perf_counter()
             try:
-                response = await client.put(f"{url}/api/v1/apps", content=text.encode())
-            except httpx.HTTPError as exc:
+                async with client.put(f"{url}/api/v1/apps", data=text.encode()) as response:
+                    status, body = response.status, await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             latencies.append(time.perf_counter() - started)
-            if response.status_code in (200, 202):
-                for version in response.json()["versions"]:
+            if status in (200, 202):
+                for version in json.loads(body)["versions"]:
                     states[version["state"]] = states.get(version["state"], 0) + 1
             else:
-                errors.append(f"HTTP {response.status_code}: {response.text[:300]}")
+                errors.append(f"HTTP {status}: {body[:300].decode(errors='replace')}")
 
     started = time.perf_counter()
     await asyncio.gather(*(task(i) for i in range(clients)))
@@ -219,17 +225,23 @@ async def burst(client, url: str, clients: int, deploys: int, round_tag: str) ->
 
 
 def client_main(url: str, clients: int) -> None:
-    """Serve burst commands from stdin (one JSON object a line), answering on stdout."""
-    import httpx
+    """Serve burst commands from stdin (one JSON object a line), answering on stdout.
+
+    aiohttp (C-accelerated HTTP parsing) rather than httpx: the client shares the machine's
+    cores with the server and the database, so every millisecond it spends per request is
+    taken from what is measured (httpx cost 11-14 ms of CPU per deploy here).
+    """
+    import aiohttp
 
     async def loop() -> None:
         headers = {"Authorization": f"Bearer {os.environ[TOKEN_ENV]}", "Content-Type": "application/yaml"}
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
         for line in sys.stdin:
             command = json.loads(line)
             # New connections every burst: between bursts gunicorn closes idle keep-alive
-            # connections (after 2 s), and a request racing that close fails with ReadError.
-            async with httpx.AsyncClient(headers=headers, limits=limits, timeout=300) as client:
+            # connections (after 2 s), and a request racing that close fails.
+            connector = aiohttp.TCPConnector(limit=clients)
+            async with aiohttp.ClientSession(headers=headers, connector=connector,
+                                             timeout=aiohttp.ClientTimeout(total=300)) as client:
                 result = await burst(client, url, clients, command["deploys"], command["tag"])
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
@@ -397,6 +409,7 @@ def main() -> None:
 
     from gitops.apply import apply
     from renderer.render import render
+    from renderer.spec import load_specs
 
     # create_app (in seed) would log every request of this process at INFO; only problems here
     logging.getLogger().setLevel(logging.ERROR)
@@ -412,7 +425,7 @@ def main() -> None:
           f"Python {platform.python_version()}, pygit2 {pygit2.__version__}; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"servers: shipyard serve (gunicorn gthread) {', '.join(f'{k} {w}x{t}' for k, w, t in servers)}; "
-          f"{apps} clients each (httpx.AsyncClient tasks, one separate process per server)")
+          f"{apps} clients each (aiohttp tasks, one separate process per server)")
     print(f"rounds {rounds} (+{warmup} warm-up), interleaved; {per_round} API deploys and {applies} "
           f"in-process applies per round; {apps} apps in {len({synthetic.workspace_name(i) for i in range(apps)})} "
           f"workspaces; temp dir {root}\n", flush=True)
@@ -444,11 +457,14 @@ def main() -> None:
         prerendered = [[render(spec(i % apps, f"2.{r}.{i}"), profile) for i in range(applies)]
                        for r in range(total_rounds)]
         loaded = [[spec(i % apps, f"3.{r}.{i}") for i in range(applies)] for r in range(total_rounds)]
+        texts = [[synthetic.spec_text(synthetic.app_name(i % apps), synthetic.workspace_name(i % apps), f"5.{r}.{i}",
+                                      synthetic.shape_of(i % apps)) for i in range(applies)]
+                 for r in range(total_rounds)]
         print(f"setup (in-process: {apps}-app repository, specs) in {time.perf_counter() - started:.1f} s\n",
               flush=True)
 
         no_commit = 0
-        inproc_cpu = {"apply": [], "render+apply": []}  # CPU seconds per timed round
+        inproc_cpu = {"apply": [], "render+apply": [], "shipyard apply": []}  # CPU seconds per timed round
 
         def apply_round(r: int) -> None:
             nonlocal no_commit
@@ -465,6 +481,15 @@ def main() -> None:
                 no_commit += apply([render(loaded_spec, profile)], profile, repo, author="bench").commit_id is None
             if r >= warmup:
                 inproc_cpu["render+apply"].append(time.process_time() - cpu)
+
+        def shipyard_apply_round(r: int) -> None:
+            nonlocal no_commit
+            cpu = time.process_time()
+            for index, text in enumerate(texts[r]):
+                renderings = [render(one, profile) for one in load_specs(text, f"spec-{index}.yaml")]
+                no_commit += apply(renderings, profile, repo, author="bench").commit_id is None
+            if r >= warmup:
+                inproc_cpu["shipyard apply"].append(time.process_time() - cpu)
 
         postgres_pid = postgres._process.pid if postgres._process is not None else None
 
@@ -488,7 +513,9 @@ def main() -> None:
         api_names = {f"API {p.label}, {apps} clients ({per_round} deploys)": p for p in planes}
         peers = {name: api_round(p) for name, p in api_names.items()}
         apply_name, render_apply_name = f"in-process apply, pre-rendered ({applies})", f"in-process render+apply ({applies})"
+        cli_apply_name = f"in-process shipyard apply ({applies})"
         peers[apply_name], peers[render_apply_name] = apply_round, render_apply_round
+        peers[cli_apply_name] = shipyard_apply_round
         for plane in planes:
             plane.commits_before = count_commits(plane.repo_path)
         started = time.perf_counter()
@@ -503,12 +530,16 @@ def main() -> None:
 
         apply_rate = applies / samples[apply_name].median
         render_apply_rate = applies / samples[render_apply_name].median
+        cli_apply_rate = applies / samples[cli_apply_name].median
         apply_cpu = statistics.median(inproc_cpu["apply"]) / applies
         render_apply_cpu = statistics.median(inproc_cpu["render+apply"]) / applies
-        print(f"\nin-process apply, pre-rendered   {apply_rate:8.1f} deploys/s (the limit); "
-              f"CPU {apply_cpu * 1e3:.1f} ms per deploy")
+        cli_apply_cpu = statistics.median(inproc_cpu["shipyard apply"]) / applies
+        print(f"\nin-process shipyard apply        {cli_apply_rate:8.1f} deploys/s (the limit); "
+              f"CPU {cli_apply_cpu * 1e3:.1f} ms per deploy")
         print(f"in-process render+apply          {render_apply_rate:8.1f} deploys/s; "
               f"CPU {render_apply_cpu * 1e3:.1f} ms per deploy")
+        print(f"in-process apply, pre-rendered   {apply_rate:8.1f} deploys/s; "
+              f"CPU {apply_cpu * 1e3:.1f} ms per deploy")
         for name, plane in api_names.items():
             committed = [r["states"].get("committed", 0) for r in plane.timed]
             # committed versions / wall time, per round; the median round gives the rate
@@ -530,10 +561,11 @@ def main() -> None:
                   f"{len(rates)} round(s); range {rates[0]:.1f}-{rates[-1]:.1f})")
             print(f"  latency per deploy: p50 {quantile(latencies, 50) * 1e3:.0f} ms, "
                   f"p95 {quantile(latencies, 95) * 1e3:.0f} ms ({len(latencies)} deploys)")
-            print(f"  API / in-process apply          {ratio(rate, apply_rate)}  (goal >= 0.50x)")
+            print(f"  API / in-process shipyard apply {ratio(rate, cli_apply_rate)}  (goal >= 0.50x)")
             print(f"  API / in-process render+apply   {ratio(rate, render_apply_rate)}")
+            print(f"  API / in-process apply, pre-rendered {ratio(rate, apply_rate)}")
             print(f"  CPU per deploy: server {cpu[0]:.1f} ms, PostgreSQL {cpu[1]:.1f} ms, client {cpu[2]:.1f} ms; "
-                  f"server / in-process apply {ratio(cpu[0], apply_cpu * 1e3)}")
+                  f"server / in-process shipyard apply {ratio(cpu[0], cli_apply_cpu * 1e3)}")
             print(f"  group commit: {commits} git commits for {versions} committed versions "
                   f"({versions / commits if commits else 0:.1f} versions per commit)")
             if other or errors:

@@ -23,7 +23,8 @@ from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, Profile
 from renderer.profiles import ClusterProfile, load_profile_text
 from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gitops import apply as apply_service
 from gitops import layout
@@ -214,7 +215,11 @@ def workspace_scope(workspace: Workspace) -> Scope:
 
 def get_workspace(session: Session, principal: Principal, cluster: Cluster, name: str,
                   permission: str = "workspace.read") -> Workspace:
-    workspace = session.scalar(select(Workspace).where(Workspace.cluster_id == cluster.id, Workspace.name == name))
+    # Without the eager join: the cluster is at hand.
+    workspace = session.scalar(select(Workspace).options(lazyload(Workspace.cluster))
+                               .where(Workspace.cluster_id == cluster.id, Workspace.name == name))
+    if workspace is not None:
+        set_committed_value(workspace, "cluster", cluster)
     if workspace is None or not principal.can("workspace.read", workspace_scope(workspace)):
         raise NotFound(f'no workspace "{name}" in cluster "{cluster.name}"')
     principal.require(permission, workspace_scope(workspace), f'workspace "{cluster.name}:{name}"')
@@ -225,7 +230,8 @@ def find_workspace(session: Session, principal: Principal, cluster_name: str, na
                    permission: str = "workspace.read") -> Workspace:
     """The workspace ``<cluster>:<name>``, checked for ``permission``; NotFound names what is missing."""
     cluster = session.scalar(
-        select(Cluster).where(Cluster.tenant_id == principal.tenant_id, Cluster.name == cluster_name)
+        select(Cluster).options(lazyload(Cluster.tenant))
+        .where(Cluster.tenant_id == principal.tenant_id, Cluster.name == cluster_name)
     )
     if cluster is None or not _sees_cluster(principal, cluster):
         raise NotFound(f'no cluster "{cluster_name}"')
