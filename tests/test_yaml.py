@@ -1,4 +1,9 @@
-"""The one YAML module: user input rules and the canonical output."""
+"""The one YAML module: user input rules and the canonical output.
+
+These tests go through load_documents whichever path it takes (libyaml for an
+ordinary file, ruamel for the rest); tests/test_yaml_parity.py holds the two
+paths to the same results.
+"""
 
 import time
 
@@ -149,3 +154,12 @@ def test_syntax_errors_say_where_the_construct_started():
     with pytest.raises(SpecError) as err:
         load_documents('a: "never closed\n\nb: 1\n', "q.yaml")
     assert "line 1, column 4" in err.value.problems[0].message
+
+
+@pytest.mark.parametrize("text, line", [("a: 0x_\n", 1), ("b: 1\na: ._\n", 2), ("a: " + "1" * 5000 + "\n", 1)])
+def test_a_number_yaml_cannot_read_is_a_problem_at_its_position(text, line):
+    with pytest.raises(SpecError) as caught:
+        load_documents(text, "n.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.column) == ("n.yaml", line, 4)
+    assert "cannot be read as a number; quote it" in problem.message
