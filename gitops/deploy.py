@@ -340,8 +340,11 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
         if workspace.cluster_id not in profiles:
             profiles[workspace.cluster_id] = profile_of(workspace.cluster)
         targets.append((spec, workspace))
-    # End the read transaction before rendering: on SQLite it holds the database's write lock.
-    ctx.session.commit()
+    # On SQLite this read transaction holds the database's write lock (a write request's
+    # BEGIN IMMEDIATE): end it before rendering. PostgreSQL's reads lock nothing, and going
+    # on in the same transaction saves the intent its BEGIN, COMMIT and pool ping.
+    if ctx.session.get_bind().dialect.name == "sqlite":
+        ctx.session.commit()
     planned, problems = [], []
     for spec, workspace in targets:
         profile = profiles[workspace.cluster_id]

@@ -25,9 +25,9 @@ from markupsafe import Markup
 
 from renderer.errors import Problem, RenderError, SpecError
 from renderer.flavors import PlacementError, place
-from renderer.kube import validate_object
-from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
-from renderer.spec import Spec, parse_secret_ref
+from renderer.kube import validate_object, validator_for
+from renderer.profiles import DEFAULT_KUBERNETES_VERSION, DEFAULT_RPS_QUERY, ClusterProfile
+from renderer.spec import Spec, compile_schemas, parse_secret_ref
 from renderer.yamlio import dump_manifest, flow, parse_rendered
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -64,6 +64,20 @@ def environment(template_dir: str = str(TEMPLATE_DIR)) -> jinja2.Environment:
     )
     env.filters["y"] = _serialized
     return env
+
+
+_TEMPLATE_KIND = re.compile(r"^apiVersion: (\S+)\s*\nkind: (\w+)", re.MULTILINE)
+
+
+def warm_up(kubernetes_version: str = DEFAULT_KUBERNETES_VERSION) -> None:
+    """Compile now what renders would compile on first use: every template, the spec and
+    profile schemas, and the validator of every kind the templates produce."""
+    env = environment()
+    for name in env.list_templates(filter_func=lambda n: n.endswith(".j2")):
+        template = env.get_template(name)
+        for api_version, kind in _TEMPLATE_KIND.findall(Path(template.filename).read_text()):
+            validator_for(kubernetes_version, api_version, kind)
+    compile_schemas()
 
 
 def render_template(name: str, context: dict, kubernetes_version: str) -> dict:
@@ -780,6 +794,7 @@ def render_all(specs: list[Spec], profile: ClusterProfile) -> list[Rendering]:
 
 
 __all__ = [
+    "warm_up",
     "render",
     "reserved_namespaces",
     "render_quota",

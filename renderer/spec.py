@@ -99,6 +99,12 @@ def _validator(name: str) -> jsonschema_rs.Validator:
     return jsonschema_rs.validator_for(_schema(name))
 
 
+def compile_schemas() -> None:
+    """Compile every schema's validator now rather than on first use."""
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        _validator(path.name)
+
+
 def schema_problems(doc: Document, schema_name: str, data: Any = None) -> list[Problem]:
     """Every schema violation of a document, in a user's words."""
     schema = _schema(schema_name)
@@ -407,6 +413,7 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 __all__ = [
+    "compile_schemas",
     "Spec",
     "SecretRef",
     "parse_secret_ref",

@@ -29,6 +29,7 @@ Exit codes (the offline commands' codes, plus 6 and 7):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -529,6 +530,42 @@ def check_migrated(settings: dict) -> None:
         f"run `shipyard db upgrade` first (with SHIPYARD_DATABASE_URL set the same way)", EXIT_NOT_READY)
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for the workers (forked from here, they inherit it).
+
+    glibc gives threads up to 8 arenas per core, each holding on to freed memory; a worker
+    with dozens of request threads then keeps far more resident than it uses (a 1x64 worker
+    under 200 clients peaked at 245 MB with the default, 191 MB with 2 arenas). The standard
+    MALLOC_ARENA_MAX environment variable, when set, is left to decide.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl has no arenas to cap)
+        return
+    m_arena_max = -8  # <malloc.h>
+    libc.mallopt(m_arena_max, arenas)
+
+
+def _share_with_workers() -> None:
+    """Load, before gunicorn forks the workers, what every worker would load for itself.
+
+    The workers then share those pages with this process instead of each holding a copy:
+    the app's modules, the spec validators and the Kubernetes schemas of the default
+    version. ``gc.freeze`` keeps the collector of each worker from writing to (and so
+    copying) every object it inherited.
+    """
+    import gc
+
+    from renderer.render import warm_up
+    from webapp import agent_api, api, githttp_routes, oidc, pages  # noqa: F401 - what create_app imports
+
+    warm_up()
+    gc.collect()
+    gc.freeze()
+
+
 def _gunicorn(options: dict):
     from gunicorn.app.base import BaseApplication
 
@@ -564,6 +601,8 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
     settings = _settings()
     check_migrated(settings)
     stderr.print(f"serving on {bind} with {workers} worker(s), database {_safe_url(settings['DATABASE_URL'])}")
+    _limit_malloc_arenas()
+    _share_with_workers()
     _gunicorn({
         "bind": [bind], "workers": workers, "threads": threads, "worker_class": "gthread",
         "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
