@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import pygit2
 
-from renderer.errors import InvalidRequest, NotFound, RepoError, ShipyardError, SpecError
+from renderer.errors import InvalidRequest, NotFound, RenderError, RepoError, ShipyardError, SpecError
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings, render
 from renderer.spec import Spec, load_specs
@@ -63,6 +63,7 @@ from gitops.clusters import RepoStore, find_workspace, profile_of, workspace_sco
 from gitops.models import Application, Cluster, Version, Workspace, utcnow
 from gitops.policy import ROLES, Principal, Scope
 from gitops.repo import ClusterRepo
+from gitops.status import live_facts
 
 log = logging.getLogger(__name__)
 
@@ -334,11 +335,19 @@ class _Planned:
 
 
 def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
-    targets, profiles = [], {}
+    """Find each spec's workspace (authorized) and render it for its cluster.
+
+    A cluster whose agent has reported in is held to what it reported: rendered objects are
+    validated against the Kubernetes version it runs, and a custom resource whose CRD it
+    does not have is refused, even where the profile lists the addon.
+    """
+    targets, profiles, facts = [], {}, {}
     for spec in specs:
         workspace = find_workspace(ctx.session, ctx.principal, spec.cluster, spec.workspace, "app.deploy")
         if workspace.cluster_id not in profiles:
-            profiles[workspace.cluster_id] = profile_of(workspace.cluster)
+            live = facts[workspace.cluster_id] = live_facts(workspace.cluster)
+            profile = profile_of(workspace.cluster)
+            profiles[workspace.cluster_id] = live.apply_to(profile) if live else profile
         targets.append((spec, workspace))
     # On SQLite this read transaction holds the database's write lock (a write request's
     # BEGIN IMMEDIATE): end it before rendering. PostgreSQL's reads lock nothing, and going
@@ -347,11 +356,21 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
         ctx.session.commit()
     planned, problems = [], []
     for spec, workspace in targets:
-        profile = profiles[workspace.cluster_id]
+        profile, live = profiles[workspace.cluster_id], facts[workspace.cluster_id]
         try:
             rendering = render(spec, profile)
         except SpecError as exc:
             problems.extend(exc.problems)
+            continue
+        except RenderError as exc:
+            if live is None or live.kubernetes_version is None:
+                raise  # a template's fault, not the spec's
+            problems.append(spec.problem(
+                f'cluster "{live.cluster}" runs Kubernetes {live.reported_version} (its agent reported at '
+                f'{live.reported_at[:19]}Z), where this spec cannot run: {exc}'))
+            continue
+        if live is not None and (missing := live.problems(rendering)):
+            problems.extend(missing)
             continue
         planned.append(_Planned(spec, workspace.cluster, workspace, profile, rendering, spec.name))
     if problems:
@@ -388,21 +407,25 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
             origin: dict | None) -> list[Version]:
     session, now = ctx.session, utcnow()
     versions: list[tuple[_Planned, Version]] = []
+    applications, version_rows = Application.__table__, Version.__table__
     for item in sorted(planned, key=lambda p: (p.workspace.id, p.name)):
         app = _application(session, item.workspace, item.name, item.spec.kind if item.spec else None)
+        # Core statements: the intent is a few rows, and the ORM's unit of work cost more than writing them.
         number = session.execute(
-            update(Application).where(Application.id == app.id)
-            .values(version_counter=Application.version_counter + 1, updated_at=now)
-            .returning(Application.version_counter)).scalar_one()
-        version = Version(
+            applications.update().where(applications.c.id == app.id)
+            .values(version_counter=applications.c.version_counter + 1, updated_at=now)
+            .returning(applications.c.version_counter)).scalar_one()
+        values = dict(
             application_id=app.id, number=number, action=action, deployment_id=str(uuid.uuid4()),
             spec=item.spec.body if item.spec else None, spec_digest=item.spec.digest if item.spec else None,
-            render_digest=_render_digest(item.rendering), author=ctx.principal.name, source=source,
-            source_commit=source_commit, origin=origin, notes=list(item.rendering.notes) if item.rendering else [],
+            render_digest=_render_digest(item.rendering), state="pending", author=ctx.principal.name,
+            source=source, source_commit=source_commit, origin=origin,
+            notes=list(item.rendering.notes) if item.rendering else [],
             claimed_by=ctx.worker, claimed_until=now + LEASE, created_at=now,
         )
-        session.add(version)
-        session.flush()
+        version_id = session.execute(version_rows.insert().values(**values).returning(version_rows.c.id)).scalar_one()
+        # what the caller gets back: the row as written, not attached to the session
+        version = Version(id=version_id, commit_id=None, changed=None, error=None, committed_at=None, **values)
         set_committed_value(version, "application", app)
         record(session, ctx.principal, f"app.{action}",
                f"{item.cluster.name}:{item.workspace.name}/{item.name}",
@@ -427,10 +450,10 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
         failures += [t.error for t in tickets if t.state == "failed" and t.error is not None]
         outcomes.update((t.version_id, t) for t in tickets)
     result = [version for _, version in versions]
-    for version in result:  # what the committers wrote, without reading it back
+    for index, version in enumerate(result):  # what the committers wrote, without reading it back
         ticket = outcomes[version.id]
         if ticket.elsewhere:
-            session.refresh(version)
+            result[index] = session.get(Version, version.id, populate_existing=True)
             continue
         if ticket.state in ("pending", None):
             continue

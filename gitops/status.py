@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -59,8 +60,10 @@ from gitops.models import (
 )
 from gitops.policy import Principal, Scope
 from gitops.repo import ClusterRepo
-from renderer.errors import Conflict, InvalidRequest, NotFound
-from renderer.render import application_name
+from renderer.errors import Conflict, InvalidRequest, NotFound, Problem
+from renderer.kube import is_core, supported_kubernetes_versions
+from renderer.profiles import ClusterProfile
+from renderer.render import Rendering, application_name
 
 # The commands of agent.protocol that people send through the API (jobs run through /runs),
 # and the bounds of a logs command. The control plane does not import the agent package
@@ -140,6 +143,62 @@ def heartbeat(session: Session, cluster: Cluster, beat: Any, now: dt.datetime | 
     cluster.agent_info = {**dataclasses.asdict(beat), "received_at": now.isoformat()}
     cluster.last_seen_at = now
     return {"commands": pending_commands(session, cluster)}
+
+
+# --- what the agent says the cluster can run --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveFacts:
+    """A cluster as its agent last described it: what specs are checked against, beside its profile."""
+
+    cluster: str
+    reported_at: str
+    kubernetes_version: str | None  # "1.31": the agent's /version, when the renderer has that version's schemas
+    reported_version: str | None  # the gitVersion as reported ("v1.31.4-eks-...")
+    crds: frozenset[str] | None  # None: the agent could not list them (it always sees ArgoCD's own)
+
+    def apply_to(self, profile: ClusterProfile) -> ClusterProfile:
+        """The profile, validating against the Kubernetes version the cluster really runs."""
+        if self.kubernetes_version is None or self.kubernetes_version == profile.kubernetes_version:
+            return profile
+        return dataclasses.replace(profile, kubernetes_version=self.kubernetes_version)
+
+    def problems(self, rendering: Rendering) -> list[Problem]:
+        """What the rendering needs that the cluster does not have: custom resources whose CRD the
+        agent did not find. The profile may say an addon is there; the cluster is what runs it."""
+        if self.crds is None:
+            return []
+        missing = {}
+        for obj in rendering.objects:
+            api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+            if is_core(api_version):
+                continue
+            crd = f"{kind.lower()}s.{api_version.partition('/')[0]}"  # the plural of every kind rendered
+            if crd not in self.crds:
+                missing.setdefault(crd, kind)
+        return [rendering.spec.problem(
+            f'cluster "{self.cluster}" cannot run a {kind}: its agent reported at {self.reported_at[:19]}Z that '
+            f'the CRD {crd} is not installed, although the cluster profile lists the addon; install it on '
+            f'the cluster, or change the spec or the profile') for crd, kind in sorted(missing.items())]
+
+
+_GIT_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+
+
+def live_facts(cluster: Cluster) -> LiveFacts | None:
+    """What the cluster's agent last reported in a heartbeat, or None when it never did."""
+    info = cluster.agent_info or {}
+    if not info.get("received_at"):
+        return None
+    reported = info.get("kubernetes_version") or None
+    match = _GIT_VERSION.match(reported or "")
+    version = f"{match.group(1)}.{int(match.group(2))}" if match else None
+    if version not in supported_kubernetes_versions():
+        version = None
+    crds = info.get("crds")
+    known = isinstance(crds, list) and "applications.argoproj.io" in crds
+    return LiveFacts(cluster.name, info["received_at"], version, reported, frozenset(crds) if known else None)
 
 
 # --- status ingest -------------------------------------------------------------------------------
@@ -724,7 +783,8 @@ def run_json(run: JobRun, command: Command | None) -> dict:
 
 
 __all__ = [
-    "StatusSettings", "IngestResult", "agent_cluster", "connectivity", "heartbeat", "ingest",
+    "StatusSettings", "IngestResult", "LiveFacts", "agent_cluster", "connectivity", "heartbeat", "ingest",
+    "live_facts",
     "live_versions", "version_statuses", "statuses_for", "app_pods", "app_status", "status_history", "cluster_status",
     "pending_commands", "enqueue_command", "get_command", "has_claimable", "claim_commands", "record_result",
     "command_json", "trigger_run", "list_runs", "run_json", "ancestry", "POD_PROBLEMS",
