@@ -36,7 +36,7 @@ How
     dropped, and before it every client deploys once (creating its app).
     Rates are deploys per round / the median round time.
 
-Run: ``.venv/bin/python benchmarks/api_deploys.py [--quick] [--servers postgresql:1x64,sqlite:1x64]``
+Run: ``.venv/bin/python benchmarks/api_deploys.py [--quick] [--servers postgresql:2x32,sqlite:2x32]``
 (``--quick``: PostgreSQL only, 1 round of 200 deploys; about a minute.) Each
 ``--servers`` entry is a database and gunicorn ``<workers>x<threads>``; every
 entry is its own server, database and cluster, all measured in the same run.
@@ -413,7 +413,7 @@ def main() -> None:
 
     # create_app (in seed) would log every request of this process at INFO; only problems here
     logging.getLogger().setLevel(logging.ERROR)
-    servers = parse_servers(args.servers or ("postgresql:1x64" if args.quick else "postgresql:1x64,sqlite:1x64"))
+    servers = parse_servers(args.servers or ("postgresql:2x32" if args.quick else "postgresql:2x32,sqlite:2x32"))
     rounds = args.rounds or (1 if args.quick else 5)
     per_round = args.deploys or (200 if args.quick else 400)
     applies = args.applies or (50 if args.quick else 200)
