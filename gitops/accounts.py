@@ -11,7 +11,10 @@ secret are stored, so a token is shown once, when it is created.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -131,8 +134,53 @@ def principal_for(session: Session, user: User, token: ApiToken | None = None) -
     )
 
 
+class PrincipalCache:
+    """Principals of recently presented API tokens, each kept for ``ttl`` seconds.
+
+    A CI pipeline or the dashboard calls the API in bursts with one token; with the cache its
+    token and role bindings are read once a second, not on every call. The key is a SHA-256 of
+    the token (the database holds no more than that either). Staleness is bounded by ``ttl``;
+    whoever changes tokens or bindings in this process calls ``clear``, and an entry never
+    outlives its token's expiry.
+    """
+
+    def __init__(self, ttl: float = 1.0, size: int = 4096):
+        self.ttl, self.size = ttl, size
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(presented: str) -> bytes:
+        return hashlib.sha256(presented.encode()).digest()
+
+    def get(self, presented: str) -> Principal | None:
+        if self.ttl <= 0:
+            return None
+        entry = self._entries.get(self._key(presented))
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def put(self, presented: str, principal: Principal, expires_at: dt.datetime | None) -> None:
+        if self.ttl <= 0:
+            return
+        until = time.monotonic() + self.ttl
+        if expires_at is not None:
+            until = min(until, time.monotonic() + (expires_at - utcnow()).total_seconds())
+        with self._lock:
+            if len(self._entries) >= self.size:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+            self._entries[self._key(presented)] = (until, principal)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = {}
+
+
 def principal_from_token(session: Session, presented: str,
-                         record_use: Callable[[int], None] | None = None) -> Principal | None:
+                         record_use: Callable[[int], None] | None = None,
+                         cache: PrincipalCache | None = None) -> Principal | None:
     """The principal behind a bearer token, or None for a wrong, expired or revoked one.
 
     Reading a token writes nothing to ``session`` (it may be a read-only one); when the
@@ -142,6 +190,8 @@ def principal_from_token(session: Session, presented: str,
     """
     if not presented.startswith(TOKEN_PREFIX):
         return None
+    if cache is not None and (known := cache.get(presented)) is not None:
+        return known
     token_id, _, secret = presented[len(TOKEN_PREFIX):].partition("_")
     if not token_id or not secret:
         return None
@@ -160,7 +210,7 @@ def principal_from_token(session: Session, presented: str,
         return None
     if record_use is not None and (row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1)):
         record_use(row.id)  # coarse, so a busy CI token does not write on every call
-    return Principal(
+    principal = Principal(
         tenant_id=row.user_tenant_id,
         user_id=row.user_id,
         name=row.username,
@@ -169,6 +219,9 @@ def principal_from_token(session: Session, presented: str,
         token_id=row.id,
         groups=tuple(row.groups or ()),
     )
+    if cache is not None:
+        cache.put(presented, principal, row.expires_at)
+    return principal
 
 
 def record_token_use(session: Session, token_id: int) -> None:
@@ -325,6 +378,7 @@ def revoke_token(session: Session, principal: Principal, token: ApiToken) -> Non
 
 
 __all__ = [
+    "PrincipalCache",
     "ensure_tenant",
     "create_local_user",
     "set_password",

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,8 +25,10 @@ from gitops import accounts, layout
 from gitops.apply import TRAILER_DEPLOYMENT
 from gitops.clusters import hash_token
 from gitops.models import ApiToken, AuditEvent, Cluster, RoleBinding, Tenant, Version
-from gitops.policy import Scope
-from tests.plane import Api, add_cluster, add_workspace, deploy_yaml, make_user, service_spec
+from gitops.accounts import PrincipalCache
+from gitops.policy import Principal, Scope
+from tests.plane import Api, add_cluster, add_workspace, app_config, deploy_yaml, make_user, service_spec
+from webapp import create_app
 
 API = "/api/v1"
 
@@ -304,6 +308,9 @@ def test_tokens(plane_app, seeded):
     with plane_of(plane_app).sessions.begin() as session:
         session.execute(update(ApiToken).where(ApiToken.id == other["id"])
                         .values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+    # Moving the expiry back in the database stands for time passing; a cached principal never
+    # outlives its token's real expiry (test_the_principal_cache_...), so forget it here.
+    plane_of(plane_app).principals.clear()
     error(short.get(f"{API}/clusters"), 401, "unauthorized")
 
     # Garbage credentials are 401s, never 500s.
@@ -747,3 +754,40 @@ def test_a_token_used_only_for_reads_records_its_last_use(plane_app, admin):
     with plane.sessions() as session:
         (token,) = session.query(ApiToken).all()
         assert token.last_used_at is not None
+
+
+def test_the_principal_cache_bounds_staleness_and_token_expiry():
+    alice = Principal(tenant_id=1, user_id=1, name="alice")
+    cache = PrincipalCache(ttl=30)
+    cache.put("shy_a_secret", alice, None)
+    assert cache.get("shy_a_secret") is alice and cache.get("shy_a_other") is None
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=50)
+    cache.put("shy_b_secret", alice, soon)  # expires long before the ttl
+    time.sleep(0.1)
+    assert cache.get("shy_b_secret") is None and cache.get("shy_a_secret") is alice
+    cache.clear()
+    assert cache.get("shy_a_secret") is None
+    off = PrincipalCache(ttl=0)
+    off.put("shy_a_secret", alice, None)
+    assert off.get("shy_a_secret") is None
+
+
+def test_a_revoked_token_stops_working_in_every_worker_within_the_cache_time(plane_app, admin):
+    """Two app instances on one database stand for two workers: a revocation made through one
+    is refused at once there, and by the other once its cached principal is older than the TTL."""
+    ci = make_user(plane_app, "ci", "tenant-admin")
+    with plane_of(plane_app).sessions() as session:
+        token_id = session.scalar(select(ApiToken.id).where(ApiToken.token_id == ci.token.split("_")[1]))
+    other = create_app(app_config(Path(plane_app.config["DATA_DIR"]), plane_app.config["DATABASE_URL"],
+                                  TOKEN_CACHE_SECONDS=0.5))
+    try:
+        elsewhere = Api(other.test_client(), ci.token, "ci")
+        ok(elsewhere.get(f"{API}/clusters"))  # cached in the other worker now
+        ok(ci.get(f"{API}/clusters"))  # and in this one
+        assert admin.delete(f"{API}/tokens/{token_id}").status_code == 204
+        here = ci
+        error(here.get(f"{API}/clusters"), 401, "unauthorized")
+        time.sleep(0.6)
+        error(elsewhere.get(f"{API}/clusters"), 401, "unauthorized")
+    finally:
+        other.extensions["shipyard"].close()

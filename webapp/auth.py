@@ -60,11 +60,24 @@ def _load_user(user_id: str) -> SessionUser | None:
     return SessionUser(user) if user is not None and user.active else None
 
 
+# Requests after which a cached token principal may be wrong: tokens revoked, role bindings
+# or users changed, scopes deleted. Other workers see the change within TOKEN_CACHE_SECONDS.
+_CHANGES_PRINCIPALS = frozenset({"api.revoke_token", "api.create_binding", "api.delete_binding", "api.create_user",
+                                 "api.delete_cluster", "api.delete_workspace"})
+
+
 def init_app(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "pages.login"
     login_manager.session_protection = "strong"
+    app.after_request(_forget_principals)
+
+
+def _forget_principals(response):
+    if request.endpoint in _CHANGES_PRINCIPALS and response.status_code < 400:
+        plane().principals.clear()
+    return response
 
 
 def current_principal() -> Principal | None:
@@ -77,7 +90,8 @@ def current_principal() -> Principal | None:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthorized("use Authorization: Bearer <API token>")
-        principal = accounts.principal_from_token(db_session(), credentials.strip(), _record_token_use)
+        principal = accounts.principal_from_token(db_session(), credentials.strip(), _record_token_use,
+                                                  plane().principals)
         if principal is None:
             raise Unauthorized("the API token is not valid (wrong, expired or revoked)")
         g.via_token = True

@@ -34,6 +34,7 @@ class ControlPlane:
         self.repos = RepoStore(Path(config["DATA_DIR"]) / "repos")
         self.committers = Committers(self.sessions, self.repos)
         self.worker = worker_id()
+        self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
         self.reconciler = Reconciler(self.sessions, self.repos, self.committers, self.worker,
                                      float(config["RECONCILE_INTERVAL"] or 0))
         with self.sessions.begin() as session:
