@@ -111,11 +111,12 @@ def grants_for(session: Session, user: User) -> tuple[Grant, ...]:
 
 
 def _grants(session: Session, tenant_id: int, username: str, groups: list[str] | None) -> tuple[Grant, ...]:
-    query = select(RoleBinding.role, RoleBinding.tenant_id, RoleBinding.cluster_id, RoleBinding.workspace_id).where(
-        RoleBinding.tenant_id == tenant_id,
+    binding = RoleBinding.__table__.c
+    query = select(binding.role, binding.tenant_id, binding.cluster_id, binding.workspace_id).where(
+        binding.tenant_id == tenant_id,
         or_(
-            (RoleBinding.subject_kind == "user") & (RoleBinding.subject == username),
-            (RoleBinding.subject_kind == "group") & RoleBinding.subject.in_(list(groups or [])),
+            (binding.subject_kind == "user") & (binding.subject == username),
+            (binding.subject_kind == "group") & binding.subject.in_(list(groups or [])),
         ),
     )
     return tuple(Grant(row.role, Scope(row.tenant_id, row.cluster_id, row.workspace_id))
@@ -195,12 +196,13 @@ def principal_from_token(session: Session, presented: str,
     token_id, _, secret = presented[len(TOKEN_PREFIX):].partition("_")
     if not token_id or not secret:
         return None
+    token, user = ApiToken.__table__.c, User.__table__.c
     row = session.execute(
-        select(ApiToken.id, ApiToken.secret_hash, ApiToken.role, ApiToken.tenant_id, ApiToken.cluster_id,
-               ApiToken.workspace_id, ApiToken.revoked_at, ApiToken.expires_at, ApiToken.last_used_at,
-               User.id.label("user_id"), User.tenant_id.label("user_tenant_id"), User.username, User.groups,
-               User.active)
-        .join(User, User.id == ApiToken.user_id).where(ApiToken.token_id == token_id)).first()
+        select(token.id, token.secret_hash, token.role, token.tenant_id, token.cluster_id, token.workspace_id,
+               token.revoked_at, token.expires_at, token.last_used_at, user.id.label("user_id"),
+               user.tenant_id.label("user_tenant_id"), user.username, user.groups, user.active)
+        .join_from(ApiToken.__table__, User.__table__, user.id == token.user_id)
+        .where(token.token_id == token_id)).first()
     if row is None or not token_matches(secret, row.secret_hash):
         return None
     now = utcnow()

@@ -180,14 +180,16 @@ class Committers:
             # Row locks (PostgreSQL) keep the commit and its record in order per app across
             # processes; SQLite's BEGIN IMMEDIATE already serializes writers. An app's
             # current_version is the number of its newest committed Version.
+            # (Core: the tables' columns, not the ORM's attributes, so no ORM compilation per statement)
+            apps, versions = Application.__table__.c, Version.__table__.c
             newest = {app_id: number for app_id, number in session.execute(
-                select(Application.id, Application.current_version).where(Application.id.in_(app_ids))
-                .order_by(Application.id).with_for_update()).all() if number}
+                select(apps.id, apps.current_version).where(apps.id.in_(app_ids))
+                .order_by(apps.id).with_for_update()).all() if number}
             rows = session.execute(
-                select(Version.id, Version.application_id, Version.number, Version.state, Version.deployment_id,
-                       Version.created_at)
-                .where(Version.application_id.in_(app_ids),
-                       or_(Version.id.in_(batch_ids), Version.state == "pending"))).all()
+                select(versions.id, versions.application_id, versions.number, versions.state,
+                       versions.deployment_id, versions.created_at)
+                .where(versions.application_id.in_(app_ids),
+                       or_(versions.id.in_(batch_ids), versions.state == "pending"))).all()
             current = {row.id: row for row in rows if row.id in batch_ids}
             fresh = {t.version_id for t in batch if t.fresh}
             in_git = _unrecorded_in_git(session, repo, app_ids, newest,
