@@ -172,7 +172,12 @@ def update_cluster(session: Session, principal: Principal, cluster: Cluster, cha
                    repos: RepoStore | None = None) -> Cluster:
     principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     if "profile" in changes:
-        parse_profile(changes["profile"], cluster.name)
+        profile = parse_profile(changes["profile"], cluster.name)
+        taken = session.scalar(select(Workspace.name).where(
+            Workspace.cluster_id == cluster.id, Workspace.name.in_(sorted(reserved_namespaces(profile)))))
+        if taken:
+            raise Conflict(f'workspace "{taken}" would be a system namespace of cluster "{cluster.name}" '
+                           "(ArgoCD, the gateway or the Shipyard agent); choose other namespaces in the profile")
         cluster.profile_text = changes["profile"]
     if "remote_url" in changes:
         cluster.remote_url = changes["remote_url"] or None

@@ -4,6 +4,16 @@
 
     bootstrap/project.yaml          AppProject: only workspace namespaces as destinations
     bootstrap/root.yaml             root Application (app-of-apps over apps/), applied once
+    bootstrap/agent/                the agent's install, when the profile has an ``agent`` section
+                                    (renderer.render.render_agent), numbered for kubectl apply -R:
+      00-namespace.yaml             its Namespace
+      01-serviceaccount.yaml        its ServiceAccount
+      02-externalsecret.yaml        the token Secret from agent.token_ref (External Secrets)
+      10-clusterrole.yaml           list CRDs, nothing else cluster-wide
+      11-clusterrolebinding.yaml
+      20-role-<ns>.yaml             a Role in the ArgoCD namespace and in each workspace namespace
+      21-rolebinding-<ns>.yaml
+      30-deployment.yaml            the agent: one replica, Recreate, token from the Secret as a file
     apps/<ws>.yaml                  Application of the workspace (its namespace)
     apps/<ws>/<app>.yaml            Application of one app -> workspaces/<ws>/<app>
     workspaces/<ws>/namespace.yaml  the workspace's Namespace (labels: environment and its own)
@@ -35,6 +45,7 @@ from renderer.yamlio import dump_manifest
 from gitops.repo import DELETE, Changes, Directory, Snapshot
 
 BOOTSTRAP_DIR = "bootstrap"
+AGENT_DIR = f"{BOOTSTRAP_DIR}/agent"
 APPS_DIR = "apps"
 WORKSPACES_DIR = "workspaces"
 
@@ -93,16 +104,25 @@ def workspace_changes(profile: ClusterProfile, workspace: str,
     return dict(_cached(("workspace", _profile_key(profile), workspace, settings), make))
 
 
-def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[str, bytes]:
-    """The bootstrap files; rendered once per profile and set of workspaces, not per deploy."""
+def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[str, object]:
+    """The bootstrap files; rendered once per profile and set of workspaces, not per deploy.
+
+    The agent's directory is written whole: the Role of a removed workspace goes with it, and
+    the whole directory when the profile no longer has an agent.
+    """
     def make():
         objects = render_bootstrap(profile, workspaces)
-        return {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
+        files = {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
+        prefix = f"{AGENT_DIR}/"
+        changes: dict[str, object] = {path: data for path, data in files.items() if not path.startswith(prefix)}
+        agent = {path[len(prefix):]: data for path, data in files.items() if path.startswith(prefix)}
+        changes[AGENT_DIR] = Directory(agent) if agent else DELETE
+        return changes
 
     return dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces)), make))
 
 
-_CACHE: OrderedDict[tuple, dict[str, bytes]] = OrderedDict()
+_CACHE: OrderedDict[tuple, dict[str, object]] = OrderedDict()
 _CACHE_SIZE = 1024
 _CACHE_LOCK = threading.Lock()
 
@@ -111,7 +131,7 @@ def _profile_key(profile: ClusterProfile) -> str:
     return json.dumps(dataclasses.asdict(profile), sort_keys=True, default=str)
 
 
-def _cached(key: tuple, make) -> dict[str, bytes]:
+def _cached(key: tuple, make) -> dict[str, object]:
     """Rendered files by key (the profile's full content is part of every key)."""
     with _CACHE_LOCK:
         value = _CACHE.get(key)

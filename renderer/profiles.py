@@ -2,7 +2,9 @@
 
 The renderer reads nothing else about a cluster. A profile is YAML validated
 against ``schemas/cluster-profile.schema.json``; :class:`ClusterProfile` is the
-typed, defaulted view the templates and checks use.
+typed, defaulted view the templates and checks use. Its optional ``agent``
+section (:class:`AgentProfile`) says how the Shipyard agent is installed from
+the cluster repository's bootstrap.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from renderer.errors import Problem, ProfileError, SpecError
 from renderer.kube import supported_kubernetes_versions
-from renderer.spec import schema_problems
+from renderer.spec import SecretRef, parse_secret_ref, schema_problems
 from renderer.yamlio import load_documents
 
 PROFILE_SCHEMA = "cluster-profile.schema.json"
@@ -37,6 +40,41 @@ DEFAULT_RPS_QUERY = (
 )
 
 
+AGENT_IMAGE_REPOSITORY = "ghcr.io/shipyard-dev/shipyard-agent"
+
+
+def default_agent_image() -> str:
+    """The agent image of this Shipyard release: the agent speaks the protocol of the control
+    plane that renders it, so upgrading Shipyard moves the bootstrap to the matching agent."""
+    try:
+        version = metadata.version("shipyard")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        version = "latest"
+    return f"{AGENT_IMAGE_REPOSITORY}:{version}"
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """The profile's ``agent`` section: the agent rendered into ``bootstrap/agent/``.
+
+    ``token_secret`` names a Secret (key ``token``) in ``namespace``; it is created
+    out of band, or by External Secrets from ``token_ref``. The token itself is
+    never in the profile or the repository.
+    """
+
+    url: str
+    tenant: str = "default"
+    namespace: str = "shipyard-system"
+    image: str = field(default_factory=default_agent_image)
+    token_secret: str = "shipyard-agent-token"
+    token_ref: SecretRef | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AgentProfile":
+        given = {k: data[k] for k in ("tenant", "namespace", "image", "token_secret") if k in data}
+        return cls(url=data["url"], token_ref=parse_secret_ref(data.get("token_ref")), **given)
+
+
 @dataclass(frozen=True)
 class ClusterProfile:
     name: str
@@ -50,6 +88,7 @@ class ClusterProfile:
     argocd_project: str = "shipyard"
     destination_server: str = "https://kubernetes.default.svc"
     addons: dict[str, dict] = field(default_factory=dict)
+    agent: AgentProfile | None = None  # None: no agent in the bootstrap
     source: str = "<profile>"
 
     def has(self, addon: str) -> bool:
@@ -94,6 +133,7 @@ class ClusterProfile:
             argocd_project=argocd.get("project", "shipyard"),
             destination_server=argocd.get("destination_server", "https://kubernetes.default.svc"),
             addons=addons,
+            agent=AgentProfile.from_dict(data["agent"]) if data.get("agent") is not None else None,
             source=source,
         )
 
@@ -122,9 +162,40 @@ def load_profile_text(source: str | bytes, file: str = "<profile>") -> ClusterPr
         ingress = data.get("ingress")
         if ingress and ingress not in (data.get("addons") or {}):
             problems.append(doc.problem(f'ingress "{ingress}" needs the {ingress} addon under addons', ("ingress",)))
+        problems.extend(_agent_problems(doc, data))
     if problems:
         raise ProfileError(problems)
     return ClusterProfile.from_dict(doc.data, source=file)
+
+
+def _agent_problems(doc, data: dict) -> list[Problem]:
+    """What the schema cannot say about the ``agent`` section."""
+    agent = data.get("agent")
+    if agent is None:
+        return []
+    problems = []
+    addons = data.get("addons") or {}
+    # The agent's Namespace object is rendered into the bootstrap: it must not take over one of the
+    # cluster's own namespaces (ArgoCD's, a gateway's, Kubernetes').
+    taken = {(data.get("argocd") or {}).get("namespace", "argocd"), "default"} | {
+        addons[router]["gateway"].split("/", 1)[0] for router in ("istio", "gateway_api") if addons.get(router)
+    }
+    namespace = agent.get("namespace", AgentProfile.namespace)
+    if namespace in taken or namespace.startswith("kube-"):
+        problems.append(doc.problem(
+            f'the agent needs a namespace of its own, not "{namespace}"; the default is {AgentProfile.namespace}',
+            ("agent", "namespace")))
+    if "token_ref" in agent:
+        try:
+            parse_secret_ref(agent["token_ref"])
+        except ValueError as exc:
+            problems.append(doc.problem(f"token_ref: {exc}", ("agent", "token_ref")))
+        if "external_secrets" not in addons:
+            problems.append(doc.problem(
+                f'cluster "{data["name"]}" has no external_secrets addon, which agent.token_ref needs '
+                "(or drop token_ref and create the Secret agent.token_secret yourself)",
+                ("agent", "token_ref")))
+    return problems
 
 
 def load_profile(path: str | Path) -> ClusterProfile:
@@ -135,4 +206,5 @@ def load_profile(path: str | Path) -> ClusterProfile:
     return load_profile_text(data, str(path))
 
 
-__all__ = ["ClusterProfile", "load_profile", "load_profile_text", "ADDONS", "DEFAULT_RPS_QUERY"]
+__all__ = ["ClusterProfile", "AgentProfile", "default_agent_image", "load_profile", "load_profile_text", "ADDONS",
+           "DEFAULT_RPS_QUERY"]

@@ -51,27 +51,31 @@ def identity(obj: dict) -> tuple[str, str, str, str]:
     return obj["apiVersion"], obj["kind"], metadata.get("namespace", ""), metadata["name"]
 
 
+def assert_kustomize_builds(kubectl: Path, directory: Path, work: Path) -> list[dict]:
+    """``kubectl kustomize`` (client side, no cluster) builds the directory's files into exactly the
+    objects they hold; returns them. ``work`` is a scratch directory for the kustomization."""
+    files = sorted(directory.glob("*.yaml"))
+    shutil.copytree(directory, work)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [f.name for f in files],
+    }
+    (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    env = dict(os.environ, KUBECONFIG="/dev/null")
+    result = subprocess.run([str(kubectl), "kustomize", str(work)], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, f"{directory}: {result.stderr}"
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+    committed = objects_of(files)
+    assert sorted(map(identity, built)) == sorted(map(identity, committed))
+    by_identity = {identity(obj): obj for obj in committed}
+    for obj in built:
+        assert obj == by_identity[identity(obj)], f"kustomize changed {identity(obj)}"
+    return built
+
+
 def test_kubectl_kustomize_builds_every_app_directory(checkout, kubectl, tmp_path):
     directories = sorted(p for p in (checkout / "workspaces").glob("*/*") if p.is_dir())
     assert len(directories) >= 9
-    env = dict(os.environ, KUBECONFIG="/dev/null")
     for directory in directories:
-        files = sorted(directory.glob("*.yaml"))
-        work = tmp_path / directory.parent.name / directory.name
-        shutil.copytree(directory, work)
-        kustomization = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "resources": [f.name for f in files],
-        }
-        (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-        result = subprocess.run(
-            [str(kubectl), "kustomize", str(work)], capture_output=True, text=True, env=env, timeout=60
-        )
-        assert result.returncode == 0, f"{directory.relative_to(checkout)}: {result.stderr}"
-        built = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
-        committed = objects_of(files)
-        assert sorted(map(identity, built)) == sorted(map(identity, committed))
-        by_identity = {identity(obj): obj for obj in committed}
-        for obj in built:
-            assert obj == by_identity[identity(obj)], f"kustomize changed {identity(obj)}"
+        assert_kustomize_builds(kubectl, directory, tmp_path / directory.parent.name / directory.name)
