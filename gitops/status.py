@@ -306,6 +306,7 @@ def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[
     statuses = {s.application_id: s for s in session.scalars(
         select(AppStatus).where(AppStatus.application_id.in_(ids.values())))}
     moved: dict[int, str] = {}
+    before: dict[int, tuple[str, int]] = {}  # app id -> (synced revision, live version) before this batch
     recorded: list[AppStatus] = []
     for pair, app_id in ids.items():
         state = wanted[pair]
@@ -328,6 +329,8 @@ def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[
                 setattr(status, key, value)
         status.updated_at = now
         if values["sync"] == "Synced" and values["revision"] and values["revision"] != status.synced_revision:
+            if status.synced_revision and status.live_version is not None:
+                before[app_id] = (status.synced_revision, status.live_version)
             status.synced_revision = values["revision"]
             moved[app_id] = values["revision"]
         if changed:
@@ -336,7 +339,7 @@ def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[
             status.events = (status.events or 0) + 1
             recorded.append(status)
     if moved and repo is not None:
-        live = live_versions(session, repo, moved)
+        live = live_versions(session, repo, moved, before)
         for app_id in moved:
             status = statuses.get(app_id) or next(s for s in recorded if s.application_id == app_id)
             status.live_version = live.get(app_id)
@@ -401,15 +404,29 @@ class _Ancestry:
 ancestry = _Ancestry()
 
 
-def live_versions(session: Session, repo: ClusterRepo, revisions: dict[int, str]) -> dict[int, int]:
-    """For each app id, the highest committed version whose commit is reachable from its revision."""
+def live_versions(session: Session, repo: ClusterRepo, revisions: dict[int, str],
+                  before: dict[int, tuple[str, int]] | None = None) -> dict[int, int]:
+    """For each app id, the highest committed version whose commit is reachable from its revision.
+
+    ``before`` gives, where known, the revision an app was synced at until now and the version
+    live there. ArgoCD moves every Application to each new commit, so most apps move from the
+    same old revision to the same new one: when the new revision descends from the old (one
+    walk for that pair, cached and shared by all those apps), the old live version is still
+    live and only the app's newer versions need a walk of their own.
+    """
+    before = before or {}
     rows = session.execute(
         select(Version.application_id, Version.number, Version.commit_id)
         .where(Version.application_id.in_(revisions), Version.state == "committed", Version.commit_id.is_not(None))
         .order_by(Version.application_id, Version.number.desc())).all()
     live: dict[int, int] = {}
     for app_id, number, commit in rows:
-        if app_id not in live and ancestry.reachable(repo, revisions[app_id], commit):
+        if app_id in live:
+            continue
+        old = before.get(app_id)
+        if old is not None and number <= old[1] and ancestry.reachable(repo, revisions[app_id], old[0]):
+            live[app_id] = old[1]
+        elif ancestry.reachable(repo, revisions[app_id], commit):
             live[app_id] = number
     return live
 
