@@ -51,7 +51,7 @@ from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings, render
 from renderer.spec import Spec, load_specs
 from renderer.yamlio import dump_manifest
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
