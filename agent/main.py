@@ -182,11 +182,13 @@ class Agent:
         """After the stop event is set: interrupt open watches, wait a little for the threads, close clients."""
         for watcher in self.watchers:
             watcher.close()
+        # The command long-poll holds its thread for up to SHIPYARD_COMMAND_WAIT: closing its
+        # client ends the open request now. The status client stays open for a last batch.
+        self.command_reporter.client.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.reporter.client.close()
-        self.command_reporter.client.close()
 
 
 def _retry_after(exc: httpx.HTTPError) -> float:
