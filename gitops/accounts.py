@@ -21,6 +21,7 @@ from typing import Any
 
 from renderer.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -35,11 +36,18 @@ MIN_PASSWORD = 12
 
 
 def ensure_tenant(session: Session, name: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    """The tenant ``name``, created if missing. Every worker of a server calls this as it starts,
+    at the same moment when they fork from one master: the one that loses the race reads the
+    winner's row instead of failing to boot."""
+    query = select(Tenant).where(Tenant.name == name)
+    tenant = session.scalar(query)
     if tenant is None:
-        tenant = Tenant(name=name)
-        session.add(tenant)
-        session.flush()
+        try:
+            with session.begin_nested():
+                tenant = Tenant(name=name)
+                session.add(tenant)
+        except IntegrityError:
+            tenant = session.scalar(query)
     return tenant
 
 

@@ -411,4 +411,21 @@ def test_serve_refuses_an_unmigrated_database_until_db_upgrade(database_url, tmp
         page = httpx.get(f"http://127.0.0.1:{port}/login")
         assert page.status_code == 200 and 'name="csrf_token"' in page.text
     finally:
-        assert stop(server, signal.SIGTERM) == 0
+        assert stop(server, signal.SIGTERM) == 0, log.read_text()[-4000:]
+
+
+def test_workers_starting_together_share_one_complete_signing_key(tmp_path):
+    """Every worker of `shipyard serve` reads or creates DATA_DIR/secret_key as it starts; none may
+    read it half written (an empty key) or keep a different one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webapp.config import _stored_secret
+
+    for attempt in range(20):
+        data_dir = tmp_path / f"data{attempt}"
+        with ThreadPoolExecutor(8) as pool:
+            keys = set(pool.map(lambda _: _stored_secret(data_dir), range(8)))
+        (key,) = keys
+        assert len(key) >= 48 and (data_dir / "secret_key").read_text() == key
+        assert (data_dir / "secret_key").stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in data_dir.iterdir()] == ["secret_key"]  # no partial files left

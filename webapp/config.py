@@ -102,13 +102,22 @@ def _stored_secret(data_dir: Path) -> str:
     """A signing key generated on first start and kept (owner-only) in the data directory."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "secret_key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        key = secrets.token_urlsafe(48)
-        handle.write(key)
+    # Written whole under a private name, then linked into place: workers starting together
+    # all end up with the first one's key, never with a file another is still writing.
+    key = secrets.token_urlsafe(48)
+    partial = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            key = path.read_text().strip()
+    finally:
+        os.unlink(partial)
     return key
 
 
