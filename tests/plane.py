@@ -8,10 +8,12 @@ once on a throwaway PostgreSQL (tests/pgserver.py). ``SHIPYARD_TEST_DATABASES``
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
 from gitops import accounts
 from gitops.models import RoleBinding, Tenant
@@ -93,6 +95,19 @@ def make_user(app, username: str, role: str | None = None, cluster: str | None =
         # must still be able to do nothing
         new = accounts.issue_token(session, tenant.id, user.id, "test", role or "workspace-viewer", scope, 30)
         return Api(app.test_client(), new.secret, username)
+
+
+@pytest.fixture
+def served(plane_app):
+    """The app (whichever plane_app the test module uses) on a loopback port, one thread per
+    request, as a WSGI server would run it; yields its base URL."""
+    server = make_server("127.0.0.1", 0, plane_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select, update
-from werkzeug.serving import make_server
 
 from gitops import accounts, layout
 from gitops.apply import TRAILER_DEPLOYMENT
@@ -27,7 +25,8 @@ from gitops.clusters import hash_token
 from gitops.models import ApiToken, AuditEvent, Cluster, RoleBinding, Tenant, Version
 from gitops.accounts import PrincipalCache
 from gitops.policy import Principal, Scope
-from tests.plane import Api, add_cluster, add_workspace, app_config, deploy_yaml, make_user, service_spec
+from tests.plane import (Api, add_cluster, add_workspace, app_config, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
+                         service_spec)
 from webapp import create_app
 
 API = "/api/v1"
@@ -580,17 +579,6 @@ def test_audit_log_records_who_did_what(plane_app, seeded):
 
 
 # --- concurrency ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def served(plane_app):
-    """The app on a loopback port, one thread per request, as a WSGI server would run it."""
-    server = make_server("127.0.0.1", 0, plane_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=30)
 
 
 THREADS, DEPLOYS = 8, 5

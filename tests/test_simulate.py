@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from agent.protocol import Command
 from agent.simulate import AGENT_VERSION, SimulatedCluster, SimulationError, SimulationSettings, Switches, \
     run_many, states_by_kind
-from tests.plane import add_cluster, add_workspace, deploy_yaml, make_user, service_spec
+from tests.plane import (add_cluster, add_workspace, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
+                         service_spec)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "clusters" / "demo.yaml"
@@ -227,17 +227,6 @@ def test_heartbeat_says_simulated(offline):
 
 
 # --- end to end: the real control plane on loopback, the simulation reading its git and reporting to it ------
-
-
-@pytest.fixture
-def served(plane_app):
-    """The control plane (plane_app: SQLite or PostgreSQL) served over HTTP on loopback."""
-    server = make_server("127.0.0.1", 0, plane_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
 
 
 def _json(response):

@@ -15,13 +15,13 @@ import threading
 import httpx
 import pytest
 from sqlalchemy import func, select, update
-from werkzeug.serving import make_server
 
 from agent.protocol import CommandResult, Delta, Heartbeat, StatusBatch, encode
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from gitops.models import Cluster, ClusterObject, Command, StatusEvent
 from renderer.render import application_name
-from tests.plane import add_cluster, add_workspace, app_config, deploy_yaml, make_user, service_spec
+from tests.plane import (add_cluster, add_workspace, app_config, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
+                         service_spec)
 from webapp import create_app
 
 API = "/api/v1"
@@ -33,16 +33,6 @@ def plane_app(database_url, tmp_path):
     app = create_app(app_config(tmp_path / "data", database_url, AGENT_TOKEN_GRACE=600, STATUS_HISTORY=20))
     yield app
     app.extensions["shipyard"].close()
-
-
-@pytest.fixture
-def served(plane_app):
-    server = make_server("127.0.0.1", 0, plane_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=30)
 
 
 @pytest.fixture
