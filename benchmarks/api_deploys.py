@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import platform
-import secrets
 import shutil
 import signal
 import socket
@@ -85,20 +84,9 @@ def seed(database_url: str, data_dir: Path, apps: int) -> str:
     Runs in this process through ``create_app`` and the API (Flask test client),
     before the server starts.
     """
-    from gitops import accounts
-    from gitops.models import RoleBinding, Tenant
-    from gitops.policy import Scope
-    from webapp import create_app
-
-    app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": database_url, "AUTO_MIGRATE": True,
-                      "RECONCILE_INTERVAL": 0, "LOG_FORMAT": "text"})
+    app, token, _ = synthetic.bench_plane(database_url, data_dir)
     plane = app.extensions["shipyard"]
     try:
-        with plane.sessions.begin() as session:
-            tenant = session.query(Tenant).filter_by(name=app.config["TENANT"]).one()
-            user = accounts.create_local_user(session, tenant, "bench", secrets.token_urlsafe(24))
-            session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject="bench"))
-            token = accounts.issue_token(session, tenant.id, user.id, "bench", "tenant-admin", Scope(tenant.id), 1).secret
         client, headers = app.test_client(), {"Authorization": f"Bearer {token}"}
         response = client.post("/api/v1/clusters", headers=headers,
                                json={"name": CLUSTER, "profile": synthetic.DEMO_PROFILE.read_text()})

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import os
 import random
-import secrets
 import signal
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
+import synthetic  # noqa: E402 - benchmarks/, this script's directory
 
 from agent.simulate import SimulatedCluster, SimulationSettings, run_many  # noqa: E402
 
@@ -44,21 +44,9 @@ PROFILE = (ROOT / "fixtures" / "clusters" / "demo.yaml").read_text()
 
 def seed(database_url: str, data_dir: Path, agents: int) -> tuple[str, list[dict]]:
     """An admin token and N clusters ("simN", workspace "w", service "web"); their tokens."""
-    from gitops import accounts
-    from gitops.models import RoleBinding, Tenant
-    from gitops.policy import Scope
-    from webapp import create_app
-
-    app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": database_url, "AUTO_MIGRATE": True,
-                      "RECONCILE_INTERVAL": 0, "LOG_FORMAT": "text"})
+    app, token, _ = synthetic.bench_plane(database_url, data_dir)
     plane = app.extensions["shipyard"]
     try:
-        with plane.sessions.begin() as session:
-            tenant = session.query(Tenant).filter_by(name=app.config["TENANT"]).one()
-            user = accounts.create_local_user(session, tenant, "bench", secrets.token_urlsafe(24))
-            session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject="bench"))
-            token = accounts.issue_token(session, tenant.id, user.id, "bench", "tenant-admin", Scope(tenant.id),
-                                         1).secret
         client, headers = app.test_client(), {"Authorization": f"Bearer {token}"}
         clusters = []
         for index in range(agents):

@@ -75,7 +75,6 @@ import logging
 import os
 import platform
 import pstats
-import secrets
 import shutil
 import sqlite3
 import statistics
@@ -237,21 +236,11 @@ def seed(database_url: str, data_dir: Path, apps: int, revisions: int, deploy_co
     import pygit2
     from sqlalchemy import insert, select
 
-    from gitops import accounts
-    from gitops.models import Application, Cluster, RoleBinding, Tenant, Version, Workspace, utcnow
-    from gitops.policy import Scope
-    from webapp import create_app
+    from gitops.models import Application, Cluster, Version, Workspace, utcnow
 
     started = time.perf_counter()
-    app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": database_url, "AUTO_MIGRATE": True,
-                      "RECONCILE_INTERVAL": 0, "LOG_FORMAT": "text"})
+    app, token, tenant_id = synthetic.bench_plane(database_url, data_dir)
     plane = app.extensions["shipyard"]
-    with plane.sessions.begin() as session:
-        tenant = session.query(Tenant).filter_by(name=app.config["TENANT"]).one()
-        user = accounts.create_local_user(session, tenant, "bench", secrets.token_urlsafe(24))
-        session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject="bench"))
-        token = accounts.issue_token(session, tenant.id, user.id, "bench", "tenant-admin", Scope(tenant.id), 1).secret
-        tenant_id = tenant.id
     client, headers = app.test_client(), {"Authorization": f"Bearer {token}"}
     response = client.post("/api/v1/clusters", headers=headers,
                            json={"name": CLUSTER, "profile": synthetic.DEMO_PROFILE.read_text()})

@@ -16,6 +16,7 @@ batches, which builds a 10,000-app repository in about 20 seconds.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -250,3 +251,25 @@ GIT_ENV = {
     # No system or user configuration (hooks, signing, fsmonitor): stock git.
     "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
 }
+
+
+def bench_plane(database_url: str, data_dir: Path):
+    """A control plane app (migrated) with a tenant-admin user "bench": (app, its API token, tenant id).
+
+    For seeding through the API in-process (``app.test_client()``) before a server starts;
+    the caller closes ``app.extensions["shipyard"]``.
+    """
+    from gitops import accounts
+    from gitops.models import RoleBinding, Tenant
+    from gitops.policy import Scope
+    from webapp import create_app
+
+    app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": database_url, "AUTO_MIGRATE": True,
+                      "RECONCILE_INTERVAL": 0, "LOG_FORMAT": "text"})
+    with app.extensions["shipyard"].sessions.begin() as session:
+        tenant = session.query(Tenant).filter_by(name=app.config["TENANT"]).one()
+        user = accounts.create_local_user(session, tenant, "bench", secrets.token_urlsafe(24))
+        session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject="bench"))
+        token = accounts.issue_token(session, tenant.id, user.id, "bench", "tenant-admin", Scope(tenant.id), 1).secret
+        return app, token, tenant.id
+
