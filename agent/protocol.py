@@ -136,7 +136,18 @@ class CommandResult:
 
 def encode(message: Any) -> bytes:
     """JSON, gzip-compressed: what the agent sends."""
-    return gzip.compress(json.dumps(asdict(message), separators=(",", ":")).encode(), compresslevel=5)
+    return gzip.compress(json.dumps(_plain(message), separators=(",", ":")).encode(), compresslevel=5)
+
+
+def _plain(message: Any) -> dict[str, Any]:
+    # A status batch is most of what an agent sends: its states are JSON already, so they go as
+    # they are instead of through asdict's deep copy.
+    if isinstance(message, StatusBatch):
+        return {"stream": message.stream, "seq": message.seq, "snapshot": message.snapshot,
+                "deltas": [{"kind": d.kind, "namespace": d.namespace, "name": d.name, "state": d.state,
+                            "digest": d.digest} for d in message.deltas],
+                "final": message.final, "sent_at": message.sent_at}
+    return asdict(message)
 
 
 def decode_batch(data: dict[str, Any]) -> StatusBatch:

@@ -18,7 +18,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -153,15 +154,36 @@ class Reporter:
         return headers
 
     def _post(self, path: str, message) -> httpx.Response:
-        response = self.client.post(self._url(path), content=encode(message), headers=self._headers())
+        return self._post_body(path, encode(message))
+
+    def _post_body(self, path: str, body: bytes) -> httpx.Response:
+        response = self.client.post(self._url(path), content=body, headers=self._headers())
         if response.status_code in (401, 403):
             raise Unauthorized(f"control plane refused the agent token: {response.status_code}")
         return response
 
-    def _post_batch(self, batch: StatusBatch) -> bool:
-        """Send one batch; True when acknowledged, False when the control plane wants a resync."""
+    def _encoded(self, batch: StatusBatch) -> bytes:
         batch.sent_at = self.clock()
-        response = self._post("status", batch)
+        return encode(batch)
+
+    def _post_in_turn(self, batches: list[StatusBatch]) -> Iterator[bool]:
+        """Post ``batches`` in order, yielding for each whether it was acknowledged (False: resync).
+
+        The next batch is encoded on a helper thread while one is on the wire, so catching up
+        costs the control plane's time, not the agent's too. Network errors propagate.
+        """
+        if len(batches) == 1:
+            yield self._acknowledged(self._post_body("status", self._encoded(batches[0])))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-encode") as encoder:
+            upcoming = encoder.submit(self._encoded, batches[0])
+            for index in range(len(batches)):
+                body = upcoming.result()
+                if index + 1 < len(batches):
+                    upcoming = encoder.submit(self._encoded, batches[index + 1])
+                yield self._acknowledged(self._post_body("status", body))
+
+    def _acknowledged(self, response: httpx.Response) -> bool:
         if response.status_code == 409:
             return False
         response.raise_for_status()
@@ -174,12 +196,13 @@ class Reporter:
         deltas = self.tracker.snapshot()
         self.stream, self.seq = uuid.uuid4().hex, 0
         chunks = [deltas[i:i + self.batch_size] for i in range(0, len(deltas), self.batch_size)] or [[]]
+        batches = [StatusBatch(self.stream, index + 1, True, chunk, index == len(chunks) - 1)
+                   for index, chunk in enumerate(chunks)]
         try:
-            for index, chunk in enumerate(chunks):
-                self.seq += 1
-                final = index == len(chunks) - 1
-                if not self._post_batch(StatusBatch(self.stream, self.seq, True, chunk, final)):
+            for acknowledged in self._post_in_turn(batches):
+                if not acknowledged:
                     raise httpx.HTTPError("control plane refused a snapshot batch")
+                self.seq += 1
         except Exception:
             self.stream = None  # the next round starts over with a new snapshot
             raise
@@ -195,21 +218,24 @@ class Reporter:
             return len(self.tracker)
         sent = 0
         while True:
-            deltas = self.outbox.take(self.batch_size)
-            if not deltas:
+            batches: list[StatusBatch] = []
+            while deltas := self.outbox.take(self.batch_size):
+                batches.append(StatusBatch(self.stream, self.seq + len(batches) + 1, False, deltas))
+            if not batches:
                 return sent
-            batch = StatusBatch(self.stream, self.seq + 1, False, deltas)
+            done = 0
             try:
-                acknowledged = self._post_batch(batch)
+                for acknowledged in self._post_in_turn(batches):
+                    if not acknowledged:
+                        log.info("control plane asked for a resync of cluster %s", self.cluster)
+                        self.resync()
+                        return sent + len(self.tracker)
+                    self.seq += 1
+                    sent += len(batches[done].deltas)
+                    done += 1
             except BaseException:
-                self.outbox.give_back(deltas)
+                self.outbox.give_back([d for batch in batches[done:] for d in batch.deltas])
                 raise
-            if not acknowledged:
-                log.info("control plane asked for a resync of cluster %s", self.cluster)
-                self.resync()
-                return sent + len(self.tracker)
-            self.seq += 1
-            sent += len(deltas)
 
     def heartbeat(self, beat: Heartbeat) -> dict:
         response = self._post("heartbeat", beat)

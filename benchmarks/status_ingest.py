@@ -507,7 +507,11 @@ def main() -> None:
         postgres_pid = postgres._process.pid
 
         def generation_of(round_index: int, name: str) -> int:
-            return 1 + round_index * len(peer_names) + peer_names.index(name)
+            # in the order timing.interleave runs the peers this round, so every peer moves the apps
+            # to a revision that descends from the one before, as ArgoCD does (a peer that moved them
+            # back would walk each app's history: a rollback of the branch, not steady churn)
+            turn = (peer_names.index(name) - round_index % len(peer_names)) % len(peer_names)
+            return 1 + round_index * len(peer_names) + turn
 
         def setup(round_index: int) -> None:
             """Each peer's new states for this round, in the form it takes them (untimed)."""

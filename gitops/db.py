@@ -8,13 +8,17 @@ nothing creates tables behind its back.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, create_engine, event, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -76,4 +80,87 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
-__all__ = ["make_engine", "session_factory", "upgrade", "current_revision", "head_revision"]
+# --- many rows in one statement ------------------------------------------------------------------
+
+
+def _recordset(connection: Connection, table: Table, rows: list[dict[str, Any]],
+               common: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+    """``SELECT ... FROM json_to_recordset(...)`` of ``rows`` (one JSON document) and ``common`` (one value each).
+
+    One text parameter carries every row: PostgreSQL parses it faster than psycopg escapes
+    arrays, and the statement is the same whatever the number of rows.
+    """
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    names = list(rows[0])
+    params: dict[str, Any] = {"rows": json.dumps(rows, separators=(",", ":"), default=_json_scalar)}
+    record = ", ".join(f"{quote(n)} {table.c[n].type.compile(dialect=dialect)}" for n in names)
+    selected = [f"r.{quote(n)}" for n in names]
+    for index, (name, value) in enumerate(common.items()):
+        params[f"k{index}"] = json.dumps(value) if isinstance(table.c[name].type, JSON) else value
+        selected.append(f"CAST(:k{index} AS {table.c[name].type.compile(dialect=dialect)})")
+    columns = [quote(name) for name in [*names, *common]]
+    source = f"SELECT {', '.join(selected)} FROM json_to_recordset(CAST(:rows AS json)) AS r({record})"
+    return source, columns, params
+
+
+def _json_scalar(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use utcnow()")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]], common: dict[str, Any] | None = None,
+                conflict: tuple[str, ...] = (), update: tuple[str, ...] = ()) -> None:
+    """INSERT ``rows`` (dicts with the same keys), each with the ``common`` values too.
+
+    With ``conflict`` (a unique key's columns), a row whose key exists updates the ``update``
+    columns instead. PostgreSQL gets one statement over the rows as one JSON document, whatever
+    the number of rows (no row may repeat a key); SQLite an executemany.
+    """
+    if not rows:
+        return
+    common = common or {}
+    if connection.dialect.name == "postgresql":
+        quote = connection.dialect.identifier_preparer.quote
+        source, columns, params = _recordset(connection, table, rows, common)
+        sql = f"INSERT INTO {quote(table.name)} ({', '.join(columns)}) {source}"
+        if conflict:
+            sql += (f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET "
+                    + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update))
+        connection.execute(text(sql), params)
+        return
+    statement = sqlite_insert(table)
+    if conflict:
+        statement = statement.on_conflict_do_update(index_elements=list(conflict),
+                                                    set_={c: statement.excluded[c] for c in update})
+    connection.execute(statement, [{**row, **common} for row in rows])
+
+
+def update_many(connection: Connection, table: Table, key: str, rows: list[dict[str, Any]],
+                common: dict[str, Any] | None = None) -> None:
+    """UPDATE each row of ``table`` whose ``key`` column equals a row's ``key``, to that row's other values.
+
+    PostgreSQL gets one ``UPDATE ... FROM json_to_recordset(...)``; SQLite an executemany.
+    """
+    if not rows:
+        return
+    common = common or {}
+    if connection.dialect.name == "postgresql":
+        quote = connection.dialect.identifier_preparer.quote
+        source, columns, params = _recordset(connection, table, rows, common)
+        names = [*rows[0], *common]
+        sets = ", ".join(f"{quote(n)} = v.{quote(n)}" for n in names if n != key)
+        sql = (f"UPDATE {quote(table.name)} SET {sets} FROM ({source}) AS v({', '.join(columns)}) "
+               f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}")
+        connection.execute(text(sql), params)
+        return
+    statement = (update(table).where(table.c[key] == bindparam(f"b_{key}"))
+                 .values({n: bindparam(f"b_{n}") for n in [*rows[0], *common] if n != key}))
+    connection.execute(statement, [{f"b_{n}": v for n, v in {**row, **common}.items()} for row in rows])
+
+
+__all__ = ["make_engine", "session_factory", "upgrade", "current_revision", "head_revision", "insert_many",
+           "update_many"]

@@ -38,9 +38,11 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None or value.tzinfo is dt.timezone.utc:
+            return value
+        if value.tzinfo is None:
             raise ValueError("naive datetime given; use utcnow()")
-        return value.astimezone(dt.timezone.utc) if value is not None else None
+        return value.astimezone(dt.timezone.utc)
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:

@@ -42,9 +42,11 @@ from typing import Any, NamedTuple
 
 import pygit2
 from sqlalchemy import and_, delete, func, or_, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gitops.clusters import profile_of, token_matches, workspace_scope
+from gitops.db import insert_many, update_many
 from gitops.models import (
     Application,
     AppStatus,
@@ -114,8 +116,10 @@ def agent_cluster(session: Session, tenant: str, cluster: str, token: str | None
     The previous token is accepted for ``token_grace`` seconds after a rotation, so an agent can be
     switched to the new token without a gap.
     """
+    # every agent call asks: the profile and the last heartbeat load only where they are read
     row = session.scalar(select(Cluster).join(Tenant, Cluster.tenant_id == Tenant.id)
-                         .where(Tenant.name == tenant, Cluster.name == cluster))
+                         .where(Tenant.name == tenant, Cluster.name == cluster)
+                         .options(defer(Cluster.profile_text), defer(Cluster.agent_info), lazyload(Cluster.tenant)))
     if row is None or not token:
         return None
     if token_matches(token, row.agent_token_hash):
@@ -218,17 +222,21 @@ def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | N
     """
     settings = settings or StatusSettings()
     now = now or utcnow()
-    # One batch of a cluster at a time: the stream position is read and moved under the row lock.
-    cluster = session.execute(select(Cluster).where(Cluster.id == cluster.id).with_for_update(of=Cluster)
-                              .execution_options(populate_existing=True)).scalar_one()
-    cluster.last_seen_at = now
-    if batch.stream == cluster.stream and batch.seq <= cluster.stream_seq:
+    # One batch of a cluster at a time: the UPDATE takes the row lock, under which the stream
+    # position is read and moved.
+    table = Cluster.__table__
+    stream, seq = session.execute(update(table).where(table.c.id == cluster.id).values(last_seen_at=now)
+                                  .returning(table.c.stream, table.c.stream_seq)).one()
+    set_committed_value(cluster, "last_seen_at", now)
+    if batch.stream == stream and batch.seq <= seq:
         return IngestResult("duplicate", batch.seq)
     starts = batch.snapshot and batch.seq == 1
-    follows = batch.stream == cluster.stream and batch.seq == cluster.stream_seq + 1
+    follows = batch.stream == stream and batch.seq == seq + 1
     if not (starts or follows):
         return IngestResult("resync", None)
-    cluster.stream, cluster.stream_seq = batch.stream, batch.seq
+    session.execute(update(table).where(table.c.id == cluster.id).values(stream=batch.stream, stream_seq=batch.seq))
+    set_committed_value(cluster, "stream", batch.stream)
+    set_committed_value(cluster, "stream_seq", batch.seq)
     _apply_objects(session, cluster.id, batch, now)
     applications: dict[str, dict | None] = {}
     if batch.snapshot and batch.final:
@@ -252,31 +260,16 @@ def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | N
     return IngestResult("applied", batch.seq)
 
 
-def _insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
 def _apply_objects(session: Session, cluster_id: int, batch: Any, now: dt.datetime) -> None:
     latest = {}
     for delta in batch.deltas:  # within a batch the last word on an object wins
         latest[(delta.kind, delta.namespace, delta.name)] = delta
-    rows = [{"cluster_id": cluster_id, "kind": k[0], "namespace": k[1], "name": k[2], "state": d.state,
-             "digest": d.digest, "stream": batch.stream, "updated_at": now}
+    rows = [{"kind": k[0], "namespace": k[1], "name": k[2], "state": d.state, "digest": d.digest}
             for k, d in latest.items() if d.state is not None]
     gone = [k for k, d in latest.items() if d.state is None]
-    if rows:
-        insert = _insert(session)
-        statement = insert(ClusterObject)
-        statement = statement.on_conflict_do_update(
-            index_elements=["cluster_id", "kind", "namespace", "name"],
-            set_={"state": statement.excluded.state, "digest": statement.excluded.digest,
-                  "stream": statement.excluded.stream, "updated_at": statement.excluded.updated_at})
-        for start in range(0, len(rows), _UPSERT_CHUNK):
-            session.execute(statement, rows[start:start + _UPSERT_CHUNK])
+    insert_many(session.connection(), ClusterObject.__table__, rows,
+                common={"cluster_id": cluster_id, "stream": batch.stream, "updated_at": now},
+                conflict=("cluster_id", "kind", "namespace", "name"), update=("state", "digest", "stream", "updated_at"))
     for start in range(0, len(gone), _UPSERT_CHUNK):
         session.execute(delete(ClusterObject).where(
             ClusterObject.cluster_id == cluster_id,
@@ -291,68 +284,84 @@ def _app_of(name: str, state: dict | None) -> tuple[str, str] | None:
     return (workspace, app) if dot and workspace and app else None
 
 
+_GONE = {"sync": "Unknown", "health": "Missing", "operation": None, "revision": None,
+         "message": "the ArgoCD Application is gone from the cluster"}
+_COMPARED = ("sync", "health", "revision", "message")  # a change in any of them is a StatusEvent
+
+
+def _status_values(state: dict | None) -> dict[str, Any]:
+    if state is None:
+        return dict(_GONE)
+    return {"sync": str(state.get("sync") or "Unknown")[:32], "health": str(state.get("health") or "Unknown")[:32],
+            "operation": (str(state["operation"])[:32] if state.get("operation") else None),
+            "revision": (str(state["revision"])[:64] if state.get("revision") else None),
+            "message": state.get("message")}
+
+
 def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[str, dict | None],
                          repo: ClusterRepo | None, settings: StatusSettings, now: dt.datetime) -> None:
+    """Each reported Application into its app's AppStatus (a StatusEvent when it changed), in bulk."""
     wanted = {pair: state for name, state in applications.items() if (pair := _app_of(name, state))}
     if not wanted:
         return
-    found = session.execute(
-        select(Application.id, Workspace.name, Application.name).join(Workspace)
-        .where(Workspace.cluster_id == cluster.id, Workspace.name.in_({w for w, _ in wanted}),
-               Application.name.in_({a for _, a in wanted}))).all()
-    ids = {(workspace, app): app_id for app_id, workspace, app in found if (workspace, app) in wanted}
+    ids: dict[tuple[str, str], int] = {}
+    current = {}  # app id -> its AppStatus columns, where it has one
+    newest: dict[int, int | None] = {}  # app id -> its newest committed version
+    for row in session.execute(
+            select(Application.id, Workspace.name.label("workspace"), Application.name, Application.current_version,
+                   AppStatus.id.label("status"),
+                   AppStatus.sync, AppStatus.health, AppStatus.revision, AppStatus.message, AppStatus.synced_revision,
+                   AppStatus.live_version, AppStatus.events)
+            .join(Workspace, Application.workspace_id == Workspace.id)
+            .outerjoin(AppStatus, AppStatus.application_id == Application.id)
+            .where(Workspace.cluster_id == cluster.id, Workspace.name.in_({w for w, _ in wanted}),
+                   Application.name.in_({a for _, a in wanted}))):
+        if (row.workspace, row.name) in wanted:
+            ids[(row.workspace, row.name)] = row.id
+            newest[row.id] = row.current_version
+            if row.status is not None:
+                current[row.id] = row
     if not ids:
         return
-    statuses = {s.application_id: s for s in session.scalars(
-        select(AppStatus).where(AppStatus.application_id.in_(ids.values())))}
+    rows: dict[int, dict[str, Any]] = {}  # app id -> its AppStatus row as it will be
+    events: list[dict[str, Any]] = []
     moved: dict[int, str] = {}
     before: dict[int, tuple[str, int]] = {}  # app id -> (synced revision, live version) before this batch
-    recorded: list[AppStatus] = []
     for pair, app_id in ids.items():
-        state = wanted[pair]
-        if state is None:
-            values = {"sync": "Unknown", "health": "Missing", "operation": None, "revision": None,
-                      "message": "the ArgoCD Application is gone from the cluster"}
-        else:
-            values = {"sync": str(state.get("sync") or "Unknown")[:32], "health": str(state.get("health") or "Unknown")[:32],
-                      "operation": (str(state["operation"])[:32] if state.get("operation") else None),
-                      "revision": (str(state["revision"])[:64] if state.get("revision") else None),
-                      "message": state.get("message")}
-        status = statuses.get(app_id)
-        if status is None:
-            status = AppStatus(application_id=app_id, events=0, **values)
-            session.add(status)
-            changed = True
-        else:
-            changed = any(getattr(status, k) != values[k] for k in ("sync", "health", "revision", "message"))
-            for key, value in values.items():
-                setattr(status, key, value)
-        status.updated_at = now
-        if values["sync"] == "Synced" and values["revision"] and values["revision"] != status.synced_revision:
-            if status.synced_revision and status.live_version is not None:
-                before[app_id] = (status.synced_revision, status.live_version)
-            status.synced_revision = values["revision"]
-            moved[app_id] = values["revision"]
-        if changed:
-            session.add(StatusEvent(application_id=app_id, at=now, sync=values["sync"], health=values["health"],
-                                    revision=values["revision"], message=values["message"]))
-            status.events = (status.events or 0) + 1
-            recorded.append(status)
+        values = _status_values(wanted[pair])
+        old = current.get(app_id)
+        row = {"application_id": app_id, **values,
+               "synced_revision": old.synced_revision if old else None,
+               "live_version": old.live_version if old else None,
+               "events": (old.events or 0) if old else 0}
+        if values["sync"] == "Synced" and values["revision"] and values["revision"] != row["synced_revision"]:
+            if row["synced_revision"] and row["live_version"] is not None:
+                before[app_id] = (row["synced_revision"], row["live_version"])
+            row["synced_revision"] = moved[app_id] = values["revision"]
+        if old is None or any(getattr(old, k) != values[k] for k in _COMPARED):
+            events.append({"application_id": app_id, "sync": values["sync"], "health": values["health"],
+                           "revision": values["revision"], "message": values["message"]})
+            row["events"] += 1
+        rows[app_id] = row
     if moved and repo is not None:
-        live = live_versions(session, repo, moved, before)
+        live = live_versions(session, repo, moved, before, newest)
         for app_id in moved:
-            status = statuses.get(app_id) or next(s for s in recorded if s.application_id == app_id)
-            status.live_version = live.get(app_id)
-    session.flush()
-    for status in recorded:
+            rows[app_id]["live_version"] = live.get(app_id)
+    connection = session.connection()
+    insert_many(connection, StatusEvent.__table__, events, common={"at": now})
+    for row in rows.values():
         # trimmed in steps, so keeping the history bounded costs one query per 50 events of an app
-        if status.events > settings.history_per_app + 50:
-            cutoff = session.scalar(select(StatusEvent.id).where(StatusEvent.application_id == status.application_id)
+        if row["events"] > settings.history_per_app + 50:
+            cutoff = session.scalar(select(StatusEvent.id).where(StatusEvent.application_id == row["application_id"])
                                     .order_by(StatusEvent.id.desc()).offset(settings.history_per_app).limit(1))
             if cutoff is not None:
-                session.execute(delete(StatusEvent).where(StatusEvent.application_id == status.application_id,
+                session.execute(delete(StatusEvent).where(StatusEvent.application_id == row["application_id"],
                                                           StatusEvent.id <= cutoff))
-            status.events = settings.history_per_app
+            row["events"] = settings.history_per_app
+    update_many(connection, AppStatus.__table__, "application_id",
+                [row for app_id, row in rows.items() if app_id in current], common={"updated_at": now})
+    insert_many(connection, AppStatus.__table__, [row for app_id, row in rows.items() if app_id not in current],
+                common={"updated_at": now})
 
 
 def _update_runs_from_workflows(session: Session, cluster: Cluster, workflows: dict[tuple[str, str], dict],
@@ -374,6 +383,20 @@ def _update_runs_from_workflows(session: Session, cluster: Cluster, workflows: d
 # --- revisions → versions ------------------------------------------------------------------------
 
 
+_NEAR = 256  # commits walked back from a revision before asking for a merge base
+
+
+def _within(git: pygit2.Repository, revision: str, commit: str, steps: int) -> bool:
+    """Whether ``commit`` is among the ``steps`` newest commits of ``revision``'s history."""
+    target = pygit2.Oid(hex=commit)
+    for count, seen in enumerate(git.walk(revision)):
+        if seen.id == target:
+            return True
+        if count >= steps:
+            break
+    return False
+
+
 class _Ancestry:
     """Whether commit B is reachable from revision A, cached: commits never change their history."""
 
@@ -391,7 +414,9 @@ class _Ancestry:
                 self._known.move_to_end(key)
                 return self._known[key]
         try:
-            result = repo.repo.descendant_of(revision, commit)
+            # a short walk first: the commit is mostly a few commits back (ArgoCD moved on by one
+            # deploy), and descendant_of computes a merge base, which walks the whole history
+            result = _within(repo.repo, revision, commit, _NEAR) or repo.repo.descendant_of(revision, commit)
         except (KeyError, ValueError, pygit2.GitError):
             return False  # not in this repository (yet): not cached, a fetch may bring it
         with self._lock:
@@ -400,33 +425,79 @@ class _Ancestry:
                 self._known.popitem(last=False)
         return result
 
+    def learn(self, repo: ClusterRepo, revision: str, commits: set[str], at_least: int = 8) -> None:
+        """Find out which of ``commits`` ``revision`` reaches with one walk of its history.
+
+        Worth it from ``at_least`` unknown commits on (a snapshot, a branch moved back): each
+        ``reachable`` would walk that history again. Commits not in the repository are left
+        unknown.
+        """
+        prefix = str(repo.path)
+        with self._lock:
+            unknown = {c for c in commits if c != revision and (prefix, revision, c) not in self._known}
+        try:
+            unknown = {c for c in unknown if c in repo.repo}
+            if len(unknown) < at_least:
+                return
+            found: set[str] = set()
+            for commit in repo.repo.walk(revision):
+                if (name := str(commit.id)) in unknown:
+                    found.add(name)
+                    if len(found) == len(unknown):
+                        break
+        except (KeyError, ValueError, pygit2.GitError):
+            return
+        with self._lock:
+            for commit in unknown:
+                self._known[(prefix, revision, commit)] = commit in found
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+
 
 ancestry = _Ancestry()
 
 
 def live_versions(session: Session, repo: ClusterRepo, revisions: dict[int, str],
-                  before: dict[int, tuple[str, int]] | None = None) -> dict[int, int]:
+                  before: dict[int, tuple[str, int]] | None = None,
+                  newest: dict[int, int | None] | None = None) -> dict[int, int]:
     """For each app id, the highest committed version whose commit is reachable from its revision.
 
     ``before`` gives, where known, the revision an app was synced at until now and the version
-    live there. ArgoCD moves every Application to each new commit, so most apps move from the
-    same old revision to the same new one: when the new revision descends from the old (one
-    walk for that pair, cached and shared by all those apps), the old live version is still
-    live and only the app's newer versions need a walk of their own.
+    live there; ``newest``, where known, the number of the app's newest committed version.
+    ArgoCD moves every Application to each new commit, so most apps move from the same old
+    revision to the same new one: when the new revision descends from the old (one walk for
+    that pair, cached and shared by all those apps) and nothing newer was committed, the old
+    live version is still live, and nothing is read. Only the other apps' versions are read
+    and walked to, many commits from one revision in one walk.
     """
-    before = before or {}
+    before, newest = before or {}, newest or {}
+    live: dict[int, int] = {}
+    rest: dict[int, str] = {}
+    for app_id, revision in revisions.items():
+        old = before.get(app_id)
+        if (old is not None and app_id in newest and (newest[app_id] or 0) <= old[1]
+                and ancestry.reachable(repo, revision, old[0])):
+            live[app_id] = old[1]
+        else:
+            rest[app_id] = revision
+    if not rest:
+        return live
     rows = session.execute(
         select(Version.application_id, Version.number, Version.commit_id)
-        .where(Version.application_id.in_(revisions), Version.state == "committed", Version.commit_id.is_not(None))
+        .where(Version.application_id.in_(rest), Version.state == "committed", Version.commit_id.is_not(None))
         .order_by(Version.application_id, Version.number.desc())).all()
-    live: dict[int, int] = {}
+    wanted: dict[str, set[str]] = {}
+    for app_id, _, commit in rows:
+        wanted.setdefault(rest[app_id], set()).add(commit)
+    for revision, commits in wanted.items():
+        ancestry.learn(repo, revision, commits)
     for app_id, number, commit in rows:
         if app_id in live:
             continue
         old = before.get(app_id)
-        if old is not None and number <= old[1] and ancestry.reachable(repo, revisions[app_id], old[0]):
+        if old is not None and number <= old[1] and ancestry.reachable(repo, rest[app_id], old[0]):
             live[app_id] = old[1]
-        elif ancestry.reachable(repo, revisions[app_id], commit):
+        elif ancestry.reachable(repo, rest[app_id], commit):
             live[app_id] = number
     return live
 

@@ -12,7 +12,6 @@ database about once a second for commands queued by other processes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 import zlib
@@ -26,6 +25,7 @@ from gitops import status
 from gitops.models import Cluster, utcnow
 from renderer.errors import InvalidRequest
 from webapp.auth import Unauthorized, csrf, public
+from webapp.api import loads_storable
 from webapp.plane import db_session, plane
 
 bp = Blueprint("agent", __name__, url_prefix="/agent/v1/<tenant>/<cluster>")
@@ -85,14 +85,7 @@ def _body() -> Any:
             raise RequestEntityTooLarge(f"the decompressed body is over {limit} bytes")
         if not inflater.eof:
             raise InvalidRequest("the gzip body is truncated")
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest("the body is not valid JSON") from exc
-    from webapp.api import _check_storable  # NUL and lone surrogates: no database text holds them
-
-    _check_storable(data)
-    return data
+    return loads_storable(raw)  # NUL and lone surrogates refused: no database text holds them
 
 
 
