@@ -45,7 +45,7 @@ PROTOCOL_VERSION = 1
 API_PREFIX = "/agent/v1"
 
 # Kinds the agent follows, as the control plane knows them.
-KINDS = ("Application", "Deployment", "Rollout", "Pod", "Workflow", "Event")
+KINDS = ("Application", "Deployment", "Rollout", "Pod", "Workflow", "Job", "Event")
 
 # Commands the control plane can send, and what each needs in ``params``.
 COMMANDS = {

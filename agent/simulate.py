@@ -33,7 +33,7 @@ re-read when it changes::
 
 Commands from the control plane (long-poll, as the agent) are carried out on
 the simulation: refresh (fetch now), restart (pods restart and the workload
-rolls again), run-job (a Workflow that runs, then succeeds), logs (a few
+rolls again), run-job (a Workflow, or a Job for a CronJob, that runs, then succeeds), logs (a few
 synthetic lines).
 
 ``SimulatedCluster.run_once`` is one iteration of the loop (testable with a
@@ -377,7 +377,8 @@ class AppSimulation:
     operation_message: str | None = None
     generation: int = 1
     restarts: int = 0  # bumped by the restart command
-    workflows: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict)  # name -> (started, template)
+    # name -> (started, template, kind of template): runs of its WorkflowTemplates and CronJobs
+    workflows: dict[str, tuple[float, str, str]] = dataclasses.field(default_factory=dict)
 
 
 def _short_hash(*parts: Any, size: int = 5) -> str:
@@ -627,9 +628,13 @@ class SimulatedCluster:
         states = [("Application", source.argocd_namespace, source.application, summaries.application(application))]
         if (source.workload_kind and sim.phase != "outofsync") or sim.previous is not None:
             states.extend(self._workload_states(sim, fault, now))
-        for name, (started, template) in sim.workflows.items():
-            states.append(("Workflow", source.namespace, name, summaries.workflow(self._workflow(
-                source, name, template, started, now))))
+        for name, (started, template, kind) in sim.workflows.items():
+            if kind == "CronJob":  # kubectl create job --from=cronjob/...: a Job
+                states.append(("Job", source.namespace, name, summaries.job(self._job(
+                    source, name, template, started, now))))
+            else:
+                states.append(("Workflow", source.namespace, name, summaries.workflow(self._workflow(
+                    source, name, template, started, now))))
         return states
 
     def _workload_states(self, sim: AppSimulation, fault: Fault, now: float) -> list[tuple[str, str, str, dict]]:
@@ -735,6 +740,18 @@ class SimulatedCluster:
         return {"metadata": {"name": name, "namespace": source.namespace, "labels": _labels(source)},
                 "spec": {"workflowTemplateRef": {"name": template}}, "status": status}
 
+    def _job(self, source: AppSource, name: str, cronjob: str, started: float, now: float) -> dict:
+        finished = now - started >= self._rollout_seconds(NO_FAULT) + self.settings.step_seconds
+        status: dict[str, Any] = {"startTime": _iso(started)}
+        if finished:
+            done = _iso(started + self.settings.step_seconds)
+            status.update(succeeded=1, completionTime=done,
+                          conditions=[{"type": "Complete", "status": "True", "lastTransitionTime": done}])
+        else:
+            status["active"] = 1
+        return {"metadata": {"name": name, "namespace": source.namespace, "labels": _labels(source),
+                             "ownerReferences": [{"kind": "CronJob", "name": cronjob}]}, "status": status}
+
     # -- the agent's side ---------------------------------------------------------------------------
 
     def heartbeat(self) -> Heartbeat:
@@ -773,9 +790,13 @@ class SimulatedCluster:
                 if sim is None:
                     return self._not_found(command)
                 name = f"{command.name}-{uuid.uuid4().hex[:5]}"
-                sim.workflows[name] = (self.clock(), command.name)
+                if command.kind == "CronJob":
+                    name = f"{command.name[:40]}-manual-{uuid.uuid4().hex[:5]}"
+                sim.workflows[name] = (self.clock(), command.name, command.kind)
                 while len(sim.workflows) > MAX_WORKFLOWS_PER_APP:
                     sim.workflows.pop(next(iter(sim.workflows)))
+                if command.kind == "CronJob":
+                    return CommandResult(True, {"simulated": True, "kind": "Job", "name": name})
                 return CommandResult(True, {"simulated": True, "workflow": name,
                                             "parameters": command.params.get("parameters") or {}})
             # logs

@@ -127,6 +127,31 @@ def workflow(obj: dict) -> dict:
     }
 
 
+def job(obj: dict) -> dict:
+    """A Job's run in Workflow terms (phase Pending, Running, Succeeded or Failed), so runs read alike."""
+    status = obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    # Kubernetes 1.31+ sets FailureTarget / SuccessCriteriaMet first, Failed / Complete once the pods are gone
+    failed = conditions.get("Failed") or conditions.get("FailureTarget")
+    complete = conditions.get("Complete") or conditions.get("SuccessCriteriaMet")
+    ended = failed or complete
+    phase = ("Failed" if failed else "Succeeded" if complete
+             else "Running" if status.get("active") or status.get("startTime") else "Pending")
+    message = ": ".join(str(p) for p in (failed.get("reason"), failed.get("message")) if p) if failed else None
+    owner = next((o.get("name") for o in _get(obj, "metadata", "ownerReferences", default=[]) or []
+                  if o.get("kind") == "CronJob"), None)
+    return {
+        "app": _labels(obj).get(APP_LABEL),
+        "cronjob": owner,
+        "phase": phase,
+        "message": _message(message),
+        "succeeded": int(status.get("succeeded") or 0),
+        "failed": int(status.get("failed") or 0),
+        "started": status.get("startTime"),
+        "finished": (status.get("completionTime") or ended.get("lastTransitionTime")) if ended else None,
+    }
+
+
 def event(obj: dict) -> dict:
     involved = obj.get("involvedObject") or obj.get("regarding") or {}
     return {
@@ -145,8 +170,9 @@ SUMMARIES: dict[str, Callable[[dict], dict]] = {
     "Rollout": rollout,
     "Pod": pod,
     "Workflow": workflow,
+    "Job": job,
     "Event": event,
 }
 
-__all__ = ["SUMMARIES", "application", "deployment", "rollout", "pod", "workflow", "event",
+__all__ = ["SUMMARIES", "application", "deployment", "rollout", "pod", "workflow", "job", "event",
            "APP_LABEL", "WORKSPACE_LABEL", "MANAGED_LABEL"]

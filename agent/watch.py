@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import urllib3
 
-from agent.kube import APPLICATION, DEPLOYMENT, EVENT, POD, ROLLOUT, WORKFLOW, ApiException, Kind, KubeApi
+from agent.kube import APPLICATION, DEPLOYMENT, EVENT, JOB, POD, ROLLOUT, WORKFLOW, ApiException, Kind, KubeApi
 from agent.protocol import ObjectKey
 from agent.report import Outbox, Tracker
 from agent.settings import AgentSettings
@@ -45,7 +45,7 @@ from agent.summaries import MANAGED_LABEL, SUMMARIES
 log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = f"{MANAGED_LABEL}=shipyard"
-FOLLOWED_KINDS = {"Application", "Deployment", "Rollout", "Pod", "Workflow"}
+FOLLOWED_KINDS = {"Application", "Deployment", "Rollout", "Pod", "Workflow", "Job"}
 
 
 class Backoff:
@@ -270,7 +270,7 @@ def targets(settings: AgentSettings, tracker: Tracker) -> list[Target]:
     """Everything the agent follows, for these settings.
 
     Applications: the ArgoCD namespace, Shipyard's label. Workloads (Deployments,
-    Rollouts, Pods, Workflows) with Shipyard's label, and Events, in the allowed
+    Rollouts, Pods, Workflows, Jobs) with Shipyard's label, and Events, in the allowed
     namespaces: one watch per namespace when the allow list names them exactly
     (namespaced RBAC suffices), else one cluster-wide watch filtered here. Events
     carry no labels: only those about an object the tracker follows are kept.
@@ -292,7 +292,7 @@ def targets(settings: AgentSettings, tracker: Tracker) -> list[Target]:
     # Applications are large (status lists every resource and the sync history): a page of 500 parsed
     # at once cost 6 MB more peak RSS than pages of 100 at 10,000 Applications (benchmarks/agent_rss.py).
     result = [Target(APPLICATION, settings.argocd_namespace, page_size=min(100, settings.list_page_size))]
-    workloads = (DEPLOYMENT, ROLLOUT, POD, WORKFLOW)
+    workloads = (DEPLOYMENT, ROLLOUT, POD, WORKFLOW, JOB)
     fixed = settings.fixed_namespaces
     if fixed is None:
         result += [Target(kind, None, accept=allowed) for kind in workloads]

@@ -601,7 +601,7 @@ def main() -> None:
             ingest_batches(pg, prepared[names_pg[1]])
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(35)
             print(f"\ncProfile of one in-process ingest round on PostgreSQL ({objects:,} objects):\n{out.getvalue()}")
     finally:
         if http is not None:

@@ -81,6 +81,7 @@ POD_PROBLEMS = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePu
 RUN_STATES = ("queued", "sent", "running", "succeeded", "failed", "expired")
 _WORKFLOW_PHASES = {"Pending": "running", "Running": "running", "Succeeded": "succeeded", "Failed": "failed",
                     "Error": "failed"}
+_RUN_KINDS = ("Workflow", "Job")  # what a run-job command starts; a run follows its state
 _UPSERT_CHUNK = 500
 
 
@@ -251,7 +252,7 @@ def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | N
     for delta in batch.deltas:
         if delta.kind == "Application":
             applications[delta.name] = delta.state
-        elif delta.kind == "Workflow" and delta.state is not None:
+        elif delta.kind in _RUN_KINDS and delta.state is not None:
             workflows[(delta.namespace, delta.name)] = delta.state
     if applications:
         _update_app_statuses(session, cluster, applications, repo, settings, now)
@@ -371,13 +372,17 @@ def _update_runs_from_workflows(session: Session, cluster: Cluster, workflows: d
         .where(Workspace.cluster_id == cluster.id, JobRun.workflow.in_({name for _, name in workflows}))).all()
     for run, namespace in runs:
         state = workflows.get((namespace, run.workflow))
-        if state is None:
-            continue
-        new = _WORKFLOW_PHASES.get(str(state.get("phase")), run.state)
-        if new != run.state or state.get("message") != run.message:
-            run.state, run.message = new, state.get("message")
-            if new in ("succeeded", "failed") and run.finished_at is None:
-                run.finished_at = now
+        if state is not None:
+            _follow(run, state, now)
+
+
+def _follow(run: JobRun, state: dict, now: dt.datetime) -> None:
+    """A run takes the state of its Workflow or Job (agent.summaries: phase and message)."""
+    new = _WORKFLOW_PHASES.get(str(state.get("phase")), run.state)
+    if new != run.state or state.get("message") != run.message:
+        run.state, run.message = new, state.get("message")
+        if new in ("succeeded", "failed") and run.finished_at is None:
+            run.finished_at = now
 
 
 # --- revisions → versions ------------------------------------------------------------------------
@@ -796,6 +801,13 @@ def record_result(session: Session, cluster: Cluster, command_id: int, result: A
             name = result.result.get("workflow") or result.result.get("job") or result.result.get("name")
             run.workflow = str(name)[:253] if name else None
             run.state = "running" if run.state in ("queued", "sent", "expired") else run.state
+            # the agent may have reported the Workflow or Job (even its end) before this result
+            reported = session.scalar(select(ClusterObject.state).where(
+                ClusterObject.cluster_id == cluster.id, ClusterObject.kind.in_(_RUN_KINDS),
+                ClusterObject.namespace == command.namespace, ClusterObject.name == run.workflow)
+                .limit(1)) if run.workflow else None
+            if reported:
+                _follow(run, reported, now)
         else:
             run.state, run.message, run.finished_at = "failed", result.error, now
     return command

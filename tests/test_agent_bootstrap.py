@@ -81,7 +81,7 @@ WORKSPACE_RULES = [
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
     {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create"]},
     {"apiGroups": ["batch"], "resources": ["cronjobs/finalizers"], "verbs": ["update"]},
 ]
 # Not a request the agent sends: the OwnerReferencesPermissionEnforcement admission plugin checks it

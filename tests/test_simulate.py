@@ -3,6 +3,8 @@ and end to end against the real control plane served on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import subprocess
 import threading
 import time
@@ -206,6 +208,15 @@ def test_commands_act_on_the_simulation(offline):
     workflow = f"{workspace}/{run.result['workflow']}"
     assert _at(cluster, clock, 0.1)["Workflow"][workflow]["phase"] == "Running"
     assert _at(cluster, clock, 10)["Workflow"][workflow]["phase"] == "Succeeded"
+    # without Argo Workflows the job is a CronJob, and a run of it is a Job (kubectl create job --from=cronjob)
+    sim = cluster.apps[(workspace, job)]
+    sim.source = dataclasses.replace(sim.source, jobs=(("CronJob", name),))
+    run = cluster.handle(Command(6, "run-job", "CronJob", workspace, name, {}))
+    assert run.ok and run.result["kind"] == "Job" and run.result["name"].startswith(f"{name}-manual-")
+    job_key = f"{workspace}/{run.result['name']}"
+    running = _at(cluster, clock, 0.1)["Job"][job_key]
+    assert (running["phase"], running["cronjob"]) == ("Running", name)
+    assert _at(cluster, clock, 10)["Job"][job_key]["phase"] == "Succeeded"
 
     pod = next(name.split("/", 1)[1] for name, p in after["Pod"].items() if p["app"] == "ledger")
     logs = cluster.handle(Command(3, "logs", "Pod", "payments", pod, {"tail_lines": 2}))

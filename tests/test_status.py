@@ -16,11 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from agent import summaries
 from agent.protocol import CommandResult, Delta, Heartbeat, StatusBatch, encode
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from gitops.models import Cluster, ClusterObject, Command, StatusEvent
 from renderer.render import application_name
-from tests.plane import (add_cluster, add_workspace, app_config, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
+from tests.plane import (PROFILE, add_cluster, add_workspace, app_config, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
                          service_spec)
 from webapp import create_app
 
@@ -483,3 +484,67 @@ def test_the_control_plane_command_vocabulary_agrees_with_the_agent_protocol():
 
     assert set(status.USER_COMMANDS) == set(protocol.COMMANDS) - {"run-job"}
     assert (status.MAX_LOG_LINES, status.MAX_LOG_BYTES) == (protocol.MAX_LOG_LINES, protocol.MAX_LOG_BYTES)
+
+
+def job_object(name: str, cronjob: str, **status) -> dict:
+    """A Job as the API server has it after ``kubectl create job --from=cronjob/...``."""
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "batch", "labels": {summaries.APP_LABEL: "nightly"},
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob}]},
+            "status": status}
+
+
+def test_cronjob_runs_follow_their_job_even_when_it_is_reported_first(plane_app, world, client):
+    admin = world["admin"]
+    plain = add_cluster(admin, "plain", profile=PROFILE.replace("  argo_workflows: true\n", ""))
+    add_workspace(admin, "plain", "batch")
+    rep = reporter(client, plain, name="plain")
+    spec = JOB.replace("demo:storefront", "plain:batch").replace("backfill", "nightly").replace(
+        "--since {{since}}", "--all").split("params:")[0]
+    assert deploy_yaml(admin, spec).status_code == 200
+    runs_url = f"{API}/apps/plain/batch/nightly/runs"
+    for expected in ("succeeded", "failed"):
+        assert admin.post(runs_url, json={}).status_code == 201
+        (command,) = rep.poll_commands(0)
+        assert (command.type, command.kind, command.namespace) == ("run-job", "CronJob", "batch")
+        job = f"{command.name}-manual-{command.id}"
+        # the agent's watch sees the Job start before the command's result is sent
+        observe(rep, "Job", "batch", job, summaries.job(job_object(job, command.name, active=1,
+                                                                    startTime="2026-11-29T10:00:00Z")))
+        rep.send_pending()
+        rep.send_result(command.id, CommandResult(True, {"kind": "Job", "name": job, "run": "r"}))
+        run = admin.get(runs_url).get_json()["runs"][0]
+        assert (run["state"], run["workflow"]) == ("running", job)
+        ended = {"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-29T10:01:00Z"} \
+            if expected == "succeeded" else {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                             "message": "Job has reached the specified backoff limit"}
+        observe(rep, "Job", "batch", job, summaries.job(job_object(job, command.name, conditions=[ended],
+                                                                    startTime="2026-11-29T10:00:00Z")))
+        rep.send_pending()
+        run = admin.get(runs_url).get_json()["runs"][0]
+        assert run["state"] == expected and run["finished_at"]
+        if expected == "failed":
+            assert run["message"] == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+
+    # a Job that ended before its command's result came back ends the run at once
+    assert admin.post(runs_url, json={}).status_code == 201
+    (command,) = rep.poll_commands(0)
+    job = f"{command.name}-manual-{command.id}"
+    observe(rep, "Job", "batch", job, summaries.job(job_object(
+        job, command.name, succeeded=1, completionTime="2026-11-29T10:05:00Z",
+        conditions=[{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}])))
+    rep.send_pending()
+    rep.send_result(command.id, CommandResult(True, {"kind": "Job", "name": job}))
+    run = admin.get(runs_url).get_json()["runs"][0]
+    assert (run["state"], run["workflow"]) == ("succeeded", job) and run["finished_at"]
+
+
+def test_job_summaries_read_like_workflow_phases():
+    assert summaries.job(job_object("j", "c"))["phase"] == "Pending"
+    running = summaries.job(job_object("j", "c", active=2, startTime="t0"))
+    assert (running["phase"], running["cronjob"], running["app"], running["finished"]) == ("Running", "c", "nightly", None)
+    failing = summaries.job(job_object("j", "c", active=1, conditions=[
+        {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded", "lastTransitionTime": "t9"}]))
+    assert (failing["phase"], failing["message"], failing["finished"]) == ("Failed", "DeadlineExceeded", "t9")
+    not_yet = summaries.job(job_object("j", "c", active=1, conditions=[{"type": "Complete", "status": "False"}]))
+    assert not_yet["phase"] == "Running"
