@@ -23,9 +23,13 @@ is not in it is gone once the final snapshot batch arrives) and continues
 with deltas, each batch numbered ``seq`` = previous + 1 within the stream. The control plane
 applies a batch only if it is the next one of the stream it knows; a
 duplicate (seq already applied) is acknowledged without applying it again; a
-gap, an unknown stream, or a control plane that lost its state answers 409,
-and the agent starts a new stream with a snapshot. So after any reconnect or
-outage nothing is lost and nothing is counted twice.
+batch that arrives before the one it follows (the agent keeps two in flight)
+waits a moment (``STATUS_GAP_WAIT``) for it; a gap that stays, an unknown
+stream, or a control plane that lost its state answers 409, and the agent
+starts a new stream with a snapshot. A batch whose answer was lost is sent
+again as it was, with the same seq and the same deltas, so its duplicate
+drops nothing. So after any reconnect or outage nothing is lost and nothing is
+counted twice.
 
 Objects are identified by (kind, namespace, name). A delta carries the
 object's compact state (``ObjectState``: only what status needs, never the

@@ -5,10 +5,12 @@ turns observations into deltas (only when the digest changed). ``Outbox``
 holds the deltas not yet acknowledged, coalesced per object, so memory stays
 bounded by the number of objects however long the control plane is away.
 ``Reporter`` speaks agent.protocol over httpx: snapshot first, then numbered
-delta batches; on 409 (the control plane lost the thread) it starts a new
-stream with a fresh snapshot from the tracker; on a network error the batch
-goes back into the outbox (newer deltas of the same objects win) and is sent
-again later.
+delta batches, two in flight; on 409 (the control plane lost the thread) it
+starts a new stream with a fresh snapshot from the tracker; on a network
+error the batches not acknowledged are kept as they are and sent again first
+(same seq, same deltas), so a batch the control plane applied but could not
+answer is a duplicate there, never a seq reused for other deltas. Memory stays
+bounded: at most two such batches besides the outbox.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 
 import httpx
 
@@ -106,14 +110,6 @@ class Outbox:
                 self.changed.clear()
             return taken
 
-    def give_back(self, deltas: list[Delta]) -> None:
-        """Put back deltas that were not acknowledged, unless a newer one of the object came meanwhile."""
-        with self._lock:
-            returned = {d.key: d for d in deltas if d.key not in self._pending}
-            self._pending = {**returned, **self._pending}
-        if returned:
-            self.changed.set()
-
     def clear(self) -> None:
         with self._lock:
             self._pending.clear()
@@ -143,6 +139,8 @@ class Reporter:
     seq: int = 0
     sent_batches: int = 0
     resyncs: int = 0
+    window: int = 2  # status batches in flight at once
+    _unacked: deque[StatusBatch] = dataclasses.field(default_factory=deque, repr=False)  # sent, not yet acknowledged
 
     def _url(self, path: str) -> str:
         return f"{API_PREFIX}/{self.tenant}/{self.cluster}/{path}"
@@ -162,47 +160,55 @@ class Reporter:
             raise Unauthorized(f"control plane refused the agent token: {response.status_code}")
         return response
 
-    def _encoded(self, batch: StatusBatch) -> bytes:
+    def _send(self, batch: StatusBatch) -> bool:
+        """Post one status batch: True when acknowledged, False when the control plane wants a resync."""
         batch.sent_at = self.clock()
-        return encode(batch)
-
-    def _post_in_turn(self, batches: list[StatusBatch]) -> Iterator[bool]:
-        """Post ``batches`` in order, yielding for each whether it was acknowledged (False: resync).
-
-        The next batch is encoded on a helper thread while one is on the wire, so catching up
-        costs the control plane's time, not the agent's too. Network errors propagate.
-        """
-        if len(batches) == 1:
-            yield self._acknowledged(self._post_body("status", self._encoded(batches[0])))
-            return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-encode") as encoder:
-            upcoming = encoder.submit(self._encoded, batches[0])
-            for index in range(len(batches)):
-                body = upcoming.result()
-                if index + 1 < len(batches):
-                    upcoming = encoder.submit(self._encoded, batches[index + 1])
-                yield self._acknowledged(self._post_body("status", body))
-
-    def _acknowledged(self, response: httpx.Response) -> bool:
+        response = self._post_body("status", encode(batch))
         if response.status_code == 409:
             return False
         response.raise_for_status()
-        self.sent_batches += 1
         return True
+
+    def _post_in_order(self, batches: Callable[[], StatusBatch | None]) -> Iterator[tuple[StatusBatch, bool]]:
+        """Send the batches ``batches()`` hands out (None: no more) with up to ``window`` in flight.
+
+        Yields each batch, in order, with whether it was acknowledged (False: resync). The
+        control plane applies them in seq order (one that overtakes its predecessor waits for
+        it), so while one is applied the next is already encoded, sent and read. Network errors
+        propagate once the batches in flight have ended.
+        """
+        with ThreadPoolExecutor(max_workers=self.window, thread_name_prefix="shipyard-report") as senders:
+            in_flight: deque[tuple[StatusBatch, Future]] = deque()
+            try:
+                while True:
+                    while len(in_flight) < self.window and (batch := batches()) is not None:
+                        in_flight.append((batch, senders.submit(self._send, batch)))
+                    if not in_flight:
+                        return
+                    batch, answer = in_flight.popleft()
+                    acknowledged = answer.result()
+                    if acknowledged:
+                        self.sent_batches += 1
+                    yield batch, acknowledged
+            finally:
+                for _, answer in in_flight:  # a refusal or an error: what is still in flight ends unread
+                    answer.cancel()
 
     def resync(self) -> None:
         """Start a new stream with a snapshot of everything followed; pending deltas are in it."""
         self.outbox.clear()
+        self._unacked.clear()
         deltas = self.tracker.snapshot()
         self.stream, self.seq = uuid.uuid4().hex, 0
         chunks = [deltas[i:i + self.batch_size] for i in range(0, len(deltas), self.batch_size)] or [[]]
-        batches = [StatusBatch(self.stream, index + 1, True, chunk, index == len(chunks) - 1)
-                   for index, chunk in enumerate(chunks)]
+        batches = iter([StatusBatch(self.stream, index + 1, True, chunk, index == len(chunks) - 1)
+                        for index, chunk in enumerate(chunks)])
         try:
-            for acknowledged in self._post_in_turn(batches):
-                if not acknowledged:
-                    raise httpx.HTTPError("control plane refused a snapshot batch")
-                self.seq += 1
+            with closing(self._post_in_order(lambda: next(batches, None))) as posted:
+                for batch, acknowledged in posted:
+                    if not acknowledged:
+                        raise httpx.HTTPError("control plane refused a snapshot batch")
+                    self.seq = batch.seq
         except Exception:
             self.stream = None  # the next round starts over with a new snapshot
             raise
@@ -211,31 +217,40 @@ class Reporter:
     def send_pending(self) -> int:
         """Send what is pending (a snapshot first if no stream is open); returns deltas acknowledged.
 
-        Network errors propagate (httpx.HTTPError); what was not acknowledged stays pending.
+        Network errors propagate (httpx.HTTPError). A batch sent but not acknowledged is kept
+        and sent again as it was (same seq, same deltas) before anything newer: if the control
+        plane had applied it and only its answer was lost, the copy is a duplicate it
+        acknowledges, and no delta is dropped under a seq it has already seen.
         """
         if self.stream is None:
             self.resync()
             return len(self.tracker)
-        sent = 0
-        while True:
-            batches: list[StatusBatch] = []
-            while deltas := self.outbox.take(self.batch_size):
-                batches.append(StatusBatch(self.stream, self.seq + len(batches) + 1, False, deltas))
-            if not batches:
-                return sent
-            done = 0
-            try:
-                for acknowledged in self._post_in_turn(batches):
-                    if not acknowledged:
-                        log.info("control plane asked for a resync of cluster %s", self.cluster)
-                        self.resync()
-                        return sent + len(self.tracker)
-                    self.seq += 1
-                    sent += len(batches[done].deltas)
-                    done += 1
-            except BaseException:
-                self.outbox.give_back([d for batch in batches[done:] for d in batch.deltas])
-                raise
+        again = deque(self._unacked)
+
+        def next_batch() -> StatusBatch | None:
+            if again:
+                return again.popleft()
+            deltas = self.outbox.take(self.batch_size)
+            if not deltas:
+                return None
+            batch = StatusBatch(self.stream, self.seq + len(self._unacked) + 1, False, deltas)
+            self._unacked.append(batch)
+            return batch
+
+        sent, refused = 0, False
+        with closing(self._post_in_order(next_batch)) as posted:  # closed: nothing in flight after it
+            for batch, acknowledged in posted:
+                if not acknowledged:
+                    refused = True
+                    break
+                self._unacked.popleft()
+                self.seq = batch.seq
+                sent += len(batch.deltas)
+        if refused:
+            log.info("control plane asked for a resync of cluster %s", self.cluster)
+            self.resync()
+            return sent + len(self.tracker)
+        return sent
 
     def heartbeat(self, beat: Heartbeat) -> dict:
         response = self._post("heartbeat", beat)

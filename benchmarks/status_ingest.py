@@ -23,8 +23,8 @@ What it measures
     round by round, each writing the same 10,000 rows of the one cluster:
 
     ingest over HTTP      the real agent reporter (``agent.report.Reporter``
-                          over httpx: JSON, gzip, 500 deltas per batch, one
-                          batch after the other) to ``shipyard serve``
+                          over httpx: JSON, gzip, 500 deltas per batch, two
+                          in flight, applied in order) to ``shipyard serve``
                           (gunicorn, 2 workers x 8 threads, the serve
                           default) on loopback: ``POST /agent/v1/.../status``
                           (token check, gunzip, JSON, ``gitops.status.ingest``,

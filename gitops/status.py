@@ -96,6 +96,7 @@ class StatusSettings:
     command_ttl: float = 900.0  # seconds a queued command waits for an agent before it expires
     command_attempts: int = 3
     history_per_app: int = 500
+    gap_wait: float = 2.0  # seconds a batch that came before its predecessor waits for it
 
     @classmethod
     def from_config(cls, config: Any) -> "StatusSettings":
@@ -104,7 +105,8 @@ class StatusSettings:
                    stale_within=float(config.get("AGENT_STALE_WITHIN", 600)),
                    command_lease=float(config.get("COMMAND_LEASE", 120)),
                    command_ttl=float(config.get("COMMAND_TTL", 900)),
-                   history_per_app=int(config.get("STATUS_HISTORY", 500)))
+                   history_per_app=int(config.get("STATUS_HISTORY", 500)),
+                   gap_wait=float(config.get("STATUS_GAP_WAIT", 2.0)))
 
 
 # --- agents: who is calling, and are they there -----------------------------------------------
@@ -210,7 +212,7 @@ def live_facts(cluster: Cluster) -> LiveFacts | None:
 
 
 class IngestResult(NamedTuple):
-    outcome: str  # applied | duplicate | resync
+    outcome: str  # applied | duplicate | ahead (a batch before it is missing) | resync
     acked: int | None
 
 
@@ -234,7 +236,10 @@ def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | N
     starts = batch.snapshot and batch.seq == 1
     follows = batch.stream == stream and batch.seq == seq + 1
     if not (starts or follows):
-        return IngestResult("resync", None)
+        # a batch sent while its predecessor was still on the way (the agent keeps two in flight)
+        # may get here first: the caller may wait for it, then ask for a resync
+        ahead = batch.seq > seq + 1 if batch.stream == stream else batch.snapshot and batch.seq > 1
+        return IngestResult("ahead" if ahead else "resync", None)
     session.execute(update(table).where(table.c.id == cluster.id).values(stream=batch.stream, stream_seq=batch.seq))
     set_committed_value(cluster, "stream", batch.stream)
     set_committed_value(cluster, "stream_seq", batch.seq)

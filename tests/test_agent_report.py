@@ -36,17 +36,6 @@ def test_outbox_keeps_the_newest_delta_per_object_however_many_changes():
     assert len(outbox) == 0 and not outbox.changed.is_set()
 
 
-def test_outbox_give_back_never_overwrites_a_newer_delta():
-    outbox = Outbox()
-    outbox.put(Delta("Pod", "shop", "a", {"v": 1}))
-    outbox.put(Delta("Pod", "shop", "b", {"v": 1}))
-    taken = outbox.take(10)
-    outbox.put(Delta("Pod", "shop", "a", {"v": 2}))  # changed while the batch was in flight
-    outbox.give_back(taken)
-    pending = {d.name: d.state["v"] for d in outbox.take(10)}
-    assert pending == {"a": 2, "b": 1}
-
-
 def test_pod_summary_names_the_reasons_users_look_for():
     raw = {
         "metadata": {"name": "web-1", "labels": {"shipyard.dev/app": "web"}, "resourceVersion": "9"},

@@ -11,6 +11,7 @@ import datetime as dt
 import gzip
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -31,7 +32,8 @@ API = "/api/v1"
 @pytest.fixture
 def plane_app(database_url, tmp_path):
     # a short token grace so rotation can be checked past it by moving rotated_at, not by sleeping
-    app = create_app(app_config(tmp_path / "data", database_url, AGENT_TOKEN_GRACE=600, STATUS_HISTORY=20))
+    app = create_app(app_config(tmp_path / "data", database_url, AGENT_TOKEN_GRACE=600, STATUS_HISTORY=20,
+                                STATUS_GAP_WAIT=0.5))
     yield app
     app.extensions["shipyard"].close()
 
@@ -129,6 +131,62 @@ def test_gap_asks_for_resync_and_the_reporter_ends_exact(plane_app, world, clien
     objects = objects_of(plane_app, "demo")
     assert sorted(n for _, _, n in objects) == ["d-0", "d-1", "d-2", "d-3"]
     assert objects[("Deployment", "storefront", "d-0")]["ready"] == 0
+
+
+def test_a_batch_that_overtakes_the_one_before_waits_for_it(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    observe(rep, "Pod", "storefront", "web-1", {"app": "web", "phase": "Pending"})
+    rep.send_pending()
+    headers = {"Authorization": f"Bearer {world['demo']['agent_token']}", "Content-Encoding": "gzip",
+               "Content-Type": "application/json"}
+    later = StatusBatch(rep.stream, rep.seq + 2, False, [Delta("Pod", "storefront", "web-1", {"phase": "Running"})])
+    earlier = StatusBatch(rep.stream, rep.seq + 1, False, [Delta("Pod", "storefront", "web-1", {"phase": "Failed"}),
+                                                            Delta("Pod", "storefront", "web-2", {"phase": "Running"})])
+    answers = {}
+    overtaking = threading.Thread(target=lambda: answers.setdefault("later", client.post(
+        "/agent/v1/default/demo/status", content=encode(later), headers=headers)))
+    overtaking.start()
+    time.sleep(0.1)  # the later batch is at the control plane first
+    answers["earlier"] = client.post("/agent/v1/default/demo/status", content=encode(earlier), headers=headers)
+    overtaking.join()
+    assert answers["earlier"].json() == {"acked": rep.seq + 1, "duplicate": False}
+    assert answers["later"].json() == {"acked": rep.seq + 2, "duplicate": False}
+    objects = objects_of(plane_app, "demo")
+    assert objects[("Pod", "storefront", "web-1")] == {"phase": "Running"}  # applied in seq order
+    assert objects[("Pod", "storefront", "web-2")] == {"phase": "Running"}
+
+
+class LosingTransport(httpx.HTTPTransport):
+    """Delivers every request; drops the answer to the next status batch when armed (a cut connection)."""
+
+    armed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.armed and request.url.path.endswith("/status"):
+            self.armed = False
+            response.read()
+            raise httpx.ReadError("connection reset after the request was delivered", request=request)
+        return response
+
+
+def test_a_batch_whose_answer_was_lost_is_sent_again_as_it_was(plane_app, world, served):
+    transport = LosingTransport()
+    with httpx.Client(base_url=served, timeout=60, transport=transport) as http:
+        rep = reporter(http, world["demo"])
+        observe(rep, "Pod", "storefront", "web-1", {"phase": "Pending"})
+        rep.send_pending()
+        observe(rep, "Pod", "storefront", "web-1", {"phase": "Running"})
+        transport.armed = True
+        with pytest.raises(httpx.ReadError):
+            rep.send_pending()  # applied by the control plane; the agent never heard
+        observe(rep, "Pod", "storefront", "web-1", {"phase": "Failed"})
+        observe(rep, "Pod", "storefront", "web-2", {"phase": "Running"})
+        assert rep.send_pending() == 3  # the lost batch again (a duplicate there), then the new one
+    objects = objects_of(plane_app, "demo")
+    assert objects[("Pod", "storefront", "web-1")] == {"phase": "Failed"}
+    assert objects[("Pod", "storefront", "web-2")] == {"phase": "Running"}
+    assert rep.resyncs == 1  # the first snapshot only
 
 
 def test_malformed_and_oversized_bodies(plane_app, world, client):

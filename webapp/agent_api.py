@@ -144,10 +144,16 @@ def post_status(tenant: str, cluster: str):
         batch = decode_batch(data)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
-    session = db_session()
-    result = status.ingest(session, row, batch, repo=plane().repos.open(row), settings=_settings())
+    session, settings, repo = db_session(), _settings(), plane().repos.open(row)
+    deadline = time.monotonic() + settings.gap_wait
+    pause = 0.002
+    while (result := status.ingest(session, row, batch, repo=repo, settings=settings)).outcome == "ahead" \
+            and time.monotonic() < deadline:
+        session.rollback()  # lets the batch before this one in
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
     session.commit()
-    if result.outcome == "resync":
+    if result.outcome in ("resync", "ahead"):
         return {"resync": True}, 409
     return {"acked": result.acked, "duplicate": result.outcome == "duplicate"}
 

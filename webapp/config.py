@@ -28,6 +28,7 @@ AGENT_MAX_BODY             largest agent request body after gzip decompression (
 COMMAND_LEASE              seconds a command handed to an agent waits for its result before it is resent (120)
 COMMAND_TTL                seconds a command may wait for an agent before it expires (900)
 STATUS_HISTORY             status changes kept per app (500)
+STATUS_GAP_WAIT            seconds a status batch that overtook the one before it waits for it (2.0)
 =========================  ==================================================================
 """
 
@@ -72,6 +73,7 @@ DEFAULTS = {
     "COMMAND_LEASE": 120.0,
     "COMMAND_TTL": 900.0,
     "STATUS_HISTORY": 500,
+    "STATUS_GAP_WAIT": 2.0,
 }
 
 
