@@ -22,7 +22,7 @@ from typing import Any
 from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, ProfileError, RepoError
 from renderer.profiles import ClusterProfile, load_profile_text
 from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -225,6 +225,11 @@ def get_workspace(session: Session, principal: Principal, cluster: Cluster, name
                                .where(Workspace.cluster_id == cluster.id, Workspace.name == name))
     if workspace is not None:
         set_committed_value(workspace, "cluster", cluster)
+    return _checked(principal, cluster, workspace, name, permission)
+
+
+def _checked(principal: Principal, cluster: Cluster, workspace: Workspace | None, name: str,
+             permission: str) -> Workspace:
     if workspace is None or not principal.can("workspace.read", workspace_scope(workspace)):
         raise NotFound(f'no workspace "{name}" in cluster "{cluster.name}"')
     principal.require(permission, workspace_scope(workspace), f'workspace "{cluster.name}:{name}"')
@@ -234,13 +239,18 @@ def get_workspace(session: Session, principal: Principal, cluster: Cluster, name
 def find_workspace(session: Session, principal: Principal, cluster_name: str, name: str,
                    permission: str = "workspace.read") -> Workspace:
     """The workspace ``<cluster>:<name>``, checked for ``permission``; NotFound names what is missing."""
-    cluster = session.scalar(
-        select(Cluster).options(lazyload(Cluster.tenant))
+    # one query for both (every deploy and app request asks), the workspace outer-joined
+    row = session.execute(
+        select(Cluster, Workspace).options(lazyload(Cluster.tenant), lazyload(Workspace.cluster))
+        .outerjoin(Workspace, and_(Workspace.cluster_id == Cluster.id, Workspace.name == name))
         .where(Cluster.tenant_id == principal.tenant_id, Cluster.name == cluster_name)
-    )
-    if cluster is None or not _sees_cluster(principal, cluster):
+    ).first()
+    if row is None or not _sees_cluster(principal, row[0]):
         raise NotFound(f'no cluster "{cluster_name}"')
-    return get_workspace(session, principal, cluster, name, permission)
+    cluster, workspace = row
+    if workspace is not None:
+        set_committed_value(workspace, "cluster", cluster)
+    return _checked(principal, cluster, workspace, name, permission)
 
 
 def list_workspaces(session: Session, principal: Principal, cluster: Cluster) -> list[Workspace]:

@@ -18,6 +18,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,3 +430,42 @@ def test_workers_starting_together_share_one_complete_signing_key(tmp_path):
         assert len(key) >= 48 and (data_dir / "secret_key").read_text() == key
         assert (data_dir / "secret_key").stat().st_mode & 0o777 == 0o600
         assert [p.name for p in data_dir.iterdir()] == ["secret_key"]  # no partial files left
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_stops_at_once_while_an_agent_waits_for_commands(sig, tmp_path):
+    """An agent's command long-poll waits up to 30 s; stopping the server answers it instead of waiting it out."""
+    from tests.plane import add_cluster, app_config, make_user
+    from webapp import create_app
+
+    database_url = f"sqlite:///{tmp_path / 'data' / 'shipyard.db'}"
+    app = create_app(app_config(tmp_path / "data", database_url))
+    cluster = add_cluster(make_user(app, "admin", "tenant-admin"), "demo")
+    app.extensions["shipyard"].close()
+    env = clean_env(tmp_path / "config", SHIPYARD_DATABASE_URL=database_url, SHIPYARD_DATA_DIR=str(tmp_path / "data"),
+                    SHIPYARD_RECONCILE_INTERVAL="0", SHIPYARD_SECRET_KEY="test-secret-key")
+    port, log = free_port(), tmp_path / "serve.log"
+    server = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                               "--workers", "1"], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, log)
+        answer: dict = {}
+
+        def long_poll() -> None:
+            started = time.monotonic()
+            response = httpx.get(f"http://127.0.0.1:{port}/agent/v1/default/demo/commands", params={"wait": 30},
+                                 headers={"Authorization": f"Bearer {cluster['agent_token']}"}, timeout=60)
+            answer.update(status=response.status_code, body=response.json(), seconds=time.monotonic() - started)
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(1.5)  # the poll is waiting in the server
+        assert not answer
+        stopping = time.monotonic()
+        assert stop(server, sig) == 0, log.read_text()[-4000:]
+        stopped = time.monotonic() - stopping
+        poller.join(timeout=60)
+    finally:
+        stop(server, signal.SIGKILL)
+    assert answer["status"] == 200 and answer["body"] == {"commands": []}
+    assert answer["seconds"] < 10 and stopped < 10, (answer, stopped)  # not the 30 s the poll asked for

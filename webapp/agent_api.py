@@ -41,6 +41,7 @@ class CommandBell:
     def __init__(self):
         self._lock = threading.Lock()
         self._conditions: dict[int, threading.Condition] = {}
+        self.closing = threading.Event()  # the server is stopping: long-polls answer now
 
     def condition(self, cluster_id: int) -> threading.Condition:
         with self._lock:
@@ -50,6 +51,15 @@ class CommandBell:
         condition = self.condition(cluster_id)
         with condition:
             condition.notify_all()
+
+    def close(self) -> None:
+        """Answer every long-poll of this process (empty) and every later one at once."""
+        self.closing.set()
+        with self._lock:
+            conditions = list(self._conditions.values())
+        for condition in conditions:
+            with condition:
+                condition.notify_all()
 
 
 bell = CommandBell()
@@ -183,7 +193,7 @@ def poll_commands(tenant: str, cluster: str):
             if out:
                 return {"commands": out}
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or bell.closing.is_set():
             return {"commands": []}
         with condition:
             condition.wait(min(POLL_INTERVAL, remaining))

@@ -38,6 +38,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -566,6 +567,34 @@ def _share_with_workers() -> None:
     gc.freeze()
 
 
+def _worker_class():
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class ShipyardWorker(ThreadWorker):
+        """gunicorn's gthread worker whose graceful stop also ends the agents' command long-polls.
+
+        A long-poll waits up to 30 s for a command; without this, a worker told to stop
+        waited for every open one (the agent polls again, and reaches a worker that serves).
+        """
+
+        def handle_exit(self, sig, frame) -> None:  # SIGTERM: finish the requests in hand, then stop
+            self._end_long_polls()
+            super().handle_exit(sig, frame)
+
+        def handle_quit(self, sig, frame) -> None:  # SIGINT, SIGQUIT: stop now (the interpreter still joins
+            self._end_long_polls()                  # the request threads, long-polls among them)
+            super().handle_quit(sig, frame)
+
+        @staticmethod
+        def _end_long_polls() -> None:
+            from webapp.agent_api import bell
+
+            # not in the signal handler itself: it may have interrupted a thread holding the bell's lock
+            threading.Thread(target=bell.close, name="shipyard-stop", daemon=True).start()
+
+    return ShipyardWorker
+
+
 def _gunicorn(options: dict):
     from gunicorn.app.base import BaseApplication
 
@@ -604,7 +633,7 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
     _limit_malloc_arenas()
     _share_with_workers()
     _gunicorn({
-        "bind": [bind], "workers": workers, "threads": threads, "worker_class": "gthread",
+        "bind": [bind], "workers": workers, "threads": threads, "worker_class": _worker_class(),
         "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
         "proc_name": "shipyard",
     }).run()
