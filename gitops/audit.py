@@ -16,11 +16,14 @@ from gitops.models import AuditEvent, utcnow
 from gitops.policy import Principal, Scope
 
 
+_INSERT = insert(AuditEvent.__table__)
+
+
 def record(session: Session, principal: Principal, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
     actor = principal.name if principal.token_id is None else f"{principal.name} (token {principal.token_id})"
     # a Core INSERT, run now in the caller's transaction: no ORM object to flush later
-    session.execute(insert(AuditEvent.__table__).values(
-        tenant_id=principal.tenant_id, actor=actor, action=action, target=target, detail=detail or {}, at=utcnow()))
+    session.execute(_INSERT, {"tenant_id": principal.tenant_id, "actor": actor, "action": action, "target": target,
+                              "detail": detail or {}, "at": utcnow()})
 
 
 def list_events(session: Session, principal: Principal, *, limit: int = 100, before_id: int | None = None) -> list[AuditEvent]:

@@ -22,7 +22,7 @@ from typing import Any
 from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, ProfileError, RepoError
 from renderer.profiles import ClusterProfile, load_profile_text
 from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -236,15 +236,19 @@ def _checked(principal: Principal, cluster: Cluster, workspace: Workspace | None
     return workspace
 
 
+# One query for both, built once (every deploy and app request asks); the workspace outer-joined.
+_CLUSTER_AND_WORKSPACE = (
+    select(Cluster, Workspace).options(lazyload(Cluster.tenant), lazyload(Workspace.cluster))
+    .outerjoin(Workspace, and_(Workspace.cluster_id == Cluster.id, Workspace.name == bindparam("workspace")))
+    .where(Cluster.tenant_id == bindparam("tenant_id"), Cluster.name == bindparam("cluster"))
+)
+
+
 def find_workspace(session: Session, principal: Principal, cluster_name: str, name: str,
                    permission: str = "workspace.read") -> Workspace:
     """The workspace ``<cluster>:<name>``, checked for ``permission``; NotFound names what is missing."""
-    # one query for both (every deploy and app request asks), the workspace outer-joined
-    row = session.execute(
-        select(Cluster, Workspace).options(lazyload(Cluster.tenant), lazyload(Workspace.cluster))
-        .outerjoin(Workspace, and_(Workspace.cluster_id == Cluster.id, Workspace.name == name))
-        .where(Cluster.tenant_id == principal.tenant_id, Cluster.name == cluster_name)
-    ).first()
+    row = session.execute(_CLUSTER_AND_WORKSPACE, {"tenant_id": principal.tenant_id, "cluster": cluster_name,
+                                                   "workspace": name}).first()
     if row is None or not _sees_cluster(principal, row[0]):
         raise NotFound(f'no cluster "{cluster_name}"')
     cluster, workspace = row

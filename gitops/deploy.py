@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -103,6 +104,33 @@ class Ticket:
     changed: bool | None = None
     committed_at: dt.datetime | None = None
     elsewhere: bool = False  # its final state was written by another committer
+
+
+# The statements every deploy runs, built once: building and hashing a statement cost more
+# than running it (SQLAlchemy caches the compiled form, keyed by the statement's structure).
+_APP_BY_NAME = (select(Application).options(lazyload(Application.workspace))
+                .where(Application.workspace_id == bindparam("workspace_id"), Application.name == bindparam("name")))
+_APPS, _VERSIONS = Application.__table__, Version.__table__
+_NEXT_NUMBER = (_APPS.update().where(_APPS.c.id == bindparam("app_id"))
+                .values(version_counter=_APPS.c.version_counter + 1, updated_at=bindparam("now"))
+                .returning(_APPS.c.version_counter))
+_INSERT_VERSION = _VERSIONS.insert().returning(_VERSIONS.c.id)
+_LOCK_APPS = (select(_APPS.c.id, _APPS.c.current_version).where(_APPS.c.id.in_(bindparam("app_ids", expanding=True)))
+              .order_by(_APPS.c.id).with_for_update())
+_BATCH_AND_PENDING = (
+    select(_VERSIONS.c.id, _VERSIONS.c.application_id, _VERSIONS.c.number, _VERSIONS.c.state,
+           _VERSIONS.c.deployment_id, _VERSIONS.c.created_at)
+    .where(_VERSIONS.c.application_id.in_(bindparam("app_ids", expanding=True)),
+           or_(_VERSIONS.c.id.in_(bindparam("batch_ids", expanding=True)), _VERSIONS.c.state == "pending")))
+_MOVE_CURRENT = (_APPS.update().where(_APPS.c.id == bindparam("app_id"))
+                 .values(current_version=bindparam("number"), deleted=bindparam("deleted"), updated_at=bindparam("now")))
+
+
+@functools.lru_cache(maxsize=8)
+def _record_statement(columns: tuple[str, ...]):
+    """UPDATE the Versions ``ids`` (expanding) to the given columns' values, their claim released."""
+    return (_VERSIONS.update().where(_VERSIONS.c.id.in_(bindparam("ids", expanding=True)))
+            .values({**{name: bindparam(f"v_{name}") for name in columns}, "claimed_by": None, "claimed_until": None}))
 
 
 @dataclass
@@ -181,15 +209,9 @@ class Committers:
             # processes; SQLite's BEGIN IMMEDIATE already serializes writers. An app's
             # current_version is the number of its newest committed Version.
             # (Core: the tables' columns, not the ORM's attributes, so no ORM compilation per statement)
-            apps, versions = Application.__table__.c, Version.__table__.c
             newest = {app_id: number for app_id, number in session.execute(
-                select(apps.id, apps.current_version).where(apps.id.in_(app_ids))
-                .order_by(apps.id).with_for_update()).all() if number}
-            rows = session.execute(
-                select(versions.id, versions.application_id, versions.number, versions.state,
-                       versions.deployment_id, versions.created_at)
-                .where(versions.application_id.in_(app_ids),
-                       or_(versions.id.in_(batch_ids), versions.state == "pending"))).all()
+                _LOCK_APPS, {"app_ids": app_ids}).all() if number}
+            rows = session.execute(_BATCH_AND_PENDING, {"app_ids": app_ids, "batch_ids": list(batch_ids)}).all()
             current = {row.id: row for row in rows if row.id in batch_ids}
             fresh = {t.version_id for t in batch if t.fresh}
             in_git = _unrecorded_in_git(session, repo, app_ids, newest,
@@ -254,22 +276,20 @@ class _Records:
         Core statements on the tables: nothing here needs the ORM's bookkeeping, and on the
         deploy path it cost more than the statements themselves.
         """
-        versions, applications = Version.__table__, Application.__table__
         outcomes: dict[tuple, list[int]] = {}
         for version_id, values in self.versions.items():
             outcomes.setdefault(tuple(sorted(values.items())), []).append(version_id)
         for values, ids in outcomes.items():
-            session.execute(versions.update().where(versions.c.id.in_(ids))
-                            .values(**dict(values), claimed_by=None, claimed_until=None))
+            session.execute(_record_statement(tuple(name for name, _ in values)),
+                            {**{f"v_{name}": value for name, value in values}, "ids": ids})
         latest: dict[int, Ticket] = {}
         for ticket in self.tickets:
             if ticket.application_id not in latest or latest[ticket.application_id].number < ticket.number:
                 latest[ticket.application_id] = ticket
-        moved = [{"app_id": app_id, "number": t.number, "deleted": t.rendering is None}
+        moved = [{"app_id": app_id, "number": t.number, "deleted": t.rendering is None, "now": self.now}
                  for app_id, t in latest.items() if newest.get(app_id, 0) <= t.number]
         if moved:  # one executemany
-            session.execute(applications.update().where(applications.c.id == bindparam("app_id")).values(
-                current_version=bindparam("number"), deleted=bindparam("deleted"), updated_at=self.now), moved)
+            session.execute(_MOVE_CURRENT, moved)
 
 
 def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int], newest: dict[int, int],
@@ -385,16 +405,15 @@ def _application(session: Session, workspace: Workspace, name: str, kind: str | 
 
     Loaded without its eager joins: the workspace (with its cluster) is at hand already.
     """
-    query = (select(Application).options(lazyload(Application.workspace))
-             .where(Application.workspace_id == workspace.id, Application.name == name))
-    app = session.scalar(query)
+    where = {"workspace_id": workspace.id, "name": name}
+    app = session.scalar(_APP_BY_NAME, where)
     if app is None and kind is not None:
         try:
             with session.begin_nested():
                 app = Application(tenant_id=workspace.tenant_id, workspace_id=workspace.id, name=name, kind=kind)
                 session.add(app)
         except IntegrityError:  # created by a concurrent deploy a moment ago
-            app = session.scalar(query)
+            app = session.scalar(_APP_BY_NAME, where)
     if app is None:
         return None
     set_committed_value(app, "workspace", workspace)
@@ -409,14 +428,10 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
             origin: dict | None) -> list[Version]:
     session, now = ctx.session, utcnow()
     versions: list[tuple[_Planned, Version]] = []
-    applications, version_rows = Application.__table__, Version.__table__
     for item in sorted(planned, key=lambda p: (p.workspace.id, p.name)):
         app = _application(session, item.workspace, item.name, item.spec.kind if item.spec else None)
         # Core statements: the intent is a few rows, and the ORM's unit of work cost more than writing them.
-        number = session.execute(
-            applications.update().where(applications.c.id == app.id)
-            .values(version_counter=applications.c.version_counter + 1, updated_at=now)
-            .returning(applications.c.version_counter)).scalar_one()
+        number = session.execute(_NEXT_NUMBER, {"app_id": app.id, "now": now}).scalar_one()
         values = dict(
             application_id=app.id, number=number, action=action, deployment_id=str(uuid.uuid4()),
             spec=item.spec.body if item.spec else None, spec_digest=item.spec.digest if item.spec else None,
@@ -425,7 +440,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
             notes=list(item.rendering.notes) if item.rendering else [],
             claimed_by=ctx.worker, claimed_until=now + LEASE, created_at=now,
         )
-        version_id = session.execute(version_rows.insert().values(**values).returning(version_rows.c.id)).scalar_one()
+        version_id = session.execute(_INSERT_VERSION, values).scalar_one()
         # what the caller gets back: the row as written, not attached to the session
         version = Version(id=version_id, commit_id=None, changed=None, error=None, committed_at=None, **values)
         set_committed_value(version, "application", app)
