@@ -148,7 +148,7 @@ class Agent:
                 self.commands[(command.type, "ok" if result.ok else "error")] += 1
                 self.command_reporter.send_result(command.id, result)
             self.command_backoff.reset()
-            return 0.0
+            return self.command_reporter.poll_again_in
         except Unauthorized as exc:
             self.command_reporter.token = self.settings.agent_token()
             log.error("%s; retrying in %.0f s", exc, self.settings.unauthorized_backoff)

@@ -42,6 +42,7 @@ from agent.protocol import (
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+MAX_POLL_PAUSE = 60.0  # the longest pause between command polls a control plane can ask for
 
 
 class Tracker:
@@ -140,6 +141,7 @@ class Reporter:
     sent_batches: int = 0
     resyncs: int = 0
     window: int = 2  # status batches in flight at once
+    poll_again_in: float = 0.0  # seconds before the next command poll, as the last answer asked
     _unacked: deque[StatusBatch] = dataclasses.field(default_factory=deque, repr=False)  # sent, not yet acknowledged
 
     def _url(self, path: str) -> str:
@@ -263,7 +265,12 @@ class Reporter:
         if response.status_code in (401, 403):
             raise Unauthorized(f"control plane refused the agent token: {response.status_code}")
         response.raise_for_status()
-        return [Command(**c) for c in response.json().get("commands", [])]
+        answer = response.json()
+        try:  # the control plane is holding as many long-polls as it may: poll again later, not at once
+            self.poll_again_in = min(max(float(answer.get("poll_again_in") or 0.0), 0.0), MAX_POLL_PAUSE)
+        except (TypeError, ValueError):
+            self.poll_again_in = 0.0
+        return [Command(**c) for c in answer.get("commands", [])]
 
     def send_result(self, command_id: int, result: CommandResult) -> None:
         self._post(f"commands/{command_id}/result", result).raise_for_status()

@@ -487,6 +487,8 @@ class SimulatedCluster:
                 for command in commands:
                     self.reporter.send_result(command.id, self.handle(command))
                     self.commands_handled += 1
+                if self.reporter.poll_again_in and not commands:
+                    stop.wait(self.reporter.poll_again_in)
             except Unauthorized as exc:
                 log.error("simulated cluster %s: commands stop: %s", self.settings.cluster, exc)
                 return

@@ -470,6 +470,34 @@ def test_commands_go_out_once_and_come_back_with_results(plane_app, world, clien
     assert refused.value.response.status_code == 404
 
 
+def test_past_the_long_poll_budget_a_poll_is_answered_at_once_with_when_to_come_again(plane_app, world, served):
+    plane_app.config.update(AGENT_LONG_POLLS=1, AGENT_POLL_PAUSE=4)
+    deploy(world, "ghcr.io/acme/web:1")
+    holder: dict = {}
+
+    def hold():
+        with httpx.Client(base_url=served, timeout=60) as own:
+            started = time.monotonic()
+            holder["commands"] = reporter(own, world["demo"]).poll_commands(3)
+            holder["seconds"] = time.monotonic() - started
+
+    waiting = threading.Thread(target=hold)
+    waiting.start()
+    time.sleep(0.5)  # the first poll holds the one long-poll this process may hold
+    with httpx.Client(base_url=served, timeout=60) as own:
+        rep = reporter(own, world["demo"])
+        started = time.monotonic()
+        assert rep.poll_commands(3) == []
+        assert time.monotonic() - started < 2 and 2 <= rep.poll_again_in <= 4
+        waiting.join()
+        assert holder["commands"] == [] and holder["seconds"] >= 2.5  # it did wait
+        # the budget is back: a poll waits again, and a command queued meanwhile comes at once
+        queued = world["admin"].post(f"{API}/apps/demo/storefront/web/commands", json={"type": "refresh"})
+        assert queued.status_code == 201
+        (command,) = rep.poll_commands(3)
+        assert command.id == queued.get_json()["id"] and rep.poll_again_in == 0
+
+
 def test_command_lease_expiry_resends_then_expires(plane_app, world, client):
     rep = reporter(client, world["demo"])
     deploy(world, "ghcr.io/acme/web:1")

@@ -12,6 +12,7 @@ database about once a second for commands queued by other processes.
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
 import time
 import zlib
@@ -178,6 +179,29 @@ def poll_commands(tenant: str, cluster: str):
     cluster_id = _agent_cluster(tenant, cluster).id
     db_session().close()  # nothing is held while waiting
     control, settings = plane(), _settings()
+    # Each waiting poll holds one of the server's threads: past AGENT_LONG_POLLS of them in this
+    # process, a poll is answered at once and told when to come again, so deploys and status
+    # never queue behind agents that wait.
+    held = _long_polls(current_app).acquire(blocking=False) if wait else True
+    try:
+        answer = _poll(control, settings, cluster_id, wait if held else 0)
+    finally:
+        if held and wait:
+            _long_polls(current_app).release()
+    if not held:
+        answer["poll_again_in"] = round(random.uniform(0.5, 1.0) * float(current_app.config["AGENT_POLL_PAUSE"]), 1)
+    return answer
+
+
+def _long_polls(app: Flask) -> threading.BoundedSemaphore:
+    budget = app.extensions.get("shipyard.long_polls")
+    if budget is None:
+        limit = int(app.config["AGENT_LONG_POLLS"]) or 1_000_000  # 0: as many as come
+        budget = app.extensions.setdefault("shipyard.long_polls", threading.BoundedSemaphore(limit))
+    return budget
+
+
+def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) -> dict:
     deadline = time.monotonic() + wait
     condition = bell.condition(cluster_id)
     first = True

@@ -630,6 +630,8 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
     settings = _settings()
     check_migrated(settings)
     stderr.print(f"serving on {bind} with {workers} worker(s), database {_safe_url(settings['DATABASE_URL'])}")
+    # every agent's command long-poll holds a thread: keep 4 of each worker's for everything else
+    os.environ.setdefault("SHIPYARD_AGENT_LONG_POLLS", str(max(1, threads - 4)))
     _limit_malloc_arenas()
     _share_with_workers()
     _gunicorn({

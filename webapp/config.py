@@ -29,6 +29,9 @@ COMMAND_LEASE              seconds a command handed to an agent waits for its re
 COMMAND_TTL                seconds a command may wait for an agent before it expires (900)
 STATUS_HISTORY             status changes kept per app (500)
 STATUS_GAP_WAIT            seconds a status batch that overtook the one before it waits for it (2.0)
+AGENT_LONG_POLLS           command long-polls one process holds at once, each on a thread of its own (0: no
+                           limit; `shipyard serve` sets its threads less 4); past it a poll is answered at once
+AGENT_POLL_PAUSE           ... and the agent is told to poll again within this many seconds (10)
 =========================  ==================================================================
 """
 
@@ -74,6 +77,8 @@ DEFAULTS = {
     "COMMAND_TTL": 900.0,
     "STATUS_HISTORY": 500,
     "STATUS_GAP_WAIT": 2.0,
+    "AGENT_LONG_POLLS": 0,
+    "AGENT_POLL_PAUSE": 10.0,
 }
 
 
