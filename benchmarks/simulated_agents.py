@@ -1,18 +1,23 @@
 """N simulated agents connected to one control plane: command delivery latency and control-plane RSS.
 
     .venv/bin/python benchmarks/simulated_agents.py [--agents 500] [--commands 200] [--database sqlite|postgresql]
+        [--server serve:WORKERSxTHREADS|werkzeug]
 
 Seeds N clusters (one workspace and one service each) through the API in this
-process, then serves the control plane in a process of its own
-(tests/serve_plane.py: werkzeug's threaded server, a thread per connection,
-since every agent holds a long-poll open) and runs N simulated clusters
+process, then serves the control plane: by default ``shipyard serve`` with
+2 workers x 256 threads (every agent's command long-poll holds a thread; past
+threads - 4 per worker a poll is answered at once and the agent polls again
+within 5-10 s, so fewer threads trade command latency for threads), or with
+``--server werkzeug`` tests/serve_plane.py (werkzeug's threaded server, a
+thread per connection). It runs N simulated clusters
 (agent.simulate.run_many) in this process: each fetches its repository over
 git, reports its app to Healthy, heartbeats and holds a command long-poll.
 Then it sends refresh commands to random apps through the API, one at a
 time, and reads each command's created_at and done_at (the control plane's
 own clock): delivery to the agent plus the agent's result, p50 and p95.
-Control-plane RSS (VmRSS now, VmHWM peak) is read from /proc. Numbers to
-read, not assertions.
+Control-plane memory is read from /proc: VmRSS and VmHWM of each process, and
+their summed PSS (pages the workers share with the master count once).
+Numbers to read, not assertions.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import argparse
 import datetime as dt
 import os
 import random
-import signal
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import api_deploys  # noqa: E402 - benchmarks/: shipyard serve, processes, PSS
 import httpx  # noqa: E402
 import synthetic  # noqa: E402 - benchmarks/, this script's directory
 
@@ -76,7 +82,7 @@ def proc_kib(pid: int, key: str) -> int:
     return 0
 
 
-def serve(database_url: str, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def serve_werkzeug(database_url: str, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "serve_plane.py"), "--data", str(data_dir),
                                 "--database-url", database_url, "--port", "0", "--reconcile-interval", "0"],
                                stdout=subprocess.PIPE, stderr=log.open("wb"), text=True, cwd=ROOT)
@@ -97,7 +103,11 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="how often each simulated ArgoCD fetches")
+    parser.add_argument("--server", default="serve:2x256",
+                        help="serve:WORKERSxTHREADS (shipyard serve, default 2x256) or werkzeug (tests/serve_plane.py)")
     args = parser.parse_args()
+    if args.server != "werkzeug" and not re.fullmatch(r"serve:\d+x\d+", args.server):
+        parser.error("--server is serve:WORKERSxTHREADS or werkzeug")
 
     with tempfile.TemporaryDirectory(prefix="simulated-agents-") as tmp:
         root = Path(tmp)
@@ -113,7 +123,14 @@ def main() -> None:
         started = time.monotonic()
         token, clusters = seed(database_url, root / "data", args.agents)
         print(f"seeded {len(clusters)} clusters in {time.monotonic() - started:.0f} s", flush=True)
-        process, url = serve(database_url, root / "data", root / "server.log")
+        if args.server == "werkzeug":
+            process, url = serve_werkzeug(database_url, root / "data", root / "server.log")
+            server = api_deploys.Server("agents", process, url, root / "server.log")
+        else:
+            workers, threads = (int(n) for n in args.server.split(":")[1].split("x"))
+            server = api_deploys.serve("agents", database_url, root / "data", workers, threads)
+            process, url = server.process, server.url
+        pss = api_deploys.PssSampler(server).__enter__()
         stop = threading.Event()
         limits = httpx.Limits(max_connections=args.agents * 2 + 20, max_keepalive_connections=args.agents * 2)
         shared = httpx.Client(base_url=url, timeout=60.0, limits=limits)
@@ -154,7 +171,9 @@ def main() -> None:
                 if body.get("done_at") and body["state"] == "done":
                     latencies.append((dt.datetime.fromisoformat(body["done_at"])
                                       - dt.datetime.fromisoformat(body["created_at"])).total_seconds())
-            rss, peak = proc_kib(process.pid, "VmRSS"), proc_kib(process.pid, "VmHWM")
+            pids = [process.pid, *api_deploys.children_of(process.pid)]
+            rss, peak = sum(proc_kib(p, "VmRSS") for p in pids), sum(proc_kib(p, "VmHWM") for p in pids)
+            threads_now = sum(len(list(Path(f"/proc/{p}/task").iterdir())) for p in pids)
             healthy = sum(1 for c in clusters
                           if api.get(f"/api/v1/apps/{c['name']}/w/web/status").json().get("health") == "Healthy")
             # (a 500 answer counts as not Healthy here)
@@ -163,15 +182,13 @@ def main() -> None:
             print(f"commands: {len(latencies)} of {args.commands} answered; created -> done "
                   f"p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {quantile(latencies, 0.95) * 1000:.0f} ms, "
                   f"max {max(latencies) * 1000:.0f} ms")
-            print(f"control plane RSS: {rss / 1024:.0f} MiB now, {peak / 1024:.0f} MiB peak (one process, "
-                  f"{len(list(Path(f'/proc/{process.pid}/task').iterdir()))} threads)")
+            pss.__exit__(None, None, None)
+            what = "werkzeug, one process" if args.server == "werkzeug" else f"shipyard serve {args.server[6:]}"
+            print(f"control plane ({what}; {len(pids)} process(es), {threads_now} threads): RSS {rss / 1024:.0f} MiB "
+                  f"now, VmHWM {peak / 1024:.0f} MiB summed, peak summed PSS {pss.peak / 2**20:.0f} MiB")
         finally:
             stop.set()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            server.stop()
             deadline = time.monotonic() + 30  # long-polls end with the server; bounded in total
             for thread in threads if "threads" in locals() else []:
                 thread.join(max(0.0, deadline - time.monotonic()))
