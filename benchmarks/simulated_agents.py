@@ -5,9 +5,9 @@
 
 Seeds N clusters (one workspace and one service each) through the API in this
 process, then serves the control plane: by default ``shipyard serve`` with
-2 workers x 256 threads (every agent's command long-poll holds a thread; past
-threads - 4 per worker a poll is answered at once and the agent polls again
-within 5-10 s, so fewer threads trade command latency for threads), or with
+2 workers x 400 threads (every agent's command long-poll holds a thread; past
+3/4 of the threads of a worker a poll is answered at once and the agent polls
+again within 5-10 s, so fewer threads trade command latency for threads), or with
 ``--server werkzeug`` tests/serve_plane.py (werkzeug's threaded server, a
 thread per connection). It runs N simulated clusters
 (agent.simulate.run_many) in this process: each fetches its repository over
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import random
 import re
@@ -103,8 +104,8 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="how often each simulated ArgoCD fetches")
-    parser.add_argument("--server", default="serve:2x256",
-                        help="serve:WORKERSxTHREADS (shipyard serve, default 2x256) or werkzeug (tests/serve_plane.py)")
+    parser.add_argument("--server", default="serve:2x400",
+                        help="serve:WORKERSxTHREADS (shipyard serve, default 2x400) or werkzeug (tests/serve_plane.py)")
     args = parser.parse_args()
     if args.server != "werkzeug" and not re.fullmatch(r"serve:\d+x\d+", args.server):
         parser.error("--server is serve:WORKERSxTHREADS or werkzeug")
@@ -123,6 +124,8 @@ def main() -> None:
         started = time.monotonic()
         token, clusters = seed(database_url, root / "data", args.agents)
         print(f"seeded {len(clusters)} clusters in {time.monotonic() - started:.0f} s", flush=True)
+        for noisy in ("httpx", "shipyard.access", "agent.simulate"):  # a line per request or sync, 500 times over
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         if args.server == "werkzeug":
             process, url = serve_werkzeug(database_url, root / "data", root / "server.log")
             server = api_deploys.Server("agents", process, url, root / "server.log")

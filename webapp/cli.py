@@ -567,6 +567,9 @@ def _share_with_workers() -> None:
     gc.freeze()
 
 
+KEEPALIVE_SECONDS = 30  # idle keep-alive connections cost a socket in the worker's poller, not a thread
+
+
 def _worker_class():
     from gunicorn.workers.gthread import ThreadWorker
 
@@ -630,13 +633,17 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
     settings = _settings()
     check_migrated(settings)
     stderr.print(f"serving on {bind} with {workers} worker(s), database {_safe_url(settings['DATABASE_URL'])}")
-    # every agent's command long-poll holds a thread: keep 4 of each worker's for everything else
-    os.environ.setdefault("SHIPYARD_AGENT_LONG_POLLS", str(max(1, threads - 4)))
+    # every agent's command long-poll holds a thread: keep a quarter of each worker's (at least 4) for
+    # everything else
+    os.environ.setdefault("SHIPYARD_AGENT_LONG_POLLS", str(max(1, threads - max(4, threads // 4))))
     _limit_malloc_arenas()
     _share_with_workers()
     _gunicorn({
         "bind": [bind], "workers": workers, "threads": threads, "worker_class": _worker_class(),
         "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
+        # agents and CLIs reuse their connections; with gunicorn's 2 s a request sent on a connection
+        # idle for 2-5 s (httpx keeps them 5 s) raced the server closing it, and failed
+        "keepalive": KEEPALIVE_SECONDS,
         "proc_name": "shipyard",
     }).run()
 

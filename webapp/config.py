@@ -30,7 +30,8 @@ COMMAND_TTL                seconds a command may wait for an agent before it exp
 STATUS_HISTORY             status changes kept per app (500)
 STATUS_GAP_WAIT            seconds a status batch that overtook the one before it waits for it (2.0)
 AGENT_LONG_POLLS           command long-polls one process holds at once, each on a thread of its own (0: no
-                           limit; `shipyard serve` sets its threads less 4); past it a poll is answered at once
+                           limit; `shipyard serve` keeps a quarter of its threads, at least 4, for other
+                           requests); past it a poll is answered at once
 AGENT_POLL_PAUSE           ... and the agent is told to poll again within this many seconds (10)
 =========================  ==================================================================
 """
