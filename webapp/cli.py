@@ -620,7 +620,7 @@ def _gunicorn(options: dict):
 @click.option("--bind", default="0.0.0.0:8080", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256),
               help="Worker processes.")
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 1024),
               help="Threads per worker (concurrent deploys to a cluster share one commit).")
 @click.option("--timeout", default=120, show_default=True, type=click.IntRange(10, 3600),
               help="Seconds a request may take before its worker is restarted.")
