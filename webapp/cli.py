@@ -621,7 +621,8 @@ def _gunicorn(options: dict):
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256),
               help="Worker processes.")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 1024),
-              help="Threads per worker (concurrent deploys to a cluster share one commit).")
+              help="Threads per worker (concurrent deploys to a cluster share one commit; a connected agent's "
+                   "command long-poll holds one).")
 @click.option("--timeout", default=120, show_default=True, type=click.IntRange(10, 3600),
               help="Seconds a request may take before its worker is restarted.")
 def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
