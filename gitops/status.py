@@ -746,12 +746,12 @@ def get_command(session: Session, principal: Principal, command_id: int) -> Comm
     raise NotFound(f"no command {command_id}")
 
 
-def has_claimable(session: Session, cluster_id: int, now: dt.datetime | None = None) -> bool:
-    """Whether a claim would find anything: a cheap read before taking any lock."""
+def claimable_clusters(session: Session, cluster_ids: list[int], now: dt.datetime | None = None) -> set[int]:
+    """Which of these clusters have commands a claim would hand out: one read for them all."""
     now = now or utcnow()
-    return session.scalar(select(Command.id).where(
-        Command.cluster_id == cluster_id,
-        or_(Command.state == "queued", and_(Command.state == "sent", Command.claimed_until < now))).limit(1)) is not None
+    return set(session.scalars(select(Command.cluster_id).distinct().where(
+        Command.cluster_id.in_(cluster_ids),
+        or_(Command.state == "queued", and_(Command.state == "sent", Command.claimed_until < now)))))
 
 
 def claim_commands(session: Session, cluster_id: int, settings: StatusSettings, now: dt.datetime | None = None,
@@ -891,7 +891,7 @@ __all__ = [
     "StatusSettings", "IngestResult", "LiveFacts", "agent_cluster", "connectivity", "heartbeat", "ingest",
     "live_facts",
     "live_versions", "version_statuses", "statuses_for", "app_pods", "app_status", "status_history", "cluster_status",
-    "pending_commands", "enqueue_command", "get_command", "has_claimable", "claim_commands", "record_result",
+    "pending_commands", "enqueue_command", "get_command", "claimable_clusters", "claim_commands", "record_result",
     "command_json", "trigger_run", "list_runs", "run_json", "ancestry", "POD_PROBLEMS",
     "USER_COMMANDS", "MAX_LOG_LINES", "MAX_LOG_BYTES",
 ]

@@ -470,6 +470,28 @@ def test_commands_go_out_once_and_come_back_with_results(plane_app, world, clien
     assert refused.value.response.status_code == 404
 
 
+def test_a_command_queued_by_another_process_reaches_a_waiting_poll(plane_app, world, client):
+    """No bell rings here for a command another process queued: the process's watch finds it."""
+    rep = reporter(client, world["demo"])
+    got: dict = {}
+
+    def wait_for_commands():
+        started = time.monotonic()
+        got["commands"], got["seconds"] = rep.poll_commands(20), None
+        got["seconds"] = time.monotonic() - started
+
+    waiting = threading.Thread(target=wait_for_commands)
+    waiting.start()
+    time.sleep(0.5)
+    with plane_app.extensions["shipyard"].sessions.begin() as session:  # as another server process would
+        cluster_id = session.scalar(select(Cluster.id).where(Cluster.name == "demo"))
+        session.add(Command(cluster_id=cluster_id, type="refresh", kind="Application", namespace="argocd",
+                            name="storefront.web", params={}, created_by="elsewhere"))
+    waiting.join(timeout=30)
+    assert [c.name for c in got["commands"]] == ["storefront.web"]
+    assert got["seconds"] < 5  # the watch looks once a second; the poll asked to wait 20
+
+
 def test_past_the_long_poll_budget_a_poll_is_answered_at_once_with_when_to_come_again(plane_app, world, served):
     plane_app.config.update(AGENT_LONG_POLLS=1, AGENT_POLL_PAUSE=4)
     deploy(world, "ghcr.io/acme/web:1")

@@ -12,10 +12,13 @@ database about once a second for commands queued by other processes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import threading
 import time
 import zlib
+from collections import Counter
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
@@ -29,11 +32,12 @@ from webapp.auth import Unauthorized, csrf, public
 from webapp.api import loads_storable
 from webapp.plane import db_session, plane
 
+log = logging.getLogger(__name__)
 bp = Blueprint("agent", __name__, url_prefix="/agent/v1/<tenant>/<cluster>")
 
 AGENT_AUTHZ = "authorized by the cluster's agent token, not a principal"
 MAX_WAIT = 30
-POLL_INTERVAL = 1.0  # how often a waiting long-poll looks for commands queued by another process
+POLL_INTERVAL = 1.0  # how often a process looks for commands queued by another one (CommandWatch)
 
 
 class CommandBell:
@@ -202,11 +206,12 @@ def _long_polls(app: Flask) -> threading.BoundedSemaphore:
 
 
 def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) -> dict:
+    """Claim the cluster's commands; when there are none, wait for its bell (up to ``wait`` s), then again."""
     deadline = time.monotonic() + wait
     condition = bell.condition(cluster_id)
     first = True
-    while True:
-        if first or _claimable(control, cluster_id):
+    with _watch(control).waiting(cluster_id):
+        while True:
             with control.sessions.begin() as session:
                 if first:
                     session.get(Cluster, cluster_id).last_seen_at = utcnow()
@@ -216,16 +221,64 @@ def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) 
                         "params": c.params} for c in commands]
             if out:
                 return {"commands": out}
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or bell.closing.is_set():
-            return {"commands": []}
-        with condition:
-            condition.wait(min(POLL_INTERVAL, remaining))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or bell.closing.is_set():
+                return {"commands": []}
+            with condition:
+                condition.wait(remaining)
 
 
-def _claimable(control, cluster_id: int) -> bool:
-    with control.read_sessions() as session:
-        return status.has_claimable(session, cluster_id)
+class CommandWatch:
+    """Rings the bells of this process's waiting long-polls for commands queued by other processes.
+
+    One thread asks the database every POLL_INTERVAL which clusters with a waiting poll have
+    commands to hand out: one query a second, however many agents wait (each poll asking for
+    itself cost a query per agent per second). A command queued in this process rings at once.
+    """
+
+    def __init__(self, control):
+        self.control = control
+        self._waiting: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def waiting(self, cluster_id: int):
+        with self._lock:
+            self._waiting[cluster_id] += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shipyard-command-watch", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting[cluster_id] -= 1
+                if not self._waiting[cluster_id]:
+                    del self._waiting[cluster_id]
+
+    def _run(self) -> None:
+        while not bell.closing.wait(POLL_INTERVAL):
+            with self._lock:
+                waiting = list(self._waiting)
+                if not waiting:  # no poll waits: the thread ends, the next poll starts another
+                    self._thread = None
+                    return
+            try:
+                with self.control.read_sessions() as session:
+                    ready = status.claimable_clusters(session, waiting)
+            except Exception:  # noqa: BLE001 - the database away for a moment: the next round asks again
+                log.warning("could not look for queued commands", exc_info=True)
+                continue
+            for cluster_id in ready:
+                bell.ring(cluster_id)
+
+
+def _watch(control) -> CommandWatch:
+    watch = current_app.extensions.get("shipyard.command_watch")
+    if watch is None:
+        watch = current_app.extensions.setdefault("shipyard.command_watch", CommandWatch(control))
+    return watch
 
 
 @bp.post("/commands/<int:command_id>/result")
