@@ -179,11 +179,21 @@ class Reporter:
         it), so while one is applied the next is already encoded, sent and read. Network errors
         propagate once the batches in flight have ended.
         """
+        first = batches()
+        if first is None:
+            return
+        second = batches()
+        if second is None:  # the usual tick: one batch, sent from this thread
+            acknowledged = self._send(first)
+            self.sent_batches += acknowledged
+            yield first, acknowledged
+            return
+        taken = deque((first, second))
         with ThreadPoolExecutor(max_workers=self.window, thread_name_prefix="shipyard-report") as senders:
             in_flight: deque[tuple[StatusBatch, Future]] = deque()
             try:
                 while True:
-                    while len(in_flight) < self.window and (batch := batches()) is not None:
+                    while len(in_flight) < self.window and (batch := taken.popleft() if taken else batches()):
                         in_flight.append((batch, senders.submit(self._send, batch)))
                     if not in_flight:
                         return

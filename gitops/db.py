@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from alembic import command
@@ -84,8 +85,9 @@ def head_revision() -> str | None:
 
 
 def _recordset(connection: Connection, table: Table, rows: list[dict[str, Any]],
-               common: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
-    """``SELECT ... FROM json_to_recordset(...)`` of ``rows`` (one JSON document) and ``common`` (one value each).
+               common: dict[str, Any]) -> tuple[Callable[[str], str], str, list[str], dict[str, Any]]:
+    """``SELECT ... FROM json_to_recordset(...)`` of ``rows`` (one JSON document) and ``common`` (one value each),
+    with the dialect's identifier quoting, the quoted column names and the parameters.
 
     One text parameter carries every row: PostgreSQL parses it faster than psycopg escapes
     arrays, and the statement is the same whatever the number of rows.
@@ -101,7 +103,7 @@ def _recordset(connection: Connection, table: Table, rows: list[dict[str, Any]],
         selected.append(f"CAST(:k{index} AS {table.c[name].type.compile(dialect=dialect)})")
     columns = [quote(name) for name in [*names, *common]]
     source = f"SELECT {', '.join(selected)} FROM json_to_recordset(CAST(:rows AS json)) AS r({record})"
-    return source, columns, params
+    return quote, source, columns, params
 
 
 def _json_scalar(value: Any) -> str:
@@ -124,8 +126,7 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
         return
     common = common or {}
     if connection.dialect.name == "postgresql":
-        quote = connection.dialect.identifier_preparer.quote
-        source, columns, params = _recordset(connection, table, rows, common)
+        quote, source, columns, params = _recordset(connection, table, rows, common)
         sql = f"INSERT INTO {quote(table.name)} ({', '.join(columns)}) {source}"
         if conflict:
             sql += (f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET "
@@ -149,8 +150,7 @@ def update_many(connection: Connection, table: Table, key: str, rows: list[dict[
         return
     common = common or {}
     if connection.dialect.name == "postgresql":
-        quote = connection.dialect.identifier_preparer.quote
-        source, columns, params = _recordset(connection, table, rows, common)
+        quote, source, columns, params = _recordset(connection, table, rows, common)
         names = [*rows[0], *common]
         sets = ", ".join(f"{quote(n)} = v.{quote(n)}" for n in names if n != key)
         sql = (f"UPDATE {quote(table.name)} SET {sets} FROM ({source}) AS v({', '.join(columns)}) "

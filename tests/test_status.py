@@ -64,6 +64,12 @@ def objects_of(plane_app, cluster: str) -> dict[tuple[str, str, str], dict]:
     return {(k, ns, n): state for k, ns, n, state in rows}
 
 
+def agent_headers(cluster: dict, gzip: bool = False) -> dict[str, str]:
+    """What the agent sends with a JSON body (gzipped when ``gzip``), with the cluster's token."""
+    headers = {"Authorization": f"Bearer {cluster['agent_token']}", "Content-Type": "application/json"}
+    return {**headers, "Content-Encoding": "gzip"} if gzip else headers
+
+
 def observe(rep: Reporter, kind: str, namespace: str, name: str, state: dict | None) -> None:
     delta = rep.tracker.observe(kind, namespace, name, state)
     if delta is not None:
@@ -92,8 +98,7 @@ def test_duplicate_batch_is_acknowledged_not_applied_again(plane_app, world, cli
     rep = reporter(client, world["demo"])
     observe(rep, "Pod", "storefront", "web-1", {"app": "web", "phase": "Running"})
     rep.send_pending()
-    headers = {"Authorization": f"Bearer {world['demo']['agent_token']}", "Content-Encoding": "gzip",
-               "Content-Type": "application/json"}
+    headers = agent_headers(world["demo"], gzip=True)
     delta = Delta("Pod", "storefront", "web-1", {"app": "web", "phase": "Failed"})
     batch = StatusBatch(rep.stream, rep.seq + 1, False, [delta])
     first = client.post("/agent/v1/default/demo/status", content=encode(batch), headers=headers)
@@ -110,7 +115,7 @@ def test_gap_asks_for_resync_and_the_reporter_ends_exact(plane_app, world, clien
     for i in range(5):
         observe(rep, "Deployment", "storefront", f"d-{i}", {"app": f"d-{i}", "ready": 1})
     rep.send_pending()
-    headers = {"Authorization": f"Bearer {world['demo']['agent_token']}", "Content-Type": "application/json"}
+    headers = agent_headers(world["demo"])
     gap = StatusBatch(rep.stream, rep.seq + 2, False, [Delta("Deployment", "storefront", "d-0", {"ready": 0})])
     response = client.post("/agent/v1/default/demo/status", content=json.dumps(
         {**gap.__dict__, "deltas": [d.__dict__ for d in gap.deltas]}), headers=headers)
@@ -137,8 +142,7 @@ def test_a_batch_that_overtakes_the_one_before_waits_for_it(plane_app, world, cl
     rep = reporter(client, world["demo"])
     observe(rep, "Pod", "storefront", "web-1", {"app": "web", "phase": "Pending"})
     rep.send_pending()
-    headers = {"Authorization": f"Bearer {world['demo']['agent_token']}", "Content-Encoding": "gzip",
-               "Content-Type": "application/json"}
+    headers = agent_headers(world["demo"], gzip=True)
     later = StatusBatch(rep.stream, rep.seq + 2, False, [Delta("Pod", "storefront", "web-1", {"phase": "Running"})])
     earlier = StatusBatch(rep.stream, rep.seq + 1, False, [Delta("Pod", "storefront", "web-1", {"phase": "Failed"}),
                                                             Delta("Pod", "storefront", "web-2", {"phase": "Running"})])
@@ -190,7 +194,7 @@ def test_a_batch_whose_answer_was_lost_is_sent_again_as_it_was(plane_app, world,
 
 
 def test_malformed_and_oversized_bodies(plane_app, world, client):
-    headers = {"Authorization": f"Bearer {world['demo']['agent_token']}", "Content-Type": "application/json"}
+    headers = agent_headers(world["demo"])
     url = "/agent/v1/default/demo/status"
     assert client.post(url, content=b"{not json", headers=headers).status_code == 400
     assert client.post(url, content=json.dumps({"stream": "s", "seq": 1}), headers=headers).status_code == 400
