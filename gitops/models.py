@@ -5,6 +5,7 @@
     Tenant ─┬─ User ── ApiToken
             ├─ RoleBinding (role × subject × scope: tenant | cluster | workspace)
             ├─ Cluster ── Workspace ── Application ── Version (every deploy)
+            │     │           └─ HostClaim (route hosts, one workspace each)
             │     │                        ├─ AppStatus, StatusEvent (live status, its history)
             │     │                        └─ JobRun (runs of a job app)
             │     ├─ ClusterObject (what the agent follows, compact)
@@ -63,6 +64,9 @@ class Tenant(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
+    # Hosts (names, addresses or CIDR ranges) that git remotes may reach although they are
+    # loopback, private or link-local; set by a tenant-admin (gitops.egress).
+    remote_allowed_hosts: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -149,7 +153,13 @@ class Cluster(Base):
     name: Mapped[str] = mapped_column(String(63))
     profile_text: Mapped[str] = mapped_column(Text)  # the cluster profile YAML, as given
     repo_path: Mapped[str] = mapped_column(String(1024))
-    remote_url: Mapped[str | None] = mapped_column(String(1024))
+    remote_url: Mapped[str | None] = mapped_column(String(1024))  # never holds credentials
+    # The remote's credentials, sealed (gitops.credentials) and never returned; remote_auth
+    # says which kind they are ("password" or "ssh-key") without opening them.
+    remote_credentials: Mapped[str | None] = mapped_column(Text)
+    remote_auth: Mapped[str | None] = mapped_column(String(16))
+    # Secret-store path prefixes every workspace of the cluster may reference (gitops.isolation).
+    secret_paths: Mapped[list[Any]] = mapped_column(default=list)
     agent_token_hash: Mapped[str | None] = mapped_column(String(64))
     # After a rotation the previous agent token keeps working for a grace period, so the agent
     # can be given the new one without a gap (gitops.status.agent_token_valid).
@@ -178,9 +188,30 @@ class Workspace(Base):
     environment: Mapped[str] = mapped_column(String(32), default="dev")
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     quota: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Secret-store path prefixes this workspace may reference besides its own "<name>/";
+    # set by a cluster-admin (gitops.isolation).
+    secret_paths: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     cluster: Mapped[Cluster] = relationship(lazy="joined")
+
+
+class HostClaim(Base):
+    """A host name routed into one workspace of a cluster: the first workspace to route it keeps it.
+
+    Only a cluster-admin moves or releases a claim (gitops.isolation); deleting the
+    workspace releases its claims.
+    """
+
+    __tablename__ = "host_claim"
+    __table_args__ = (UniqueConstraint("cluster_id", "host"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(253))
+    claimed_by: Mapped[str] = mapped_column(String(255))  # the app that first routed it, or the admin who moved it
+    claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Application(Base):
