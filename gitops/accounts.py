@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -29,6 +30,8 @@ from gitops.audit import record
 from gitops.clusters import hash_token, token_matches
 from gitops.models import ApiToken, Cluster, RoleBinding, Tenant, User, Workspace, utcnow
 from gitops.policy import ROLES, Grant, Principal, Scope, applies_at, check_binding, may_grant
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "shy_"
 MAX_TOKEN_DAYS = 366
@@ -153,7 +156,15 @@ class PrincipalCache:
     outlives its token's expiry.
     """
 
+    # A revoked token keeps working in another process until its entry there expires: the
+    # promise is "within a second", so a longer setting is cut to this.
+    MAX_TTL = 1.0
+
     def __init__(self, ttl: float = 1.0, size: int = 4096):
+        if ttl > self.MAX_TTL:
+            log.warning("TOKEN_CACHE_SECONDS=%s is above %s s; using %s s, so a revoked token stops working "
+                        "in every process within a second", ttl, self.MAX_TTL, self.MAX_TTL)
+            ttl = self.MAX_TTL
         self.ttl, self.size = ttl, size
         self._entries: dict[bytes, tuple[float, Principal]] = {}
         self._lock = threading.Lock()

@@ -760,6 +760,15 @@ def test_the_principal_cache_bounds_staleness_and_token_expiry():
     assert off.get("shy_a_secret") is None
 
 
+def test_the_principal_cache_never_keeps_a_token_longer_than_a_second(caplog):
+    alice = Principal(tenant_id=1, user_id=1, name="alice")
+    cache = PrincipalCache(ttl=30)
+    assert cache.ttl == 1.0 and "TOKEN_CACHE_SECONDS=30 is above" in caplog.text
+    cache.put("shy_a_secret", alice, None)
+    time.sleep(1.05)
+    assert cache.get("shy_a_secret") is None
+
+
 def test_a_revoked_token_stops_working_in_every_worker_within_the_cache_time(plane_app, admin):
     """Two app instances on one database stand for two workers: a revocation made through one
     is refused at once there, and by the other once its cached principal is older than the TTL."""

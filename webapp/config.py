@@ -19,8 +19,9 @@ METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <tok
 SESSION_COOKIE_SECURE      true unless PUBLIC_URL is plain http
 MAX_CONTENT_LENGTH         largest request body in bytes (1 MiB)
 LOG_FORMAT                 "json" (default) or "text"
-TOKEN_CACHE_SECONDS        how long a worker reuses an API token's principal (1.0; 0: never): a revoked
-                           token or a changed role binding takes effect in another worker within this
+TOKEN_CACHE_SECONDS        how long a worker reuses an API token's principal (1.0, the most it takes;
+                           0: never): a revoked token or a changed role binding takes effect in
+                           another worker within this
 AGENT_TOKEN_GRACE          seconds a rotated-out agent token keeps working (3600)
 AGENT_ONLINE_WITHIN        an agent heard from within this many seconds is online (60) ...
 AGENT_STALE_WITHIN         ... within this many, stale: status shown as stale (600); older: offline
