@@ -6,6 +6,22 @@ narrowed by the API token's own role and scope when one was used.
 
 API tokens look like ``shy_<id>_<secret>``; only the id and a SHA-256 of the
 secret are stored, so a token is shown once, when it is created.
+
+Which tokens a caller may list and revoke (least privilege: a token narrowed
+to a role must not reach the wider tokens of its own user):
+
+=================================  =============================================
+caller                             sees and revokes
+=================================  =============================================
+a tenant-admin, logged in or       every token of the tenant
+through a tenant-admin token
+anyone else, logged in             their own tokens
+any other API token                itself only (a workspace-viewer token of a
+                                   tenant-admin cannot revoke that admin's other
+                                   tokens, nor list their names, roles, scopes)
+=================================  =============================================
+
+Tokens never create tokens (``create_token``): a person logs in for that.
 """
 
 from __future__ import annotations
@@ -67,6 +83,11 @@ def create_local_user(session: Session, tenant: Tenant, username: str, password:
                       display_name: str | None = None, email: str | None = None) -> User:
     if not isinstance(username, str) or not username or len(username) > 255 or username != username.strip():
         raise InvalidRequest("username must be a non-empty string without surrounding spaces")
+    for field_name, value in (("display_name", display_name), ("email", email)):
+        # the column's own length: PostgreSQL refuses a longer value (a 500), SQLite would keep it
+        limit = User.__table__.c[field_name].type.length
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise InvalidRequest(f"{field_name} must be a string of at most {limit} characters")
     if session.scalar(select(User.id).where(User.tenant_id == tenant.id, User.username == username)):
         raise Conflict(f'user "{username}" already exists')
     user = User(tenant_id=tenant.id, username=username, display_name=display_name, email=email)
@@ -378,16 +399,32 @@ def issue_token(session: Session, tenant_id: int, user_id: int, name: str, role:
 
 
 def list_tokens(session: Session, principal: Principal) -> list[ApiToken]:
+    """The tokens ``principal`` may see (the table in this module's docstring)."""
     query = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id)
     if not principal.is_tenant_admin():
-        query = query.where(ApiToken.user_id == principal.user_id)
+        query = query.where(ApiToken.id == principal.token_id if principal.token_id is not None
+                            else ApiToken.user_id == principal.user_id)
     return list(session.scalars(query.order_by(ApiToken.id)))
 
 
+def _sees_token(principal: Principal, token: ApiToken) -> bool:
+    if token.tenant_id != principal.tenant_id:
+        return False
+    if principal.is_tenant_admin():
+        return True
+    if principal.token_id is not None:
+        return token.id == principal.token_id
+    return token.user_id == principal.user_id
+
+
 def get_token(session: Session, principal: Principal, token_id: int) -> ApiToken:
+    """A token ``principal`` may see and revoke; NotFound for any other, as for one that does not exist."""
     token = session.get(ApiToken, token_id) if 1 <= token_id < 2**31 else None  # as in get_binding
-    if token is None or token.tenant_id != principal.tenant_id or (
-            token.user_id != principal.user_id and not principal.is_tenant_admin()):
+    if token is None or not _sees_token(principal, token):
+        if principal.token_id is not None and not principal.is_tenant_admin():
+            # said whether or not the token exists, so it tells the caller nothing about other tokens
+            raise NotFound(f"no token {token_id} for this API token: an API token sees and revokes only itself "
+                           "unless it is a tenant-admin token; log in to manage your other tokens")
         raise NotFound(f"no token {token_id}")
     return token
 

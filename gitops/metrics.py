@@ -1,6 +1,24 @@
-"""Prometheus metrics of the control plane, in one registry that ``/metrics`` serves."""
+"""Prometheus metrics of the control plane, and the text ``/metrics`` serves.
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+One process (``shipyard up``, tests) counts in memory and serves its own
+registry. ``shipyard serve`` runs several gunicorn workers, and a scrape
+reaches one of them: there every worker writes its values to files in a
+directory of its own (prometheus_client's multiprocess mode) and the worker
+that answers sums them all, so a counter covers every worker, including those
+that have been restarted, and never goes back.
+
+prometheus_client decides between the two when it is first imported: by
+whether ``PROMETHEUS_MULTIPROC_DIR`` is set then. ``serve`` sets it before
+anything imports this module (webapp.cli), and checks that it did. A Gauge
+added here needs a ``multiprocess_mode`` (how to combine the workers' values).
+"""
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -15,4 +33,16 @@ RECONCILER_REPAIRS = Counter("shipyard_reconciler_repairs_total",
                              "Pending versions the reconciler finished (committed, recorded, superseded or failed)",
                              registry=REGISTRY)
 
-__all__ = ["REGISTRY", "REQUESTS", "REQUEST_SECONDS", "DEPLOYS", "COMMIT_SECONDS", "RECONCILER_REPAIRS"]
+
+def exposition() -> bytes:
+    """Every metric in Prometheus' text format: this process's, or under ``serve`` all workers' summed."""
+    if os.environ.get(MULTIPROCESS_DIRECTORY):
+        # read afresh on every scrape: workers start, write and are replaced between scrapes
+        summed = CollectorRegistry()
+        MultiProcessCollector(summed)
+        return generate_latest(summed)
+    return generate_latest(REGISTRY)
+
+
+__all__ = ["REGISTRY", "REQUESTS", "REQUEST_SECONDS", "DEPLOYS", "COMMIT_SECONDS", "RECONCILER_REPAIRS",
+           "MULTIPROCESS_DIRECTORY", "exposition"]

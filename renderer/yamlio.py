@@ -218,6 +218,47 @@ def _user_text(source: str | bytes, file: str, max_bytes: int) -> str:
     return text
 
 
+class DocumentSpan(NamedTuple):
+    """Where a document of a YAML text starts, and how long it is."""
+
+    line: int  # 1-based line of its first character (its ``---`` when it has one)
+    size: int  # bytes of its text in UTF-8, marker and comments included
+
+
+# Every document after the first starts at a marker: "---" or "..." at the start of a line and
+# followed by a space, a tab, a line break or the end. YAML 1.2 forbids such a line inside any
+# scalar, so it is a marker wherever it stands. Line breaks are those of either parser: CR
+# alone too, and NEL, LS, PS for ruamel, which also counts no column for a BOM ("\ufeff---").
+_BREAKS = "\r\n\x85\u2028\u2029"
+_DOCUMENT_MARKER = re.compile(rf"(?<![^{_BREAKS}\ufeff])(?:---|\.\.\.)(?![^ \t{_BREAKS}])")
+# More than blanks, a comment or a directive on a line: where a document's first token is.
+_CONTENT_HERE = re.compile(rf"[ \t]*[^ \t{_BREAKS}#%]")
+_CONTENT_LINE = re.compile(rf"[{_BREAKS}][ \t]*[^ \t{_BREAKS}#%]")
+
+
+def document_spans(text: str) -> list[DocumentSpan]:
+    """Each document of a YAML text that holds more than comments, found without parsing it.
+
+    The text is cut at its document markers; a piece of only blanks and comments (before the
+    first ``---``, after a trailing one) is no document. The count is never below what a
+    parser reads (it may be above: ``--- null`` counts), so a limit on it holds for the parsed
+    documents, and it takes a few regular-expression scans of the text: a body of thousands of
+    documents is refused in milliseconds rather than parsed first.
+    """
+    starts = [0, *(match.start() for match in _DOCUMENT_MARKER.finditer(text)), len(text)]
+    ascii_only = text.isascii()  # then a character is a byte, and nothing needs encoding
+    spans, line, counted_to = [], 1, 0
+    for index, (start, end) in enumerate(itertools.pairwise(starts)):
+        body = start + 3 if index else start  # past the marker: "--- {a: 1}" holds a document
+        if start == end or not (_CONTENT_HERE.match(text, body, end) or _CONTENT_LINE.search(text, body, end)):
+            continue
+        line += text.count("\n", counted_to, start)
+        counted_to = start
+        size = end - start if ascii_only else len(text[start:end].encode("utf-8", "surrogatepass"))
+        spans.append(DocumentSpan(line, size))
+    return spans
+
+
 def _load_with_ruamel(text: str, file: str, max_nodes: int) -> list[Document]:
     """The reference reader of user YAML: every rule and every error message lives here."""
     try:
@@ -743,6 +784,8 @@ def load_trusted(text: str | bytes) -> Any:
 
 __all__ = [
     "Document",
+    "DocumentSpan",
+    "document_spans",
     "load_documents",
     "flow",
     "dump_manifest",

@@ -158,6 +158,13 @@ def test_first_start_deploys_every_example(plane):
         assert f"demo:{app} v1 committed" in plane.banner
 
 
+def test_the_embedded_demo_serves_metrics_without_a_token(plane):
+    """`up` sets METRICS_PUBLIC (serve does not: tests/test_metrics.py), and its deploys are counted."""
+    response = httpx.get(f"{plane.url}/metrics", timeout=30)
+    assert response.status_code == 200
+    assert 'shipyard_deploys_total{outcome="committed"}' in response.text
+
+
 def test_git_clone_with_the_printed_read_token_shows_the_examples(plane, tmp_path):
     clone = tmp_path / "demo"
     result = subprocess.run(["git", "clone", "-q", plane.clone_url, str(clone)], capture_output=True, text=True)
@@ -311,9 +318,14 @@ def test_rollback_deploys_the_old_spec_as_a_new_version(logged_in, tmp_path):
 
 
 def test_promote_with_overrides_from_dotted_keys(logged_in):
+    # workspace ml has secrets and hosts of its own (gitops.isolation): storefront's are refused
+    refused = logged_in.cli("promote", "demo:storefront/web", "--to", "demo:ml", "--version", "1")
+    assert refused.returncode != 0 and 'secret path "storefront/db"' in refused.stdout + refused.stderr
+    assert 'host "shop.example.com" is routed by workspace "storefront"' in refused.stdout + refused.stderr
     result = logged_in.cli("promote", "demo:storefront/web", "--to", "demo:ml", "--version", "1",
                            "--set", "replicas=3", "--set", "env.LOG_LEVEL=debug", "--set", "env.FLAG=no",
-                           "--output", "json")
+                           "--set", "env.DATABASE_PASSWORD=secret://ml/db#password",
+                           "--set", "ports=[{port: 8000, expose: true, host: ml.example.com}]", "--output", "json")
     assert result.returncode == 0, result.stderr
     (created,) = json.loads(result.stdout)["versions"]
     assert created["app"] == "demo:ml/web" and created["state"] == "committed"
@@ -322,8 +334,10 @@ def test_promote_with_overrides_from_dotted_keys(logged_in):
     source = api(logged_in).get("/api/v1/apps/demo/storefront/web/versions/1").json()["spec"]
     assert spec["replicas"] == 3
     assert spec["env"]["LOG_LEVEL"] == "debug" and spec["env"]["FLAG"] == "no"  # YAML 1.2: "no" stays a string
-    assert {k: v for k, v in spec["env"].items() if k not in ("LOG_LEVEL", "FLAG")} == {
-        k: v for k, v in source["env"].items() if k not in ("LOG_LEVEL", "FLAG")}
+    assert spec["env"]["DATABASE_PASSWORD"] == "secret://ml/db#password"
+    changed = ("LOG_LEVEL", "FLAG", "DATABASE_PASSWORD")
+    assert {k: v for k, v in spec["env"].items() if k not in changed} == {
+        k: v for k, v in source["env"].items() if k not in changed}
     assert version["origin"] == {"promoted_from": "demo:storefront/web", "version": 1}
     bad = logged_in.cli("promote", "demo:storefront/web", "--to", "demo:ml", "--set", "replicas")
     assert bad.returncode == 2

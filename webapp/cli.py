@@ -35,9 +35,11 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -54,9 +56,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from gitops import accounts, audit, clusters, db
+from gitops import accounts, audit, clusters, db, isolation
 from gitops import cli as offline
-from gitops import deploy as deploy_service
 from gitops.cli import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, EXIT_USAGE, output_option, stderr
 from gitops.models import Cluster, RoleBinding, Tenant, User
 from renderer.errors import Problem, ShipyardError, SpecError
@@ -71,6 +72,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_PROFILE = ROOT / "fixtures" / "clusters" / "demo.yaml"
 DEMO_SPECS = ROOT / "fixtures" / "specs"
 DEMO_CLUSTER = "demo"
+# The examples' tfy-secret:// references name secret groups of the TrueFoundry tenant "acme": store
+# paths acme/<group>, outside every workspace's own <workspace>/ (gitops.isolation). The demo
+# cluster lets its workspaces use them, as a cluster-admin would.
+DEMO_SECRET_PATHS = ["acme/"]
 ADMIN = "admin"
 
 EXIT_CODES_HELP = """\b
@@ -318,9 +323,12 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
         spec_files = expand_paths([DEMO_SPECS])
         workspaces = sorted({spec.workspace for spec in load_spec_files(spec_files)})
         new = clusters.create_cluster(session, plane.repos, principal, DEMO_CLUSTER, DEMO_PROFILE.read_text())
+        isolation.set_cluster_secret_paths(session, principal, new.cluster, DEMO_SECRET_PATHS)
         for name in workspaces:
             clusters.create_workspace(session, plane.repos, principal, new.cluster, {"name": name})
         session.commit()
+        from gitops import deploy as deploy_service  # it imports prometheus_client: see serve
+
         ctx = deploy_service.Context(session, principal, plane.repos, plane.committers, plane.worker)
         versions = []
         for path in spec_files:
@@ -374,6 +382,8 @@ def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
         # The embedded default is SQLite in the data directory, whatever SHIPYARD_DATABASE_URL says.
         "DATA_DIR": str(data_dir), "DATABASE_URL": f"sqlite:///{data_dir / 'shipyard.db'}",
         "AUTO_MIGRATE": True, "PUBLIC_URL": url,
+        # one person's demo, on 127.0.0.1 by default: /metrics needs no token here (METRICS_TOKEN still asks one)
+        "METRICS_PUBLIC": True,
     }
     app = create_app(overrides)
     plane = app.extensions["shipyard"]
@@ -567,6 +577,36 @@ def _share_with_workers() -> None:
     gc.freeze()
 
 
+def _private_metrics_directory() -> Path:
+    """A new directory (mode 0700) for the workers' metrics, named in PROMETHEUS_MULTIPROC_DIR.
+
+    A scrape of /metrics reaches one worker, which alone counted only its own requests. With
+    the directory set, prometheus_client writes each worker's values to files in it and the
+    worker that answers sums them all (gitops.metrics). prometheus_client chooses how it keeps
+    values when it is first imported, so this runs before anything imports it, here in the
+    master whose modules the workers inherit (webapp.cli imports the deploy service late for
+    that). The directory is new on every start, so no earlier run's or other server's counts
+    add in, and only this user can read it; serve removes it when it stops.
+    """
+    if "prometheus_client" in sys.modules:
+        raise Failure("internal error: prometheus_client was imported before serve set PROMETHEUS_MULTIPROC_DIR, "
+                      "so each worker would count on its own", EXIT_INTERNAL)
+    directory = Path(tempfile.mkdtemp(prefix="shipyard-metrics-"))  # created empty, mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
+def _forget_dead_worker(_arbiter, worker) -> None:
+    """gunicorn's child_exit hook, in the master: a worker ended (stopped, crashed, restarted).
+
+    Its counters stay in the directory, so totals never go back when a worker is replaced;
+    only live gauges (none so far) are dropped with it.
+    """
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 KEEPALIVE_SECONDS = 30  # idle keep-alive connections cost a socket in the worker's poller, not a thread
 
 
@@ -630,23 +670,33 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
 
     A PostgreSQL database is never migrated here: when it is not at the head
     revision, serve refuses to start (exit 7) and asks for `shipyard db upgrade`.
+    /metrics counts every worker, whichever one a scrape reaches (through a private
+    temporary directory, made at start and removed at exit).
     """
-    settings = _settings()
-    check_migrated(settings)
-    stderr.print(f"serving on {bind} with {workers} worker(s), database {_safe_url(settings['DATABASE_URL'])}")
-    # every agent's command long-poll holds a thread: keep a quarter of each worker's (at least 4) for
-    # everything else
-    os.environ.setdefault("SHIPYARD_AGENT_LONG_POLLS", str(max(1, threads - max(4, threads // 4))))
-    _limit_malloc_arenas()
-    _share_with_workers()
-    _gunicorn({
-        "bind": [bind], "workers": workers, "threads": threads, "worker_class": _worker_class(),
-        "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
-        # agents and CLIs reuse their connections; with gunicorn's 2 s a request sent on a connection
-        # idle for 2-5 s (httpx keeps them 5 s) raced the server closing it, and failed
-        "keepalive": KEEPALIVE_SECONDS,
-        "proc_name": "shipyard",
-    }).run()
+    metrics_directory = _private_metrics_directory()
+    master = os.getpid()
+    try:
+        settings = _settings()
+        check_migrated(settings)
+        stderr.print(f"serving on {bind} with {workers} worker(s), database {_safe_url(settings['DATABASE_URL'])}")
+        # every agent's command long-poll holds a thread: keep a quarter of each worker's (at least 4) for
+        # everything else
+        os.environ.setdefault("SHIPYARD_AGENT_LONG_POLLS", str(max(1, threads - max(4, threads // 4))))
+        _limit_malloc_arenas()
+        _share_with_workers()
+        _gunicorn({
+            "bind": [bind], "workers": workers, "threads": threads, "worker_class": _worker_class(),
+            "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
+            # agents and CLIs reuse their connections; with gunicorn's 2 s a request sent on a connection
+            # idle for 2-5 s (httpx keeps them 5 s) raced the server closing it, and failed
+            "keepalive": KEEPALIVE_SECONDS,
+            "proc_name": "shipyard",
+            "child_exit": _forget_dead_worker,
+        }).run()
+    finally:
+        # gunicorn's workers are forked inside run() and leave through this frame too (sys.exit)
+        if os.getpid() == master:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
 
 
 # --- the API client: settings and credentials -------------------------------------------------------------
