@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gitops import apply as apply_service
-from gitops import layout, metrics
+from gitops import isolation, layout, metrics
 from gitops.audit import record
 from gitops.clusters import RepoStore, find_workspace, profile_of, workspace_scope, workspace_settings
 from gitops.models import Application, Cluster, Version, Workspace, utcnow
@@ -354,6 +354,7 @@ class _Planned:
     profile: ClusterProfile
     rendering: Rendering | None
     name: str
+    claims: list[isolation.Route] = field(default_factory=list)  # hosts it routes that nobody holds yet
 
 
 def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
@@ -362,6 +363,9 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
     A cluster whose agent has reported in is held to what it reported: rendered objects are
     validated against the Kubernetes version it runs, and a custom resource whose CRD it
     does not have is refused, even where the profile lists the addon.
+
+    Each spec is held to what its workspace may claim in the shared cluster (gitops.isolation):
+    the secret paths it references and the hosts it routes.
     """
     targets, profiles, facts = [], {}, {}
     for spec in specs:
@@ -379,6 +383,7 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
     planned, problems = [], []
     for spec, workspace in targets:
         profile, live = profiles[workspace.cluster_id], facts[workspace.cluster_id]
+        problems.extend(isolation.secret_problems(spec, workspace))
         try:
             rendering = render(spec, profile)
         except SpecError as exc:
@@ -395,6 +400,10 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
             problems.extend(missing)
             continue
         planned.append(_Planned(spec, workspace.cluster, workspace, profile, rendering, spec.name))
+    taken, claims = isolation.host_problems(ctx.session, [(item.workspace, item.rendering) for item in planned])
+    for item, routes in zip(planned, claims):
+        item.claims = routes
+    problems.extend(taken)
     if problems:
         raise SpecError(problems)
     return planned
@@ -427,6 +436,12 @@ def _application(session: Session, workspace: Workspace, name: str, kind: str | 
 def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, source_commit: str | None,
             origin: dict | None) -> list[Version]:
     session, now = ctx.session, utcnow()
+    try:  # in the intent's transaction, so a deploy refused here leaves no claim behind
+        for item in planned:
+            isolation.claim_hosts(session, item.spec, item.workspace, item.claims)
+    except SpecError:
+        session.rollback()
+        raise
     versions: list[tuple[_Planned, Version]] = []
     for item in sorted(planned, key=lambda p: (p.workspace.id, p.name)):
         app = _application(session, item.workspace, item.name, item.spec.kind if item.spec else None)
@@ -515,7 +530,10 @@ class PlannedChange:
 def dry_run(ctx: Context, text: str | bytes, *, filename: str = "<request>") -> list[PlannedChange]:
     """What ``deploy`` would change in the repositories, as unified diffs; commits nothing."""
     changes = []
-    for item in _plan(ctx, load_specs(text, filename)):
+    planned = _plan(ctx, load_specs(text, filename))
+    if ctx.session.get_bind().dialect.name == "sqlite":
+        ctx.session.commit()  # the claims' read began a transaction, which on SQLite holds the write lock
+    for item in planned:
         snapshot = ctx.repos.open(item.cluster).snapshot()
         rendering = item.rendering
         directory = layout.app_dir(rendering.workspace, rendering.name)

@@ -401,6 +401,7 @@ __all__ = [
     "ApiToken",
     "Cluster",
     "Workspace",
+    "HostClaim",
     "Application",
     "Version",
     "AuditEvent",

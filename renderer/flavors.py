@@ -83,12 +83,14 @@ class PlacementError(ValueError):
 
 
 def cpu_quantity(cores: float) -> str:
+    # the spec holds whole millicores (renderer.spec), so the rounding only drops float noise
     millis = round(cores * 1000)
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
-def mebibytes(value: int) -> str:
-    return f"{value}Mi"
+def mebibytes(value: int | float) -> str:
+    # int(): a whole number may arrive as a float (1e3 in YAML, 1000.0 in JSON); a quantity says 1000Mi
+    return f"{int(value)}Mi"
 
 
 def _amounts(spec_resources: dict) -> dict:
@@ -143,7 +145,7 @@ def _place_gpus(placement: Placement, gpus: list[dict], flavor: str) -> None:
     if len(gpus) > 1:
         raise PlacementError("ask for one GPU model per app; put the count on a single device", ("resources", "devices", 1))
     gpu = gpus[0]
-    count = gpu.get("count", 1)
+    count = int(gpu.get("count", 1))  # 2.0 is a whole count; an extended resource is written "2"
     placement.resources["limits"]["nvidia.com/gpu"] = str(count)
     placement.resources["requests"]["nvidia.com/gpu"] = str(count)
     placement.tolerations.append(dict(_GPU_TOLERATION))

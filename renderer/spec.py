@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,14 +47,21 @@ def parse_secret_ref(value: Any) -> SecretRef | None:
     """The secret a value refers to, or None for a plain value.
 
     Raises ValueError for a value that uses a secret scheme but is malformed,
-    so a typo never ends up as a literal environment value.
+    so a typo never ends up as a literal environment value, and for a path with
+    "." or ".." segments, which could climb out of the prefix a workspace may use
+    (gitops.isolation).
     """
     if not isinstance(value, str) or not value.startswith(_SECRET_SCHEMES):
         return None
+    ref = None
     if match := _SECRET_RE.match(value):
-        return SecretRef(match["path"], match["key"])
-    if match := _TFY_SECRET_RE.match(value):
-        return SecretRef(f"{match['tenant']}/{match['group']}", match["key"])
+        ref = SecretRef(match["path"], match["key"])
+    elif match := _TFY_SECRET_RE.match(value):
+        ref = SecretRef(f"{match['tenant']}/{match['group']}", match["key"])
+    if ref is not None:
+        if any(segment in (".", "..") for segment in ref.path.split("/")):
+            raise ValueError(f'secret path "{ref.path}" has a "." or ".." segment; name the secret by its plain path')
+        return ref
     raise ValueError(
         "malformed secret reference; write secret://<path>#<key> "
         "(e.g. secret://payments/db#password) or tfy-secret://<tenant>:<group>:<key>"
@@ -233,7 +241,8 @@ def _describe(error: Any, doc: Document, schema: dict) -> Problem | list[Problem
             "maximum": "at most",
             "exclusiveMaximum": "less than",
         }[keyword]
-        return doc.problem(f'"{field_name}" must be {relation} {limit}, not {instance}', path)
+        text = f'"{field_name}" must be {relation} {limit}, not {instance}'
+        return doc.problem(f"{text}; {hint}" if hint else text, path)
     if keyword in ("minLength", "maxLength"):
         limit = details.get("limit")
         relation = "at least" if keyword == "minLength" else "at most"
@@ -246,6 +255,46 @@ def _describe(error: Any, doc: Document, schema: dict) -> Problem | list[Problem
 
 
 # --- checks beyond the schema -------------------------------------------------
+
+# docker/distribution's reference package: a name longer than this is refused by registries
+# and container runtimes alike (the schema's pattern holds the rest of the grammar).
+MAX_IMAGE_NAME = 255
+# What go-digest (containerd, CRI-O, every registry) verifies: the algorithms it knows and the
+# length of their lowercase hex; any other digest matches the grammar but pulls nothing.
+IMAGE_DIGESTS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def image_reference_problem(reference: str) -> str | None:
+    """What the schema's reference grammar cannot say is wrong with an image reference, or None."""
+    name, _, digest = reference.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:  # a tag; a ':' before the last '/' belongs to the registry's port
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    if len(name) > MAX_IMAGE_NAME:
+        return (f"the image name (before the tag) is {len(name)} characters long; "
+                f"registries accept at most {MAX_IMAGE_NAME}")
+    if digest:
+        algorithm, _, hex_digits = digest.partition(":")
+        length = IMAGE_DIGESTS.get(algorithm)
+        if length is None:
+            return f'image digest algorithm "{algorithm}" is not one registries verify; use sha256, sha384 or sha512'
+        if len(hex_digits) != length or hex_digits != hex_digits.lower():
+            return f'a {algorithm} image digest is {length} lowercase hex digits, not "{hex_digits}"'
+    return None
+
+
+def thousandths_problem(field_name: str, value: int | float, finest: str) -> str | None:
+    """Why ``value`` (within the schema's bounds) is not a whole number of thousandths, or None.
+
+    Kubernetes holds CPU in millicores (and KEDA a target rate in thousandths): 0.2505 would
+    silently become 0.25 or 0.251 on the way, so it is refused, naming both.
+    """
+    thousandths = Decimal(repr(value)) * 1000  # repr: the shortest decimal that reads back as this float
+    if thousandths == thousandths.to_integral_value():
+        return None
+    below, above = (format((thousandths.to_integral_value(rounding) / 1000).normalize(), "f")
+                    for rounding in (ROUND_FLOOR, ROUND_CEILING))
+    return f'"{field_name}" {value} is finer than {finest}; use {below} or {above}'
 
 
 def _semantic_problems(doc: Document) -> list[Problem]:
@@ -260,12 +309,18 @@ def _semantic_problems(doc: Document) -> list[Problem]:
                 ("image", "type"),
             )
         )
+    elif (wrong := image_reference_problem(image["image_uri"])) is not None:
+        problems.append(doc.problem(wrong, ("image", "image_uri")))
     for name, value in (body.get("env") or {}).items():
         try:
             parse_secret_ref(value)
         except ValueError as exc:
             problems.append(doc.problem(f'env "{name}": {exc}', ("env", name)))
     resources = body.get("resources") or {}
+    finest = "a millicore (0.001), the least Kubernetes counts CPU in"
+    for cpu_field in ("cpu_request", "cpu_limit"):
+        if cpu_field in resources and (wrong := thousandths_problem(cpu_field, resources[cpu_field], finest)):
+            problems.append(doc.problem(wrong, ("resources", cpu_field)))
     for kind in ("cpu", "memory", "ephemeral_storage"):
         request, limit = resources.get(f"{kind}_request"), resources.get(f"{kind}_limit")
         if request is not None and limit is not None and request > limit:
@@ -292,6 +347,11 @@ def _semantic_problems(doc: Document) -> list[Problem]:
         metrics = replicas.get("metrics")
         metrics = metrics if isinstance(metrics, list) else [metrics] if metrics else []
         kinds = [m.get("type") for m in metrics]
+        listed = isinstance(replicas.get("metrics"), list)
+        for index, metric in enumerate(metrics):
+            finest = "a thousandth (0.001), the least KEDA counts a target rate in"
+            if metric["type"] == "rps" and (wrong := thousandths_problem("value", metric["value"], finest)):
+                problems.append(doc.problem(wrong, ("replicas", "metrics", *((index,) if listed else ()), "value")))
         for kind in set(kinds):
             if kinds.count(kind) > 1 and kind != "cron":
                 problems.append(doc.problem(f'autoscaling metric "{kind}" is listed more than once', ("replicas", "metrics")))

@@ -21,7 +21,8 @@ def hostile_spec() -> str:
         "type": "job",
         "name": "hostile",
         "workspace_fqn": "demo:attack",
-        "image": {"type": "image", "image_uri": "ghcr.io/acme/x:{{1}}---", "command": list(HOSTILE[:30])},
+        # the image reference has a grammar of its own (renderer.spec), which no hostile value passes
+        "image": {"type": "image", "image_uri": "ghcr.io/acme/x:1---", "command": list(HOSTILE[:30])},
         "env": env,
         "params": [{"name": "p", "default": "{{ p }}\n---\nkind: Secret", "description": "\n---\n"}],
     }
@@ -42,7 +43,7 @@ def test_values_survive_rendering_unchanged(rendering):
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env == {f"V{i}": value for i, value in enumerate(HOSTILE)}
     assert container["command"] == list(HOSTILE[:30])
-    assert container["image"] == "ghcr.io/acme/x:{{1}}---"
+    assert container["image"] == "ghcr.io/acme/x:1---"
     assert workflow["spec"]["arguments"]["parameters"][0]["value"] == "{{ p }}\n---\nkind: Secret"
 
 

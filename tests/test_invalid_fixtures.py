@@ -83,6 +83,8 @@ KINDS_OF_MISTAKE = {
     "name-too-long", "workspace-too-long", "bad-workspace-fqn", "duplicate-keys", "yaml-syntax", "yaml-tag",
     "alias-bomb", "image-build", "malformed-secret", "several-problems", "duplicate-app", "min-above-max",
     "canary-without-rollouts", "rps-without-keda", "secrets-without-store", "expose-without-router",
+    "image-reference", "image-digest", "cpu-below-a-millicore", "cpu-finer-than-a-millicore", "quantity-too-large",
+    "secret-path-traversal",
 }
 
 
