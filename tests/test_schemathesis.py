@@ -15,20 +15,40 @@ replay the same history) and each failure names its curl command instead.
 Operations run reads first and removals last, so the seeded objects stay
 around for as long as possible; the admin's own token and binding are never
 generated as a target, or every later request would be a 401.
+
+The stateful phase chains calls along the document's links (a cluster listed
+or created leads to its workspaces, an app listed to its versions, ...), on
+SQLite and on PostgreSQL, which refuses what SQLite keeps (over-long text).
+Each scenario starts from the seeded objects, put back when an earlier one
+deleted them. Every response must be no server error, a status and content
+type the document declares for the operation, a body its schema allows, and
+an object just created must be there to read. Operations that could take the
+test's own access away (revoking tokens, deleting role bindings, changing
+users) are left out. Failures are collected rather than raised: the server
+keeps its state, so Hypothesis could not replay a scenario to report it.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
 from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ensure_resource_availability,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from sqlalchemy import select
 
 from gitops.models import ApiToken, RoleBinding
-from tests.plane import add_cluster, add_workspace, deploy_yaml, make_user, service_spec
+from tests.plane import DATABASES, add_cluster, add_workspace, deploy_yaml, make_user, service_spec
 
 API = "/api/v1"
 MAX_EXAMPLES = 25
@@ -37,10 +57,16 @@ SETTINGS = settings(
     phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
 )
 
+STATELESS_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+                    response_schema_conformance]
+
 
 @pytest.fixture
-def database_url(tmp_path):
-    """SQLite only: this looks for server errors in the request handling, not in the database."""
+def database_url(request, tmp_path):
+    """SQLite, unless a test asks for its databases: the stateless runs look for server errors in
+    the request handling, not in the database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path / 'shipyard.db'}"
 
 
@@ -117,7 +143,7 @@ def test_no_operation_ends_in_a_server_error(plane_app, schema, seeded):
             @SETTINGS
             @given(case=strategy.filter(keeps_access))
             def exercise(case):
-                case.validate_response(case.call(headers=headers), checks=[not_a_server_error], headers=headers)
+                case.validate_response(case.call(headers=headers), checks=STATELESS_CHECKS, headers=headers)
 
             try:
                 exercise()
@@ -126,4 +152,72 @@ def test_no_operation_ends_in_a_server_error(plane_app, schema, seeded):
 
     assert failures == {}, "\n\n".join(f"{name}:\n{report}" for name, report in failures.items())
     # The seeded admin kept its access to the end, so the later operations were really exercised.
+    assert plane_app.test_client().get(f"{API}/me", headers=headers).status_code == 200
+
+
+# --- the stateful phase ---------------------------------------------------------------------------
+
+# About 450 calls: under 10 seconds a database here.
+STATEFUL_SETTINGS = settings(
+    max_examples=40, stateful_step_count=10, derandomize=True, deadline=None, database=None,
+    phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+)
+# What holds for this API. Not use_after_free: a deleted app's history stays readable (200, "deleted": true).
+STATEFUL_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+                   response_schema_conformance, ensure_resource_availability]
+# Only the document's links: a chain the document does not promise is not the server's to honour.
+DECLARED_LINKS_ONLY = {"phases": {"stateful": {"inference": {"algorithms": []}}}}
+_ACCESS = re.compile(rf"^{API}/(tokens|role-bindings|users)(/|$)")
+
+
+def takes_access_away(context) -> bool:
+    """Revoking tokens, deleting role bindings, changing users: anything but reading or creating them."""
+    operation = context.operation
+    if not _ACCESS.match(operation.path) or operation.method.upper() == "GET":
+        return False
+    return not (operation.method.upper() == "POST" and operation.path.rstrip("/").count("/") == 3)
+
+
+def put_back_seeded(admin) -> None:
+    """Cluster demo, workspace storefront and app web, as the stateless runs have them."""
+    if admin.get(f"{API}/clusters/demo").status_code == 404:
+        add_cluster(admin)
+    if admin.get(f"{API}/clusters/demo/workspaces/storefront").status_code == 404:
+        add_workspace(admin, "demo", "storefront")
+    app = admin.get(f"{API}/apps/demo/storefront/web")
+    if app.status_code == 404 or app.get_json()["deleted"]:
+        assert deploy_yaml(admin, service_spec("web")).status_code == 200
+
+
+@pytest.mark.parametrize("database_url", DATABASES, indirect=True)
+def test_stateful_scenarios_conform_to_the_document(plane_app, admin):
+    put_back_seeded(admin)
+    config = SchemathesisConfig.from_dict(DECLARED_LINKS_ONLY)
+    schema = schemathesis.openapi.from_wsgi(f"{API}/openapi.json", plane_app, config=config)
+    schema = schema.exclude(func=takes_access_away)
+    headers = {"Authorization": f"Bearer {admin.token}"}
+    failures: list[str] = []
+    answered: set[tuple[str, int]] = set()
+
+    class Scenario(schema.as_state_machine()):
+        def setup(self):
+            put_back_seeded(admin)
+
+        def get_call_kwargs(self, case):
+            return {"headers": headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            answered.add((case.operation.label, response.status_code))
+            try:
+                case.validate_response(response, checks=STATEFUL_CHECKS, headers=headers,
+                                       transport_kwargs=kwargs or None, recorder=self.recorder)
+            except Exception as exc:  # noqa: BLE001 - collected, reported together below
+                failures.append(f"{case.operation.label}: {exc}"[:3000])
+
+    Scenario.run(settings=STATEFUL_SETTINGS)
+
+    assert failures == [], f"{len(failures)} failure(s):\n\n" + "\n\n".join(failures[:20])
+    # the links were followed: operations on the seeded objects answered with success
+    succeeded = {label for label, status in answered if status < 300}
+    assert len(succeeded) >= 12, sorted(succeeded)
     assert plane_app.test_client().get(f"{API}/me", headers=headers).status_code == 200

@@ -19,9 +19,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     config_module.load(app, test_config)
     config_module.configure_logging(app)
 
-    from webapp import agent_api, api, auth, errors, githttp_routes, observability, oidc, pages
+    from webapp import agent_api, api, auth, errors, githttp_routes, observability, oidc, pages, request_text
     from webapp.plane import ControlPlane
 
+    # First of the before-request functions: text no database can hold is refused before CSRF,
+    # authentication or any view looks at it.
+    request_text.init_app(app)
     ControlPlane().init_app(app)
     auth.init_app(app)
     oidc.init_app(app)

@@ -11,7 +11,7 @@ unauthorized               401     no or bad credentials
 forbidden                  403     the caller may not do this
 csrf_failed                403     a session-authenticated change without the CSRF token
 not_found                  404     no such object (or not visible to the caller)
-method_not_allowed         405
+method_not_allowed         405     with Allow: the methods the route takes
 conflict                   409     name taken, object still in use
 payload_too_large          413     body over MAX_CONTENT_LENGTH
 unsupported_media_type     415     body type other than JSON or YAML
@@ -111,7 +111,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         status = exc.code or 500
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        response = error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        # werkzeug's own headers belong to the answer: Allow on a 405 (RFC 9110 15.5.6), Retry-After, ...
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception):
