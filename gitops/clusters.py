@@ -5,6 +5,13 @@ A cluster's repository lives under the data directory
 cluster is registered, and is pushed to ``remote_url`` when one is set. The
 cluster profile is kept as the YAML text it was given, validated on the way
 in, so what a user wrote is what they read back.
+
+A remote is where the control plane itself connects to, so only a tenant-admin
+sets one (tenant.manage), only https and ssh remotes whose hosts the egress
+policy lets through are taken (gitops.egress), and their credentials are sealed
+apart from the URL (gitops.credentials). A deleted cluster's repository is moved
+into ``repos/<tenant>/.archive/`` (never served), so a cluster created again
+under the same name starts from an empty repository holding only its bootstrap.
 """
 
 from __future__ import annotations
@@ -12,26 +19,41 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+import shutil
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from renderer.errors import Conflict, InvalidRequest, NotFound, Problem, ProfileError, RepoError
+from renderer.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Problem,
+    ProfileError,
+    RepoError,
+    ShipyardError,
+)
 from renderer.profiles import ClusterProfile, load_profile_text
 from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
-from sqlalchemy import and_, bindparam, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import and_, bindparam, inspect, select
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gitops import apply as apply_service
-from gitops import layout
+from gitops import egress, isolation, layout
 from gitops.audit import record
 from gitops.models import Application, Cluster, Tenant, Workspace, utcnow
-from gitops.policy import Principal, Scope
-from gitops.repo import Author, ClusterRepo, Snapshot
+from gitops.policy import Grant, Principal, Scope
+from gitops.credentials import CredentialsKey, RemoteCredentials, password_credentials, ssh_key_credentials
+from gitops.repo import Author, ClusterRepo, Remote, Snapshot
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENVIRONMENTS = ("dev", "staging", "prod", "test", "sandbox")
@@ -57,23 +79,108 @@ def check_name(kind: str, name: Any) -> str:
 
 
 class RepoStore:
-    """The cluster repositories under one data directory, opened once each."""
+    """The cluster repositories under ``<data dir>/repos``, each opened once, with its remote.
 
-    def __init__(self, root: Path):
+    A cluster's :class:`ClusterRepo` is reused while what it was opened with stays the
+    same (the repository, the remote URL, its sealed credentials, the tenant's allowed
+    hosts) and replaced when one changes. It is kept by cluster id *and* creation time:
+    SQLite hands a deleted cluster's id to the next one, and a cluster created again
+    must never get the deleted one's object.
+
+    ``credentials_key`` seals and opens remote credentials; ``tls`` is how https remotes
+    are verified (GIT_CA_BUNDLE); ``resolve`` is the egress policy's name resolution
+    (gitops.egress), a seam for tests; ``sessions`` (read-only) looks up a tenant's
+    allowed hosts when the cluster at hand was loaded without its tenant.
+    """
+
+    def __init__(self, root: Path, credentials_key: CredentialsKey | None = None, tls: ssl.SSLContext | None = None,
+                 resolve: egress.Resolver = egress.resolve_host, sessions: sessionmaker[Session] | None = None):
         self.root = Path(root)
-        self._repos: dict[tuple[str, str | None], ClusterRepo] = {}
+        self.data_dir = self.root.parent
+        self.credentials_key = credentials_key
+        self.tls = tls
+        self.resolve = resolve
+        self.sessions = sessions
+        self._repos: dict[int, tuple[tuple, ClusterRepo]] = {}
         self._lock = threading.Lock()
 
     def path_for(self, tenant: str, cluster: str) -> Path:
         return self.root / tenant / f"{cluster}.git"
 
     def open(self, cluster: Cluster) -> ClusterRepo:
-        key = (cluster.repo_path, cluster.remote_url)
+        allowed = self.allowed_hosts(cluster) if cluster.remote_url else ()
+        key = (cluster.created_at, cluster.repo_path, cluster.remote_url, cluster.remote_credentials, allowed)
         with self._lock:
-            repo = self._repos.get(key)
-            if repo is None:
-                repo = self._repos[key] = ClusterRepo(cluster.repo_path, remote_url=cluster.remote_url)
+            cached = self._repos.get(cluster.id)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            repo = ClusterRepo(cluster.repo_path, remote=self._remote(cluster, allowed))
+            self._repos[cluster.id] = (key, repo)
             return repo
+
+    def allowed_hosts(self, cluster: Cluster) -> tuple[str, ...]:
+        """The non-public hosts the remotes of the cluster's tenant may reach."""
+        if "tenant" in inspect(cluster).unloaded and self.sessions is not None:
+            # Not through the caller's session: a deploy opens the repository after committing its
+            # intent, and a query there would begin a new transaction (on SQLite: take the write
+            # lock) that the commit's own transaction then waits for.
+            with self.sessions() as session:
+                hosts = session.scalar(select(Tenant.remote_allowed_hosts).where(Tenant.id == cluster.tenant_id))
+            return tuple(hosts or ())
+        return tuple(cluster.tenant.remote_allowed_hosts or ())
+
+    def _remote(self, cluster: Cluster, allowed: tuple[str, ...]) -> Remote | None:
+        if not cluster.remote_url:
+            return None
+        credentials = None
+        if cluster.remote_credentials:
+            if self.credentials_key is None:
+                raise RepoError(f'cluster "{cluster.name}" has remote credentials and this server has no '
+                                "credentials key to open them")
+            credentials = self.credentials_key.open(cluster.remote_credentials)
+        return Remote(cluster.remote_url, credentials, self.policy(allowed))
+
+    def policy(self, allowed_hosts: tuple[str, ...] | list[str]) -> egress.EgressPolicy:
+        return egress.EgressPolicy(tuple(allowed_hosts), self.resolve, self.tls)
+
+    def seal(self, credentials: RemoteCredentials) -> str:
+        if self.credentials_key is None:
+            raise InvalidRequest("this server has no credentials key: it cannot keep remote credentials")
+        return self.credentials_key.seal(credentials)
+
+    def forget(self, cluster_id: int) -> None:
+        with self._lock:
+            self._repos.pop(cluster_id, None)
+
+    def archive_target(self, repo_path: Path, cluster_name: str, label: str) -> Path:
+        """Where :meth:`archive` moves a repository: ``<tenant>/.archive/<cluster>-<UTC time>-<label>.git``.
+
+        A directory git HTTP never serves (no cluster name holds a dot), kept for
+        whoever must look at the old history.
+        """
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        target = repo_path.parent / ".archive" / f"{cluster_name}-{stamp}-{label}.git"
+        while target.exists():
+            target = target.with_name(f"{cluster_name}-{stamp}-{label}-{secrets.token_hex(3)}.git")
+        return target
+
+    def archive(self, repo_path: Path, target: Path) -> Path | None:
+        """Move the repository at ``repo_path`` to ``target``; None when there is none to move."""
+        if not repo_path.exists():
+            return None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            repo_path.rename(target)
+        except OSError as exc:
+            raise RepoError(f"cannot archive the repository {self.shown(repo_path)}: {exc.strerror}") from exc
+        return target
+
+    def shown(self, path: Path) -> str:
+        """``path`` as people see it: relative to the data directory."""
+        try:
+            return path.relative_to(self.data_dir).as_posix()
+        except ValueError:  # a repository an older configuration put elsewhere
+            return str(path)
 
 
 def profile_of(cluster: Cluster) -> ClusterProfile:
@@ -103,6 +210,21 @@ def get_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
+def tenant_settings(session: Session, principal: Principal) -> Tenant:
+    principal.require("tenant.manage", Scope(principal.tenant_id), "the tenant")
+    return session.get(Tenant, principal.tenant_id)
+
+
+def update_tenant(session: Session, principal: Principal, changes: dict[str, Any]) -> Tenant:
+    """Change the tenant's settings: ``remote_allowed_hosts``, the non-public hosts its remotes may reach."""
+    tenant = tenant_settings(session, principal)
+    if "remote_allowed_hosts" in changes:
+        tenant.remote_allowed_hosts = egress.allowed_hosts(changes["remote_allowed_hosts"])
+    record(session, principal, "tenant.update", tenant.name,
+           {"fields": sorted(changes), "remote_allowed_hosts": tenant.remote_allowed_hosts})
+    return tenant
+
+
 def get_cluster(session: Session, principal: Principal, name: str, permission: str = "cluster.read") -> Cluster:
     cluster = session.scalar(select(Cluster).where(Cluster.tenant_id == principal.tenant_id, Cluster.name == name))
     if cluster is None or not _sees_cluster(principal, cluster):
@@ -112,10 +234,19 @@ def get_cluster(session: Session, principal: Principal, name: str, permission: s
 
 
 def _sees_cluster(principal: Principal, cluster: Cluster) -> bool:
-    """Whether the caller may know the cluster exists: some role in it or in one of its workspaces."""
-    scope = Scope(cluster.tenant_id, cluster.id)
-    return principal.can("cluster.read", scope) or any(
-        g.scope.cluster_id == cluster.id or g.scope.level == "tenant" for g in principal.grants
+    """Whether the caller may know the cluster exists: some role in it or in one of its workspaces.
+
+    An API token narrows that as it narrows everything else: its own scope must reach the
+    cluster too, or a token of cluster a would tell cluster b (an empty list of its workspaces)
+    from a cluster that does not exist (404).
+    """
+    def reaches(grant: Grant) -> bool:
+        return grant.scope.level == "tenant" or grant.scope.cluster_id == cluster.id
+
+    if principal.token is not None and not reaches(principal.token):
+        return False
+    return principal.can("cluster.read", Scope(cluster.tenant_id, cluster.id)) or any(
+        reaches(grant) for grant in principal.grants
     )
 
 
@@ -135,42 +266,134 @@ class NewCluster:
 
 def create_cluster(
     session: Session, repos: RepoStore, principal: Principal, name: Any, profile_text: Any,
-    remote_url: str | None = None,
+    remote: dict[str, Any] | None = None,
 ) -> NewCluster:
+    """Register the cluster and write its bootstrap; ``remote``: the request's remote_* fields, if any."""
     principal.require("cluster.create", Scope(principal.tenant_id), "the tenant")
+    remote = {key: value for key, value in (remote or {}).items() if value is not None}
+    if remote:
+        _require_remote_setter(principal, name)
     check_name("cluster", name)
     profile = parse_profile(profile_text, name)
     if session.scalar(select(Cluster.id).where(Cluster.tenant_id == principal.tenant_id, Cluster.name == name)):
         raise Conflict(f'cluster "{name}" already exists')
     tenant = session.get(Tenant, principal.tenant_id)
     read_token, agent_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    path = repos.path_for(tenant.name, name)
     cluster = Cluster(
-        tenant_id=principal.tenant_id, name=name, profile_text=profile_text,
-        repo_path=str(repos.path_for(tenant.name, name)), remote_url=remote_url or None,
+        tenant=tenant, name=name, profile_text=profile_text, repo_path=str(path),
         read_token_hash=hash_token(read_token), agent_token_hash=hash_token(agent_token),
     )
     session.add(cluster)
     session.flush()
-    record(session, principal, "cluster.create", name, {"flavor": profile.flavor, "remote_url": remote_url})
-    # The bootstrap goes in now, so ArgoCD has something to sync from the first minute.
-    _check_remote(repos, cluster)
-    apply_service.apply([], profile, repos.open(cluster), author=principal.name)
+    detail: dict[str, Any] = {"flavor": profile.flavor}
+    # A repository already there was left by a deleted cluster (or an older version that kept
+    # them): archived, so this cluster's read token never serves another's history.
+    leftover = repos.archive(path, repos.archive_target(path, name, "leftover"))
+    if leftover is not None:
+        log.warning("cluster %s: a repository was already at %s; archived it as %s", name, path,
+                    repos.shown(leftover))
+        detail["archived_leftover"] = repos.shown(leftover)
+    try:
+        if remote:
+            _set_remote(repos, cluster, remote)
+            detail.update(remote_url=cluster.remote_url, remote_auth=cluster.remote_auth)
+        record(session, principal, "cluster.create", name, detail)
+        # The bootstrap goes in now, so ArgoCD has something to sync from the first minute.
+        apply_service.apply([], profile, repos.open(cluster), author=principal.name)
+    except ShipyardError:
+        # the row is rolled back: leave no repository behind for the next cluster of this name
+        repos.forget(cluster.id)
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     return NewCluster(cluster, read_token, agent_token)
 
 
-def _check_remote(repos: RepoStore, cluster: Cluster) -> None:
-    """Refuse a remote that cannot be fetched now, rather than failing every deploy later."""
-    if not cluster.remote_url:
+REMOTE_FIELDS = ("remote_url", "remote_username", "remote_password", "remote_ssh_key", "remote_ssh_passphrase",
+                 "remote_known_hosts")
+
+
+def _require_remote_setter(principal: Principal, cluster_name: Any) -> None:
+    if not principal.can("tenant.manage", Scope(principal.tenant_id)):
+        raise PermissionDenied(
+            f'{principal.name} may not set the git remote of cluster "{cluster_name}": the control plane connects '
+            "to it, so only a tenant-admin (tenant.manage) sets a remote or its credentials")
+
+
+def _set_remote(repos: RepoStore, cluster: Cluster, fields: dict[str, Any]) -> None:
+    """Point the cluster at the remote of ``fields`` (or at none) with its credentials, checked.
+
+    The remote and its credentials are set together: a change of either sends both,
+    so sealed credentials are never paired with a URL they were not given for.
+    """
+    for key, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f'"{key}" must be a string')
+    text = fields.get("remote_url")
+    if not text:
+        if any(fields.get(key) for key in REMOTE_FIELDS if key != "remote_url"):
+            raise InvalidRequest("remote credentials need their remote: send remote_url with them")
+        cluster.remote_url = cluster.remote_credentials = cluster.remote_auth = None
         return
+    url, userinfo = egress.parse_remote_url(text)
     try:
+        repos.policy(repos.allowed_hosts(cluster)).addresses(url.host, url.port)
+    except RepoError as exc:
+        raise InvalidRequest(f"cannot use remote_url: {exc}") from exc
+    credentials = remote_credentials(url, userinfo, fields)
+    cluster.remote_url = str(url)
+    cluster.remote_credentials = repos.seal(credentials) if credentials is not None else None
+    cluster.remote_auth = credentials.kind if credentials is not None else None
+    try:
+        # Refuse a remote that cannot be fetched now, rather than failing every deploy later.
         repos.open(cluster).fetch()
     except RepoError as exc:
-        raise InvalidRequest(f"cannot use remote_url: {exc}; check the URL and the credentials in it") from exc
+        raise InvalidRequest(f"cannot use remote_url: {exc}") from exc
+
+
+def remote_credentials(url: egress.RemoteURL, userinfo: tuple[str, str] | None,
+                       fields: dict[str, Any]) -> RemoteCredentials | None:
+    """The credentials the remote_* fields give for ``url``, checked; None for a remote that needs none.
+
+    An https URL pasted with ``user:token@`` in it gives its credentials that way:
+    they are taken out of the URL and sealed like remote_username/remote_password.
+    """
+    username, password = fields.get("remote_username"), fields.get("remote_password")
+    ssh_key, passphrase = fields.get("remote_ssh_key"), fields.get("remote_ssh_passphrase")
+    known_hosts = fields.get("remote_known_hosts")
+    if url.scheme == "https":
+        if ssh_key or passphrase or known_hosts:
+            raise InvalidRequest("remote_ssh_key, remote_ssh_passphrase and remote_known_hosts are for ssh remotes; "
+                                 "an https remote takes remote_username and remote_password")
+        if userinfo is not None:
+            if username or password:
+                raise InvalidRequest("give the credentials either in remote_url or in remote_username and "
+                                     "remote_password, not both")
+            username, password = userinfo
+        if not username and not password:
+            return None
+        if not username:
+            raise InvalidRequest("remote_password needs remote_username (for a token: the name its server "
+                                 "expects, e.g. x-access-token on GitHub, oauth2 on GitLab)")
+        return password_credentials(username, password or "")
+    if username or password:
+        raise InvalidRequest("an ssh remote authenticates with remote_ssh_key; remote_username and remote_password "
+                             "are for https (the ssh login is part of the URL: ssh://git@host/path)")
+    if not ssh_key or not known_hosts:
+        raise InvalidRequest("an ssh remote needs remote_ssh_key (a private key) and remote_known_hosts (the "
+                             "server's host key lines, as `ssh-keyscan -p PORT HOST` prints them): Shipyard pins "
+                             "the host key and never connects to an ssh server it cannot verify")
+    return ssh_key_credentials(ssh_key, passphrase or "", known_hosts)
 
 
 def update_cluster(session: Session, principal: Principal, cluster: Cluster, changes: dict,
                    repos: RepoStore | None = None) -> Cluster:
     principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
+    remote = {key: changes[key] for key in REMOTE_FIELDS if key in changes}
+    if remote:  # first: refused to a cluster-admin before anything changes
+        _require_remote_setter(principal, cluster.name)
+        if repos is None:
+            raise InvalidRequest("a remote is set through the control plane, which checks it")
     if "profile" in changes:
         profile = parse_profile(changes["profile"], cluster.name)
         taken = session.scalar(select(Workspace.name).where(
@@ -179,11 +402,11 @@ def update_cluster(session: Session, principal: Principal, cluster: Cluster, cha
             raise Conflict(f'workspace "{taken}" would be a system namespace of cluster "{cluster.name}" '
                            "(ArgoCD, the gateway or the Shipyard agent); choose other namespaces in the profile")
         cluster.profile_text = changes["profile"]
-    if "remote_url" in changes:
-        cluster.remote_url = changes["remote_url"] or None
-        if repos is not None:
-            _check_remote(repos, cluster)
-    record(session, principal, "cluster.update", cluster.name, {"fields": sorted(changes)})
+    detail: dict[str, Any] = {"fields": sorted(changes)}
+    if remote:
+        _set_remote(repos, cluster, remote)
+        detail.update(remote_url=cluster.remote_url, remote_auth=cluster.remote_auth)
+    record(session, principal, "cluster.update", cluster.name, detail)
     return cluster
 
 
@@ -204,11 +427,43 @@ def rotate_token(session: Session, principal: Principal, cluster: Cluster, kind:
     return token
 
 
-def delete_cluster(session: Session, principal: Principal, cluster: Cluster) -> None:
-    """Forget the cluster. Its repository stays on disk: the cluster may still sync from it."""
+def delete_cluster(session: Session, repos: RepoStore, principal: Principal, cluster: Cluster) -> Path | None:
+    """Forget the cluster and archive its repository; returns where it went (None: there was none).
+
+    The row goes first, in its own commit: from then on nothing serves or writes the
+    repository, and it is moved out of the way. Were the move to fail, the repository
+    is archived when a cluster of that name is created again, never handed to it.
+    """
     principal.require("cluster.delete", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
-    record(session, principal, "cluster.delete", cluster.name)
+    name, cluster_id, repo_path = cluster.name, cluster.id, Path(cluster.repo_path)
+    target = repos.archive_target(repo_path, name, str(cluster_id)) if repo_path.exists() else None
+    record(session, principal, "cluster.delete", name, {"archive": repos.shown(target) if target else None})
     session.delete(cluster)
+    session.commit()
+    repos.forget(cluster_id)
+    return repos.archive(repo_path, target) if target is not None else None
+
+
+def seal_remote_userinfo(session: Session, repos: RepoStore) -> int:
+    """Move credentials that older versions kept inside ``remote_url`` into sealed storage.
+
+    Run at every start; it touches only rows that still hold a password (or an https
+    user) in the URL and have no sealed credentials, so running it again changes nothing.
+    """
+    moved = 0
+    for cluster in session.scalars(select(Cluster).where(Cluster.remote_url.contains("@"),
+                                                         Cluster.remote_credentials.is_(None))):
+        clean, username, password = egress.split_userinfo(cluster.remote_url)
+        if username is None or (password is None and not clean.lower().startswith("https://")):
+            continue  # no userinfo, or only an ssh login (ssh://git@host), which is no secret
+        if clean.lower().startswith("ssh://"):  # the login stays in an ssh URL; only the password goes
+            clean = egress.redact_url(cluster.remote_url)
+        cluster.remote_credentials = repos.seal(password_credentials(username, password or ""))
+        cluster.remote_auth = "password"
+        cluster.remote_url = clean
+        log.info("cluster %s: moved the credentials in its remote_url into sealed storage", cluster.name)
+        moved += 1
+    return moved
 
 
 # --- workspaces ---------------------------------------------------------------------------
@@ -302,11 +557,13 @@ def create_workspace(session: Session, repos: RepoStore, principal: Principal, c
         raise InvalidRequest(f'"{name}" is a system namespace; choose another workspace name')
     if session.scalar(select(Workspace.id).where(Workspace.cluster_id == cluster.id, Workspace.name == name)):
         raise Conflict(f'workspace "{cluster.name}:{name}" already exists')
-    workspace = Workspace(tenant_id=cluster.tenant_id, cluster_id=cluster.id, name=name)
+    workspace = Workspace(tenant_id=cluster.tenant_id, cluster=cluster, name=name)
     _workspace_fields(data, workspace)
     session.add(workspace)
     session.flush()
     record(session, principal, "workspace.create", f"{cluster.name}:{name}", {"environment": workspace.environment})
+    if "secret_paths" in data:
+        isolation.set_workspace_secret_paths(session, principal, workspace, data["secret_paths"])
     sync_workspace(repos, principal, workspace)
     return workspace
 
@@ -314,6 +571,8 @@ def create_workspace(session: Session, repos: RepoStore, principal: Principal, c
 def update_workspace(session: Session, repos: RepoStore, principal: Principal, workspace: Workspace,
                      data: dict) -> Workspace:
     principal.require("workspace.update", workspace_scope(workspace), f'workspace "{workspace.name}"')
+    if "secret_paths" in data:  # first: refused to a workspace-admin before anything changes
+        isolation.set_workspace_secret_paths(session, principal, workspace, data["secret_paths"])
     _workspace_fields(data, workspace)
     record(session, principal, "workspace.update", f"{workspace.cluster.name}:{workspace.name}", {"fields": sorted(data)})
     sync_workspace(repos, principal, workspace)
@@ -352,12 +611,17 @@ __all__ = [
     "token_matches",
     "profile_of",
     "get_tenant",
+    "tenant_settings",
+    "update_tenant",
     "get_cluster",
     "list_clusters",
     "create_cluster",
     "update_cluster",
     "rotate_token",
     "delete_cluster",
+    "seal_remote_userinfo",
+    "remote_credentials",
+    "REMOTE_FIELDS",
     "get_workspace",
     "find_workspace",
     "list_workspaces",

@@ -149,7 +149,9 @@ def test_cluster_lifecycle(plane_app, admin):
         assert row.read_token_hash == hash_token(rotated["read"])
         assert row.agent_token_hash == hash_token(rotated["agent"])
 
-    assert admin.delete(f"{API}/clusters/demo").status_code == 204
+    deleted = ok(admin.delete(f"{API}/clusters/demo"))
+    assert deleted["deleted"] == "demo" and deleted["repository"] == "archived"
+    assert deleted["archive"].startswith("repos/default/.archive/demo-")
     error(admin.get(f"{API}/clusters/demo"), 404, "not_found")
     assert ok(admin.get(f"{API}/clusters"))["clusters"] == []
     error(admin.delete(f"{API}/clusters/demo"), 404)

@@ -333,6 +333,16 @@ def _get_command(world, target):
                 True)
 
 
+def _release_host_claim(world, target):
+    if target == "other-workspace":
+        return None
+    cluster, workspace = TARGETS[target]
+    host = f"{world.unique('released')}.example.com"
+    response = world.admin.put(f"{API}/clusters/{cluster}/hosts/{host}", json={"workspace": workspace})
+    assert response.status_code == 201, response.get_json()
+    return Case("DELETE", f"{API}/clusters/{cluster}/hosts/{host}", _can("cluster.update", world.scope(cluster)), True)
+
+
 def _profile(world, cluster):
     return {"profile": PROFILE.replace("name: demo", f"name: {cluster}")}
 
@@ -343,6 +353,8 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
     "api.create_user": tenant_case("POST", f"{API}/users", "user.manage",
                                    json=lambda w: {"username": w.unique("user"), "password": PASSWORD}),
     "api.list_audit": tenant_case("GET", f"{API}/audit", "audit.read"),
+    "api.get_tenant": tenant_case("GET", f"{API}/tenant", "tenant.manage"),
+    "api.update_tenant": tenant_case("PATCH", f"{API}/tenant", "tenant.manage", json={"remote_allowed_hosts": []}),
     "api.list_clusters": _list_clusters,
     "api.create_cluster": tenant_case("POST", f"{API}/clusters", "cluster.create",
                                       json=lambda w: _profile(w, name := w.unique("made")) | {"name": name}),
@@ -357,6 +369,10 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
     "api.update_workspace": workspace_case("PATCH", API + "/clusters/{c}/workspaces/{w}", "workspace.update",
                                            json={"labels": {"touched": "yes"}}),
     "api.delete_workspace": workspace_case("DELETE", API + "/clusters/{c}/workspaces/{w}", "workspace.delete"),
+    "api.list_host_claims": cluster_case("GET", API + "/clusters/{c}/hosts", "cluster.read"),
+    "api.move_host_claim": cluster_case("PUT", API + "/clusters/{c}/hosts/web.example.com", "cluster.update",
+                                        json={"workspace": "storefront"}),
+    "api.release_host_claim": _release_host_claim,
     "api.list_bindings": _list_bindings,
     "api.create_binding": _create_binding,
     "api.delete_binding": _delete_binding,
@@ -424,6 +440,8 @@ KEY_EXPECTATIONS = [
     ("cluster-admin", "api.rotate_cluster_token", "inside", True),
     ("cluster-admin", "api.create_cluster", "inside", False),
     ("cluster-admin", "api.list_users", "inside", False),
+    ("cluster-admin", "api.update_tenant", "inside", False),
+    ("tenant-admin", "api.update_tenant", "inside", True),
     ("cluster-admin", "api.get_app", "other-cluster", False),
     ("tenant-admin", "api.delete_cluster", "other-cluster", True),
     ("tenant-admin", "api.list_audit", "inside", True),
@@ -435,6 +453,11 @@ KEY_EXPECTATIONS = [
     ("workspace-editor", "api.create_command", "inside", True),
     ("workspace-viewer", "api.get_command", "other-workspace", False),
     ("cluster-viewer", "api.cluster_status", "inside", True),
+    ("cluster-viewer", "api.list_host_claims", "inside", True),
+    ("cluster-viewer", "api.move_host_claim", "inside", False),
+    ("workspace-admin", "api.move_host_claim", "inside", False),
+    ("workspace-admin", "api.release_host_claim", "inside", False),
+    ("cluster-admin", "api.release_host_claim", "inside", True),
     ("workspace-admin", "api.cluster_status", "inside", False),
     (NO_ROLE, "api.me", "inside", True),
     (NO_ROLE, "api.get_app", "inside", False),
@@ -451,6 +474,8 @@ EXTRA_REQUESTS: dict[str, list[tuple[str, str, dict, bool]]] = {
         ("POST", f"{API}/role-bindings", {"role": "workspace-admin", "subject": "x", "cluster": "demo",
                                           "workspace": "storefront"}, True),
         ("POST", f"{API}/role-bindings", {"role": "tenant-admin", "subject": "x"}, False),
+        # the workspace is theirs to change, but not the secrets it may reference (gitops.isolation)
+        ("PATCH", f"{API}/clusters/demo/workspaces/storefront", {"secret_paths": ["other/"]}, False),
     ],
     "workspace-editor": [
         ("POST", f"{API}/apps/demo/storefront/web/promote", {"target": "demo:other"}, False),
@@ -463,6 +488,9 @@ EXTRA_REQUESTS: dict[str, list[tuple[str, str, dict, bool]]] = {
         ("POST", f"{API}/role-bindings", {"role": "cluster-viewer", "subject": "x", "cluster": "demo"}, True),
         ("POST", f"{API}/role-bindings", {"role": "cluster-viewer", "subject": "x", "cluster": "other"}, False),
         ("POST", f"{API}/role-bindings", {"role": "cluster-viewer", "subject": "x"}, False),
+        ("PATCH", f"{API}/clusters/demo/workspaces/storefront", {"secret_paths": ["other/"]}, True),
+        # the profile is theirs to change, but not where the control plane connects to (gitops.egress)
+        ("PATCH", f"{API}/clusters/demo", {"remote_url": "https://git.example.com/demo.git"}, False),
     ],
     "cluster-viewer": [
         ("POST", f"{API}/apps/demo/storefront/web/promote", {"target": "demo:other"}, False),

@@ -1,4 +1,7 @@
-"""Workspaces in the cluster repository (namespace labels, quota, removal) and pushing to a remote."""
+"""Workspaces in the cluster repository (namespace labels, quota, removal); a remote that cannot be used.
+
+Pushing to a remote, over https and ssh servers on loopback, is in tests/test_remotes.py.
+"""
 
 import subprocess
 
@@ -80,23 +83,6 @@ def test_deleting_a_workspace_takes_it_out_of_the_repository(plane_app, admin):
     git = subprocess.run(["git", "-C", str(repo_of(plane_app).path), "log", "-1", "--format=%s"],
                          capture_output=True, text=True, check=True)
     assert git.stdout.strip() == "Remove workspace scratch"
-
-
-def test_commits_are_pushed_to_the_cluster_remote(plane_app, admin, tmp_path):
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    response = admin.post("/api/v1/clusters", json={"name": "demo", "profile": PROFILE, "remote_url": str(remote)})
-    assert response.status_code == 201, response.get_json()
-    add_workspace(admin, "demo", "storefront")
-    response = deploy_yaml(admin, service_spec("web"))
-    (version,) = response.get_json()["versions"]
-    remote_tip = subprocess.run(["git", "-C", str(remote), "rev-parse", "main"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    assert remote_tip == version["commit"]
-    files = subprocess.run(["git", "-C", str(remote), "ls-tree", "-r", "--name-only", "main"], capture_output=True,
-                           text=True, check=True).stdout.split()
-    assert any(f.startswith("workspaces/storefront/web/") for f in files)
-    assert "apps/storefront/web.yaml" in files
 
 
 def test_an_unreachable_remote_is_refused_when_configured(plane_app, admin, tmp_path):

@@ -13,14 +13,16 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from gitops import accounts, audit, clusters, deploy, status
+from gitops import accounts, audit, clusters, deploy, egress, isolation, status
 from gitops.models import ApiToken, Application, Cluster, Command, RoleBinding, Tenant, User, Version, Workspace
 from gitops.policy import Scope
 from renderer.errors import InvalidRequest, NotFound
+from renderer.yamlio import document_spans
 from webapp.auth import AUTHENTICATED, public, requires
 from webapp.plane import context, db_session
+from webapp.query_parameters import SOURCES, argument
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -93,26 +95,27 @@ def field(data: dict, name: str, kind: type | tuple, required: bool = True, defa
     return value
 
 
-def query_bool(name: str) -> bool:
-    value = request.args.get(name, "false").lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise InvalidRequest(f"{name} must be true or false")
-    return value in ("true", "1", "yes")
-
-
-def query_int(name: str, default: int | None = None, low: int = 1, high: int = 10_000) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not (low <= int(raw) <= high):
-        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+def source_field(data: dict) -> str:
+    """What sent a deploy, rollback or promotion: one of SOURCES, as its column (32 characters) holds."""
+    source = field(data, "source", str, required=False, default="api")
+    if source not in SOURCES:
+        raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}")
+    return source
 
 
 def scope_from(data: dict) -> Scope:
-    return accounts.resolve_scope(db_session(), g.principal.tenant_id,
-                                  field(data, "cluster", str, required=False),
-                                  field(data, "workspace", str, required=False))
+    """The scope a body names; a cluster or workspace the caller may not see is as absent as a missing one.
+
+    Otherwise a role binding or token asked for there would be refused (403) where a missing
+    one is not found (404), telling the caller what exists outside its scope.
+    """
+    session = db_session()
+    cluster, workspace = field(data, "cluster", str, required=False), field(data, "workspace", str, required=False)
+    if cluster and workspace:
+        return clusters.workspace_scope(clusters.find_workspace(session, g.principal, cluster, workspace))
+    if cluster:
+        return Scope(g.principal.tenant_id, _visible_cluster(session, cluster).id)
+    return accounts.resolve_scope(session, g.principal.tenant_id, cluster, workspace)
 
 
 # --- output --------------------------------------------------------------------------------
@@ -126,7 +129,10 @@ def cluster_json(cluster: Cluster) -> dict:
     return {
         "name": cluster.name,
         "profile": cluster.profile_text,
-        "remote_url": cluster.remote_url,
+        # credentials never: they are sealed apart from the URL (a row older than that is redacted)
+        "remote_url": egress.redact_url(cluster.remote_url),
+        "remote_auth": cluster.remote_auth,
+        "secret_paths": cluster.secret_paths,
         "git_path": f"/git/{cluster.tenant.name}/{cluster.name}.git",
         "last_seen_at": iso(cluster.last_seen_at),
         "created_at": iso(cluster.created_at),
@@ -142,6 +148,7 @@ def workspace_json(workspace: Workspace) -> dict:
         "environment": workspace.environment,
         "labels": workspace.labels,
         "quota": workspace.quota,
+        "secret_paths": workspace.secret_paths,
         "created_at": iso(workspace.created_at),
     }
 
@@ -253,10 +260,36 @@ def create_user():
 @bp.get("/audit")
 @requires("audit.read")
 def list_audit():
-    events = audit.list_events(db_session(), g.principal, limit=query_int("limit", 100, high=1000),
-                               before_id=query_int("before", None, high=2**62))
+    events = audit.list_events(db_session(), g.principal, limit=argument("limit"), before_id=argument("before"))
     return {"events": [{"id": e.id, "actor": e.actor, "action": e.action, "target": e.target,
                         "detail": e.detail, "at": iso(e.at)} for e in events]}
+
+
+# --- tenant -----------------------------------------------------------------------------------
+
+
+def tenant_json(tenant: Tenant) -> dict:
+    return {"name": tenant.name, "remote_allowed_hosts": list(tenant.remote_allowed_hosts or [])}
+
+
+@bp.get("/tenant")
+@requires("tenant.manage")
+def get_tenant():
+    """The tenant's settings: the hosts its cluster remotes may reach although not public (gitops.egress)."""
+    return tenant_json(clusters.tenant_settings(db_session(), g.principal))
+
+
+@bp.patch("/tenant")
+@requires("tenant.manage")
+def update_tenant():
+    data = json_body()
+    unknown = set(data) - {"remote_allowed_hosts"}
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; a tenant has remote_allowed_hosts")
+    session = db_session()
+    tenant = clusters.update_tenant(session, g.principal, data)
+    session.commit()
+    return tenant_json(tenant)
 
 
 # --- clusters ---------------------------------------------------------------------------------
@@ -273,8 +306,9 @@ def list_clusters():
 def create_cluster():
     data = json_body()
     session = db_session()
+    remote = {key: data[key] for key in clusters.REMOTE_FIELDS if key in data}
     new = clusters.create_cluster(session, context().repos, g.principal, field(data, "name", str),
-                                  field(data, "profile", str), field(data, "remote_url", str, False))
+                                  field(data, "profile", str), remote)
     session.commit()
     return {**cluster_json(new.cluster), "read_token": new.read_token, "agent_token": new.agent_token}, 201
 
@@ -289,14 +323,18 @@ def get_cluster(cluster: str):
 @requires("cluster.update")
 def update_cluster(cluster: str):
     data = json_body()
-    unknown = set(data) - {"profile", "remote_url"}
+    unknown = set(data) - {"profile", "secret_paths", *clusters.REMOTE_FIELDS}
     if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; a cluster has profile and remote_url")
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; "
+                             "a cluster has profile, remote_url (with remote_username, remote_password, "
+                             "remote_ssh_key, remote_ssh_passphrase, remote_known_hosts) and secret_paths")
     session = db_session()
     row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
     field(data, "profile", str, required=False)
-    field(data, "remote_url", str, required=False)
-    clusters.update_cluster(session, g.principal, row, data, context().repos)
+    if "secret_paths" in data:
+        isolation.set_cluster_secret_paths(session, g.principal, row, data.pop("secret_paths"))
+    if data:
+        clusters.update_cluster(session, g.principal, row, data, context().repos)
     session.commit()
     return cluster_json(row)
 
@@ -304,10 +342,13 @@ def update_cluster(cluster: str):
 @bp.delete("/clusters/<cluster>")
 @requires("cluster.delete")
 def delete_cluster(cluster: str):
+    """Delete the cluster; its repository is archived in the data directory, never served again."""
     session = db_session()
-    clusters.delete_cluster(session, g.principal, clusters.get_cluster(session, g.principal, cluster, "cluster.delete"))
-    session.commit()
-    return "", 204
+    row = clusters.get_cluster(session, g.principal, cluster, "cluster.delete")
+    repos = context().repos
+    archive = clusters.delete_cluster(session, repos, g.principal, row)  # commits
+    return {"deleted": cluster, "repository": "archived" if archive else "absent",
+            "archive": repos.shown(archive) if archive else None}
 
 
 @bp.post("/clusters/<cluster>/tokens/<kind>")
@@ -360,7 +401,7 @@ def get_workspace(cluster: str, workspace: str):
 @requires("workspace.update")
 def update_workspace(cluster: str, workspace: str):
     data = json_body()
-    unknown = set(data) - {"environment", "labels", "quota"}
+    unknown = set(data) - {"environment", "labels", "quota", "secret_paths"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     session = db_session()
@@ -376,6 +417,46 @@ def delete_workspace(cluster: str, workspace: str):
     session = db_session()
     row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.delete")
     clusters.delete_workspace(session, context().repos, g.principal, row)
+    session.commit()
+    return "", 204
+
+
+# --- host claims (gitops.isolation) ----------------------------------------------------------------
+
+
+def host_claim_json(claim, workspace: str) -> dict:
+    return {"host": claim.host, "workspace": workspace, "claimed_by": claim.claimed_by,
+            "claimed_at": iso(claim.claimed_at)}
+
+
+@bp.get("/clusters/<cluster>/hosts")
+@requires("cluster.read")
+def list_host_claims(cluster: str):
+    """The hosts routed in the cluster, each held by one workspace"""
+    session = db_session()
+    row = clusters.get_cluster(session, g.principal, cluster)
+    return {"hosts": [host_claim_json(claim, name) for claim, name in isolation.list_claims(session, g.principal, row)]}
+
+
+@bp.put("/clusters/<cluster>/hosts/<host>")
+@requires("cluster.update")
+def move_host_claim(cluster: str, host: str):
+    """Give a host to a workspace of the cluster (claim it, or move it from the workspace holding it)"""
+    data = json_body()
+    session = db_session()
+    row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
+    claim, created = isolation.move_claim(session, g.principal, row, host, field(data, "workspace", str))
+    session.commit()
+    return host_claim_json(claim, data["workspace"]), 201 if created else 200
+
+
+@bp.delete("/clusters/<cluster>/hosts/<host>")
+@requires("cluster.update")
+def release_host_claim(cluster: str, host: str):
+    """Release a host: the next workspace to route it claims it"""
+    session = db_session()
+    isolation.release_claim(session, g.principal, clusters.get_cluster(session, g.principal, cluster, "cluster.update"),
+                            host)
     session.commit()
     return "", 204
 
@@ -416,6 +497,7 @@ def delete_binding(binding_id: int):
 @bp.get("/tokens")
 @requires(AUTHENTICATED)
 def list_tokens():
+    """API tokens: a tenant-admin's, every one of the tenant; a login's, the user's; any other token, itself"""
     return {"tokens": [token_json(t) for t in accounts.list_tokens(db_session(), g.principal)]}
 
 
@@ -433,6 +515,7 @@ def create_token():
 @bp.delete("/tokens/<int:token_id>")
 @requires(AUTHENTICATED)
 def revoke_token(token_id: int):
+    """Revoke an API token the caller may see (GET /tokens lists them); a token may always revoke itself"""
     session = db_session()
     accounts.revoke_token(session, g.principal, accounts.get_token(session, g.principal, token_id))
     session.commit()
@@ -450,9 +533,9 @@ def _spec_input() -> tuple[str, str, dict]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})") from exc
-        options = {"dry_run": query_bool("dry_run"), "source_commit": request.args.get("source_commit"),
-                   "source": request.args.get("source", "api")}
-        return text, request.args.get("filename", "<request>"), options
+        options = {"dry_run": argument("dry_run"), "source_commit": argument("source_commit"),
+                   "source": argument("source")}
+        return text, argument("filename"), options
     data = json_body()
     spec = data.get("spec")
     if isinstance(spec, str):
@@ -461,6 +544,7 @@ def _spec_input() -> tuple[str, str, dict]:
         # ensure_ascii=False: YAML reads "\ud83d\ude00" as two lone surrogates, not one emoji
         text = json.dumps(spec, indent=2, ensure_ascii=False)
     elif isinstance(spec, list) and spec and all(isinstance(s, dict) for s in spec):
+        _refuse_spec_count(len(spec))  # before thousands of them are serialized
         text = "\n---\n".join(json.dumps(s, indent=2, ensure_ascii=False) for s in spec)
     else:
         raise InvalidRequest('"spec" must be the spec as YAML text, a spec object, or a list of spec objects')
@@ -470,13 +554,37 @@ def _spec_input() -> tuple[str, str, dict]:
     return text, field(data, "filename", str, required=False, default="<request>"), options
 
 
-SOURCES = ("api", "cli", "ci", "dashboard", "spec-repo")
+def _check_spec_limits(text: str, filename: str) -> None:
+    """Refuse (413) a deploy over MAX_SPECS_PER_REQUEST specs or MAX_SPEC_BYTES in one, before parsing any.
+
+    Every spec of a request is parsed, validated and rendered before anything is decided:
+    8,000 specs in one 1 MiB body held a worker for 29 s and grew it by 80 MB. The specs
+    are counted and measured by a scan for document markers (renderer.yamlio.document_spans),
+    in milliseconds whatever the body holds.
+    """
+    spans = document_spans(text)
+    _refuse_spec_count(len(spans))
+    limit = current_app.config["MAX_SPEC_BYTES"]
+    for number, span in enumerate(spans, 1):
+        if span.size > limit:
+            raise RequestEntityTooLarge(
+                f"{filename}:{span.line}: spec {number} is {span.size} bytes, over the {limit} bytes one spec may "
+                "have (MAX_SPEC_BYTES); make it smaller")
+
+
+def _refuse_spec_count(count: int) -> None:
+    limit = current_app.config["MAX_SPECS_PER_REQUEST"]
+    if count > limit:
+        raise RequestEntityTooLarge(
+            f"the request holds {count} specs, over the {limit} one request may hold (MAX_SPECS_PER_REQUEST); "
+            "split them into several requests")
 
 
 @bp.put("/apps")
 @requires("app.deploy")
 def deploy_apps():
     text, filename, options = _spec_input()
+    _check_spec_limits(text, filename)
     if options["source"] not in SOURCES:
         raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}")
     if options["source_commit"] is not None and len(options["source_commit"]) > 255:
@@ -496,12 +604,12 @@ def deploy_apps():
 @bp.get("/apps")
 @requires("app.read")
 def list_apps():
-    rows = deploy.list_apps(context(), cluster=request.args.get("cluster"), workspace=request.args.get("workspace"),
-                            include_deleted=query_bool("include_deleted"),
-                            limit=query_int("limit", 1000, high=10_000), after=request.args.get("after"))
+    rows = deploy.list_apps(context(), cluster=argument("cluster"), workspace=argument("workspace"),
+                            include_deleted=argument("include_deleted"), limit=argument("limit"),
+                            after=argument("after"))
     apps = [app_json(*row) for row in rows]
     next_after = f"{apps[-1]['cluster']}/{apps[-1]['workspace']}/{apps[-1]['name']}" if apps else None
-    return {"apps": apps, "next": next_after if len(apps) == query_int("limit", 1000, high=10_000) else None}
+    return {"apps": apps, "next": next_after if len(apps) == argument("limit") else None}
 
 
 def _app(cluster: str, workspace: str, app: str, permission: str = "app.read") -> Application:
@@ -529,8 +637,7 @@ def delete_app(cluster: str, workspace: str, app: str):
 @requires("app.read")
 def list_versions(cluster: str, workspace: str, app: str):
     row = _app(cluster, workspace, app)
-    versions = deploy.list_versions(context(), row, limit=query_int("limit", 100, high=1000),
-                                    before=query_int("before", None, high=2**31))
+    versions = deploy.list_versions(context(), row, limit=argument("limit"), before=argument("before"))
     live = _live(row, versions)
     return {"versions": [version_json(v, with_spec=False, live=live.get(v.number)) for v in versions]}
 
@@ -546,9 +653,7 @@ def get_version(cluster: str, workspace: str, app: str, number: int):
 @bp.get("/apps/<cluster>/<workspace>/<app>/diff")
 @requires("app.read")
 def diff_versions(cluster: str, workspace: str, app: str):
-    older, newer = query_int("from", high=2**31), query_int("to", high=2**31)
-    if older is None or newer is None:
-        raise InvalidRequest("diff needs ?from=<version>&to=<version>")
+    older, newer = argument("from"), argument("to")
     return deploy.version_diff(context(), _app(cluster, workspace, app), older, newer)
 
 
@@ -557,7 +662,7 @@ def diff_versions(cluster: str, workspace: str, app: str):
 def rollback_app(cluster: str, workspace: str, app: str):
     data = json_body()
     version = deploy.rollback(context(), _app(cluster, workspace, app), field(data, "version", int),
-                              source=field(data, "source", str, required=False, default="api"))
+                              source=source_field(data))
     return version_json(version, with_spec=False), 202 if version.state == "pending" else 201
 
 
@@ -569,7 +674,7 @@ def promote_app(cluster: str, workspace: str, app: str):
                              number=field(data, "version", int, required=False),
                              name=field(data, "name", str, required=False),
                              overrides=field(data, "overrides", dict, required=False),
-                             source=field(data, "source", str, required=False, default="api"))
+                             source=source_field(data))
     return version_json(version, with_spec=False), 202 if version.state == "pending" else 201
 
 
@@ -593,7 +698,7 @@ def cluster_status(cluster: str):
 def app_status(cluster: str, workspace: str, app: str):
     """Sync, health and the live version, each recent version's status, the pods' reasons"""
     row = _app(cluster, workspace, app)
-    versions = deploy.list_versions(context(), row, limit=query_int("versions", 10, high=100))
+    versions = deploy.list_versions(context(), row, limit=argument("versions"))
     return status.app_status(db_session(), context().repos.open(row.workspace.cluster), row, _status_settings(),
                              versions)
 
@@ -603,8 +708,7 @@ def app_status(cluster: str, workspace: str, app: str):
 def app_status_history(cluster: str, workspace: str, app: str):
     """Changes of the app's sync, health, revision or message, newest first"""
     row = _app(cluster, workspace, app)
-    events = status.status_history(db_session(), row, limit=query_int("limit", 100, high=1000),
-                                   before=query_int("before", None, high=2**62))
+    events = status.status_history(db_session(), row, limit=argument("limit"), before=argument("before"))
     return {"events": [{"id": e.id, "at": iso(e.at), "sync": e.sync, "health": e.health, "revision": e.revision,
                         "message": e.message} for e in events]}
 
@@ -658,7 +762,7 @@ def list_runs(cluster: str, workspace: str, app: str):
     """A job's runs with their state, newest first"""
     row = _app(cluster, workspace, app)
     return {"runs": [status.run_json(run, command) for run, command in
-                     status.list_runs(db_session(), row, limit=query_int("limit", 50, high=1000))]}
+                     status.list_runs(db_session(), row, limit=argument("limit"))]}
 
 
 @bp.get("/openapi.json")

@@ -8,6 +8,11 @@ DATABASE_URL               SQLAlchemy URL; default ``sqlite:///<DATA_DIR>/shipya
                            production: ``postgresql+psycopg://user@host/db``
 AUTO_MIGRATE               migrate the database on start (default: true for SQLite only)
 SECRET_KEY                 signs sessions; default: generated once into DATA_DIR/secret_key
+CREDENTIALS_KEY            seals the credentials of cluster git remotes at rest (32+ characters); default:
+                           derived (HKDF, a label of its own) from SECRET_KEY, so changing SECRET_KEY then
+                           makes stored remote credentials unreadable until they are set again
+GIT_CA_BUNDLE              a PEM file of CA certificates for https remotes with a private CA, trusted
+                           besides the system's
 TENANT                     the tenant local logins and OIDC logins belong to ("default")
 PUBLIC_URL                 the URL people and ArgoCD reach this server at (for links, OIDC)
 OIDC_ISSUER                an OIDC provider's issuer URL; enables "log in with ..." when set
@@ -15,9 +20,15 @@ OIDC_CLIENT_ID/SECRET      this server's client at that provider
 OIDC_GROUPS_CLAIM          the ID-token claim holding group names ("groups")
 OIDC_GROUP_ROLES           tenant-wide roles by group, e.g. ``{"platform": "tenant-admin"}``
 RECONCILE_INTERVAL         seconds between reconciler passes; 0 disables the background thread
-METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <token>``
+METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <token>``; when unset,
+                           /metrics is refused (401) unless METRICS_PUBLIC
+METRICS_PUBLIC             serve /metrics to anyone when no METRICS_TOKEN is set (false; `shipyard up`,
+                           the single-user demo on 127.0.0.1, sets it)
 SESSION_COOKIE_SECURE      true unless PUBLIC_URL is plain http
 MAX_CONTENT_LENGTH         largest request body in bytes (1 MiB)
+MAX_SPECS_PER_REQUEST      most deploy specs (YAML documents, or items of a JSON list) one deploy or dry
+                           run may hold (100); more: 413, split them into several requests
+MAX_SPEC_BYTES             largest deploy spec, one YAML document, in bytes (256 KiB); larger: 413
 LOG_FORMAT                 "json" (default) or "text"
 TOKEN_CACHE_SECONDS        how long a worker reuses an API token's principal (1.0, the most it takes;
                            0: never): a revoked token or a changed role binding takes effect in
@@ -54,6 +65,8 @@ DEFAULTS = {
     "DATABASE_URL": None,
     "AUTO_MIGRATE": None,
     "TENANT": "default",
+    "CREDENTIALS_KEY": None,
+    "GIT_CA_BUNDLE": None,
     "PUBLIC_URL": "http://127.0.0.1:8080",
     "OIDC_ISSUER": None,
     "OIDC_CLIENT_ID": None,
@@ -63,7 +76,10 @@ DEFAULTS = {
     "OIDC_SCOPES": "openid email profile",
     "RECONCILE_INTERVAL": 30.0,
     "METRICS_TOKEN": None,
+    "METRICS_PUBLIC": False,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "MAX_SPECS_PER_REQUEST": 100,
+    "MAX_SPEC_BYTES": 256 * 1024,
     "LOG_FORMAT": "json",
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",

@@ -13,8 +13,9 @@ from pathlib import Path
 from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
-from gitops import accounts, db
+from gitops import accounts, clusters, db, egress
 from gitops.clusters import RepoStore
+from gitops.credentials import CredentialsKey
 from gitops.deploy import Committers, Context, Reconciler, worker_id
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,9 @@ class ControlPlane:
         self.sessions = db.session_factory(self.engine)
         # Reads need no write lock on SQLite (see gitops.db): they get their own factory.
         self.read_sessions = db.session_factory(self.engine.execution_options(sqlite_deferred=True))
-        self.repos = RepoStore(Path(config["DATA_DIR"]) / "repos")
+        self.repos = RepoStore(Path(config["DATA_DIR"]) / "repos",
+                               CredentialsKey.from_settings(config["CREDENTIALS_KEY"], config["SECRET_KEY"]),
+                               tls=egress.tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions)
         self.committers = Committers(self.sessions, self.repos)
         self.worker = worker_id()
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
@@ -39,6 +42,7 @@ class ControlPlane:
                                      float(config["RECONCILE_INTERVAL"] or 0))
         with self.sessions.begin() as session:
             accounts.ensure_tenant(session, config["TENANT"])
+            clusters.seal_remote_userinfo(session, self.repos)
         app.extensions["shipyard"] = self
         app.teardown_appcontext(_close_session)
         if self.reconciler.interval > 0:
