@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from renderer.errors import Problem, ProfileError, SpecError
 from renderer.kube import supported_kubernetes_versions
@@ -163,6 +165,7 @@ def load_profile_text(source: str | bytes, file: str = "<profile>") -> ClusterPr
         if ingress and ingress not in (data.get("addons") or {}):
             problems.append(doc.problem(f'ingress "{ingress}" needs the {ingress} addon under addons', ("ingress",)))
         problems.extend(_agent_problems(doc, data))
+        problems.extend(_url_problems(doc, data))
     if problems:
         raise ProfileError(problems)
     return ClusterProfile.from_dict(doc.data, source=file)
@@ -195,6 +198,51 @@ def _agent_problems(doc, data: dict) -> list[Problem]:
                 f'cluster "{data["name"]}" has no external_secrets addon, which agent.token_ref needs '
                 "(or drop token_ref and create the Secret agent.token_secret yourself)",
                 ("agent", "token_ref")))
+    return problems
+
+
+# Every URL a profile holds, with the schemes its reader takes. The control plane connects to
+# none of them: they are rendered into the cluster repository for ArgoCD, the agent and KEDA,
+# so an in-cluster or loopback address is theirs to reach. What the repository must never hold
+# is a credential (a URL's user:password), and no reader takes a local path or file://.
+URL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("git", "repo_url"): ("https", "http", "ssh"),  # and user@host:path, as ArgoCD takes it
+    ("argocd", "destination_server"): ("https", "http"),
+    ("addons", "keda", "prometheus_url"): ("https", "http"),
+    ("agent", "url"): ("https", "http"),
+}
+_SCP_FORM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*@[A-Za-z0-9.-]+:\S+$")
+
+
+def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """Why ``url`` cannot stand in a profile, or None."""
+    if "ssh" in schemes and "://" not in url and _SCP_FORM.match(url):
+        return None  # git@host:org/repo.git
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not one
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        forms = ", ".join(f"{scheme}://host/..." for scheme in schemes)
+        scp = " or user@host:path" if "ssh" in schemes else ""
+        return f"must be {forms}{scp}; local paths, file:// and other schemes are refused"
+    if parts.password is not None or (parts.username is not None and parts.scheme.lower() != "ssh"):
+        return ("must not hold credentials (user:password@): the profile is written into the cluster "
+                "repository; give the credentials to the reader itself (an ArgoCD repository Secret)")
+    return None
+
+
+def _url_problems(doc, data: dict) -> list[Problem]:
+    problems = []
+    for path, schemes in URL_FIELDS.items():
+        value: Any = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            reason = url_problem(value, schemes)
+            if reason:
+                problems.append(doc.problem(f"{path[-1]} {reason}", path))
     return problems
 
 
