@@ -147,7 +147,7 @@ def serve(label: str, database_url: str, data_dir: Path, workers: int, threads: 
 
     port = free_port()
     env = {**os.environ, "SHIPYARD_DATABASE_URL": database_url, "SHIPYARD_DATA_DIR": str(data_dir),
-           "SHIPYARD_LOG_FORMAT": "json"}
+           "SHIPYARD_LOG_FORMAT": "json", "SHIPYARD_CRD_SCHEMAS": str(synthetic.CRD_SCHEMAS.crd_dir or "")}
     log_path = data_dir.parent / f"server-{label.lower()}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -442,7 +442,7 @@ def main() -> None:
                                        synthetic.shape_of(index))
 
         # one app per call, cycling over the apps; the pre-rendered ones are rendered here, untimed
-        prerendered = [[render(spec(i % apps, f"2.{r}.{i}"), profile) for i in range(applies)]
+        prerendered = [[render(spec(i % apps, f"2.{r}.{i}"), profile, synthetic.CRD_SCHEMAS) for i in range(applies)]
                        for r in range(total_rounds)]
         loaded = [[spec(i % apps, f"3.{r}.{i}") for i in range(applies)] for r in range(total_rounds)]
         texts = [[synthetic.spec_text(synthetic.app_name(i % apps), synthetic.workspace_name(i % apps), f"5.{r}.{i}",
@@ -466,7 +466,8 @@ def main() -> None:
             nonlocal no_commit
             cpu = time.process_time()
             for loaded_spec in loaded[r]:
-                no_commit += apply([render(loaded_spec, profile)], profile, repo, author="bench").commit_id is None
+                no_commit += apply([render(loaded_spec, profile, synthetic.CRD_SCHEMAS)], profile, repo,
+                                   author="bench").commit_id is None
             if r >= warmup:
                 inproc_cpu["render+apply"].append(time.process_time() - cpu)
 
@@ -474,7 +475,7 @@ def main() -> None:
             nonlocal no_commit
             cpu = time.process_time()
             for index, text in enumerate(texts[r]):
-                renderings = [render(one, profile) for one in load_specs(text, f"spec-{index}.yaml")]
+                renderings = [render(one, profile, synthetic.CRD_SCHEMAS) for one in load_specs(text, f"spec-{index}.yaml")]
                 no_commit += apply(renderings, profile, repo, author="bench").commit_id is None
             if r >= warmup:
                 inproc_cpu["shipyard apply"].append(time.process_time() - cpu)

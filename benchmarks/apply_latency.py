@@ -92,7 +92,8 @@ def prepare(root: Path, apps: int, profile, rounds: int, *, apps_per_workspace, 
     assert synthetic.shape_of(index) == "web" and built.repo.snapshot().tree_id(layout.app_dir(workspace, app))
 
     def rendered(kind: str) -> list[Rendering]:
-        return [render(synthetic.load_spec(app, workspace, f"2.{r}.0-{kind}"), profile) for r in range(rounds)]
+        return [render(synthetic.load_spec(app, workspace, f"2.{r}.0-{kind}"), profile, synthetic.CRD_SCHEMAS)
+                for r in range(rounds)]
 
     checkout, clone_seconds = None, 0.0
     if with_checkout:
@@ -125,7 +126,7 @@ def shipyard_apply(target: Target, rendering: Rendering, profile) -> None:
 
 
 def shipyard_render_apply(target: Target, spec: Spec, profile) -> None:
-    result = apply([render(spec, profile)], profile, target.repo, author="bench")
+    result = apply([render(spec, profile, synthetic.CRD_SCHEMAS)], profile, target.repo, author="bench")
     target.no_commit += result.commit_id is None
 
 
@@ -185,7 +186,7 @@ def main() -> None:
     print(f"apply_latency: {datetime.date.today()} on {platform.node()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, pygit2 {pygit2.__version__} (libgit2 {pygit2.LIBGIT2_VERSION}), "
           f"{git_version}")
-    print(f"CRD schemas: {os.environ.get('SHIPYARD_CRD_SCHEMAS') or 'none (CRD kinds not validated)'}")
+    print(f"CRD schemas: {synthetic.CRD_SCHEMAS.crd_dir if synthetic.CRD_SCHEMAS.checks_custom_resources else 'none (CRD kinds not validated)'}")
     print(f"rounds {rounds} (+{warmup} warm-up), interleaved; sizes {sizes}; temp dir {root}\n")
 
     try:
@@ -246,10 +247,10 @@ def main() -> None:
         if args.profile:
             for t in [targets[len(sizes) - 1]] + ([targets[-1]] if len(targets) > len(sizes) else []):
                 extra = [synthetic.load_spec(t.app, t.workspace, f"3.{r}.0-{kind}") for kind in "rc" for r in range(30)]
-                rendered = [render(s, profile) for s in extra[30:]]
+                rendered = [render(s, profile, synthetic.CRD_SCHEMAS) for s in extra[30:]]
                 if t is targets[len(sizes) - 1]:
                     print(profile_listing(f"render one web service ({t.label})",
-                                          lambda r, extra=extra: render(extra[r], profile), 30))
+                                          lambda r, extra=extra: render(extra[r], profile, synthetic.CRD_SCHEMAS), 30))
                 print(profile_listing(f"gitops.apply.apply, pre-rendered, {t.label}",
                                       lambda r, t=t, rendered=rendered: shipyard_apply(t, rendered[r], profile), 30))
     finally:

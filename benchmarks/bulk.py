@@ -51,7 +51,6 @@ from gitops.apply import apply
 from gitops.repo import ClusterRepo
 from renderer import kube
 from renderer import spec as spec_module
-from renderer.kube import validate_object
 from renderer.render import Rendering, render
 
 
@@ -70,7 +69,7 @@ def render_all(specs: list, profile) -> tuple[list[Rendering], Samples]:
     renderings, samples = [], Samples("render per spec")
     for spec in specs:
         started = time.perf_counter()
-        renderings.append(render(spec, profile))
+        renderings.append(render(spec, profile, synthetic.CRD_SCHEMAS))
         samples.seconds.append(time.perf_counter() - started)
     return renderings, samples
 
@@ -101,7 +100,7 @@ def validation_first_vs_later(profile) -> None:
 
     objects = {}
     for shape in synthetic.SHAPE_NAMES:
-        rendering = render(synthetic.load_spec("warm", "ws-warm", shape=shape), profile)
+        rendering = render(synthetic.load_spec("warm", "ws-warm", shape=shape), profile, synthetic.CRD_SCHEMAS)
         for obj in [*rendering.objects, rendering.application]:
             objects.setdefault((obj["apiVersion"], obj["kind"]), obj)
     caches = [getattr(kube, name, None) for name in ("_core_validator", "_crd_validator")]
@@ -115,7 +114,7 @@ def validation_first_vs_later(profile) -> None:
         times = []
         for _ in range(21):
             started = time.perf_counter()
-            validate_object(obj, profile.kubernetes_version, where="bench")
+            synthetic.CRD_SCHEMAS.validate(obj, profile.kubernetes_version, where="bench")
             times.append(time.perf_counter() - started)
         later = statistics.median(times[1:])
         first_total += times[0]
@@ -164,7 +163,7 @@ def main() -> None:
     print(f"bulk: {datetime.date.today()} on {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"pygit2 {pygit2.__version__} (libgit2 {pygit2.LIBGIT2_VERSION}); {count:,} services, "
           f"{synthetic.APPS_PER_WORKSPACE} per workspace, commits measured in {repo_count} repositories\n")
-    print(f"CRD schemas: {os.environ.get('SHIPYARD_CRD_SCHEMAS') or 'none (CRD kinds not validated)'}")
+    print(f"CRD schemas: {synthetic.CRD_SCHEMAS.crd_dir if synthetic.CRD_SCHEMAS.checks_custom_resources else 'none (CRD kinds not validated)'}")
     started_run = time.perf_counter()
     profile = synthetic.profile()
     validation_first_vs_later(profile)
@@ -203,7 +202,7 @@ def main() -> None:
             profiler = cProfile.Profile()
             profiler.enable()
             for s in specs[:200]:
-                render(s, profile)
+                render(s, profile, synthetic.CRD_SCHEMAS)
             profiler.disable()
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).strip_dirs()

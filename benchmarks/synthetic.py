@@ -11,6 +11,12 @@ bytes are copied under each app's real names (a byte substitution, so every
 app still gets its own blobs, as a real repository would). The copies are
 written with ``ClusterRepo.commit`` and ``gitops.layout`` paths in large
 batches, which builds a 10,000-app repository in about 20 seconds.
+
+Renders validate custom resources against ``CRD_SCHEMAS``: the directory in
+``SHIPYARD_CRD_SCHEMAS``, or else the shared checkout beside this repository,
+so CRD kinds cost in a benchmark what they cost in production. The variable is
+only read, never set: the tests import this module, and whether they check CRD
+kinds must not depend on that (tests/conftest.py decides).
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/x.py` without an install
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SHIPYARD_CRD_SCHEMAS", str(ROOT.parent / "shared" / "crd-schemas"))
 
 from gitops import layout
 from gitops.repo import ClusterRepo, Directory
+from renderer.kube import KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
 
 DEMO_PROFILE = ROOT / "fixtures" / "clusters" / "demo.yaml"
+SHARED_CRD_SCHEMAS = ROOT.parent / "shared" / "crd-schemas"
+CRD_SCHEMAS = KubeSchemas.from_setting(os.environ.get("SHIPYARD_CRD_SCHEMAS") or SHARED_CRD_SCHEMAS)
 APPS_PER_WORKSPACE = 50
 
 # Four service shapes close to fixtures/specs/web.yaml, all valid on the demo
@@ -220,7 +228,7 @@ def build_repo(path: Path, apps: int, profile: ClusterProfile, *, apps_per_works
     loose file.
     """
     started = time.perf_counter()
-    stamps = {shape: _Stamp(render(load_spec(_APP_TOKEN, _WORKSPACE_TOKEN, shape=shape), profile))
+    stamps = {shape: _Stamp(render(load_spec(_APP_TOKEN, _WORKSPACE_TOKEN, shape=shape), profile, CRD_SCHEMAS))
               for shape in SHAPE_NAMES}
     repo = ClusterRepo(path, branch=profile.branch)
     workspaces: list[str] = []

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from renderer.errors import ShipyardError, SpecError
+from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings
 
@@ -127,6 +128,7 @@ def apply(
     deployment_id: str | Sequence[str] | None = None,
     deletions: Sequence[tuple[str, str]] = (),
     workspace_settings: Mapping[str, WorkspaceSettings] | None = None,
+    schemas: KubeSchemas = CORE_ONLY,
 ) -> ApplyResult:
     """Commit rendered apps (and their workspaces and bootstrap) as one commit.
 
@@ -135,7 +137,8 @@ def apply(
     (one per deploy batched into this commit) each get their trailer.
     ``workspace_settings`` (labels, quota) are written for the workspaces
     they name, which need not have an app in this commit; workspaces without
-    an entry get the defaults.
+    an entry get the defaults. The workspaces' and the bootstrap's objects are
+    validated against ``schemas``.
     """
     if deployment_id is None or isinstance(deployment_id, str):
         deployment_ids = [deployment_id or str(uuid.uuid4())]
@@ -145,14 +148,14 @@ def apply(
     workspaces = sorted({r.workspace for r in renderings} | set(settings))
     fixed: dict[str, object] = {}
     for workspace in workspaces:
-        fixed.update(layout.workspace_changes(profile, workspace, settings.get(workspace)))
+        fixed.update(layout.workspace_changes(profile, workspace, settings.get(workspace), schemas))
     for rendering in renderings:
         fixed.update(layout.rendering_changes(rendering))
 
     def build(base: Snapshot):
         _refuse_clashes(base, renderings)
         known = set(layout.workspaces_in(base)) | set(workspaces)
-        changes = {**layout.bootstrap_changes(profile, sorted(known)), **fixed}
+        changes = {**layout.bootstrap_changes(profile, sorted(known), schemas), **fixed}
         for workspace, app in deletions:
             if layout.app_exists(base, workspace, app):
                 changes.update(layout.delete_app_changes(workspace, app))

@@ -39,6 +39,7 @@ from renderer.errors import (
     RepoError,
     ShipyardError,
 )
+from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile_text
 from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
 from sqlalchemy import and_, bindparam, inspect, select
@@ -90,12 +91,16 @@ class RepoStore:
     ``credentials_key`` seals and opens remote credentials; ``tls`` is how https remotes
     are verified (GIT_CA_BUNDLE); ``resolve`` is the egress policy's name resolution
     (gitops.egress), a seam for tests; ``sessions`` (read-only) looks up a tenant's
-    allowed hosts when the cluster at hand was loaded without its tenant.
+    allowed hosts when the cluster at hand was loaded without its tenant; ``schemas`` is
+    what the objects the control plane writes itself (workspaces, bootstrap) are
+    validated against (the app's CRD_SCHEMAS).
     """
 
     def __init__(self, root: Path, credentials_key: CredentialsKey | None = None, tls: ssl.SSLContext | None = None,
-                 resolve: egress.Resolver = egress.resolve_host, sessions: sessionmaker[Session] | None = None):
+                 resolve: egress.Resolver = egress.resolve_host, sessions: sessionmaker[Session] | None = None,
+                 schemas: KubeSchemas = CORE_ONLY):
         self.root = Path(root)
+        self.schemas = schemas
         self.data_dir = self.root.parent
         self.credentials_key = credentials_key
         self.tls = tls
@@ -300,7 +305,7 @@ def create_cluster(
             detail.update(remote_url=cluster.remote_url, remote_auth=cluster.remote_auth)
         record(session, principal, "cluster.create", name, detail)
         # The bootstrap goes in now, so ArgoCD has something to sync from the first minute.
-        apply_service.apply([], profile, repos.open(cluster), author=principal.name)
+        apply_service.apply([], profile, repos.open(cluster), author=principal.name, schemas=repos.schemas)
     except ShipyardError:
         # the row is rolled back: leave no repository behind for the next cluster of this name
         repos.forget(cluster.id)
@@ -544,7 +549,7 @@ def workspace_settings(workspace: Workspace) -> WorkspaceSettings:
 def sync_workspace(repos: RepoStore, principal: Principal, workspace: Workspace) -> None:
     """Write the workspace's Namespace (labels) and ResourceQuota into its cluster's repository."""
     cluster = workspace.cluster
-    apply_service.apply([], profile_of(cluster), repos.open(cluster), author=principal.name,
+    apply_service.apply([], profile_of(cluster), repos.open(cluster), author=principal.name, schemas=repos.schemas,
                         workspace_settings={workspace.name: workspace_settings(workspace)})
 
 
@@ -593,7 +598,7 @@ def delete_workspace(session: Session, repos: RepoStore, principal: Principal, w
 
     def build(base: Snapshot):
         remaining = [w for w in layout.workspaces_in(base) if w != name]
-        return {**layout.bootstrap_changes(profile, remaining), **layout.delete_workspace_changes(name)}
+        return {**layout.bootstrap_changes(profile, remaining, repos.schemas), **layout.delete_workspace_changes(name)}
 
     repos.open(cluster).commit(build, f"Remove workspace {name}\n\n{apply_service.TRAILER_AUTHOR}: {principal.name}\n",
                                Author.parse(principal.name))

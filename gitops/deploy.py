@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 import pygit2
 
 from renderer.errors import InvalidRequest, NotFound, RenderError, RepoError, ShipyardError, SpecError
+from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings, render
 from renderer.spec import Spec, load_specs
@@ -241,6 +242,7 @@ class Committers:
                     deployment_id=[t.deployment_id for t in live],
                     deletions=[(t.workspace, t.app) for t in live if t.rendering is None],
                     workspace_settings={t.workspace: t.settings for t in live if t.settings is not None},
+                    schemas=self.repos.schemas,
                 )
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 commit_id = result.commit_id or result.base_commit
@@ -344,6 +346,7 @@ class Context:
     repos: RepoStore
     committers: Committers
     worker: str
+    schemas: KubeSchemas = CORE_ONLY  # what rendered objects are validated against (the app's CRD_SCHEMAS)
 
 
 @dataclass
@@ -385,7 +388,7 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
         profile, live = profiles[workspace.cluster_id], facts[workspace.cluster_id]
         problems.extend(isolation.secret_problems(spec, workspace))
         try:
-            rendering = render(spec, profile)
+            rendering = render(spec, profile, ctx.schemas)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
@@ -789,7 +792,7 @@ def _walk(repo: ClusterRepo) -> Iterable:
 
 
 def reconcile(sessions: sessionmaker[Session], repos: RepoStore, committers: Committers, worker: str, *,
-              now: Callable[[], dt.datetime] = utcnow, limit: int = 500) -> int:
+              now: Callable[[], dt.datetime] = utcnow, limit: int = 500, schemas: KubeSchemas = CORE_ONLY) -> int:
     """Finish pending Versions whose claim has run out; returns how many were repaired."""
     claimed = _claim(sessions, worker, now(), limit)
     if not claimed:
@@ -805,13 +808,13 @@ def reconcile(sessions: sessionmaker[Session], repos: RepoStore, committers: Com
     # Closed before committing: on SQLite this session's transaction holds the write lock
     # (BEGIN IMMEDIATE) that every recording transaction below waits for.
     for cluster_id, pending in by_cluster.items():
-        repaired += _reconcile_cluster(sessions, repos, committers, clusters[cluster_id], pending)
+        repaired += _reconcile_cluster(sessions, repos, committers, clusters[cluster_id], pending, schemas)
     metrics.RECONCILER_REPAIRS.inc(repaired)
     return repaired
 
 
 def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, cluster: Cluster,
-                       pending: list[Version]) -> int:
+                       pending: list[Version], schemas: KubeSchemas) -> int:
     repo = repos.open(cluster)
     in_log = deployments_in_log(repo, min(v.created_at for v in pending))
     repaired = 0
@@ -836,7 +839,7 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
             rendering = None
             if version.spec is not None:
                 (spec,) = load_specs(json.dumps(version.spec, indent=2, ensure_ascii=False), f"version {version.number}")
-                rendering = render(spec, profile)
+                rendering = render(spec, profile, schemas)
         except SpecError as exc:  # the cluster's profile changed under a pending deploy
             with sessions.begin() as session:
                 session.execute(update(Version).where(Version.id == version.id).values(
@@ -857,15 +860,16 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
 class Reconciler:
     """Runs ``reconcile`` on start and then every ``interval`` seconds, until stopped."""
 
-    def __init__(self, sessions, repos: RepoStore, committers: Committers, worker: str, interval: float):
+    def __init__(self, sessions, repos: RepoStore, committers: Committers, worker: str, interval: float,
+                 schemas: KubeSchemas = CORE_ONLY):
         self.sessions, self.repos, self.committers = sessions, repos, committers
-        self.worker, self.interval = worker, interval
+        self.worker, self.interval, self.schemas = worker, interval, schemas
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         try:
-            return reconcile(self.sessions, self.repos, self.committers, self.worker)
+            return reconcile(self.sessions, self.repos, self.committers, self.worker, schemas=self.schemas)
         except ShipyardError as exc:
             log.warning("reconciler pass failed: %s", exc)
             return 0

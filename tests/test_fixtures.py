@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from renderer.errors import RenderError
-from renderer.kube import crd_schema_dir, is_core, validate_object
+from renderer.kube import CORE_ONLY, is_core
 from renderer.profiles import load_profile
 from renderer.render import render, render_all
 from renderer.spec import load_spec_files
@@ -33,12 +33,12 @@ PROFILE_SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/cluster-pro
 
 def shipyard() -> list[str]:
     script = Path(sys.executable).with_name("shipyard")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gitops.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
 
 
 @pytest.fixture(scope="module")
-def demo_renderings():
-    return render_all(load_spec_files([SPECS]), load_profile(DEMO))
+def demo_renderings(kube_schemas):
+    return render_all(load_spec_files([SPECS]), load_profile(DEMO), kube_schemas)
 
 
 # --- cluster profiles --------------------------------------------------------------
@@ -145,29 +145,19 @@ def test_the_examples_show_every_feature_of_the_format():
 def test_every_rendered_object_validates_for_its_kubernetes_version(demo_renderings):
     for rendering in demo_renderings:
         for obj in [*rendering.objects, rendering.application]:
-            checked = validate_object(obj, rendering.profile.kubernetes_version, where=rendering.spec.key)
+            checked = CORE_ONLY.validate(obj, rendering.profile.kubernetes_version, where=rendering.spec.key)
             if is_core(obj["apiVersion"]):
                 assert checked, f"{obj['kind']} was not checked against a Kubernetes schema"
 
 
-def _crd_schemas_or_skip() -> Path:
-    value = os.environ.get("SHIPYARD_CRD_SCHEMAS")
-    if not value:
-        pytest.skip("SHIPYARD_CRD_SCHEMAS is not set; point it at ../shared/crd-schemas to check CRD kinds")
-    if crd_schema_dir() is None:
-        pytest.skip(f"SHIPYARD_CRD_SCHEMAS={value} is not a directory; CRD kinds cannot be checked")
-    return crd_schema_dir()
-
-
-def test_custom_resources_are_checked_against_their_crd_schemas(demo_renderings, cluster, specs_for):
-    _crd_schemas_or_skip()
+def test_custom_resources_are_checked_against_their_crd_schemas(demo_renderings, cluster, specs_for, crd_schemas):
     gke = cluster("gke-standard")
-    renderings = [*demo_renderings, render(specs_for(gke, "canary.yaml")[0], gke)]
+    renderings = [*demo_renderings, render(specs_for(gke, "canary.yaml")[0], gke, crd_schemas)]
     checked_kinds = set()
     for rendering in renderings:
         for obj in [*rendering.objects, rendering.application]:
             if not is_core(obj["apiVersion"]):
-                assert validate_object(obj, rendering.profile.kubernetes_version), f"no CRD schema for {obj['kind']}"
+                assert crd_schemas.validate(obj, rendering.profile.kubernetes_version), f"no CRD schema for {obj['kind']}"
                 checked_kinds.add(obj["kind"])
     assert checked_kinds >= {
         "Rollout", "ScaledObject", "VirtualService", "HTTPRoute", "ExternalSecret",
@@ -175,21 +165,21 @@ def test_custom_resources_are_checked_against_their_crd_schemas(demo_renderings,
     }
 
 
-def test_crd_schemas_reject_an_invalid_custom_resource(demo_renderings):
-    _crd_schemas_or_skip()
+def test_crd_schemas_reject_an_invalid_custom_resource(demo_renderings, crd_schemas):
     canary = next(o for r in demo_renderings for o in r.objects if "canary" in o.get("spec", {}).get("strategy", {}))
-    assert validate_object(canary, "1.33")
+    assert crd_schemas.validate(canary, "1.33")
     broken = json.loads(json.dumps(canary))
     broken["spec"]["strategy"]["canary"]["steps"][0]["setWeight"] = "ten"
     with pytest.raises(RenderError, match="Rollout/checkout"):
-        validate_object(broken, "1.33")
+        crd_schemas.validate(broken, "1.33")
+    assert not CORE_ONLY.validate(broken, "1.33"), "without CRD schemas a custom resource is not checked"
 
 
 # --- determinism --------------------------------------------------------------------------
 
 
-def test_rendering_twice_gives_identical_bytes(demo_renderings):
-    again = render_all(load_spec_files([SPECS]), load_profile(DEMO))
+def test_rendering_twice_gives_identical_bytes(demo_renderings, kube_schemas):
+    again = render_all(load_spec_files([SPECS]), load_profile(DEMO), kube_schemas)
     assert [(r.spec.key, r.files, r.application_bytes) for r in again] == [
         (r.spec.key, r.files, r.application_bytes) for r in demo_renderings
     ]

@@ -66,11 +66,11 @@ def test_rendering_is_deterministic(rendering):
 
 def test_template_printing_a_raw_value_is_refused(tmp_path, monkeypatch):
     # The finalize guard: a template that forgets the serializing filter fails loudly.
-    import renderer.render as render_module
+    import renderer.engine as engine
 
     (tmp_path / "bad.yaml.j2").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ name }}\n")
-    env = render_module.environment.__wrapped__(str(tmp_path))
-    monkeypatch.setattr(render_module, "environment", lambda: env)
+    env = engine.environment.__wrapped__(str(tmp_path))
+    monkeypatch.setattr(engine, "environment", lambda: env)
     with pytest.raises(RenderError, match="raw value"):
         render_template("bad.yaml.j2", {"name": "x\n---\nkind: Secret"}, "1.33")
 

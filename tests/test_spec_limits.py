@@ -9,7 +9,6 @@ the parsers read, or a body could slip more past the limit.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -140,12 +139,13 @@ def test_thousands_of_specs_are_refused_before_any_is_parsed(plane_app, seeded):
     admin = seeded
     # as short as a spec gets, so that 6,000 fit under MAX_CONTENT_LENGTH; parsing and validating
     # them alone takes about a second, rendering them minutes
-    body = "\n---\n".join(f"type: service\nname: a{i}\nworkspace_fqn: demo:storefront\n"
-                          "image: {type: image, image_uri: x}\nports: [{port: 80}]" for i in range(6000))
+    documents = [f"type: service\nname: a{i}\nworkspace_fqn: demo:storefront\n"
+                 "image: {type: image, image_uri: x}\nports: [{port: 80}]" for i in range(6000)]
+    # Broken YAML far down the body: a server that parsed before counting would answer 422 for it.
+    documents[4321] = "type: service\nname: [never closed\n"
+    body = "\n---\n".join(documents)
     assert len(body) < plane_app.config["MAX_CONTENT_LENGTH"]
-    started = time.perf_counter()
     refused = error(deploy_yaml(admin, body), 413, "payload_too_large")
-    assert time.perf_counter() - started < 0.5, "refused only after parsing"
     assert "6000 specs" in refused["message"]
     assert recorded(plane_app) == (0, 0)
 

@@ -95,3 +95,26 @@ def test_an_unreachable_remote_is_refused_when_configured(plane_app, admin, tmp_
     assert admin.get("/api/v1/clusters/demo").get_json()["remote_url"] is None
     add_workspace(admin, "demo", "storefront")  # deploys still work: the bad remote was not kept
     assert deploy_yaml(admin, service_spec("web")).status_code == 200
+
+
+def test_the_objects_the_control_plane_writes_itself_are_checked_against_its_crd_schemas(tmp_path, database_url):
+    """The bootstrap (AppProject, root Application) and each workspace's Application are rendered by
+    the control plane, not from a spec: they are validated against the CRD schemas of its
+    configuration too. A schema no AppProject satisfies stands in for a template gone wrong."""
+    import json as jsonlib
+
+    from tests.plane import app_config, make_user
+    from webapp import create_app
+
+    crds = tmp_path / "crds" / "argoproj.io"
+    crds.mkdir(parents=True)
+    (crds / "appproject_v1alpha1.json").write_text(jsonlib.dumps({"type": "object", "required": ["never-there"]}))
+    app = create_app(app_config(tmp_path / "data", database_url, CRD_SCHEMAS=str(tmp_path / "crds")))
+    try:
+        admin = make_user(app, "admin", "tenant-admin")
+        response = admin.post("/api/v1/clusters", json={"name": "demo", "profile": PROFILE})
+        assert response.status_code == 422, response.get_json()
+        assert response.get_json()["error"]["code"] == "render_failed"
+        assert "AppProject" in response.get_json()["error"]["message"]
+    finally:
+        app.extensions["shipyard"].close()

@@ -13,6 +13,8 @@ CREDENTIALS_KEY            seals the credentials of cluster git remotes at rest 
                            makes stored remote credentials unreadable until they are set again
 GIT_CA_BUNDLE              a PEM file of CA certificates for https remotes with a private CA, trusted
                            besides the system's
+CRD_SCHEMAS                a directory of CRD JSON Schemas (``<group>/<kind>_<version>.json``) that rendered
+                           custom resources are validated against; unset: only core kinds are checked
 TENANT                     the tenant local logins and OIDC logins belong to ("default")
 PUBLIC_URL                 the URL people and ArgoCD reach this server at (for links, OIDC)
 OIDC_ISSUER                an OIDC provider's issuer URL; enables "log in with ..." when set
@@ -67,6 +69,7 @@ DEFAULTS = {
     "TENANT": "default",
     "CREDENTIALS_KEY": None,
     "GIT_CA_BUNDLE": None,
+    "CRD_SCHEMAS": None,
     "PUBLIC_URL": "http://127.0.0.1:8080",
     "OIDC_ISSUER": None,
     "OIDC_CLIENT_ID": None,

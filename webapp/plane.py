@@ -17,6 +17,7 @@ from gitops import accounts, clusters, db, egress
 from gitops.clusters import RepoStore
 from gitops.credentials import CredentialsKey
 from gitops.deploy import Committers, Context, Reconciler, worker_id
+from renderer.kube import KubeSchemas
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,16 @@ class ControlPlane:
         self.sessions = db.session_factory(self.engine)
         # Reads need no write lock on SQLite (see gitops.db): they get their own factory.
         self.read_sessions = db.session_factory(self.engine.execution_options(sqlite_deferred=True))
+        self.schemas = KubeSchemas.from_setting(config["CRD_SCHEMAS"])
         self.repos = RepoStore(Path(config["DATA_DIR"]) / "repos",
                                CredentialsKey.from_settings(config["CREDENTIALS_KEY"], config["SECRET_KEY"]),
-                               tls=egress.tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions)
+                               tls=egress.tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions,
+                               schemas=self.schemas)
         self.committers = Committers(self.sessions, self.repos)
         self.worker = worker_id()
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
         self.reconciler = Reconciler(self.sessions, self.repos, self.committers, self.worker,
-                                     float(config["RECONCILE_INTERVAL"] or 0))
+                                     float(config["RECONCILE_INTERVAL"] or 0), self.schemas)
         with self.sessions.begin() as session:
             accounts.ensure_tenant(session, config["TENANT"])
             clusters.seal_remote_userinfo(session, self.repos)
@@ -68,7 +71,7 @@ def db_session() -> Session:
 def context() -> Context:
     """What a service call needs, for the principal of this request."""
     control = plane()
-    return Context(db_session(), g.principal, control.repos, control.committers, control.worker)
+    return Context(db_session(), g.principal, control.repos, control.committers, control.worker, control.schemas)
 
 
 def _close_session(_exc) -> None:

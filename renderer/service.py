@@ -1,0 +1,255 @@
+"""What a service spec becomes: a Deployment or an Argo Rollout, Services, routes, autoscaling.
+
+Around the shared pod template (renderer.pod) a service gets its workload (a
+Deployment for rolling updates, a Rollout for canary and blue-green), its
+Services, a VirtualService or HTTPRoutes for exposed ports, an HPA or a KEDA
+ScaledObject, a PodDisruptionBudget and a ServiceMonitor, each only where the
+spec asks for it and the cluster's addons allow it. Pure: spec + profile in,
+objects out.
+"""
+
+from __future__ import annotations
+
+from renderer.engine import render_template
+from renderer.kube import KubeSchemas
+from renderer.naming import app_context, preview_service_name
+from renderer.pod import SpecProblems, common_objects, env_text, pod_context
+from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
+from renderer.spec import Spec
+
+
+def _autoscaling(spec: Spec, profile: ClusterProfile, problems: SpecProblems) -> dict | None:
+    replicas = spec.body.get("replicas")
+    if not isinstance(replicas, dict):
+        return None
+    metrics = replicas.get("metrics") or [{"type": "cpu_utilization", "value": 70}]
+    metrics = metrics if isinstance(metrics, list) else [metrics]
+    auto = {"min": replicas["min_replicas"], "max": replicas["max_replicas"], "metrics": metrics}
+    kinds = {m["type"] for m in metrics}
+    if not profile.has("keda"):
+        listed = isinstance(replicas.get("metrics"), list)
+        for index, metric in enumerate(metrics):
+            if metric["type"] != "cpu_utilization":
+                problems.add(
+                    f'cluster "{profile.name}" has no keda addon, which autoscaling on {metric["type"]} needs '
+                    "(without KEDA only cpu_utilization is available)",
+                    *(("replicas", "metrics", index) if listed else ("replicas", "metrics")),
+                )
+        if auto["min"] < 1:
+            problems.add("min_replicas 0 needs KEDA; this cluster scales with an HPA, which keeps at least one replica", "replicas", "min_replicas")
+    elif auto["min"] == 0 and kinds == {"cpu_utilization"}:
+        problems.add("scaling to zero needs an rps or cron metric; CPU use of zero pods cannot wake the app", "replicas", "min_replicas")
+    if "rps" in kinds and profile.has("keda") and not profile.addon("keda").get("prometheus_url"):
+        problems.add(
+            f'cluster "{profile.name}" sets no keda.prometheus_url, which autoscaling on rps needs', "replicas", "metrics"
+        )
+    return auto
+
+
+def _keda_triggers(auto: dict, spec: Spec, profile: ClusterProfile) -> list[dict]:
+    keda = profile.addon("keda")
+    triggers = []
+    for metric in auto["metrics"]:
+        if metric["type"] == "cpu_utilization":
+            triggers.append({"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(metric["value"])}})
+        elif metric["type"] == "rps":
+            query = keda.get("rps_query", DEFAULT_RPS_QUERY)
+            query = query.replace("{namespace}", spec.workspace).replace("{app}", spec.name)
+            triggers.append({
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": keda.get("prometheus_url", ""),
+                    "query": query,
+                    "threshold": env_text(metric["value"]),
+                },
+            })
+        else:
+            triggers.append({
+                "type": "cron",
+                "metadata": {
+                    "timezone": metric.get("timezone", "Etc/UTC"),
+                    "start": metric["start"],
+                    "end": metric["end"],
+                    "desiredReplicas": str(metric.get("desired_replicas", auto["max"])),
+                },
+            })
+    return triggers
+
+
+def _exposure(spec: Spec, profile: ClusterProfile, problems: SpecProblems) -> list[dict]:
+    routes = []
+    for index, port in enumerate(spec.body.get("ports") or []):
+        if not port.get("expose"):
+            continue
+        if profile.router is None:
+            problems.add(
+                f'cluster "{profile.name}" has no istio or gateway_api addon, which exposing a port needs',
+                "ports", index, "expose",
+            )
+            continue
+        host = port.get("host")
+        if not host:
+            if not profile.base_domain:
+                problems.add(
+                    f'set a host: cluster "{profile.name}" has no base_domain to derive one from',
+                    "ports", index, "expose",
+                )
+                continue
+            label = f"{spec.name}-{spec.workspace}"
+            if len(label) > 63:
+                problems.add(
+                    f'set a host: the derived host "{label}.{profile.base_domain}" starts with a label longer than 63 characters',
+                    "ports", index, "expose",
+                )
+                continue
+            host = f"{label}.{profile.base_domain}"
+        routes.append({
+            "name": f"{spec.name}-{port['port']}",
+            "host": host,
+            "path": port.get("path", "/"),
+            "port": port["port"],
+        })
+    return routes
+
+
+def _gateway(profile: ClusterProfile) -> dict:
+    namespace, name = profile.addon(profile.router)["gateway"].split("/", 1)
+    return {"namespace": namespace, "name": name, "ref": f"{namespace}/{name}"}
+
+
+def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tuple[list[dict], list[dict], list[str]]:
+    """Objects of a service, ArgoCD ignoreDifferences, and notes."""
+    body = spec.body
+    problems = SpecProblems(spec)
+    notes: list[str] = []
+    app = app_context(spec, profile)
+    version = profile.kubernetes_version
+
+    strategy = body.get("rollout_strategy") or {"type": "rolling_update"}
+    progressive = strategy["type"] in ("canary", "blue_green")
+    if progressive and not profile.has("argo_rollouts"):
+        problems.add(
+            f'cluster "{profile.name}" has no argo_rollouts addon, which the {strategy["type"]} strategy needs',
+            "rollout_strategy", "type",
+        )
+    if strategy["type"] == "blue_green" and not body.get("ports"):
+        problems.add("blue_green switches traffic between Services and needs at least one port", "rollout_strategy", "type")
+    if strategy["type"] == "rolling_update":
+        unavailable = strategy.get("max_unavailable_percentage", 25)
+        surge = strategy.get("max_surge_percentage", 25)
+        if unavailable == 0 and surge == 0:
+            problems.add("max_unavailable_percentage and max_surge_percentage cannot both be 0", "rollout_strategy")
+
+    metrics = body.get("metrics")
+    auto = _autoscaling(spec, profile, problems)
+    routes = _exposure(spec, profile, problems)
+    pod, secret_data = pod_context(spec, profile, problems, notes)
+    problems.raise_if_any()
+
+    target = (
+        {"api_version": "argoproj.io/v1alpha1", "kind": "Rollout", "group": "argoproj.io"}
+        if progressive
+        else {"api_version": "apps/v1", "kind": "Deployment", "group": "apps"}
+    )
+    replicas = None if auto else body.get("replicas", 1)
+    templates: list[tuple[str, dict]] = common_objects(spec, profile, app, secret_data)
+
+    if progressive:
+        if strategy["type"] == "canary":
+            steps = []
+            for step in strategy["steps"]:
+                steps.append({"setWeight": step["weight_percentage"]})
+                pause = step.get("pause_duration")
+                steps.append({"pause": {"duration": f"{pause}s"}} if pause is not None else {"pause": {}})
+            rollout_strategy = {"type": "canary", "steps": steps}
+        else:
+            rollout_strategy = {
+                "type": "blue_green",
+                "active_service": spec.name,
+                "preview_service": preview_service_name(spec.name),
+                "auto_promotion": strategy.get("enable_auto_promotion", False),
+                "auto_promotion_seconds": strategy.get("auto_promotion_seconds"),
+            }
+        templates.append(("service/rollout.yaml.j2", {"app": app, "pod": pod, "replicas": replicas, "strategy": rollout_strategy}))
+    else:
+        rolling = {
+            "max_unavailable": f"{strategy.get('max_unavailable_percentage', 25)}%",
+            "max_surge": f"{strategy.get('max_surge_percentage', 25)}%",
+        }
+        templates.append(("service/deployment.yaml.j2", {"app": app, "pod": pod, "replicas": replicas, "rolling": rolling}))
+
+    container_ports = pod["container"]["ports"]
+    if container_ports:
+        service_ports = []
+        by_number = {p["port"]: p for p in body.get("ports") or []}
+        for port in container_ports:
+            entry = {"name": port["name"], "port": port["containerPort"], "targetPort": port["containerPort"], "protocol": port["protocol"]}
+            declared = by_number.get(port["containerPort"])
+            entry["appProtocol"] = (declared or {}).get("app_protocol", "http")
+            service_ports.append(entry)
+        templates.append(("service/service.yaml.j2", {
+            "app": app, "service_name": spec.name, "service_ports": service_ports, "service_labels": app["labels"],
+        }))
+        if strategy["type"] == "blue_green":
+            # Labelled so the ServiceMonitor skips it: the same pods stand behind both Services.
+            templates.append(("service/service.yaml.j2", {
+                "app": app,
+                "service_name": preview_service_name(spec.name),
+                "service_ports": service_ports,
+                "service_labels": {**app["labels"], "shipyard.dev/service-role": "preview"},
+            }))
+
+    if routes:
+        gateway = _gateway(profile)
+        if profile.router == "istio":
+            templates.append((
+                "service/virtualservice.yaml.j2",
+                {
+                    "app": app,
+                    "gateway": gateway["ref"],
+                    "hosts": sorted({r["host"] for r in routes}),
+                    "routes": routes,
+                    "service_host": f"{spec.name}.{spec.workspace}.svc.cluster.local",
+                },
+            ))
+        else:
+            for route in routes:
+                templates.append(("service/httproute.yaml.j2", {"app": app, "gateway": gateway, "route": route}))
+
+    ignore_differences = []
+    if auto:
+        if profile.has("keda"):
+            templates.append((
+                "service/scaledobject.yaml.j2",
+                {"app": app, "target": target, "autoscaling": auto, "triggers": _keda_triggers(auto, spec, profile)},
+            ))
+        else:
+            cpu = next(m["value"] for m in auto["metrics"] if m["type"] == "cpu_utilization")
+            templates.append(("service/hpa.yaml.j2", {"app": app, "target": target, "autoscaling": auto, "cpu_utilization": cpu}))
+        ignore_differences.append({"group": target["group"], "kind": target["kind"], "name": spec.name, "jsonPointers": ["/spec/replicas"]})
+
+    most = auto["max"] if auto else (replicas or 0)
+    if most >= 2:
+        templates.append(("service/pdb.yaml.j2", {"app": app}))
+
+    if metrics and profile.has("prometheus_operator"):
+        port_name = next(p["name"] for p in container_ports if p["containerPort"] == metrics["port"])
+        release = profile.addon("prometheus_operator").get("release_label")
+        monitor_labels = dict(app["labels"], **({"release": release} if release else {}))
+        templates.append((
+            "service/servicemonitor.yaml.j2",
+            {
+                "app": app,
+                "monitor_labels": monitor_labels,
+                "metrics": {
+                    "port_name": port_name,
+                    "path": metrics.get("path", "/metrics"),
+                    "interval": f"{metrics.get('interval_seconds', 30)}s",
+                },
+            },
+        ))
+    objects = [render_template(name, context, version, schemas) for name, context in templates]
+    return objects, ignore_differences, notes
+
+
+__all__ = ["render_service"]
