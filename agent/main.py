@@ -27,12 +27,13 @@ from importlib import metadata
 import httpx
 import urllib3
 
+from agent.backoff import Backoff, control_plane_retry_after
 from agent.commands import Executor
 from agent.kube import ApiException, KubeApi
 from agent.protocol import Heartbeat
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from agent.settings import AgentSettings
-from agent.watch import Backoff, Watcher, targets
+from agent.watch import Watcher, targets
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Agent:
             log.error("%s; retrying in %.0f s", exc, self.settings.unauthorized_backoff)
             return self.settings.unauthorized_backoff
         except httpx.HTTPError as exc:
-            delay = self.report_backoff.next(at_least=_retry_after(exc))
+            delay = self.report_backoff.next(at_least=control_plane_retry_after(exc))
             log.warning("control plane unreachable (%s); %d changes pending; retrying in %.1f s",
                         type(exc).__name__, len(self.outbox), delay)
             return delay
@@ -154,7 +155,7 @@ class Agent:
             log.error("%s; retrying in %.0f s", exc, self.settings.unauthorized_backoff)
             return self.settings.unauthorized_backoff
         except httpx.HTTPError as exc:
-            delay = self.command_backoff.next(at_least=_retry_after(exc))
+            delay = self.command_backoff.next(at_least=control_plane_retry_after(exc))
             log.warning("command poll failed (%s); retrying in %.1f s", type(exc).__name__, delay)
             return delay
 
@@ -189,14 +190,6 @@ class Agent:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.reporter.client.close()
-
-
-def _retry_after(exc: httpx.HTTPError) -> float:
-    response = getattr(exc, "response", None)
-    try:
-        return float(response.headers.get("Retry-After") or 0) if response is not None else 0.0
-    except ValueError:
-        return 0.0
 
 
 def metrics_registry(agent: Agent):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import urllib3
 
+from agent.backoff import Backoff
 from agent.kube import APPLICATION, DEPLOYMENT, EVENT, JOB, POD, ROLLOUT, WORKFLOW, ApiException, Kind, KubeApi
 from agent.protocol import ObjectKey
 from agent.report import Outbox, Tracker
@@ -46,22 +47,6 @@ log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = f"{MANAGED_LABEL}=shipyard"
 FOLLOWED_KINDS = {"Application", "Deployment", "Rollout", "Pod", "Workflow", "Job"}
-
-
-class Backoff:
-    """Exponential delays with jitter: base, 2·base, 4·base ... up to the cap, each scaled by 0.5–1."""
-
-    def __init__(self, base: float, cap: float, rng: random.Random | None = None):
-        self.base, self.cap, self.attempts = base, cap, 0
-        self.rng = rng or random.Random()
-
-    def next(self, at_least: float = 0.0) -> float:
-        delay = min(self.cap, self.base * (2 ** self.attempts))
-        self.attempts += 1
-        return max(at_least, delay * self.rng.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 def retry_after(exc: ApiException) -> float:
@@ -304,4 +289,4 @@ def targets(settings: AgentSettings, tracker: Tracker) -> list[Target]:
     return result
 
 
-__all__ = ["Watcher", "Target", "Backoff", "Gone", "targets", "retry_after", "MANAGED_SELECTOR"]
+__all__ = ["Watcher", "Target", "Gone", "targets", "retry_after", "MANAGED_SELECTOR"]

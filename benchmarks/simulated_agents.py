@@ -10,7 +10,7 @@ process, then serves the control plane: by default ``shipyard serve`` with
 again within 5-10 s, so fewer threads trade command latency for threads), or with
 ``--server werkzeug`` tests/serve_plane.py (werkzeug's threaded server, a
 thread per connection). It runs N simulated clusters
-(agent.simulate.run_many) in this process: each fetches its repository over
+(simulation.run_many) in this process: each fetches its repository over
 git, reports its app to Healthy, heartbeats and holds a command long-poll.
 Then it sends refresh commands to random apps through the API, one at a
 time, and reads each command's created_at and done_at (the control plane's
@@ -44,7 +44,7 @@ import api_deploys  # noqa: E402 - benchmarks/: shipyard serve, processes, PSS
 import httpx  # noqa: E402
 import synthetic  # noqa: E402 - benchmarks/, this script's directory
 
-from agent.simulate import SimulatedCluster, SimulationSettings, run_many  # noqa: E402
+from simulation import SimulatedCluster, SimulationSettings, run_many  # noqa: E402
 
 PROFILE = (ROOT / "fixtures" / "clusters" / "demo.yaml").read_text()
 
@@ -124,7 +124,7 @@ def main() -> None:
         started = time.monotonic()
         token, clusters = seed(database_url, root / "data", args.agents)
         print(f"seeded {len(clusters)} clusters in {time.monotonic() - started:.0f} s", flush=True)
-        for noisy in ("httpx", "shipyard.access", "agent.simulate"):  # a line per request or sync, 500 times over
+        for noisy in ("httpx", "shipyard.access", "simulation"):  # a line per request or sync, 500 times over
             logging.getLogger(noisy).setLevel(logging.WARNING)
         if args.server == "werkzeug":
             process, url = serve_werkzeug(database_url, root / "data", root / "server.log")

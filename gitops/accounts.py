@@ -97,8 +97,23 @@ def create_local_user(session: Session, tenant: Tenant, username: str, password:
     return user
 
 
-# A fixed hash so that an unknown username costs as much as a wrong password.
-_DUMMY_HASH = generate_password_hash("not a real password")
+_dummy_hash: str | None = None
+_dummy_hash_lock = threading.Lock()
+
+
+def _dummy_password_hash() -> str:
+    """A fixed hash, so that an unknown username costs as much as a wrong password.
+
+    Made on first use, not at import: hashing costs scrypt's time and 32 MiB, which every
+    process importing this module (each command line run, each test) paid for a login it
+    might never check. The lock keeps two first logins from both paying.
+    """
+    global _dummy_hash
+    if _dummy_hash is None:
+        with _dummy_hash_lock:
+            if _dummy_hash is None:
+                _dummy_hash = generate_password_hash("not a real password")
+    return _dummy_hash
 
 
 def check_password(session: Session, tenant_name: str, username: str, password: str) -> User | None:
@@ -106,7 +121,7 @@ def check_password(session: Session, tenant_name: str, username: str, password: 
         select(User).join(Tenant).where(Tenant.name == tenant_name, User.username == username)
     )
     if user is None or user.password_hash is None or not user.active:
-        check_password_hash(_DUMMY_HASH, password or "")
+        check_password_hash(_dummy_password_hash(), password or "")
         return None
     if not check_password_hash(user.password_hash, password or ""):
         return None

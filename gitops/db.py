@@ -3,7 +3,9 @@
 Two databases are supported: a SQLite file (the embedded default, migrated on
 start) and PostgreSQL through psycopg 3 (production, migrated by
 ``shipyard db upgrade``). The schema is Alembic's (``gitops/migrations``);
-nothing creates tables behind its back.
+nothing creates tables behind its back. Alembic is imported only by the functions
+that migrate or read revisions: every process that opens a database imports this
+module, and only ``up``, ``serve`` and ``db`` ever look at a migration.
 """
 
 from __future__ import annotations
@@ -12,16 +14,15 @@ import datetime as dt
 import json
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, create_engine, event, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -61,6 +62,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -69,15 +72,21 @@ def _alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision``."""
+    from alembic import command
+
     command.upgrade(_alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 

@@ -9,7 +9,7 @@ that have been restarted, and never goes back.
 
 prometheus_client decides between the two when it is first imported: by
 whether ``PROMETHEUS_MULTIPROC_DIR`` is set then. ``serve`` sets it before
-anything imports this module (webapp.cli), and checks that it did. A Gauge
+anything imports this module (cli.server), and checks that it did. A Gauge
 added here needs a ``multiprocess_mode`` (how to combine the workers' values).
 """
 

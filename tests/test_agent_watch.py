@@ -407,7 +407,7 @@ def write_kubeconfig(kube: FakeKube, path) -> None:
     }))
 
 
-@pytest.mark.parametrize("entry", [["-m", "agent"], ["-m", "webapp.cli", "agent"]], ids=["python-m-agent", "shipyard-agent"])
+@pytest.mark.parametrize("entry", [["-m", "agent"], ["-m", "cli", "agent"]], ids=["python-m-agent", "shipyard-agent"])
 def test_the_agent_process_reports_and_stops_on_sigterm(kube, tmp_path, entry):
     """The real process: settings from the environment, KUBECONFIG, token from a file; SIGTERM ends it cleanly."""
     kube.create("applications", app("shop.web"), "argocd")

@@ -24,7 +24,7 @@ ports: [{port: 8000}]
 
 def shipyard(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "gitops.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True, text=True, cwd=cwd or ROOT, env={**os.environ, "COLUMNS": "200"},
     )
 

@@ -90,7 +90,7 @@ class Embedded:
         return re.search(r"git clone (\S+)", self.banner).group(1)
 
     def cli(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "webapp.cli", *args], input=stdin, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "cli", *args], input=stdin, capture_output=True,
                               text=True, cwd=ROOT, env=clean_env(self.config_home, **env))
 
 
@@ -99,7 +99,7 @@ def start_up(data: Path, config_home: Path, log: Path) -> Embedded:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "up", "--data", str(data), "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--data", str(data), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=log.open("ab"), text=True, cwd=ROOT, env=clean_env(config_home))
     lines = []
     for line in process.stdout:  # everything up to this line is printed before serving
@@ -389,7 +389,7 @@ def test_up_refuses_a_port_in_use(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "webapp.cli", "up", "--data", str(tmp_path / "data"), "--port", str(port)],
+            [sys.executable, "-m", "cli", "up", "--data", str(tmp_path / "data"), "--port", str(port)],
             capture_output=True, text=True, cwd=ROOT, env=clean_env(tmp_path), timeout=STARTUP_LIMIT)
     assert result.returncode == 7 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "password" not in result.stdout
@@ -403,7 +403,7 @@ def test_serve_refuses_an_unmigrated_database_until_db_upgrade(database_url, tmp
                     SHIPYARD_DATA_DIR=str(tmp_path / "data"), SHIPYARD_RECONCILE_INTERVAL="0")
 
     def shipyard(*args, **kwargs):
-        return subprocess.run([sys.executable, "-m", "webapp.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
                               cwd=ROOT, env=env, **kwargs)
 
     port = free_port()
@@ -419,7 +419,7 @@ def test_serve_refuses_an_unmigrated_database_until_db_upgrade(database_url, tmp
     assert "already at" in shipyard("db", "upgrade").stdout
 
     log = tmp_path / "serve.log"
-    server = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--bind", f"127.0.0.1:{port}",
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--bind", f"127.0.0.1:{port}",
                                "--workers", "2"], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", server, log)
@@ -459,7 +459,7 @@ def test_serve_stops_at_once_while_an_agent_waits_for_commands(sig, tmp_path):
     env = clean_env(tmp_path / "config", SHIPYARD_DATABASE_URL=database_url, SHIPYARD_DATA_DIR=str(tmp_path / "data"),
                     SHIPYARD_RECONCILE_INTERVAL="0", SHIPYARD_SECRET_KEY="test-secret-key")
     port, log = free_port(), tmp_path / "serve.log"
-    server = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--bind", f"127.0.0.1:{port}",
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--bind", f"127.0.0.1:{port}",
                                "--workers", "1"], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", server, log)

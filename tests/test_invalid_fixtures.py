@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gitops import cli
+import cli
 from renderer.errors import Problem, SpecError
 from renderer.profiles import load_profile
 from renderer.render import render_all
@@ -147,7 +147,7 @@ def test_the_installed_command_behaves_the_same(name: str):
     # the in-process runs above cover every fixture.
     [case] = [c.values[0] for c in CASES if c.id == name]
     script = Path(sys.executable).with_name("shipyard")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "gitops.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
     result = subprocess.run([*command, *validate_command(case)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
     assert_located_lines(case, result.stdout)

@@ -25,7 +25,7 @@ DEMO = ROOT / "fixtures" / "clusters" / "demo.yaml"
 def checkout(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("cluster-repo")
     script = Path(sys.executable).with_name("shipyard")
-    shipyard = [str(script)] if script.exists() else [sys.executable, "-m", "gitops.cli"]
+    shipyard = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
     applied = subprocess.run(
         [*shipyard, "apply", str(SPECS), "--cluster", str(DEMO), "--repo", str(base / "demo.git")],
         capture_output=True, text=True, timeout=120,

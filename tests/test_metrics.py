@@ -65,7 +65,7 @@ def test_serve_sums_every_workers_counts_in_a_private_directory(tmp_path):
                     TMPDIR=str(temporary), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "not-this-one"))
     port, log = free_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--bind", f"127.0.0.1:{port}",
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--bind", f"127.0.0.1:{port}",
                                "--workers", "2", "--threads", "4"],
                               stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     # no keep-alive: every request opens a new connection, which either worker may accept

@@ -1,100 +1,66 @@
-"""The ``shipyard`` command line: a contract scripts and CI rely on.
+"""The offline commands: ``validate``, ``render``, ``apply``, ``delete``, on files and repositories alone.
 
-Exit codes:
-
-    0  success (including "nothing changed")
-    1  invalid input: spec or cluster profile problems, printed as FILE:LINE:COL: message
-    2  usage error (unknown option, missing argument)
-    3  repository error: cannot read/write/push, or the branch kept moving
-    4  not found: the app to delete is not in the repository
-    5  internal error: a template produced an invalid object (a bug to report)
-
-``--output json`` prints one JSON document on stdout instead of text.
+They need no control plane and no database: specs and a cluster profile in,
+problems, manifests or a commit out. What each needs is imported when it runs
+(the renderer's schemas, pygit2 for a repository), so that ``validate``, the
+command an editor or a pre-commit hook runs on every save, stays quick.
+Failures go through ``cli.exits`` (codes 1-5).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
+from cli.exits import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, Failure
+from cli.output import output_option, stderr
 from renderer.errors import ProfileError, RenderError, RepoError, ShipyardError, SpecError
-from renderer.profiles import ClusterProfile, load_profile
-from renderer.render import Rendering, render_all
 from renderer.spec import load_spec_files
-from renderer.yamlio import dump_all
 
-from gitops import apply as apply_service
-from gitops import layout
-from gitops.repo import ClusterRepo
+if TYPE_CHECKING:
+    from gitops.apply import ApplyResult
+    from renderer.profiles import ClusterProfile
+    from renderer.render import Rendering
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2
-EXIT_REPO = 3
-EXIT_NOT_FOUND = 4
-EXIT_INTERNAL = 5
-
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-output_option = click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
-    help="text for people, json for scripts.",
-)
 cluster_option = click.option(
     "--cluster", "cluster_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="Cluster profile YAML.",
 )
 
 
-def _fail(error: ShipyardError, output: str) -> NoReturn:
-    """The one top-level handler: every error becomes an exit code and a message."""
+def failure_of_error(error: ShipyardError, output: str) -> Failure:
+    """The exit code and printed form of an error of the renderer or the repository."""
     if isinstance(error, (SpecError, ProfileError)):
-        code, kind = EXIT_INVALID, "invalid"
-        problems = error.problems
-    elif isinstance(error, apply_service.AppNotFound):
-        code, kind, problems = EXIT_NOT_FOUND, "not_found", []
-    elif isinstance(error, RepoError):
-        code, kind, problems = EXIT_REPO, "repository", []
-    elif isinstance(error, RenderError):
-        code, kind, problems = EXIT_INTERNAL, "render", []
-    else:
-        code, kind, problems = EXIT_INTERNAL, "error", []
-    if output == "json":
-        payload = {"ok": False, "error": kind, "message": str(error), "problems": [p.as_dict() for p in problems]}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-    elif problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        count = len(problems)
-        stderr.print(f"[red]{count} problem{'s' if count != 1 else ''} found[/red]")
-    else:
-        stderr.print(f"[red]error:[/red] {error}", markup=True)
-    sys.exit(code)
+        return Failure(str(error), EXIT_INVALID, error.problems, "invalid", output)
+    if isinstance(error, RepoError):
+        return Failure(str(error), EXIT_REPO, kind="repository", output=output)
+    if isinstance(error, RenderError):
+        return Failure(str(error), EXIT_INTERNAL, kind="render", output=output)
+    return Failure(str(error), EXIT_INTERNAL, kind="error", output=output)
 
 
-def _load(files: tuple[str, ...], cluster_path: Path | None) -> tuple[list, ClusterProfile | None]:
-    profile = load_profile(cluster_path) if cluster_path else None
-    specs = load_spec_files(files)
-    return specs, profile
+def kube_schemas():
+    """What rendered objects are checked against: the core kinds, and the CRD schemas in
+    SHIPYARD_CRD_SCHEMAS when it names a directory (the command line is where it is read)."""
+    from renderer.kube import KubeSchemas
+
+    return KubeSchemas.from_setting(os.environ.get("SHIPYARD_CRD_SCHEMAS"))
 
 
 def _render(files: tuple[str, ...], cluster_path: Path) -> tuple[list[Rendering], ClusterProfile]:
+    from renderer.profiles import load_profile
+    from renderer.render import render_all
+
     profile = load_profile(cluster_path)
-    return render_all(load_spec_files(files), profile), profile
+    return render_all(load_spec_files(files), profile, kube_schemas()), profile
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="shipyard")
-def main() -> None:
-    """Shipyard: deploy specs in, validated manifests committed for ArgoCD out."""
-
-
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also check the specs against what this cluster runs.")
@@ -102,17 +68,23 @@ def main() -> None:
 def validate(files: tuple[str, ...], cluster_path: Path | None, output: str) -> None:
     """Check spec FILES (or directories of them); exit 1 listing every problem."""
     try:
-        specs, profile = _load(files, cluster_path)
-        if profile is not None:
-            render_all(specs, profile)
+        if cluster_path is None:
+            specs = load_spec_files(files)
+        else:
+            from renderer.profiles import load_profile
+            from renderer.render import render_all
+
+            profile = load_profile(cluster_path)
+            specs = load_spec_files(files)
+            render_all(specs, profile, kube_schemas())
     except (SpecError, ProfileError) as error:
         if output == "json":
-            _fail(error, output)
-        for problem in error.problems:
+            raise failure_of_error(error, output) from error
+        for problem in error.problems:  # on stdout, one per line: what editors and CI annotate
             click.echo(str(problem))
         sys.exit(EXIT_INVALID)
     except ShipyardError as error:
-        _fail(error, output)
+        raise failure_of_error(error, output) from error
     if output == "json":
         click.echo(json.dumps({"ok": True, "specs": [{"app": s.key, "kind": s.kind, "cluster": s.cluster,
                                                       "file": s.file, "digest": s.digest} for s in specs]}, indent=2))
@@ -120,7 +92,7 @@ def validate(files: tuple[str, ...], cluster_path: Path | None, output: str) -> 
         stderr.print(f"[green]{len(specs)} spec{'s' if len(specs) != 1 else ''} valid[/green]")
 
 
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True)
 @cluster_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -131,7 +103,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
     try:
         renderings, _ = _render(files, cluster_path)
     except ShipyardError as error:
-        _fail(error, output)
+        raise failure_of_error(error, output) from error
     for rendering in renderings:
         for note in rendering.notes:
             stderr.print(f"[yellow]note:[/yellow] {rendering.spec.key}: {note}")
@@ -140,8 +112,12 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
             click.echo(json.dumps([{"app": r.spec.key, "objects": r.objects, "application": r.application}
                                    for r in renderings], indent=2, ensure_ascii=False))
         else:
+            from renderer.yamlio import dump_all
+
             click.echo(dump_all([obj for r in renderings for obj in [*r.objects, r.application]]), nl=False)
         return
+    from gitops import layout
+
     written = []
     for rendering in renderings:
         directory = out_dir / layout.app_dir(rendering.workspace, rendering.name)
@@ -162,7 +138,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
             click.echo(path)
 
 
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True)
 @cluster_option
 @click.option("--repo", "repo_path", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -174,17 +150,20 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
 @output_option
 def apply(files, cluster_path, repo_path, remote, author, source_commit, deployment_id, output) -> None:
     """Validate, render and commit spec FILES into the cluster repository as one commit."""
+    from gitops import apply as apply_service
+    from gitops.repo import ClusterRepo
+
     try:
         renderings, profile = _render(files, cluster_path)
         repo = ClusterRepo(repo_path, branch=profile.branch, remote_url=remote)
-        result = apply_service.apply(renderings, profile, repo, author=author,
-                                     source_commit=source_commit, deployment_id=deployment_id)
+        result = apply_service.apply(renderings, profile, repo, author=author, source_commit=source_commit,
+                                     deployment_id=deployment_id, schemas=kube_schemas())
     except ShipyardError as error:
-        _fail(error, output)
+        raise failure_of_error(error, output) from error
     _report(result, output)
 
 
-@main.command()
+@click.command()
 @click.argument("app")
 @cluster_option
 @click.option("--repo", "repo_path", required=True, type=click.Path(file_okay=False, path_type=Path))
@@ -196,16 +175,22 @@ def delete(app: str, cluster_path: Path, repo_path: Path, remote: str | None, au
     workspace, _, name = app.partition("/")
     if not workspace or not name or "/" in name:
         raise click.BadParameter("write the app as WORKSPACE/APP", param_hint="APP")
+    from gitops import apply as apply_service
+    from gitops.repo import ClusterRepo
+    from renderer.profiles import load_profile
+
     try:
         profile = load_profile(cluster_path)
         repo = ClusterRepo(repo_path, branch=profile.branch, remote_url=remote)
         result = apply_service.delete(profile, repo, workspace, name, author=author)
+    except apply_service.AppNotFound as error:
+        raise Failure(str(error), EXIT_NOT_FOUND, kind="not_found", output=output) from error
     except ShipyardError as error:
-        _fail(error, output)
+        raise failure_of_error(error, output) from error
     _report(result, output)
 
 
-def _report(result: apply_service.ApplyResult, output: str) -> None:
+def _report(result: ApplyResult, output: str) -> None:
     if output == "json":
         click.echo(json.dumps({"ok": True, **result.as_dict()}, indent=2, ensure_ascii=False))
         return
@@ -219,7 +204,3 @@ def _report(result: apply_service.ApplyResult, output: str) -> None:
                      + (" and pushed" if result.pushed else ""))
     else:
         stderr.print(f"nothing changed in cluster {result.cluster}; no commit")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,9 +1,4 @@
-"""The ``shipyard`` command: the offline commands, the control plane's server, and its API client.
-
-gitops.cli holds the commands that work on files and repositories alone
-(validate, render, apply, delete); gitops must never import the web app, so
-this module, one layer up, owns the top-level group and adds them to it,
-together with:
+"""The server commands: ``up``, ``serve``, ``db``, ``admin``, and ``agent``.
 
 ``shipyard up``             the embedded default: SQLite and cluster repositories in a data
                             directory, a demo cluster on first start, a threaded server on
@@ -12,28 +7,19 @@ together with:
                             ``SHIPYARD_*``; refuses a database that is not migrated
 ``shipyard db``             ``upgrade`` and ``current`` (Alembic, through gitops.db)
 ``shipyard admin``          ``reset-password`` for a local user
-``shipyard login``          stores the server URL and an API token for the commands below
-``shipyard deploy`` ...     ``rollback``, ``promote``, ``apps``, ``versions``: /api/v1 over httpx
+``shipyard agent``          the cluster agent, the same process as ``python -m agent``
 
-Exit codes (the offline commands' codes, plus 6 and 7):
-
-    0  success (including "nothing changed")
-    1  invalid input: spec problems (FILE:LINE:COL: message), or a request the server refused
-    2  usage error; also: no server URL or API token configured
-    3  repository error, or the control plane cannot be reached
-    4  not found: no such app, version, cluster or workspace (or not visible to you)
-    5  internal error: a bug, on this side or the server's
-    6  not authorized: no valid token or password, or your role does not allow it
-    7  the server cannot start: database not at the head revision, address in use
+The server stack (Flask, SQLAlchemy, Alembic, gunicorn, gitops' services) is
+imported inside the functions that use it, never at the top: ``--help`` loads
+this module to list its commands, and ``serve`` must set PROMETHEUS_MULTIPROC_DIR
+before anything imports prometheus_client (see ``_private_metrics_directory``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -42,31 +28,18 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 import click
-import httpx
-from flask import Flask
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from gitops import accounts, audit, clusters, db, isolation
-from gitops import cli as offline
-from gitops.cli import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, EXIT_USAGE, output_option, stderr
-from gitops.models import Cluster, RoleBinding, Tenant, User
-from renderer.errors import Problem, ShipyardError, SpecError
-from renderer.spec import expand_paths, load_spec_files
-from renderer.yamlio import load_documents
-from webapp import config as config_module
+from cli.exits import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_NOT_READY, Failure
+from cli.output import output_option, print_json, stderr
+from renderer.errors import ShipyardError
 
-EXIT_UNAUTHORIZED = 6
-EXIT_NOT_READY = 7
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PROFILE = ROOT / "fixtures" / "clusters" / "demo.yaml"
@@ -78,69 +51,6 @@ DEMO_CLUSTER = "demo"
 DEMO_SECRET_PATHS = ["acme/"]
 ADMIN = "admin"
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  success (including "nothing changed")
-  1  invalid input: spec problems (FILE:LINE:COL: message), or a request the server refused
-  2  usage error; also: no server URL or API token configured
-  3  repository error, or the control plane cannot be reached
-  4  not found: no such app, version, cluster or workspace
-  5  internal error (a bug)
-  6  not authorized: no valid token or password, or your role does not allow it
-  7  the server cannot start: database not at the head revision, address in use
-"""
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(package_name="shipyard")
-def main() -> None:
-    """Shipyard: deploy specs in, validated manifests committed for ArgoCD out.
-
-    \b
-    Offline:        validate, render, apply, delete
-    Control plane:  up (embedded), serve (production), db, admin
-    API client:     login, deploy, rollback, promote, apps, versions
-    """
-
-
-for _command in (offline.validate, offline.render, offline.apply, offline.delete):
-    main.add_command(_command)
-
-
-class Failure(click.ClickException):
-    """A failure with its exit code; click's top-level handler prints it and exits with that code."""
-
-    def __init__(self, message: str, exit_code: int, problems: list[Problem] | None = None,
-                 kind: str = "error", output: str = "text"):
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.problems = problems or []
-        self.kind = kind
-        self.output = output
-
-    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        if self.output == "json":
-            _print_json({"ok": False, "error": self.kind, "message": self.message,
-                         "problems": [p.as_dict() for p in self.problems]})
-            return
-        for problem in self.problems:
-            click.echo(str(problem), err=True)
-        if self.problems:
-            count = len(self.problems)
-            stderr.print(f"[red]{count} problem{'s' if count != 1 else ''} found[/red]")
-        else:
-            stderr.print(f"[red]error:[/red] {self.message}", markup=True)
-
-
-def _print_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-
-
-def _stdout() -> Console:
-    # Rich wraps at 80 columns when stdout is not a terminal; rows of a table are easier to
-    # read and to grep whole.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
 
 # --- configuration shared by up, serve, db and admin -------------------------------------------
 
@@ -151,20 +61,32 @@ def _settings(overrides: dict | None = None) -> dict:
     The one loader (webapp.config) decides, so the migration check of ``serve`` looks at
     exactly the database the workers will open.
     """
+    from flask import Flask
+
+    from webapp import config as config_module
+
     holder = Flask("shipyard")
     config_module.load(holder, overrides)
     return dict(holder.config)
 
 
 def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
 def _engine(url: str) -> Engine:
+    from gitops import db
+
     return db.make_engine(url, pool_size=1)
 
 
 def _revisions(engine: Engine, url: str) -> tuple[str | None, str | None]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gitops import db
+
     try:
         return db.current_revision(engine), db.head_revision()
     except SQLAlchemyError as exc:
@@ -186,7 +108,7 @@ data_option = click.option(
 # --- shipyard db ----------------------------------------------------------------------------------
 
 
-@main.group("db")
+@click.group("db")
 def db_group() -> None:
     """Database migrations (Alembic). Production databases are migrated only by `db upgrade`."""
 
@@ -196,6 +118,10 @@ def db_group() -> None:
 @data_option
 def db_upgrade(database_url: str | None, data_dir: Path) -> None:
     """Migrate the database to the head revision (safe to run again: it then does nothing)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gitops import db
+
     settings = _settings({"DATA_DIR": str(data_dir), **({"DATABASE_URL": database_url} if database_url else {})})
     url = settings["DATABASE_URL"]
     engine = _engine(url)
@@ -227,7 +153,7 @@ def db_current(database_url: str | None, data_dir: Path, output: str) -> None:
     finally:
         engine.dispose()
     if output == "json":
-        _print_json({"database": _safe_url(url), "current": current, "head": head, "up_to_date": current == head})
+        print_json({"database": _safe_url(url), "current": current, "head": head, "up_to_date": current == head})
         return
     click.echo(f"database: {_safe_url(url)}")
     click.echo(f"current:  {current or '(empty: not migrated)'}")
@@ -237,7 +163,7 @@ def db_current(database_url: str | None, data_dir: Path, output: str) -> None:
 # --- shipyard admin ---------------------------------------------------------------------------------
 
 
-@main.group("admin")
+@click.group("admin")
 def admin_group() -> None:
     """Local administration that needs no running server."""
 
@@ -252,6 +178,11 @@ def reset_password(username: str, ask: bool, database_url: str | None, data_dir:
 
     Without --prompt a password is generated and printed once; only its hash is stored.
     """
+    from sqlalchemy import select
+
+    from gitops import accounts, audit, db
+    from gitops.models import Tenant, User
+
     settings = _settings({"DATA_DIR": str(data_dir), **({"DATABASE_URL": database_url} if database_url else {})})
     url = settings["DATABASE_URL"]
     engine = _engine(url)
@@ -306,6 +237,12 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
     password and the cluster's read token exist only in the returned value (the database
     keeps their hashes).
     """
+    from sqlalchemy import select
+
+    from gitops import accounts, audit, clusters, isolation
+    from gitops.models import RoleBinding, User
+    from renderer.spec import expand_paths, load_spec_files
+
     with plane.sessions() as session:
         tenant = accounts.ensure_tenant(session, tenant_name)
         if session.scalar(select(User.id).where(User.tenant_id == tenant.id).limit(1)) is not None:
@@ -329,7 +266,7 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
         session.commit()
         from gitops import deploy as deploy_service  # it imports prometheus_client: see serve
 
-        ctx = deploy_service.Context(session, principal, plane.repos, plane.committers, plane.worker)
+        ctx = deploy_service.Context(session, principal, plane.repos, plane.committers, plane.worker, plane.schemas)
         versions = []
         for path in spec_files:
             for version in deploy_service.deploy(ctx, path.read_text(), filename=str(path.relative_to(ROOT)),
@@ -354,7 +291,7 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, _raise)
 
 
-@main.command()
+@click.command()
 @data_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
@@ -367,7 +304,7 @@ def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
     cluster "demo" from fixtures/clusters/demo.yaml with the workspaces of
     fixtures/specs, and deploys those examples. Later starts reuse the data
     directory and create nothing. Unless --no-simulate, a SIMULATED compute
-    plane (agent.simulate: ArgoCD and a cluster played in this process) reads
+    plane (the simulation package: ArgoCD and a cluster played in this process) reads
     the demo cluster's repository over git and reports sync and health, so
     deploys go all the way to Healthy. Ctrl-C stops the server.
     """
@@ -431,6 +368,11 @@ SIMULATION_SWITCHES = "simulate.yaml"
 
 def _rotate_demo_tokens(plane, tenant_name: str) -> tuple[str, str] | None:
     """New read and agent tokens of the demo cluster, as its admin: (read, agent), or None without either."""
+    from sqlalchemy import select
+
+    from gitops import accounts, clusters
+    from gitops.models import Cluster, Tenant, User
+
     with plane.sessions() as session:
         tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
         user = tenant and session.scalar(select(User).where(User.tenant_id == tenant.id, User.username == ADMIN))
@@ -456,7 +398,8 @@ def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, see
     ones it created; a later start makes new ones (the read token printed before stops
     working, so the new one is printed; --no-simulate leaves the tokens alone).
     """
-    from agent.simulate import SimulationSettings, start_in_background
+    from simulation import SimulationSettings, start_in_background
+    from gitops import clusters
 
     tenant = app.config["TENANT"]
     if seeded is not None and seeded.read_token and seeded.agent_token:
@@ -524,6 +467,8 @@ def check_migrated(settings: dict) -> None:
     never race to migrate, and a PostgreSQL schema only ever changes through
     ``shipyard db upgrade``.
     """
+    from gitops import db
+
     url = settings["DATABASE_URL"]
     engine = _engine(url)
     try:
@@ -559,7 +504,7 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
     libc.mallopt(m_arena_max, arenas)
 
 
-def _share_with_workers() -> None:
+def _share_with_workers(crd_schemas: str | None) -> None:
     """Load, before gunicorn forks the workers, what every worker would load for itself.
 
     The workers then share those pages with this process instead of each holding a copy:
@@ -569,10 +514,11 @@ def _share_with_workers() -> None:
     """
     import gc
 
+    from renderer.kube import KubeSchemas
     from renderer.render import warm_up
     from webapp import agent_api, api, githttp_routes, oidc, pages  # noqa: F401 - what create_app imports
 
-    warm_up()
+    warm_up(KubeSchemas.from_setting(crd_schemas))
     gc.collect()
     gc.freeze()
 
@@ -584,7 +530,7 @@ def _private_metrics_directory() -> Path:
     the directory set, prometheus_client writes each worker's values to files in it and the
     worker that answers sums them all (gitops.metrics). prometheus_client chooses how it keeps
     values when it is first imported, so this runs before anything imports it, here in the
-    master whose modules the workers inherit (webapp.cli imports the deploy service late for
+    master whose modules the workers inherit (this module imports the server stack late for
     that). The directory is new on every start, so no earlier run's or other server's counts
     add in, and only this user can read it; serve removes it when it stops.
     """
@@ -656,7 +602,7 @@ def _gunicorn(options: dict):
     return ShipyardServer()
 
 
-@main.command()
+@click.command()
 @click.option("--bind", default="0.0.0.0:8080", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256),
               help="Worker processes.")
@@ -683,7 +629,7 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
         # everything else
         os.environ.setdefault("SHIPYARD_AGENT_LONG_POLLS", str(max(1, threads - max(4, threads // 4))))
         _limit_malloc_arenas()
-        _share_with_workers()
+        _share_with_workers(settings["CRD_SCHEMAS"])
         _gunicorn({
             "bind": [bind], "workers": workers, "threads": threads, "worker_class": _worker_class(),
             "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
@@ -699,441 +645,7 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
             shutil.rmtree(metrics_directory, ignore_errors=True)
 
 
-# --- the API client: settings and credentials -------------------------------------------------------------
-
-
-def credentials_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
-    return root / "shipyard" / "credentials.json"
-
-
-def read_credentials() -> dict:
-    path = credentials_path()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise Failure(f"cannot read {path}: {exc}; run `shipyard login` again", EXIT_USAGE) from exc
-    return data if isinstance(data, dict) else {}
-
-
-def write_credentials(url: str, token: str) -> Path:
-    """Store URL and token readable by the owner only (0600), replacing the file atomically."""
-    path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        json.dump({"url": url, "token": token}, handle)
-    os.replace(partial, path)
-    return path
-
-
-def _normalize_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
-    return url
-
-
-@dataclass
-class Client:
-    """/api/v1 of one server, with one API token; every failure becomes a Failure with its exit code."""
-
-    url: str
-    token: str
-    output: str = "text"
-
-    def __post_init__(self) -> None:
-        from importlib.metadata import version
-
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(120.0, connect=10.0), headers={
-            "Authorization": f"Bearer {self.token}", "User-Agent": f"shipyard-cli/{version('shipyard')}"})
-
-    def send(self, method: str, path: str, **kwargs) -> httpx.Response:
-        return _send(self.http, self.url, method, path, **kwargs)
-
-    def call(self, method: str, path: str, *, filename: str | None = None, **kwargs) -> Any:
-        response = self.send(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise failure_of(response, self.output, filename)
-        return response.json() if response.content else None
-
-
-def _send(http: httpx.Client, url: str, method: str, path: str, **kwargs) -> httpx.Response:
-    try:
-        return http.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        raise Failure(f"cannot reach the control plane at {url}: {exc.__class__.__name__}: {exc}",
-                      EXIT_REPO, kind="unreachable") from exc
-
-
-_STATUS_EXITS = {400: EXIT_INVALID, 401: EXIT_UNAUTHORIZED, 403: EXIT_UNAUTHORIZED, 404: EXIT_NOT_FOUND,
-                 409: EXIT_INVALID, 413: EXIT_INVALID, 415: EXIT_INVALID, 503: EXIT_REPO}
-
-
-def failure_of(response: httpx.Response, output: str, filename: str | None = None) -> Failure:
-    """The exit code and message of an API error (webapp.errors: ``{"error": {"code", "message"}}``)."""
-    try:
-        error = response.json().get("error") or {}
-    except ValueError:
-        error = {}
-    code = error.get("code") or f"http_{response.status_code}"
-    message = error.get("message") or f"{response.status_code} {response.reason_phrase}"
-    problems = [Problem(p.get("file", filename or "<request>"), p.get("line", 0), p.get("column", 0),
-                        p.get("message", ""), p.get("path", "")) for p in error.get("problems") or []]
-    if code in ("spec_invalid", "profile_invalid"):
-        exit_code = EXIT_INVALID
-    elif code == "render_failed":
-        exit_code = EXIT_INTERNAL
-    else:
-        exit_code = _STATUS_EXITS.get(response.status_code, EXIT_INTERNAL)
-    if exit_code == EXIT_UNAUTHORIZED and response.status_code == 401:
-        message += "; run `shipyard login` (or set SHIPYARD_TOKEN)"
-    return Failure(message, exit_code, problems, kind=code, output=output)
-
-
-def api_options(command):
-    """--url, --token and --output for the commands that call the API."""
-    command = click.option("--token", envvar="SHIPYARD_TOKEN", show_envvar=True,
-                           help="API token (default: the one `shipyard login` stored).")(command)
-    command = click.option("--url", envvar="SHIPYARD_URL", show_envvar=True,
-                           help="Control plane URL (default: the one `shipyard login` stored).")(command)
-    return output_option(command)
-
-
-def client(url: str | None, token: str | None, output: str) -> Client:
-    stored = read_credentials()
-    url = _normalize_url(url) if url else stored.get("url")
-    if not url:
-        raise Failure("no control plane URL: run `shipyard login --url URL`, or set SHIPYARD_URL", EXIT_USAGE,
-                      output=output)
-    if not token and stored.get("url") == url:
-        token = stored.get("token")  # a stored token goes only to the server it was made for
-    if not token:
-        raise Failure(f"no API token for {url}: run `shipyard login --url {url}`, or set SHIPYARD_TOKEN",
-                      EXIT_USAGE, output=output)
-    return Client(url, token, output)
-
-
-# --- shipyard login -------------------------------------------------------------------------------------------
-
-
-class _CsrfField(HTMLParser):
-    """Finds the value of the form's hidden ``csrf_token`` input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.value: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        fields = dict(attrs)
-        if tag == "input" and fields.get("name") == "csrf_token" and self.value is None:
-            self.value = fields.get("value")
-
-
-def _csrf_token(html: str) -> str | None:
-    parser = _CsrfField()
-    parser.feed(html)
-    return parser.value
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.option("--url", envvar="SHIPYARD_URL", show_envvar=True, help="Control plane URL.")
-@click.option("--token", "given_token", help="Store this API token (for CI) instead of logging in.")
-@click.option("--username", help="Local user (asked when not given).")
-@click.option("--role", help="The token's role (default: tenant-admin if you hold it, else required).")
-@click.option("--cluster", help="The token's cluster, for a cluster or workspace role.")
-@click.option("--workspace", help="The token's workspace, for a workspace role.")
-@click.option("--expires-in-days", default=90, show_default=True, type=click.IntRange(1, 366))
-def login(url: str | None, given_token: str | None, username: str | None, role: str | None, cluster: str | None,
-          workspace: str | None, expires_in_days: int) -> None:
-    """Log in with a local user and store an API token for the other commands.
-
-    The token is created through the web login (password never stored) and kept
-    with the URL in $XDG_CONFIG_HOME/shipyard/credentials.json (~/.config by
-    default), readable by you only. The password is read from the terminal, or from
-    stdin when that is not a terminal.
-    """
-    url = _normalize_url(url or read_credentials().get("url") or click.prompt("Control plane URL",
-                                                                                default="http://127.0.0.1:8080"))
-    if given_token:
-        whoami = Client(url, given_token).call("GET", "/api/v1/me")
-        path = write_credentials(url, given_token)
-        stderr.print(f"token of {whoami['user']['username']} for {url} stored in {path}")
-        return
-    username = username or click.prompt("Username")
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True)
-    else:  # piped in (scripts, tests): getpass would warn that it cannot hide what is not typed
-        password = sys.stdin.readline().rstrip("\r\n")
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0, connect=10.0)) as http:
-        page = _send(http, url, "GET", "/login")
-        csrf = _csrf_token(page.text) if page.status_code == 200 else None
-        if csrf is None:
-            raise Failure(f"{url}/login did not serve the login form ({page.status_code}); is that a Shipyard "
-                          "control plane?", EXIT_INTERNAL)
-        response = _send(http, url, "POST", "/login",
-                         data={"csrf_token": csrf, "username": username, "password": password})
-        if response.status_code == 401:
-            raise Failure("wrong username or password", EXIT_UNAUTHORIZED)
-        if response.status_code not in (302, 303):
-            raise failure_of(response, "text")
-        # A login starts a new session with a new CSRF secret: take the token a logged-in page carries.
-        csrf = _csrf_token(_checked_page(_send(http, url, "GET", "/account")))
-        if csrf is None:
-            raise Failure(f"{url}/account carries no CSRF token after the login", EXIT_INTERNAL)
-        headers = {"X-CSRFToken": csrf}
-        me = _checked(_send(http, url, "GET", "/api/v1/me"))
-        if role is None:
-            if not any(g["role"] == "tenant-admin" and not g.get("cluster") for g in me["grants"]):
-                held = ", ".join(f"{g['role']}" + (f" on {g['cluster']}" if g.get("cluster") else "")
-                                 + (f":{g['workspace']}" if g.get("workspace") else "") for g in me["grants"])
-                raise Failure(f"{username} is not tenant-admin; choose the token's --role (and --cluster, "
-                              f"--workspace) from what you hold: {held or 'no roles yet'}", EXIT_USAGE)
-            role = "tenant-admin"
-        body = {"name": f"shipyard login on {socket.gethostname()}", "role": role,
-                "expires_in_days": expires_in_days, "cluster": cluster, "workspace": workspace}
-        created = _checked(_send(http, url, "POST", "/api/v1/tokens", json=body, headers=headers))
-        _send(http, url, "POST", "/logout", data={"csrf_token": csrf})
-    path = write_credentials(url, created["token"])
-    scope = f" on {cluster}" + (f":{workspace}" if workspace else "") if cluster else ""
-    stderr.print(f"logged in to {url} as {username}; a {role}{scope} token (expires {created['expires_at'][:10]}) "
-                 f"is stored in {path}")
-
-
-def _checked_page(response: httpx.Response) -> str:
-    if response.status_code >= 400:
-        raise failure_of(response, "text")
-    return response.text
-
-
-def _checked(response: httpx.Response) -> dict:
-    if response.status_code >= 400:
-        raise failure_of(response, "text")
-    return response.json()
-
-
-# --- shipyard deploy / rollback / promote / apps / versions --------------------------------------------------------
-
-APP_REF = re.compile(r"^(?P<cluster>[^:/\s]+):(?P<workspace>[^:/\s]+)/(?P<app>[^:/\s]+)$")
-
-
-def _app_path(ref: str) -> str:
-    match = APP_REF.match(ref)
-    if not match:
-        raise click.BadParameter(f"{ref!r}: write the app as CLUSTER:WORKSPACE/APP", param_hint="APP")
-    return "/api/v1/apps/" + "/".join(quote(match[part], safe="") for part in ("cluster", "workspace", "app"))
-
-
-def _versions_table(versions: list[dict]) -> None:
-    table = Table(box=None, pad_edge=False)
-    for column in ("APP", "VERSION", "ACTION", "STATE", "COMMIT"):
-        table.add_column(column, no_wrap=True)
-    for version in versions:
-        state = version["state"]
-        if state == "committed" and version.get("changed") is False:
-            state = "committed (no change)"
-        table.add_row(version["app"], str(version["number"]), version["action"], state,
-                      (version.get("commit") or "-")[:12])
-    _stdout().print(table)
-    for version in versions:
-        for note in version.get("notes") or []:
-            stderr.print(f"[yellow]note:[/yellow] {version['app']}: {note}")
-        if version["state"] == "pending":
-            stderr.print(f"{version['app']} v{version['number']}: accepted; the repository could not be written "
-                         "now, the reconciler commits it")
-        elif version["state"] == "failed":
-            stderr.print(f"[red]failed:[/red] {version['app']} v{version['number']}: {version.get('error')}")
-
-
-def _exit_if_failed(versions: list[dict], output: str) -> None:
-    """A version that failed in the repository (e.g. a Service name clash) fails the command."""
-    failed = [v for v in versions if v["state"] == "failed"]
-    if not failed:
-        return
-    if output == "json":
-        sys.exit(EXIT_INVALID)  # the document already printed says which, with their errors
-    raise Failure(f"{len(failed)} version(s) failed", EXIT_INVALID, kind="failed")
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.argument("files", nargs=-1, required=True)
-@click.option("--dry-run", is_flag=True, help="Show what would change, as diffs; change nothing.")
-@click.option("--source-commit", help="Commit of the spec repository this deploy comes from.")
-@api_options
-def deploy(files: tuple[str, ...], dry_run: bool, source_commit: str | None, url, token, output: str) -> None:
-    """Deploy spec FILES (or directories of them) through the control plane; one request per file.
-
-    Prints each new version (app, number, state, commit), or with --dry-run the diff
-    of what would change. Spec problems are printed as FILE:LINE:COL: message.
-    """
-    api = client(url, token, output)
-    results, first_failure = [], None
-    for path in expand_paths(files):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            failure = Failure(f"cannot read {path}", EXIT_INVALID,
-                              [Problem(str(path), 0, 0, f"cannot read file: {exc.strerror}")], "invalid", output)
-        else:
-            params = {"filename": str(path), "source": "cli", "dry_run": "true" if dry_run else "false"}
-            if source_commit:
-                params["source_commit"] = source_commit
-            try:
-                body = api.call("PUT", "/api/v1/apps", filename=str(path), content=data, params=params,
-                                headers={"Content-Type": "application/yaml"})
-            except Failure as exc:
-                if exc.exit_code in (EXIT_UNAUTHORIZED, EXIT_REPO) and exc.kind != "repo_unavailable":
-                    raise  # no use trying the other files
-                failure = exc
-            else:
-                failure = None
-                results.append({"file": str(path), "ok": True, **body})
-                if output == "text":
-                    _show_deploy(body)
-        if failure is not None:
-            results.append({"file": str(path), "ok": False, "error": failure.kind, "message": failure.message,
-                            "problems": [p.as_dict() for p in failure.problems]})
-            if output == "text":
-                failure.show()
-            first_failure = first_failure or failure
-    created = [v for r in results for v in r.get("versions", [])]
-    if output == "json":
-        ok = first_failure is None and all(v["state"] != "failed" for v in created)
-        _print_json({"ok": ok, "dry_run": dry_run, "files": results})
-    if first_failure is not None:
-        sys.exit(first_failure.exit_code)
-    _exit_if_failed(created, output)
-
-
-def _show_deploy(body: dict) -> None:
-    if not body.get("dry_run"):
-        _versions_table(body["versions"])
-        return
-    for change in body["apps"]:
-        stderr.print(f"{change['app']}: {change['action']}")
-        for note in change.get("notes") or []:
-            stderr.print(f"[yellow]note:[/yellow] {change['app']}: {note}")
-        if change["diff"]:
-            click.echo(change["diff"], nl=not change["diff"].endswith("\n"))
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.argument("app")
-@click.argument("version", type=click.IntRange(1))
-@api_options
-def rollback(app: str, version: int, url, token, output: str) -> None:
-    """Deploy APP (CLUSTER:WORKSPACE/APP) as it was at VERSION; a new version records it."""
-    api = client(url, token, output)
-    created = api.call("POST", f"{_app_path(app)}/rollback", json={"version": version, "source": "cli"})
-    _show_versions([created], output)
-
-
-def parse_overrides(pairs: tuple[str, ...]) -> dict:
-    """``a.b=value`` pairs as a nested dict; values are YAML (``3`` is a number, ``null`` removes the field)."""
-    overrides: dict = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        parts = key.split(".")
-        if not sep or not all(parts):
-            raise click.BadParameter(f"{pair!r}: write KEY=VALUE, KEY may be dotted (resources.cpu_limit=2)",
-                                     param_hint="--set")
-        try:
-            documents = load_documents(raw, f"--set {key}")
-        except SpecError as exc:
-            raise click.BadParameter(f"{pair!r}: {exc.problems[0].message}", param_hint="--set") from exc
-        value = documents[0].data if documents else None
-        target = overrides
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise click.BadParameter(f"{pair!r}: {part} is set to a value already", param_hint="--set")
-        target[parts[-1]] = value
-    return overrides
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.argument("app")
-@click.option("--to", "target", required=True, help="CLUSTER:WORKSPACE to promote into.")
-@click.option("--version", "number", type=click.IntRange(1), help="The version to promote (default: current).")
-@click.option("--name", help="The app's name in the target (default: the same).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Change a field of the spec, e.g. --set replicas=3 --set env.LOG_LEVEL=debug (repeatable).")
-@api_options
-def promote(app: str, target: str, number: int | None, name: str | None, settings: tuple[str, ...], url, token,
-            output: str) -> None:
-    """Deploy a version of APP (CLUSTER:WORKSPACE/APP) into another workspace or cluster."""
-    if target.count(":") != 1 or not all(target.split(":")):
-        raise click.BadParameter(f"{target!r}: write the target as CLUSTER:WORKSPACE", param_hint="--to")
-    body: dict[str, Any] = {"target": target, "source": "cli", "overrides": parse_overrides(settings)}
-    if number is not None:
-        body["version"] = number
-    if name is not None:
-        body["name"] = name
-    api = client(url, token, output)
-    _show_versions([api.call("POST", f"{_app_path(app)}/promote", json=body)], output)
-
-
-def _show_versions(versions: list[dict], output: str) -> None:
-    if output == "json":
-        _print_json({"ok": True, "versions": versions})
-    else:
-        _versions_table(versions)
-    _exit_if_failed(versions, output)
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.option("--cluster", help="Only this cluster's apps.")
-@click.option("--workspace", help="Only this workspace's apps (with --cluster).")
-@api_options
-def apps(cluster: str | None, workspace: str | None, url, token, output: str) -> None:
-    """List the apps you may read, with their current version."""
-    api = client(url, token, output)
-    rows, after = [], None
-    while True:
-        params = {k: v for k, v in {"cluster": cluster, "workspace": workspace, "after": after}.items() if v}
-        page = api.call("GET", "/api/v1/apps", params=params)
-        rows.extend(page["apps"])
-        after = page.get("next")
-        if not after:
-            break
-    if output == "json":
-        _print_json({"apps": rows})
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("APP", "KIND", "CURRENT", "VERSIONS", "UPDATED"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"],
-                      str(row["current_version"] or "-"), str(row["versions"]), (row["updated_at"] or "")[:19])
-    _stdout().print(table)
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.argument("app")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-@api_options
-def versions(app: str, limit: int, url, token, output: str) -> None:
-    """List the versions of APP (CLUSTER:WORKSPACE/APP), newest first."""
-    api = client(url, token, output)
-    rows = api.call("GET", f"{_app_path(app)}/versions", params={"limit": limit})["versions"]
-    if output == "json":
-        _print_json({"versions": rows})
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("VERSION", "ACTION", "STATE", "COMMIT", "AUTHOR", "SOURCE", "CREATED"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(str(row["number"]), row["action"], row["state"], (row.get("commit") or "-")[:12],
-                      row["author"], row["source"], (row["created_at"] or "")[:19])
-    _stdout().print(table)
-
-
-@main.command("agent")
+@click.command("agent")
 def agent_command() -> None:
     """Run the cluster agent (settings from SHIPYARD_URL, SHIPYARD_TENANT, SHIPYARD_CLUSTER, SHIPYARD_AGENT_TOKEN...).
 
@@ -1142,7 +654,3 @@ def agent_command() -> None:
     from agent.main import main as agent_main  # the agent never imports webapp; only this way round
 
     sys.exit(agent_main())
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

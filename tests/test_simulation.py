@@ -1,4 +1,5 @@
 """The simulated compute plane: git as ArgoCD reads it, the sync/rollout state machine, switches, commands,
+retries with the agent's jittered back-off, the import boundary (the agent never imports the simulation),
 and end to end against the real control plane served on loopback."""
 
 from __future__ import annotations
@@ -6,14 +7,16 @@ from __future__ import annotations
 import dataclasses
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from agent.backoff import Backoff
 from agent.protocol import Command
-from agent.simulate import AGENT_VERSION, SimulatedCluster, SimulationError, SimulationSettings, Switches, \
+from simulation import AGENT_VERSION, SimulatedCluster, SimulationError, SimulationSettings, Switches, \
     run_many, states_by_kind
 from tests.plane import (add_cluster, add_workspace, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
                          service_spec)
@@ -235,6 +238,62 @@ def test_heartbeat_says_simulated(offline):
     assert beat.simulated is True and beat.agent_version == AGENT_VERSION \
         and beat.agent_version.startswith("simulated-")
     assert beat.namespaces == ["payments"]
+
+
+# --- back-off and layering: the agent's jittered back-off, and the agent never importing the simulation -------
+
+
+def test_retries_use_the_agents_jittered_backoff(tmp_path):
+    def cluster_backing_off() -> SimulatedCluster:
+        return SimulatedCluster(SimulationSettings(url="http://127.0.0.1:9", tenant="default", cluster="demo",
+                                                   agent_token="unused", read_token="", mirror_dir=tmp_path / "m",
+                                                   backoff_base=1.0, backoff_max=64.0))
+
+    first, second = cluster_backing_off(), cluster_backing_off()
+    try:
+        for backoff in (first.report_backoff, first.command_backoff):
+            assert type(backoff) is Backoff
+        delays = [[cluster.command_backoff.next() for _ in range(6)] for cluster in (first, second)]
+        assert delays[0] != delays[1]  # jittered: two clusters that failed together do not retry in step
+        for sequence in delays:
+            assert all(2 ** n * 0.5 <= delay <= 2 ** n for n, delay in enumerate(sequence))
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_unreachable_control_plane_is_retried_after_the_backoff_not_every_tick(offline):
+    _, cluster, clock = offline  # its control plane, 127.0.0.1:9, refuses connections
+    cluster.run_once()
+    assert cluster.report_backoff.attempts == 1 and "reporting to the control plane" in cluster.last_error
+    cluster.run_once()
+    assert cluster.report_backoff.attempts == 1  # still backing off: the outbox keeps the changes meanwhile
+    clock.now += cluster.settings.backoff_base
+    cluster.run_once()
+    assert cluster.report_backoff.attempts == 2
+
+    cluster.command_backoff = Backoff(0.01, 0.01)  # the loop's own back-off, short for the test
+    cluster.serve_commands(threading.Event(), iterations=3)
+    assert cluster.command_backoff.attempts == 3 and "polling for commands" in cluster.last_error
+
+
+def _modules_loaded_by(code: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    return {name.split(".")[0] for name in done.stdout.split()}
+
+
+def test_the_agent_does_not_import_the_simulation():
+    agent_modules = sorted(path.stem for path in (ROOT / "agent").glob("*.py") if path.stem != "__main__")
+    loaded = _modules_loaded_by("\n".join(f"import agent.{name}" for name in agent_modules))
+    assert "agent" in loaded
+    assert not loaded & {"simulation", "gitops", "webapp"}  # the agent's image ships agent/ alone
+
+
+def test_the_simulation_imports_the_agent_but_not_the_control_plane():
+    loaded = _modules_loaded_by("import simulation")
+    assert "agent" in loaded
+    assert not loaded & {"gitops", "webapp", "kubernetes"}
 
 
 # --- end to end: the real control plane on loopback, the simulation reading its git and reporting to it ------

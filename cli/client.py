@@ -1,0 +1,479 @@
+"""The API client commands: ``login``, ``deploy``, ``rollback``, ``promote``, ``apps``, ``versions``.
+
+They call the control plane's /api/v1 over httpx with an API token that
+``shipyard login`` stores, with the server's URL, in
+$XDG_CONFIG_HOME/shipyard/credentials.json (mode 0600). An API error
+(webapp.errors: ``{"error": {"code", "message", "problems"}}``) becomes a
+``Failure`` with the exit code of its kind (``failure_of``). Nothing here
+imports the server stack: a client starts as fast as httpx and rich allow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+import httpx
+from rich.table import Table
+
+from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, EXIT_UNAUTHORIZED,
+                       EXIT_USAGE, Failure)
+from cli.output import output_option, print_json, stderr, stdout_console
+from renderer.errors import Problem, SpecError
+from renderer.spec import expand_paths
+from renderer.yamlio import load_documents
+
+
+# --- the API client: settings and credentials -------------------------------------------------------------
+
+
+def credentials_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
+    return root / "shipyard" / "credentials.json"
+
+
+def read_credentials() -> dict:
+    path = credentials_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise Failure(f"cannot read {path}: {exc}; run `shipyard login` again", EXIT_USAGE) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def write_credentials(url: str, token: str) -> Path:
+    """Store URL and token readable by the owner only (0600), replacing the file atomically."""
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        json.dump({"url": url, "token": token}, handle)
+    os.replace(partial, path)
+    return path
+
+
+def _normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+    return url
+
+
+def verifies_tls(url: str) -> bool:
+    """Whether the client loads the CA bundle and checks certificates: for an https:// server, always.
+
+    For a plain http:// server (the embedded default, on loopback) there is no TLS to check,
+    and loading the bundle anyway cost 50 ms, a sixth of a client command's CPU. The clients
+    send every request to their base URL and follow no redirects, so an http:// client never
+    reaches an https:// address.
+    """
+    return not url.startswith("http://")
+
+
+@dataclass
+class Client:
+    """/api/v1 of one server, with one API token; every failure becomes a Failure with its exit code."""
+
+    url: str
+    token: str
+    output: str = "text"
+
+    def __post_init__(self) -> None:
+        from importlib.metadata import version
+
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(120.0, connect=10.0),
+                                 verify=verifies_tls(self.url), headers={
+            "Authorization": f"Bearer {self.token}", "User-Agent": f"shipyard-cli/{version('shipyard')}"})
+
+    def send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return _send(self.http, self.url, method, path, **kwargs)
+
+    def call(self, method: str, path: str, *, filename: str | None = None, **kwargs) -> Any:
+        response = self.send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise failure_of(response, self.output, filename)
+        return response.json() if response.content else None
+
+
+def _send(http: httpx.Client, url: str, method: str, path: str, **kwargs) -> httpx.Response:
+    try:
+        return http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise Failure(f"cannot reach the control plane at {url}: {exc.__class__.__name__}: {exc}",
+                      EXIT_REPO, kind="unreachable") from exc
+
+
+_STATUS_EXITS = {400: EXIT_INVALID, 401: EXIT_UNAUTHORIZED, 403: EXIT_UNAUTHORIZED, 404: EXIT_NOT_FOUND,
+                 409: EXIT_INVALID, 413: EXIT_INVALID, 415: EXIT_INVALID, 503: EXIT_REPO}
+
+
+def failure_of(response: httpx.Response, output: str, filename: str | None = None) -> Failure:
+    """The exit code and message of an API error (webapp.errors: ``{"error": {"code", "message"}}``)."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    code = error.get("code") or f"http_{response.status_code}"
+    message = error.get("message") or f"{response.status_code} {response.reason_phrase}"
+    problems = [Problem(p.get("file", filename or "<request>"), p.get("line", 0), p.get("column", 0),
+                        p.get("message", ""), p.get("path", "")) for p in error.get("problems") or []]
+    if code in ("spec_invalid", "profile_invalid"):
+        exit_code = EXIT_INVALID
+    elif code == "render_failed":
+        exit_code = EXIT_INTERNAL
+    else:
+        exit_code = _STATUS_EXITS.get(response.status_code, EXIT_INTERNAL)
+    if exit_code == EXIT_UNAUTHORIZED and response.status_code == 401:
+        message += "; run `shipyard login` (or set SHIPYARD_TOKEN)"
+    return Failure(message, exit_code, problems, kind=code, output=output)
+
+
+def api_options(command):
+    """--url, --token and --output for the commands that call the API."""
+    command = click.option("--token", envvar="SHIPYARD_TOKEN", show_envvar=True,
+                           help="API token (default: the one `shipyard login` stored).")(command)
+    command = click.option("--url", envvar="SHIPYARD_URL", show_envvar=True,
+                           help="Control plane URL (default: the one `shipyard login` stored).")(command)
+    return output_option(command)
+
+
+def client(url: str | None, token: str | None, output: str) -> Client:
+    stored = read_credentials()
+    url = _normalize_url(url) if url else stored.get("url")
+    if not url:
+        raise Failure("no control plane URL: run `shipyard login --url URL`, or set SHIPYARD_URL", EXIT_USAGE,
+                      output=output)
+    if not token and stored.get("url") == url:
+        token = stored.get("token")  # a stored token goes only to the server it was made for
+    if not token:
+        raise Failure(f"no API token for {url}: run `shipyard login --url {url}`, or set SHIPYARD_TOKEN",
+                      EXIT_USAGE, output=output)
+    return Client(url, token, output)
+
+
+# --- shipyard login -------------------------------------------------------------------------------------------
+
+
+class _CsrfField(HTMLParser):
+    """Finds the value of the form's hidden ``csrf_token`` input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        fields = dict(attrs)
+        if tag == "input" and fields.get("name") == "csrf_token" and self.value is None:
+            self.value = fields.get("value")
+
+
+def _csrf_token(html: str) -> str | None:
+    parser = _CsrfField()
+    parser.feed(html)
+    return parser.value
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--url", envvar="SHIPYARD_URL", show_envvar=True, help="Control plane URL.")
+@click.option("--token", "given_token", help="Store this API token (for CI) instead of logging in.")
+@click.option("--username", help="Local user (asked when not given).")
+@click.option("--role", help="The token's role (default: tenant-admin if you hold it, else required).")
+@click.option("--cluster", help="The token's cluster, for a cluster or workspace role.")
+@click.option("--workspace", help="The token's workspace, for a workspace role.")
+@click.option("--expires-in-days", default=90, show_default=True, type=click.IntRange(1, 366))
+def login(url: str | None, given_token: str | None, username: str | None, role: str | None, cluster: str | None,
+          workspace: str | None, expires_in_days: int) -> None:
+    """Log in with a local user and store an API token for the other commands.
+
+    The token is created through the web login (password never stored) and kept
+    with the URL in $XDG_CONFIG_HOME/shipyard/credentials.json (~/.config by
+    default), readable by you only. The password is read from the terminal, or from
+    stdin when that is not a terminal.
+    """
+    url = _normalize_url(url or read_credentials().get("url") or click.prompt("Control plane URL",
+                                                                                default="http://127.0.0.1:8080"))
+    if given_token:
+        whoami = Client(url, given_token).call("GET", "/api/v1/me")
+        path = write_credentials(url, given_token)
+        stderr.print(f"token of {whoami['user']['username']} for {url} stored in {path}")
+        return
+    username = username or click.prompt("Username")
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True)
+    else:  # piped in (scripts, tests): getpass would warn that it cannot hide what is not typed
+        password = sys.stdin.readline().rstrip("\r\n")
+    with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0, connect=10.0), verify=verifies_tls(url)) as http:
+        page = _send(http, url, "GET", "/login")
+        csrf = _csrf_token(page.text) if page.status_code == 200 else None
+        if csrf is None:
+            raise Failure(f"{url}/login did not serve the login form ({page.status_code}); is that a Shipyard "
+                          "control plane?", EXIT_INTERNAL)
+        response = _send(http, url, "POST", "/login",
+                         data={"csrf_token": csrf, "username": username, "password": password})
+        if response.status_code == 401:
+            raise Failure("wrong username or password", EXIT_UNAUTHORIZED)
+        if response.status_code not in (302, 303):
+            raise failure_of(response, "text")
+        # A login starts a new session with a new CSRF secret: take the token a logged-in page carries.
+        csrf = _csrf_token(_checked_page(_send(http, url, "GET", "/account")))
+        if csrf is None:
+            raise Failure(f"{url}/account carries no CSRF token after the login", EXIT_INTERNAL)
+        headers = {"X-CSRFToken": csrf}
+        me = _checked(_send(http, url, "GET", "/api/v1/me"))
+        if role is None:
+            if not any(g["role"] == "tenant-admin" and not g.get("cluster") for g in me["grants"]):
+                held = ", ".join(f"{g['role']}" + (f" on {g['cluster']}" if g.get("cluster") else "")
+                                 + (f":{g['workspace']}" if g.get("workspace") else "") for g in me["grants"])
+                raise Failure(f"{username} is not tenant-admin; choose the token's --role (and --cluster, "
+                              f"--workspace) from what you hold: {held or 'no roles yet'}", EXIT_USAGE)
+            role = "tenant-admin"
+        body = {"name": f"shipyard login on {socket.gethostname()}", "role": role,
+                "expires_in_days": expires_in_days, "cluster": cluster, "workspace": workspace}
+        created = _checked(_send(http, url, "POST", "/api/v1/tokens", json=body, headers=headers))
+        _send(http, url, "POST", "/logout", data={"csrf_token": csrf})
+    path = write_credentials(url, created["token"])
+    scope = f" on {cluster}" + (f":{workspace}" if workspace else "") if cluster else ""
+    stderr.print(f"logged in to {url} as {username}; a {role}{scope} token (expires {created['expires_at'][:10]}) "
+                 f"is stored in {path}")
+
+
+def _checked_page(response: httpx.Response) -> str:
+    if response.status_code >= 400:
+        raise failure_of(response, "text")
+    return response.text
+
+
+def _checked(response: httpx.Response) -> dict:
+    if response.status_code >= 400:
+        raise failure_of(response, "text")
+    return response.json()
+
+
+# --- shipyard deploy / rollback / promote / apps / versions --------------------------------------------------------
+
+APP_REF = re.compile(r"^(?P<cluster>[^:/\s]+):(?P<workspace>[^:/\s]+)/(?P<app>[^:/\s]+)$")
+
+
+def _app_path(ref: str) -> str:
+    match = APP_REF.match(ref)
+    if not match:
+        raise click.BadParameter(f"{ref!r}: write the app as CLUSTER:WORKSPACE/APP", param_hint="APP")
+    return "/api/v1/apps/" + "/".join(quote(match[part], safe="") for part in ("cluster", "workspace", "app"))
+
+
+def _versions_table(versions: list[dict]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for column in ("APP", "VERSION", "ACTION", "STATE", "COMMIT"):
+        table.add_column(column, no_wrap=True)
+    for version in versions:
+        state = version["state"]
+        if state == "committed" and version.get("changed") is False:
+            state = "committed (no change)"
+        table.add_row(version["app"], str(version["number"]), version["action"], state,
+                      (version.get("commit") or "-")[:12])
+    stdout_console().print(table)
+    for version in versions:
+        for note in version.get("notes") or []:
+            stderr.print(f"[yellow]note:[/yellow] {version['app']}: {note}")
+        if version["state"] == "pending":
+            stderr.print(f"{version['app']} v{version['number']}: accepted; the repository could not be written "
+                         "now, the reconciler commits it")
+        elif version["state"] == "failed":
+            stderr.print(f"[red]failed:[/red] {version['app']} v{version['number']}: {version.get('error')}")
+
+
+def _exit_if_failed(versions: list[dict], output: str) -> None:
+    """A version that failed in the repository (e.g. a Service name clash) fails the command."""
+    failed = [v for v in versions if v["state"] == "failed"]
+    if not failed:
+        return
+    if output == "json":
+        sys.exit(EXIT_INVALID)  # the document already printed says which, with their errors
+    raise Failure(f"{len(failed)} version(s) failed", EXIT_INVALID, kind="failed")
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("files", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Show what would change, as diffs; change nothing.")
+@click.option("--source-commit", help="Commit of the spec repository this deploy comes from.")
+@api_options
+def deploy(files: tuple[str, ...], dry_run: bool, source_commit: str | None, url, token, output: str) -> None:
+    """Deploy spec FILES (or directories of them) through the control plane; one request per file.
+
+    Prints each new version (app, number, state, commit), or with --dry-run the diff
+    of what would change. Spec problems are printed as FILE:LINE:COL: message.
+    """
+    api = client(url, token, output)
+    results, first_failure = [], None
+    for path in expand_paths(files):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            failure = Failure(f"cannot read {path}", EXIT_INVALID,
+                              [Problem(str(path), 0, 0, f"cannot read file: {exc.strerror}")], "invalid", output)
+        else:
+            params = {"filename": str(path), "source": "cli", "dry_run": "true" if dry_run else "false"}
+            if source_commit:
+                params["source_commit"] = source_commit
+            try:
+                body = api.call("PUT", "/api/v1/apps", filename=str(path), content=data, params=params,
+                                headers={"Content-Type": "application/yaml"})
+            except Failure as exc:
+                if exc.exit_code in (EXIT_UNAUTHORIZED, EXIT_REPO) and exc.kind != "repo_unavailable":
+                    raise  # no use trying the other files
+                failure = exc
+            else:
+                failure = None
+                results.append({"file": str(path), "ok": True, **body})
+                if output == "text":
+                    _show_deploy(body)
+        if failure is not None:
+            results.append({"file": str(path), "ok": False, "error": failure.kind, "message": failure.message,
+                            "problems": [p.as_dict() for p in failure.problems]})
+            if output == "text":
+                failure.show()
+            first_failure = first_failure or failure
+    created = [v for r in results for v in r.get("versions", [])]
+    if output == "json":
+        ok = first_failure is None and all(v["state"] != "failed" for v in created)
+        print_json({"ok": ok, "dry_run": dry_run, "files": results})
+    if first_failure is not None:
+        sys.exit(first_failure.exit_code)
+    _exit_if_failed(created, output)
+
+
+def _show_deploy(body: dict) -> None:
+    if not body.get("dry_run"):
+        _versions_table(body["versions"])
+        return
+    for change in body["apps"]:
+        stderr.print(f"{change['app']}: {change['action']}")
+        for note in change.get("notes") or []:
+            stderr.print(f"[yellow]note:[/yellow] {change['app']}: {note}")
+        if change["diff"]:
+            click.echo(change["diff"], nl=not change["diff"].endswith("\n"))
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("app")
+@click.argument("version", type=click.IntRange(1))
+@api_options
+def rollback(app: str, version: int, url, token, output: str) -> None:
+    """Deploy APP (CLUSTER:WORKSPACE/APP) as it was at VERSION; a new version records it."""
+    api = client(url, token, output)
+    created = api.call("POST", f"{_app_path(app)}/rollback", json={"version": version, "source": "cli"})
+    _show_versions([created], output)
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """``a.b=value`` pairs as a nested dict; values are YAML (``3`` is a number, ``null`` removes the field)."""
+    overrides: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE, KEY may be dotted (resources.cpu_limit=2)",
+                                     param_hint="--set")
+        try:
+            documents = load_documents(raw, f"--set {key}")
+        except SpecError as exc:
+            raise click.BadParameter(f"{pair!r}: {exc.problems[0].message}", param_hint="--set") from exc
+        value = documents[0].data if documents else None
+        target = overrides
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise click.BadParameter(f"{pair!r}: {part} is set to a value already", param_hint="--set")
+        target[parts[-1]] = value
+    return overrides
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("app")
+@click.option("--to", "target", required=True, help="CLUSTER:WORKSPACE to promote into.")
+@click.option("--version", "number", type=click.IntRange(1), help="The version to promote (default: current).")
+@click.option("--name", help="The app's name in the target (default: the same).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Change a field of the spec, e.g. --set replicas=3 --set env.LOG_LEVEL=debug (repeatable).")
+@api_options
+def promote(app: str, target: str, number: int | None, name: str | None, settings: tuple[str, ...], url, token,
+            output: str) -> None:
+    """Deploy a version of APP (CLUSTER:WORKSPACE/APP) into another workspace or cluster."""
+    if target.count(":") != 1 or not all(target.split(":")):
+        raise click.BadParameter(f"{target!r}: write the target as CLUSTER:WORKSPACE", param_hint="--to")
+    body: dict[str, Any] = {"target": target, "source": "cli", "overrides": parse_overrides(settings)}
+    if number is not None:
+        body["version"] = number
+    if name is not None:
+        body["name"] = name
+    api = client(url, token, output)
+    _show_versions([api.call("POST", f"{_app_path(app)}/promote", json=body)], output)
+
+
+def _show_versions(versions: list[dict], output: str) -> None:
+    if output == "json":
+        print_json({"ok": True, "versions": versions})
+    else:
+        _versions_table(versions)
+    _exit_if_failed(versions, output)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--cluster", help="Only this cluster's apps.")
+@click.option("--workspace", help="Only this workspace's apps (with --cluster).")
+@api_options
+def apps(cluster: str | None, workspace: str | None, url, token, output: str) -> None:
+    """List the apps you may read, with their current version."""
+    api = client(url, token, output)
+    rows, after = [], None
+    while True:
+        params = {k: v for k, v in {"cluster": cluster, "workspace": workspace, "after": after}.items() if v}
+        page = api.call("GET", "/api/v1/apps", params=params)
+        rows.extend(page["apps"])
+        after = page.get("next")
+        if not after:
+            break
+    if output == "json":
+        print_json({"apps": rows})
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("APP", "KIND", "CURRENT", "VERSIONS", "UPDATED"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"],
+                      str(row["current_version"] or "-"), str(row["versions"]), (row["updated_at"] or "")[:19])
+    stdout_console().print(table)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("app")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@api_options
+def versions(app: str, limit: int, url, token, output: str) -> None:
+    """List the versions of APP (CLUSTER:WORKSPACE/APP), newest first."""
+    api = client(url, token, output)
+    rows = api.call("GET", f"{_app_path(app)}/versions", params={"limit": limit})["versions"]
+    if output == "json":
+        print_json({"versions": rows})
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("VERSION", "ACTION", "STATE", "COMMIT", "AUTHOR", "SOURCE", "CREATED"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(str(row["number"]), row["action"], row["state"], (row.get("commit") or "-")[:12],
+                      row["author"], row["source"], (row["created_at"] or "")[:19])
+    stdout_console().print(table)

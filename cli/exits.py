@@ -1,0 +1,71 @@
+"""Exit codes of the ``shipyard`` command, and the one way a command fails with one.
+
+Scripts and CI rely on the codes; they mean the same for every command, and
+``EXIT_CODES`` below is the one table of them (``shipyard --help`` prints it,
+the README repeats it for readers).
+
+A command fails by raising ``Failure``: click's top-level handler calls its
+``show`` (the one error printer: text on stderr, or with ``--output json`` one
+JSON document on stdout) and exits with its code. This module imports click
+alone, so that the group's help can carry the table without slowing
+``shipyard --version``; rich is imported when a failure is shown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from renderer.errors import Problem
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_REPO = 3
+EXIT_NOT_FOUND = 4
+EXIT_INTERNAL = 5
+EXIT_UNAUTHORIZED = 6
+EXIT_NOT_READY = 7
+
+EXIT_CODES = {
+    EXIT_OK: 'success (including "nothing changed")',
+    EXIT_INVALID: "invalid input: spec problems (FILE:LINE:COL: message), or a request the server refused",
+    EXIT_USAGE: "usage error; also: no server URL or API token configured",
+    EXIT_REPO: "repository error, or the control plane cannot be reached",
+    EXIT_NOT_FOUND: "not found: no such app, version, cluster or workspace",
+    EXIT_INTERNAL: "internal error (a bug)",
+    EXIT_UNAUTHORIZED: "not authorized: no valid token or password, or your role does not allow it",
+    EXIT_NOT_READY: "the server cannot start: database not at the head revision, address in use",
+}
+
+# \b keeps click from rewrapping the table into one paragraph
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+class Failure(click.ClickException):
+    """A failure with its exit code; click's top-level handler prints it and exits with that code."""
+
+    def __init__(self, message: str, exit_code: int, problems: list[Problem] | None = None,
+                 kind: str = "error", output: str = "text"):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.problems = problems or []
+        self.kind = kind
+        self.output = output
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        from cli.output import print_json, stderr
+
+        if self.output == "json":
+            print_json({"ok": False, "error": self.kind, "message": self.message,
+                        "problems": [p.as_dict() for p in self.problems]})
+            return
+        for problem in self.problems:
+            click.echo(str(problem), err=True)
+        if self.problems:
+            count = len(self.problems)
+            stderr.print(f"[red]{count} problem{'s' if count != 1 else ''} found[/red]")
+        else:
+            stderr.print(f"[red]error:[/red] {self.message}", markup=True)

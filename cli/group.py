@@ -1,0 +1,62 @@
+"""The ``shipyard`` click group: every command, each loaded only when it runs.
+
+Commands live in modules by concern (``cli.offline``, ``cli.client``,
+``cli.server``); the group names them here and imports a command's module only
+when that command runs (or ``--help`` lists them). So ``shipyard --version``
+imports click and nothing else of Shipyard, ``validate`` imports the renderer,
+``deploy`` httpx, and only ``up``, ``serve``, ``db`` and ``admin`` the server
+stack (Flask, SQLAlchemy, Alembic, gunicorn).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from cli.exits import EXIT_CODES_HELP
+
+# name -> "module:attribute"; --help lists them in this order
+COMMANDS = {
+    "validate": "cli.offline:validate",
+    "render": "cli.offline:render",
+    "apply": "cli.offline:apply",
+    "delete": "cli.offline:delete",
+    "up": "cli.server:up",
+    "serve": "cli.server:serve",
+    "db": "cli.server:db_group",
+    "admin": "cli.server:admin_group",
+    "agent": "cli.server:agent_command",
+    "login": "cli.client:login",
+    "deploy": "cli.client:deploy",
+    "rollback": "cli.client:rollback",
+    "promote": "cli.client:promote",
+    "apps": "cli.client:apps",
+    "versions": "cli.client:versions",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported by name when they are looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(package_name="shipyard")
+def main() -> None:
+    """Shipyard: deploy specs in, validated manifests committed for ArgoCD out.
+
+    \b
+    Offline:        validate, render, apply, delete
+    Control plane:  up (embedded), serve (production), db, admin
+    API client:     login, deploy, rollback, promote, apps, versions
+    """

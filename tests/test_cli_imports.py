@@ -1,0 +1,100 @@
+"""The offline and client commands never import the server stack, so they start at once.
+
+Each case runs one ``shipyard`` command in a fresh interpreter (click's
+CliRunner, in a subprocess so that nothing this test process imported counts)
+and then lists which of the server's libraries are in ``sys.modules``. The
+client commands run against a port nobody listens on: they go all the way to
+sending the request (exit 3, cannot reach the control plane), so every import
+on their path happens. ``--help`` loads every command's module, the server
+commands' too: those import the server stack inside the command functions, and
+``serve`` depends on it (it must set PROMETHEUS_MULTIPROC_DIR before anything
+imports prometheus_client).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = str(ROOT / "fixtures" / "specs" / "web.yaml")
+DEMO = str(ROOT / "fixtures" / "clusters" / "demo.yaml")
+SERVER_STACK = ("flask", "werkzeug", "sqlalchemy", "alembic", "kubernetes", "gunicorn", "prometheus_client")
+
+PROBE = """
+import json, sys
+from click.testing import CliRunner
+
+import cli
+
+result = CliRunner().invoke(cli.main, json.loads(sys.argv[1]))
+stack = set(json.loads(sys.argv[2]))
+print(json.dumps({"exit_code": result.exit_code, "output": result.output,
+                  "exception": repr(result.exception) if result.exit_code not in (0, 1, 2, 3, 4) else None,
+                  "loaded": sorted({name.split(".")[0] for name in sys.modules} & stack)}))
+"""
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_command(args: list[str], tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_") or k == "SHIPYARD_CRD_SCHEMAS"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    probe = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(SERVER_STACK)],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    return json.loads(probe.stdout.splitlines()[-1])
+
+
+OFFLINE = {
+    "version": (["--version"], 0),
+    "help": (["--help"], 0),
+    "validate": (["validate", SPEC], 0),
+    "validate --cluster": (["validate", SPEC, "--cluster", DEMO], 0),
+    "render": (["render", SPEC, "--cluster", DEMO], 0),
+    "render --out": (["render", SPEC, "--cluster", DEMO, "--out", "{tmp}/out"], 0),
+    "apply": (["apply", SPEC, "--cluster", DEMO, "--repo", "{tmp}/demo.git"], 0),
+    "delete": (["delete", "nowhere/nothing", "--cluster", DEMO, "--repo", "{tmp}/demo.git"], 4),
+}
+
+CLIENT = {
+    "login": ["login", "--url", "{url}", "--token", "not-a-token"],
+    "deploy": ["deploy", SPEC],
+    "apps": ["apps"],
+    "versions": ["versions", "demo:team/app"],
+    "rollback": ["rollback", "demo:team/app", "1"],
+    "promote": ["promote", "demo:team/app", "--to", "demo:other", "--set", "replicas=3"],
+}
+
+
+def fill(args: list[str], tmp_path: Path, url: str = "") -> list[str]:
+    return [arg.format(tmp=tmp_path, url=url) for arg in args]
+
+
+@pytest.mark.parametrize("name", list(OFFLINE))
+def test_offline_commands_leave_the_server_stack_alone(name: str, tmp_path: Path):
+    args, expected_exit = OFFLINE[name]
+    result = run_command(fill(args, tmp_path), tmp_path)
+    assert result["exit_code"] == expected_exit, result
+    assert result["loaded"] == [], f"shipyard {' '.join(args)} imported {result['loaded']}"
+
+
+@pytest.mark.parametrize("name", list(CLIENT))
+def test_client_commands_leave_the_server_stack_alone(name: str, tmp_path: Path):
+    url = f"http://127.0.0.1:{unused_port()}"
+    args = fill(CLIENT[name], tmp_path, url)
+    if name != "login":
+        args += ["--url", url, "--token", "not-a-token"]
+    result = run_command(args, tmp_path)
+    assert result["exit_code"] == 3 and "cannot reach the control plane" in result["output"], result
+    assert result["loaded"] == [], f"shipyard {' '.join(args)} imported {result['loaded']}"
