@@ -29,7 +29,7 @@ from gitops import status
 from gitops.models import Cluster, utcnow
 from renderer.errors import InvalidRequest
 from webapp.auth import Unauthorized, csrf, public
-from webapp.api import loads_storable
+from webapp.request_text import loads_storable
 from webapp.plane import db_session, plane
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ Each view parses its input, declares and checks what it needs
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
@@ -23,6 +22,7 @@ from renderer.yamlio import document_spans
 from webapp.auth import AUTHENTICATED, public, requires
 from webapp.plane import context, db_session
 from webapp.query_parameters import SOURCES, argument
+from webapp.request_text import loads_storable
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -39,48 +39,6 @@ def json_body() -> dict:
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     return data
-
-
-# Only these escapes put what no database text holds into parsed JSON: raw NUL bytes and
-# surrogates are already invalid in JSON text and in UTF-8.
-_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-
-
-def loads_storable(raw: bytes) -> Any:
-    """Parse a JSON body that the database can store; InvalidRequest when it is not one.
-
-    The tree is walked for NUL and lone surrogates only when the text holds an escape that can
-    make one, so ordinary bodies are checked at the speed of a regular expression search.
-    """
-    try:
-        text = raw.decode("utf-8")
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest("the body is not valid JSON (UTF-8)") from exc
-    if _UNSTORABLE_ESCAPE.search(text):
-        try:
-            _check_storable(data)
-        except RecursionError as exc:
-            raise InvalidRequest("the body is nested too deeply") from exc
-    return data
-
-
-def _check_storable(value: Any) -> None:
-    """JSON can escape what no database text holds: lone surrogates (\\ud800) and NUL (\\u0000)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_storable(key)
-            _check_storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_storable(item)
-    elif isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidRequest("the body holds a NUL character (\\u0000), which no text field can hold")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidRequest("the body holds an unpaired surrogate escape; it is not valid Unicode") from exc
 
 
 def field(data: dict, name: str, kind: type | tuple, required: bool = True, default: Any = None) -> Any:

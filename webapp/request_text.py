@@ -22,15 +22,20 @@ any header value                   NUL (RFC 9110 5.5: never valid in a field)
 The answer is a 400 in the style of the route's family: the API's JSON error
 (``invalid_request``) for /api, /agent, /git and anything unrouted, a plain
 text 400 for the HTML pages. JSON bodies are checked where they are parsed
-(webapp.api.loads_storable), since only the view knows a body is JSON.
+(:func:`loads_storable`, called by the API's and the agent's views), since only
+the view knows a body is JSON.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, request
 
+from renderer.errors import InvalidRequest
 from webapp.errors import error_response
 
 
@@ -89,4 +94,49 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_unstorable_text)
 
 
-__all__ = ["init_app", "refusal"]
+# --- JSON bodies ---------------------------------------------------------------------------
+
+
+# Only these escapes put what no database text holds into parsed JSON: raw NUL bytes and
+# surrogates are already invalid in JSON text and in UTF-8.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def loads_storable(raw: bytes) -> Any:
+    """Parse a JSON body that the database can store; InvalidRequest when it is not one.
+
+    The tree is walked for NUL and lone surrogates only when the text holds an escape that can
+    make one, so ordinary bodies are checked at the speed of a regular expression search.
+    """
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest("the body is not valid JSON (UTF-8)") from exc
+    if _UNSTORABLE_ESCAPE.search(text):
+        try:
+            _check_storable(data)
+        except RecursionError as exc:
+            raise InvalidRequest("the body is nested too deeply") from exc
+    return data
+
+
+def _check_storable(value: Any) -> None:
+    """JSON can escape what no database text holds: lone surrogates (\\ud800) and NUL (\\u0000)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key)
+            _check_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest("the body holds a NUL character (\\u0000), which no text field can hold")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest("the body holds an unpaired surrogate escape; it is not valid Unicode") from exc
+
+
+__all__ = ["init_app", "refusal", "loads_storable"]
