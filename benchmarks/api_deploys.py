@@ -25,7 +25,7 @@ What it measures
 
     The API does more per deploy than ``shipyard apply`` (authorize, write
     the Version intent, record, HTTP), but concurrent deploys to one cluster
-    share a commit (``gitops.deploy.Committers``); the ratio API / in-process
+    share a commit (``gitops.commit_step.Committers``); the ratio API / in-process
     shipyard apply is the figure to read (goal >= 50%). Also reported: git
     commits against committed versions (how well group commit batches) and
     the peak RSS (VmHWM) of the server's processes under the load (goal:

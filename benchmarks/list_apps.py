@@ -52,7 +52,7 @@ from timing import interleave, ratio
 APPS = 10_000
 PATH = f"/api/v1/apps?limit={APPS}"
 
-# The listing's own query (gitops.deploy.list_apps), written out for the raw cursor.
+# The listing's own query (gitops.reads.list_apps), written out for the raw cursor.
 RAW_SQL = """
 SELECT cluster.name, workspace.name, application.name, application.kind, application.current_version,
        application.version_counter, application.deleted, application.updated_at

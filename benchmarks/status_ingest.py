@@ -27,9 +27,9 @@ What it measures
                           in flight, applied in order) to ``shipyard serve``
                           (gunicorn, 2 workers x 8 threads, the serve
                           default) on loopback: ``POST /agent/v1/.../status``
-                          (token check, gunzip, JSON, ``gitops.status.ingest``,
+                          (token check, gunzip, JSON, ``gitops.ingest.ingest``,
                           commit); it continues the stream the snapshot began
-    ingest in-process     ``gitops.status.ingest`` called directly, one
+    ingest in-process     ``gitops.ingest.ingest`` called directly, one
                           session and commit per batch, with the same batches
                           decoded as the server decodes them (JSON, gzip and
                           ``agent.protocol.decode_batch`` done beforehand,
@@ -104,7 +104,7 @@ HEALTHS = ("Healthy", "Progressing", "Healthy", "Degraded")
 HISTORY = {"per-app": "each app's Version on a commit of its own",
            "shared": "every app's Version on one commit"}
 
-# The raw peer's statement: what gitops.status._apply_objects asks SQLAlchemy for, written out.
+# The raw peer's statement: what gitops.ingest._apply_objects asks SQLAlchemy for, written out.
 UPSERT_SQL = """
 INSERT INTO cluster_object (cluster_id, kind, namespace, name, state, digest, stream, updated_at)
 VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})
@@ -347,7 +347,8 @@ class Target:
 def ingest_batches(target: Target, batches: list[StatusBatch]) -> None:
     """What the status view does per batch, without HTTP: one session, ``ingest``, commit."""
     from gitops.models import Cluster
-    from gitops.status import StatusSettings, ingest
+    from gitops.ingest import ingest
+    from gitops.status import StatusSettings
 
     plane, settings = target.plane, StatusSettings.from_config(target.app.config)
     stream, seq = target.position()

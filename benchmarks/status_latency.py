@@ -28,7 +28,7 @@ What it measures
     measured: watch event to the agent, its compact state and digest, the
     outbox, the next status batch (every SHIPYARD_BATCH_INTERVAL seconds,
     0.2 by default: up to one interval of every figure is waiting for it),
-    ``POST /agent/v1/.../status`` and ``gitops.status.ingest``, then the
+    ``POST /agent/v1/.../status`` and ``gitops.ingest.ingest``, then the
     status read. Between samples a random pause (0.05-0.5 s) so changes land
     at every phase of the agent's batch timer. Meanwhile background churn
     changes 1% of the 1,000 background objects per second (10 changes a

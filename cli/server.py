@@ -265,8 +265,9 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
             clusters.create_workspace(session, plane.repos, principal, new.cluster, {"name": name})
         session.commit()
         from gitops import deploy as deploy_service  # it imports prometheus_client: see serve
+        from gitops.service_context import Context
 
-        ctx = deploy_service.Context(session, principal, plane.repos, plane.committers, plane.worker, plane.schemas)
+        ctx = Context(session, principal, plane.repos, plane.committers, plane.worker, plane.schemas)
         versions = []
         for path in spec_files:
             for version in deploy_service.deploy(ctx, path.read_text(), filename=str(path.relative_to(ROOT)),

@@ -422,7 +422,7 @@ def rotate_token(session: Session, principal: Principal, cluster: Cluster, kind:
     if kind == "read":
         cluster.read_token_hash = hash_token(token)
     elif kind == "agent":
-        # the old token keeps working for a grace period (gitops.status), so the agent switches without a gap
+        # the old token keeps working for a grace period (gitops.agents), so the agent switches without a gap
         cluster.previous_agent_token_hash = cluster.agent_token_hash
         cluster.agent_token_rotated_at = utcnow()
         cluster.agent_token_hash = hash_token(token)

@@ -15,7 +15,7 @@
 A Version is the unit of the crash-safe deploy: it is written as ``pending``
 (the intent) before the cluster repository is touched, and marked
 ``committed`` with the commit that carries it afterwards; the reconciler
-(gitops.deploy) finishes whatever a crash left in between. ``claimed_by`` and
+(gitops.reconciler) finishes whatever a crash left in between. ``claimed_by`` and
 ``claimed_until`` make it a job that exactly one process works on at a time.
 
 Secrets are never stored: specs hold references (``secret://...``) only, and
@@ -162,7 +162,7 @@ class Cluster(Base):
     secret_paths: Mapped[list[Any]] = mapped_column(default=list)
     agent_token_hash: Mapped[str | None] = mapped_column(String(64))
     # After a rotation the previous agent token keeps working for a grace period, so the agent
-    # can be given the new one without a gap (gitops.status.agent_token_valid).
+    # can be given the new one without a gap (gitops.agents.agent_cluster).
     previous_agent_token_hash: Mapped[str | None] = mapped_column(String(64))
     agent_token_rotated_at: Mapped[dt.datetime | None]
     read_token_hash: Mapped[str | None] = mapped_column(String(64))

@@ -240,6 +240,20 @@ class ClusterRepo:
                 break
         return out
 
+    def messages_since(self, horizon: float) -> Iterator[tuple[str, str]]:
+        """(commit id, message) of the branch's commits, newest first by commit time, down to ``horizon``.
+
+        ``horizon`` is seconds since the epoch; the walk stops at the first commit older than
+        it. Lazy, so a caller that found what it looked for stops the walk early.
+        """
+        tip = self.tip()
+        if tip is None:
+            return
+        for commit in self.repo.walk(tip, pygit2.enums.SortMode.TIME):
+            if commit.commit_time < horizon:
+                return
+            yield str(commit.id), commit.message
+
     # --- writing ---------------------------------------------------------------
 
     def write_tree(self, base: pygit2.Tree | None, changes: Changes) -> pygit2.Oid:
@@ -492,6 +506,63 @@ class ClusterRepo:
                 return  # a later push already moved the local branch past this commit
             if self._swap(current, target):
                 return
+
+    # --- ancestry --------------------------------------------------------------
+    # Commits are named by their hex ids here: ArgoCD reports revisions so, and versions record them so.
+
+    def has_commit(self, commit: str) -> bool:
+        """Whether the repository holds ``commit``; RepoError when it is not a commit id at all."""
+        try:
+            return commit in self.repo
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"{self.path}: {commit!r} is not a commit id: {exc}") from exc
+
+    def is_ancestor(self, commit: str, revision: str) -> bool:
+        """Whether ``commit`` is ``revision`` or in its history (as ``git merge-base --is-ancestor``).
+
+        RepoError when the repository lacks either (not yet: a fetch may bring it).
+        """
+        try:
+            # a short walk first: the commit is mostly a few commits back (ArgoCD moved on by one
+            # deploy), and descendant_of computes a merge base, which walks the whole history
+            return _within(self.repo, revision, commit, _NEAR) or self.repo.descendant_of(revision, commit)
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"{self.path}: cannot tell whether {commit} is in the history of {revision}: {exc}") \
+                from exc
+
+    def ancestors_among(self, revision: str, commits: set[str]) -> set[str]:
+        """Which of ``commits`` are ``revision`` or in its history, from one walk of that history.
+
+        The walk ends when all of them are found, so pass only commits the repository has
+        (``has_commit``): one it lacks keeps the walk going to the first commit. RepoError when
+        the repository lacks ``revision``.
+        """
+        found: set[str] = set()
+        if not commits:
+            return found
+        try:
+            for commit in self.repo.walk(revision):
+                if (name := str(commit.id)) in commits:
+                    found.add(name)
+                    if len(found) == len(commits):
+                        break
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RepoError(f"{self.path}: cannot walk the history of {revision}: {exc}") from exc
+        return found
+
+
+_NEAR = 256  # commits walked back from a revision before asking for a merge base
+
+
+def _within(git: pygit2.Repository, revision: str, commit: str, steps: int) -> bool:
+    """Whether ``commit`` is among the ``steps`` newest commits of ``revision``'s history."""
+    target = pygit2.Oid(hex=commit)
+    for count, seen in enumerate(git.walk(revision)):
+        if seen.id == target:
+            return True
+        if count >= steps:
+            break
+    return False
 
 
 def _mark_stale(repo: pygit2.Repository, tree: pygit2.Tree, nested: _Nested) -> None:

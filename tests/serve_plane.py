@@ -8,7 +8,7 @@ test can start it on port 0 and learn the port. It runs until it is killed.
 
 ``SHIPYARD_TEST_CRASH`` (test-only; the product has no such switch) makes the
 process SIGKILL itself in the middle of a deploy, so that a crash lands
-*between* the steps of gitops.deploy and not only before or after them:
+*between* the steps of the deploy (gitops.deploy, gitops.commit_step) and not only before or after them:
 
 * ``after-intent[:N]``: on the N-th (default first) commit attempt, after the
   Versions' intent was committed to the database and before the git commit;
@@ -16,7 +16,7 @@ process SIGKILL itself in the middle of a deploy, so that a crash lands
   branch and before the database transaction that records it commits.
 
 Both wrap ``gitops.apply.apply``, which the committer calls inside its
-recording transaction (gitops.deploy.Committers._commit_and_record).
+recording transaction (gitops.commit_step.Committers._commit_and_record).
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ class Plane:
     def __init__(self, data: Path, database_url: str):
         from gitops import db
         from gitops.clusters import RepoStore
-        from gitops.deploy import Committers, worker_id
+        from gitops.commit_step import Committers
+        from gitops.reconciler import worker_id
 
         self.engine = db.make_engine(database_url, pool_size=4)
         self.sessions = db.session_factory(self.engine)
@@ -178,7 +179,7 @@ class Plane:
         """Run the reconciler until it finds nothing; ``after_lease`` pretends every claim has run out."""
         import datetime as dt
 
-        from gitops.deploy import LEASE, reconcile
+        from gitops.reconciler import LEASE, reconcile
         from gitops.models import utcnow
 
         if now is None:

@@ -13,7 +13,6 @@ import gzip
 import json
 from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import pygit2
 import pytest
@@ -22,7 +21,8 @@ from sqlalchemy import insert, select
 from agent.protocol import Delta, Heartbeat, StatusBatch, decode_batch, encode
 from gitops.db import insert_many, make_engine, update_many, upgrade
 from gitops.models import AppStatus, Application, Cluster, ClusterObject, Tenant, Workspace, utcnow
-from gitops.status import _Ancestry, _within
+from gitops.repo import ClusterRepo, _within
+from gitops.status import _Ancestry
 from tests.plane import database_url  # noqa: F401 - a fixture: SQLite and PostgreSQL
 
 HARD_STRINGS = ["plain", 'quo"te', "back\\slash", "tab\tnew\nline", "ünïcødé ✓ 🚀", "{\"not\": json}", "'", "",
@@ -141,7 +141,7 @@ def history(path: Path) -> tuple[pygit2.Repository, list[str]]:
 
 def test_ancestry_agrees_with_libgit2(tmp_path):
     git, commits = history(tmp_path / "repo.git")
-    repo = SimpleNamespace(path=tmp_path / "repo.git", repo=git)
+    repo = ClusterRepo(tmp_path / "repo.git")
     truth = {(a, b): a == b or git.descendant_of(a, b) for a in commits for b in commits}
     asked = _Ancestry()
     assert {(a, b): asked.reachable(repo, a, b) for a in commits for b in commits} == truth

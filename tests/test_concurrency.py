@@ -23,8 +23,9 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from gitops.clusters import profile_of
-from gitops.deploy import LEASE, _render_digest
+from gitops.deploy import _render_digest
 from gitops.models import Application, Version, Workspace, utcnow
+from gitops.reconciler import LEASE
 from renderer.render import render
 from renderer.spec import load_specs
 from tests.plane import add_cluster, add_workspace, app_config, make_user, service_spec
@@ -140,7 +141,7 @@ def test_two_server_processes_share_database_and_repositories(two_servers):
 RECONCILE_CHILD = """
 import datetime as dt, sys
 sys.path.insert(0, {root!r})
-from gitops.deploy import LEASE, reconcile
+from gitops.reconciler import LEASE, reconcile
 from gitops.models import utcnow
 from tests.serve_plane import Plane
 plane = Plane({data!r}, {url!r})

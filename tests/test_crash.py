@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import select
 
 from gitops.clusters import profile_of
-from gitops.deploy import Ticket
+from gitops.commit_step import Ticket
 from gitops.models import Cluster, Version
 from tests.plane import service_spec
 from tests.serve_plane import Plane, PlaneServer, check_consistency, deployment_ids_in_history, seed

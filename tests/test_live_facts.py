@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from agent.protocol import Heartbeat
 from gitops.clusters import profile_of
 from gitops.models import Cluster, Version
-from gitops.status import live_facts
+from gitops.agents import live_facts
 from tests.plane import service_spec
 from tests.test_status import client, deploy_yaml, plane_app, reporter, served, world  # noqa: F401 - fixtures
 

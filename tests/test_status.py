@@ -592,10 +592,10 @@ def test_an_application_missing_from_a_snapshot_is_missing(plane_app, world, cli
 
 def test_the_control_plane_command_vocabulary_agrees_with_the_agent_protocol():
     from agent import protocol
-    from gitops import status
+    from gitops import commands
 
-    assert set(status.USER_COMMANDS) == set(protocol.COMMANDS) - {"run-job"}
-    assert (status.MAX_LOG_LINES, status.MAX_LOG_BYTES) == (protocol.MAX_LOG_LINES, protocol.MAX_LOG_BYTES)
+    assert set(commands.USER_COMMANDS) == set(protocol.COMMANDS) - {"run-job"}
+    assert (commands.MAX_LOG_LINES, commands.MAX_LOG_BYTES) == (protocol.MAX_LOG_LINES, protocol.MAX_LOG_BYTES)
 
 
 def job_object(name: str, cronjob: str, **status) -> dict:

@@ -1,4 +1,5 @@
-"""The agent endpoints ``/agent/v1/<tenant>/<cluster>/...`` (agent.protocol), thin over gitops.status.
+"""The agent endpoints ``/agent/v1/<tenant>/<cluster>/...`` (agent.protocol), thin over gitops.agents,
+gitops.ingest and gitops.commands.
 
 Every call carries ``Authorization: Bearer <agent token>`` of the cluster in
 its URL: a token of cluster A gets 401 for cluster B, exactly as a wrong one
@@ -25,7 +26,8 @@ from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from agent.protocol import CommandResult, Heartbeat, decode_batch
-from gitops import status
+from gitops import agents, ingest, status
+from gitops.commands import claim_commands, claimable_clusters, record_result
 from gitops.models import Cluster, utcnow
 from renderer.errors import InvalidRequest
 from webapp.auth import Unauthorized, csrf, public
@@ -79,7 +81,7 @@ def _agent_cluster(tenant: str, cluster: str) -> Cluster:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use Authorization: Bearer <agent token of the cluster>")
-    row = status.agent_cluster(db_session(), tenant, cluster, token.strip(), _settings())
+    row = agents.agent_cluster(db_session(), tenant, cluster, token.strip(), _settings())
     if row is None:
         raise Unauthorized("the agent token is not valid for this cluster")
     return row
@@ -143,7 +145,7 @@ def heartbeat(tenant: str, cluster: str):
     row = _agent_cluster(tenant, cluster)
     beat = parse_heartbeat(_body())
     session = db_session()
-    answer = status.heartbeat(session, row, beat)
+    answer = agents.heartbeat(session, row, beat)
     session.commit()
     return answer
 
@@ -162,7 +164,7 @@ def post_status(tenant: str, cluster: str):
     session, settings, repo = db_session(), _settings(), plane().repos.open(row)
     deadline = time.monotonic() + settings.gap_wait
     pause = 0.002
-    while (result := status.ingest(session, row, batch, repo=repo, settings=settings)).outcome == "ahead" \
+    while (result := ingest.ingest(session, row, batch, repo=repo, settings=settings)).outcome == "ahead" \
             and time.monotonic() < deadline:
         session.rollback()  # lets the batch before this one in
         time.sleep(pause)
@@ -216,7 +218,7 @@ def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) 
                 if first:
                     session.get(Cluster, cluster_id).last_seen_at = utcnow()
                     first = False
-                commands = status.claim_commands(session, cluster_id, settings)
+                commands = claim_commands(session, cluster_id, settings)
                 out = [{"id": c.id, "type": c.type, "kind": c.kind, "namespace": c.namespace, "name": c.name,
                         "params": c.params} for c in commands]
             if out:
@@ -266,7 +268,7 @@ class CommandWatch:
                     return
             try:
                 with self.control.read_sessions() as session:
-                    ready = status.claimable_clusters(session, waiting)
+                    ready = claimable_clusters(session, waiting)
             except Exception:  # noqa: BLE001 - the database away for a moment: the next round asks again
                 log.warning("could not look for queued commands", exc_info=True)
                 continue
@@ -288,7 +290,7 @@ def command_result(tenant: str, cluster: str, command_id: int):
     result = parse_result(_body())
     session = db_session()
     row.last_seen_at = utcnow()
-    command = status.record_result(session, row, command_id, result)
+    command = record_result(session, row, command_id, result)
     session.commit()
     return {"id": command.id, "state": command.state}
 

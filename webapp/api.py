@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from gitops import accounts, audit, clusters, deploy, egress, isolation, status
+from gitops import accounts, audit, clusters, commands, deploy, egress, isolation, reads, status
 from gitops.models import ApiToken, Application, Cluster, Command, RoleBinding, Tenant, User, Version, Workspace
 from gitops.policy import Scope
 from renderer.errors import InvalidRequest, NotFound
@@ -562,7 +562,7 @@ def deploy_apps():
 @bp.get("/apps")
 @requires("app.read")
 def list_apps():
-    rows = deploy.list_apps(context(), cluster=argument("cluster"), workspace=argument("workspace"),
+    rows = reads.list_apps(context(), cluster=argument("cluster"), workspace=argument("workspace"),
                             include_deleted=argument("include_deleted"), limit=argument("limit"),
                             after=argument("after"))
     apps = [app_json(*row) for row in rows]
@@ -571,14 +571,14 @@ def list_apps():
 
 
 def _app(cluster: str, workspace: str, app: str, permission: str = "app.read") -> Application:
-    return deploy.get_app(context(), cluster, workspace, app, permission)
+    return reads.get_app(context(), cluster, workspace, app, permission)
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>")
 @requires("app.read")
 def get_app(cluster: str, workspace: str, app: str):
     row = _app(cluster, workspace, app)
-    latest = deploy.list_versions(context(), row, limit=1)
+    latest = reads.list_versions(context(), row, limit=1)
     live = _live(row, latest)
     return {**app_json(row, row.workspace, row.workspace.cluster),
             "latest_version": version_json(latest[0], live=live.get(latest[0].number)) if latest else None}
@@ -595,7 +595,7 @@ def delete_app(cluster: str, workspace: str, app: str):
 @requires("app.read")
 def list_versions(cluster: str, workspace: str, app: str):
     row = _app(cluster, workspace, app)
-    versions = deploy.list_versions(context(), row, limit=argument("limit"), before=argument("before"))
+    versions = reads.list_versions(context(), row, limit=argument("limit"), before=argument("before"))
     live = _live(row, versions)
     return {"versions": [version_json(v, with_spec=False, live=live.get(v.number)) for v in versions]}
 
@@ -604,7 +604,7 @@ def list_versions(cluster: str, workspace: str, app: str):
 @requires("app.read")
 def get_version(cluster: str, workspace: str, app: str, number: int):
     row = _app(cluster, workspace, app)
-    version = deploy.get_version(context(), row, number)
+    version = reads.get_version(context(), row, number)
     return version_json(version, live=_live(row, [version]).get(version.number))
 
 
@@ -612,7 +612,7 @@ def get_version(cluster: str, workspace: str, app: str, number: int):
 @requires("app.read")
 def diff_versions(cluster: str, workspace: str, app: str):
     older, newer = argument("from"), argument("to")
-    return deploy.version_diff(context(), _app(cluster, workspace, app), older, newer)
+    return reads.version_diff(context(), _app(cluster, workspace, app), older, newer)
 
 
 @bp.post("/apps/<cluster>/<workspace>/<app>/rollback")
@@ -656,7 +656,7 @@ def cluster_status(cluster: str):
 def app_status(cluster: str, workspace: str, app: str):
     """Sync, health and the live version, each recent version's status, the pods' reasons"""
     row = _app(cluster, workspace, app)
-    versions = deploy.list_versions(context(), row, limit=argument("versions"))
+    versions = reads.list_versions(context(), row, limit=argument("versions"))
     return status.app_status(db_session(), context().repos.open(row.workspace.cluster), row, _status_settings(),
                              versions)
 
@@ -684,20 +684,20 @@ def create_command(cluster: str, workspace: str, app: str):
     data = json_body()
     session = db_session()
     row = _app(cluster, workspace, app)
-    command = status.enqueue_command(session, g.principal, row, field(data, "type", str),
-                                     field(data, "params", dict, required=False, default={}))
+    command = commands.enqueue_command(session, g.principal, row, field(data, "type", str),
+                                       field(data, "params", dict, required=False, default={}))
     audit.record(session, g.principal, f"app.command.{command.type}", f"{cluster}:{workspace}/{app}",
                  {"command": command.id})
     session.commit()
     _ring(command.cluster_id)
-    return status.command_json(command), 201
+    return commands.command_json(command), 201
 
 
 @bp.get("/commands/<int:command_id>")
 @requires("app.read")
 def get_command(command_id: int):
     """A command and, once the agent answered, its result"""
-    return status.command_json(status.get_command(db_session(), g.principal, command_id))
+    return commands.command_json(commands.get_command(db_session(), g.principal, command_id))
 
 
 @bp.post("/apps/<cluster>/<workspace>/<app>/runs")
@@ -707,11 +707,11 @@ def create_run(cluster: str, workspace: str, app: str):
     data = json_body()
     session = db_session()
     row = _app(cluster, workspace, app, "app.deploy")
-    run = status.trigger_run(session, g.principal, row, field(data, "params", dict, required=False, default={}))
+    run = commands.trigger_run(session, g.principal, row, field(data, "params", dict, required=False, default={}))
     audit.record(session, g.principal, "app.run", f"{cluster}:{workspace}/{app}", {"run": run.id})
     session.commit()
     _ring(row.workspace.cluster_id)
-    return status.run_json(run, session.get(Command, run.command_id)), 201
+    return commands.run_json(run, session.get(Command, run.command_id)), 201
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/runs")
@@ -719,8 +719,8 @@ def create_run(cluster: str, workspace: str, app: str):
 def list_runs(cluster: str, workspace: str, app: str):
     """A job's runs with their state, newest first"""
     row = _app(cluster, workspace, app)
-    return {"runs": [status.run_json(run, command) for run, command in
-                     status.list_runs(db_session(), row, limit=argument("limit"))]}
+    return {"runs": [commands.run_json(run, command) for run, command in
+                     commands.list_runs(db_session(), row, limit=argument("limit"))]}
 
 
 @bp.get("/openapi.json")

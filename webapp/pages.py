@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask import session as cookie_session
 from flask_login import login_user, logout_user
 
-from gitops import accounts, deploy
+from gitops import accounts, reads
 from gitops.models import User
 from webapp import oidc
 from webapp.auth import AUTHENTICATED, SessionUser, current_principal, public, requires
@@ -104,7 +104,7 @@ def index():
 @bp.get("/apps")
 @requires(AUTHENTICATED)  # lists only what the caller may read; someone with no role yet sees an empty page
 def apps():
-    rows = deploy.list_apps(context(), limit=1000)
+    rows = reads.list_apps(context(), limit=1000)
     return render_template("apps.html", rows=rows, principal=current_principal())
 
 
@@ -112,8 +112,8 @@ def apps():
 @requires("app.read")
 def app_page(cluster: str, workspace: str, app: str):
     ctx = context()
-    row = deploy.get_app(ctx, cluster, workspace, app)
-    versions = deploy.list_versions(ctx, row, limit=100)
+    row = reads.get_app(ctx, cluster, workspace, app)
+    versions = reads.list_versions(ctx, row, limit=100)
     return render_template("app.html", app=row, versions=versions, cluster=cluster, workspace=workspace,
                            principal=current_principal())
 

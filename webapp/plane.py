@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from gitops import accounts, clusters, db, egress
 from gitops.clusters import RepoStore
 from gitops.credentials import CredentialsKey
-from gitops.deploy import Committers, Context, Reconciler, worker_id
+from gitops.commit_step import Committers
+from gitops.reconciler import Reconciler, worker_id
+from gitops.service_context import Context
 from renderer.kube import KubeSchemas
 
 log = logging.getLogger(__name__)

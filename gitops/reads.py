@@ -1,0 +1,167 @@
+"""Reading apps and versions: get and list them, and diff two versions of an app.
+
+The read side of the deploy service: nothing here writes. Listings are tuned (plain column
+rows, not ORM entities), as their docstrings say.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from typing import Any, NamedTuple
+
+from renderer.errors import InvalidRequest, NotFound
+from renderer.yamlio import dump_manifest
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from gitops import layout
+from gitops.clusters import find_workspace, workspace_scope
+from gitops.models import Application, Cluster, Version, Workspace
+from gitops.policy import ROLES, Principal, Scope
+from gitops.repo import ClusterRepo
+from gitops.service_context import Context
+
+
+def get_app(ctx: Context, cluster: str, workspace: str, name: str, permission: str = "app.read") -> Application:
+    ws = find_workspace(ctx.session, ctx.principal, cluster, workspace, "workspace.read")
+    ctx.principal.require(permission, workspace_scope(ws), f'app "{cluster}:{workspace}/{name}"')
+    app = ctx.session.scalar(select(Application).where(Application.workspace_id == ws.id, Application.name == name))
+    if app is None:
+        raise NotFound(f'no app "{name}" in workspace "{cluster}:{workspace}"')
+    return app
+
+
+def get_version(ctx: Context, app: Application, number: Any) -> Version:
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise InvalidRequest("a version is a whole number")
+    if not 1 <= number < 2**31:  # outside the column's range: no such version (and no database overflow)
+        raise NotFound(f'app "{app.name}" has no version {number}')
+    version = ctx.session.scalar(select(Version).where(Version.application_id == app.id, Version.number == number))
+    if version is None:
+        raise NotFound(f'app "{app.name}" has no version {number}')
+    return version
+
+
+def list_versions(ctx: Context, app: Application, *, limit: int = 100, before: int | None = None) -> list[Version]:
+    query = select(Version).where(Version.application_id == app.id)
+    if before is not None:
+        query = query.where(Version.number < before)
+    return list(ctx.session.scalars(query.order_by(Version.number.desc()).limit(limit)))
+
+
+class ListedApp(NamedTuple):
+    """The columns of an app that a listing shows."""
+
+    name: str
+    kind: str
+    current_version: int | None
+    version_counter: int
+    deleted: bool
+    updated_at: dt.datetime
+
+
+class ListedName(NamedTuple):
+    """A listed app's workspace or cluster: its name."""
+
+    name: str
+
+
+def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None = None,
+              include_deleted: bool = False, limit: int = 1000,
+              after: str | None = None) -> list[tuple[ListedApp, ListedName, ListedName]]:
+    """Apps the caller may read, ordered by cluster, workspace and name; ``after`` pages on.
+
+    Rows are (app, workspace, cluster) records of the listed columns, not ORM entities: a
+    page holds up to 10,000 apps, and loading each with its eagerly joined workspace,
+    cluster (and its profile text) and tenant made a listing 15-35x slower than the SELECT.
+    """
+    session, principal = ctx.session, ctx.principal
+    query = (select(Application.name, Application.kind, Application.current_version, Application.version_counter,
+                    Application.deleted, Application.updated_at, Workspace.name, Cluster.name)
+             .join(Workspace, Application.workspace_id == Workspace.id)
+             .join(Cluster, Workspace.cluster_id == Cluster.id)
+             .where(Application.tenant_id == principal.tenant_id))
+    if cluster:
+        query = query.where(Cluster.name == cluster)
+    if workspace:
+        query = query.where(Workspace.name == workspace)
+    if not include_deleted:
+        query = query.where(Application.deleted.is_(False))
+    if not any(g.scope.level == "tenant" and "app.read" in ROLES.get(g.role, ()) for g in principal.grants) \
+            or principal.token is not None:
+        readable = _readable_scopes(session, principal)
+        query = query.where(or_(Cluster.id.in_(readable[0]), Workspace.id.in_(readable[1])))
+    if after:
+        parts = after.split("/")
+        if len(parts) != 3:
+            raise InvalidRequest("after must be <cluster>/<workspace>/<app> from the previous page")
+        query = query.where(or_(Cluster.name > parts[0],
+                            (Cluster.name == parts[0]) & (Workspace.name > parts[1]),
+                            (Cluster.name == parts[0]) & (Workspace.name == parts[1]) & (Application.name > parts[2])))
+    query = query.order_by(Cluster.name, Workspace.name, Application.name).limit(limit)
+    # Core execution: plain columns need none of the ORM's per-row loading machinery
+    return [(ListedApp(*row[:6]), ListedName(row[6]), ListedName(row[7]))
+            for row in session.connection().execute(query).all()]
+
+
+def _readable_scopes(session: Session, principal: Principal) -> tuple[list[int], list[int]]:
+    """Cluster ids and workspace ids in which the caller may read apps."""
+    clusters = session.scalars(select(Cluster).where(Cluster.tenant_id == principal.tenant_id)).all()
+    cluster_ids = [c.id for c in clusters if principal.can("app.read", Scope(c.tenant_id, c.id))]
+    workspace_ids = []
+    candidate_clusters = {g.scope.cluster_id for g in principal.grants if g.scope.workspace_id is not None}
+    if candidate_clusters:
+        for ws in session.scalars(select(Workspace).where(Workspace.cluster_id.in_(candidate_clusters))):
+            if ws.cluster_id not in cluster_ids and principal.can("app.read", workspace_scope(ws)):
+                workspace_ids.append(ws.id)
+    return cluster_ids, workspace_ids
+
+
+
+def version_diff(ctx: Context, app: Application, a: Any, b: Any) -> dict:
+    """Spec and manifest differences between two versions of an app."""
+    older, newer = get_version(ctx, app, a), get_version(ctx, app, b)
+    spec_diff = "".join(difflib.unified_diff(
+        _spec_lines(older.spec), _spec_lines(newer.spec),
+        fromfile=f"version {older.number}", tofile=f"version {newer.number}"))
+    manifests = None
+    if older.commit_id and newer.commit_id:
+        repo = ctx.repos.open(app.workspace.cluster)
+        directory = layout.app_dir(app.workspace.name, app.name)
+        manifests = file_diff(_files_at(repo, older.commit_id, directory), _files_at(repo, newer.commit_id, directory))
+    return {"from": older.number, "to": newer.number, "spec": spec_diff, "manifests": manifests}
+
+
+def _spec_lines(spec: dict | None) -> list[str]:
+    if spec is None:
+        return []
+    return dump_manifest(spec).decode().splitlines(keepends=True)
+
+
+def _files_at(repo: ClusterRepo, commit_id: str, directory: str) -> dict[str, bytes]:
+    try:
+        files = repo.snapshot(commit_id).walk(directory)
+    except (KeyError, ValueError) as exc:
+        raise NotFound(f"commit {commit_id} is not in the cluster repository") from exc
+    return files  # Snapshot.walk keys files by their full path
+
+
+
+def file_diff(before: dict[str, bytes], after: dict[str, bytes]) -> str:
+    """A unified diff of two sets of files, by path."""
+    out = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        out.extend(difflib.unified_diff(
+            (old or b"").decode().splitlines(keepends=True), (new or b"").decode().splitlines(keepends=True),
+            fromfile=f"a/{path}" if old is not None else "/dev/null",
+            tofile=f"b/{path}" if new is not None else "/dev/null"))
+    return "".join(out)
+
+
+
+__all__ = ["get_app", "get_version", "list_versions", "list_apps", "ListedApp", "ListedName", "version_diff",
+           "file_diff"]
