@@ -2,9 +2,10 @@
 
 Each managed Kubernetes names spot capacity and GPU models with labels and
 taints of its own; GKE Autopilot also insists that limits equal requests.
-This module turns the spec's ``resources`` into container resources plus the
-pod's nodeSelector, affinity and tolerations for one flavor, and says in
-``notes`` what it had to change.
+A flavor is data (:class:`Flavor` in ``FLAVORS``); this module turns the
+spec's ``resources`` into container resources plus the pod's nodeSelector,
+affinity and tolerations for one flavor, and says in ``notes`` what it had
+to change.
 """
 
 from __future__ import annotations
@@ -48,21 +49,71 @@ EKS_GPU_NAMES = {
     "H200_141GB": "h200",
 }
 
-_SPOT_LABELS = {
-    # flavor: (label, spot value, on-demand value or None when absent means on-demand)
-    "eks": ("karpenter.sh/capacity-type", "spot", "on-demand"),
-    "gke-standard": ("cloud.google.com/gke-spot", "true", None),
-    "gke-autopilot": ("cloud.google.com/gke-spot", "true", None),
-    "aks": ("kubernetes.azure.com/scalesetpriority", "spot", None),
-}
-
-_SPOT_TOLERATIONS = {
-    "gke-standard": {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
-    "gke-autopilot": {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
-    "aks": {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
-}
-
 _GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class SpotCapacity:
+    """How a flavor marks spot nodes: the node label, its spot value, its on-demand value (None:
+    on-demand nodes lack the label) and the taint spot nodes carry, when they carry one."""
+
+    label: str
+    spot: str
+    on_demand: str | None = None
+    toleration: dict | None = None
+
+
+@dataclass(frozen=True)
+class GpuModels:
+    """How a flavor pins a GPU model: the node label and the label value of each model name,
+    ``where`` naming the platform in messages."""
+
+    label: str
+    values: dict[str, str]
+    where: str
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """What one managed Kubernetes needs of a pod: data, read by :func:`place`.
+
+    ``gpu_models`` None: the flavor has no standard model label (``gpu_nodes`` may still
+    select GPU nodes, ``gpu_note`` says what is not enforced). ``limits_equal_requests``:
+    the platform refuses pods whose limits differ from their requests (GKE Autopilot).
+    """
+
+    name: str
+    spot: SpotCapacity | None = None
+    gpu_models: GpuModels | None = None
+    gpu_nodes: dict[str, str] = field(default_factory=dict)
+    gpu_tolerations: tuple[dict, ...] = ()
+    gpu_note: str = "{flavor} clusters have no standard GPU model label; \"{name}\" is not enforced"
+    limits_equal_requests: bool = False
+
+
+_GKE_SPOT = SpotCapacity("cloud.google.com/gke-spot", "true", None,
+                         {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"})
+_GKE_GPUS = GpuModels("cloud.google.com/gke-accelerator", GKE_ACCELERATORS, "offered on GKE")
+
+FLAVORS: dict[str, Flavor] = {flavor.name: flavor for flavor in (
+    Flavor("eks", spot=SpotCapacity("karpenter.sh/capacity-type", "spot", "on-demand"),
+           gpu_models=GpuModels("karpenter.k8s.aws/instance-gpu-name", EKS_GPU_NAMES, "known on EKS")),
+    Flavor("gke-standard", spot=_GKE_SPOT, gpu_models=_GKE_GPUS),
+    Flavor("gke-autopilot", spot=_GKE_SPOT, gpu_models=_GKE_GPUS, limits_equal_requests=True),
+    Flavor("aks", spot=SpotCapacity("kubernetes.azure.com/scalesetpriority", "spot", None,
+                                    {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
+                                     "value": "spot", "effect": "NoSchedule"}),
+           gpu_nodes={"kubernetes.azure.com/accelerator": "nvidia"},
+           gpu_tolerations=({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},),
+           gpu_note='aks selects GPU nodes by accelerator only; pin the model "{name}" with a node pool'),
+    Flavor("kind"),
+    Flavor("generic"),
+)}
+
+
+def flavor_named(name: str) -> Flavor:
+    """The flavor ``name`` (the profile schema allows only these), or a plain one for any other."""
+    return FLAVORS.get(name) or Flavor(name)
 
 
 @dataclass
@@ -107,17 +158,18 @@ def _amounts(spec_resources: dict) -> dict:
     return values
 
 
-def place(spec_resources: dict | None, flavor: str) -> Placement:
+def place(spec_resources: dict | None, flavor_name: str) -> Placement:
     """Container resources and pod scheduling for one flavor. Pure."""
+    flavor = flavor_named(flavor_name)
     spec_resources = spec_resources or {}
     amounts = _amounts(spec_resources)
     notes: list[str] = []
-    if flavor == "gke-autopilot":
+    if flavor.limits_equal_requests:
         for kind in ("cpu", "memory", "ephemeral_storage"):
             request, limit = amounts[f"{kind}_request"], amounts[f"{kind}_limit"]
             if request != limit:
                 notes.append(
-                    f"gke-autopilot needs requests equal to limits: {kind}_limit set to {kind}_request ({request})"
+                    f"{flavor.name} needs requests equal to limits: {kind}_limit set to {kind}_request ({request})"
                 )
                 amounts[f"{kind}_limit"] = request
     requests = {
@@ -141,7 +193,7 @@ def place(spec_resources: dict | None, flavor: str) -> Placement:
     return placement
 
 
-def _place_gpus(placement: Placement, gpus: list[dict], flavor: str) -> None:
+def _place_gpus(placement: Placement, gpus: list[dict], flavor: Flavor) -> None:
     if len(gpus) > 1:
         raise PlacementError("ask for one GPU model per app; put the count on a single device", ("resources", "devices", 1))
     gpu = gpus[0]
@@ -152,52 +204,43 @@ def _place_gpus(placement: Placement, gpus: list[dict], flavor: str) -> None:
     name = gpu.get("name")
     if not name:
         return
-    if flavor in ("gke-standard", "gke-autopilot"):
-        label = GKE_ACCELERATORS.get(name)
+    models = flavor.gpu_models
+    if models is not None:
+        label = models.values.get(name)
         if label is None:
             raise PlacementError(
-                f'GPU "{name}" is not offered on GKE; use one of {", ".join(sorted(GKE_ACCELERATORS))}',
+                f'GPU "{name}" is not {models.where}; use one of {", ".join(sorted(models.values))}',
                 ("resources", "devices", 0, "name"),
             )
-        placement.node_selector["cloud.google.com/gke-accelerator"] = label
-    elif flavor == "eks":
-        label = EKS_GPU_NAMES.get(name)
-        if label is None:
-            raise PlacementError(
-                f'GPU "{name}" is not known on EKS; use one of {", ".join(sorted(EKS_GPU_NAMES))}',
-                ("resources", "devices", 0, "name"),
-            )
-        placement.node_selector["karpenter.k8s.aws/instance-gpu-name"] = label
-    elif flavor == "aks":
-        placement.node_selector["kubernetes.azure.com/accelerator"] = "nvidia"
-        placement.tolerations.append({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"})
-        placement.notes.append(f'aks selects GPU nodes by accelerator only; pin the model "{name}" with a node pool')
-    else:
-        placement.notes.append(f'{flavor} clusters have no standard GPU model label; "{name}" is not enforced')
-
-
-def _place_capacity(placement: Placement, capacity: str, flavor: str) -> None:
-    if flavor not in _SPOT_LABELS:
-        placement.notes.append(f"{flavor} clusters have no spot capacity; capacity_type {capacity} is ignored")
+        placement.node_selector[models.label] = label
         return
-    label, spot, on_demand = _SPOT_LABELS[flavor]
-    toleration = _SPOT_TOLERATIONS.get(flavor)
+    placement.node_selector.update(flavor.gpu_nodes)
+    placement.tolerations.extend(dict(toleration) for toleration in flavor.gpu_tolerations)
+    placement.notes.append(flavor.gpu_note.format(flavor=flavor.name, name=name))
+
+
+def _place_capacity(placement: Placement, capacity: str, flavor: Flavor) -> None:
+    spot = flavor.spot
+    if spot is None:
+        placement.notes.append(f"{flavor.name} clusters have no spot capacity; capacity_type {capacity} is ignored")
+        return
+    label, toleration = spot.label, spot.toleration
     if capacity == "spot":
-        placement.node_selector[label] = spot
+        placement.node_selector[label] = spot.spot
         if toleration:
             placement.tolerations.append(dict(toleration))
     elif capacity == "on_demand":
-        if on_demand is not None:
-            placement.node_selector[label] = on_demand
+        if spot.on_demand is not None:
+            placement.node_selector[label] = spot.on_demand
         else:
-            placement.affinity = _required(label, "NotIn", [spot])
+            placement.affinity = _required(label, "NotIn", [spot.spot])
     else:  # spot_fallback_on_demand: prefer spot, run anywhere when there is none
         placement.affinity = {
             "nodeAffinity": {
                 "preferredDuringSchedulingIgnoredDuringExecution": [
                     {
                         "weight": 100,
-                        "preference": {"matchExpressions": [{"key": label, "operator": "In", "values": [spot]}]},
+                        "preference": {"matchExpressions": [{"key": label, "operator": "In", "values": [spot.spot]}]},
                     }
                 ]
             }
@@ -216,4 +259,5 @@ def _required(label: str, operator: str, values: list[str]) -> dict:
     }
 
 
-__all__ = ["place", "Placement", "PlacementError", "cpu_quantity", "DEFAULTS"]
+__all__ = ["place", "Placement", "PlacementError", "cpu_quantity", "DEFAULTS", "Flavor", "FLAVORS", "flavor_named",
+           "SpotCapacity", "GpuModels"]

@@ -188,3 +188,15 @@ def test_one_gpu_model_per_app(rendered):
     [problem] = error.value.problems
     assert problem.path == "/resources/devices/1"
     assert "one GPU model per app" in problem.message
+
+
+def test_every_flavor_the_profile_schema_allows_is_data_in_the_registry():
+    """A cloud flavor is a row of renderer.flavors.FLAVORS: the profile schema's enum and the registry agree."""
+    import json
+    from pathlib import Path
+
+    from renderer.flavors import FLAVORS
+
+    schema = json.loads(Path("schemas/cluster-profile.schema.json").read_text())
+    assert set(schema["properties"]["flavor"]["enum"]) == set(FLAVORS)
+    assert [name for name, flavor in FLAVORS.items() if flavor.limits_equal_requests] == ["gke-autopilot"]

@@ -139,6 +139,9 @@ def test_gap_asks_for_resync_and_the_reporter_ends_exact(plane_app, world, clien
 
 
 def test_a_batch_that_overtakes_the_one_before_waits_for_it(plane_app, world, client):
+    # long enough that the earlier batch, sent 0.1 s after, always arrives within it on a loaded
+    # machine (0.5 s did not, once); the later batch waits only until the earlier one is applied
+    plane_app.config["STATUS_GAP_WAIT"] = 10.0
     rep = reporter(client, world["demo"])
     observe(rep, "Pod", "storefront", "web-1", {"app": "web", "phase": "Pending"})
     rep.send_pending()
