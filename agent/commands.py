@@ -29,13 +29,12 @@ import re
 import time
 
 from agent.kube import APPLICATION, CRONJOB, DEPLOYMENT, JOB, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE, ApiException, KubeApi
-from agent.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command, CommandResult
+from contract.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command, CommandResult
 from agent.settings import AgentSettings
-from agent.summaries import APP_LABEL, MANAGED_LABEL
+from contract.labels import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL
 
 log = logging.getLogger(__name__)
 
-RUN_LABEL = "shipyard.dev/run"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 KINDS_OF = {
@@ -112,7 +111,7 @@ class Executor:
     def refresh(self, command: Command) -> dict:
         application = self.api.get(APPLICATION, command.namespace, command.name)
         labels = (application.get("metadata") or {}).get("labels") or {}
-        if labels.get(MANAGED_LABEL) != "shipyard":
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
             raise CommandRefused(f"Application {command.name} is not managed by Shipyard")
         mode = "hard" if command.params.get("hard") else "normal"
         self.api.patch(APPLICATION, command.namespace, command.name,
@@ -140,7 +139,7 @@ class Executor:
         if not isinstance(parameters, dict):
             raise CommandRefused("params.parameters must be a map of names to values")
         app = command.params.get("app") or ((template.get("metadata") or {}).get("labels") or {}).get(APP_LABEL)
-        labels = {MANAGED_LABEL: "shipyard", RUN_LABEL: run, **({APP_LABEL: app} if app else {})}
+        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, RUN_LABEL: run, **({APP_LABEL: app} if app else {})}
         workflow = {
             "apiVersion": WORKFLOW.api_version, "kind": "Workflow",
             "metadata": {"generateName": f"{command.name[:52]}-", "namespace": command.namespace, "labels": labels},
@@ -157,7 +156,7 @@ class Executor:
         meta = cronjob.get("metadata") or {}
         app = command.params.get("app") or (meta.get("labels") or {}).get(APP_LABEL)
         template_meta = template.get("metadata") or {}
-        labels = {**(template_meta.get("labels") or {}), MANAGED_LABEL: "shipyard", RUN_LABEL: run,
+        labels = {**(template_meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE, RUN_LABEL: run,
                   **({APP_LABEL: app} if app else {})}
         name = f"{command.name[:40]}-manual-{run}"[:63].rstrip("-.")
         job = {
@@ -196,4 +195,4 @@ def _api_message(exc: ApiException) -> str:
         return ""
 
 
-__all__ = ["Executor", "CommandRefused", "KINDS_OF", "RUN_LABEL", "REFRESH_ANNOTATION", "RESTARTED_AT"]
+__all__ = ["Executor", "CommandRefused", "KINDS_OF", "REFRESH_ANNOTATION", "RESTARTED_AT"]

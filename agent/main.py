@@ -28,26 +28,16 @@ import httpx
 import urllib3
 
 from agent.backoff import Backoff, control_plane_retry_after
+from contract.addons import addons_installed
 from agent.commands import Executor
 from agent.kube import ApiException, KubeApi
-from agent.protocol import Heartbeat
+from contract.protocol import Heartbeat
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from agent.settings import AgentSettings
 from agent.watch import Watcher, targets
 
 log = logging.getLogger(__name__)
 
-# CRDs whose presence means an addon Shipyard renders for is installed (names as in cluster profiles).
-ADDON_CRDS = {
-    "argocd": "applications.argoproj.io",
-    "argo_rollouts": "rollouts.argoproj.io",
-    "argo_workflows": "workflows.argoproj.io",
-    "keda": "scaledobjects.keda.sh",
-    "external_secrets": "externalsecrets.external-secrets.io",
-    "prometheus_operator": "servicemonitors.monitoring.coreos.com",
-    "istio": "virtualservices.networking.istio.io",
-    "gateway_api": "httproutes.gateway.networking.k8s.io",
-}
 FACTS_INTERVAL = 300.0  # CRD lists are large on big clusters: read them every few minutes, not per heartbeat
 SYNC_TIMEOUT = 60.0  # the longest the first snapshot waits for every watcher's first list
 
@@ -97,7 +87,7 @@ class Agent:
             facts["kubernetes_version"] = self.api.version().get("gitVersion")
             crds = self.api.crd_names()
             facts["crds"] = crds
-            facts["addons"] = sorted(addon for addon, crd in ADDON_CRDS.items() if crd in crds)
+            facts["addons"] = addons_installed(set(crds))
             fixed = self.settings.fixed_namespaces
             names = fixed if fixed is not None else self.api.namespace_names()
             facts["namespaces"] = [n for n in names if self.settings.namespace_allowed(n)]
@@ -265,4 +255,4 @@ def main(environ=None) -> int:
     return 0
 
 
-__all__ = ["Agent", "run", "main", "metrics_registry", "ADDON_CRDS", "agent_version"]
+__all__ = ["Agent", "run", "main", "metrics_registry", "agent_version"]

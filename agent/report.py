@@ -4,7 +4,7 @@
 turns observations into deltas (only when the digest changed). ``Outbox``
 holds the deltas not yet acknowledged, coalesced per object, so memory stays
 bounded by the number of objects however long the control plane is away.
-``Reporter`` speaks agent.protocol over httpx: snapshot first, then numbered
+``Reporter`` speaks contract.protocol over httpx: snapshot first, then numbered
 delta batches, two in flight; on 409 (the control plane lost the thread) it
 starts a new stream with a fresh snapshot from the tracker; on a network
 error the batches not acknowledged are kept as they are and sent again first
@@ -27,7 +27,7 @@ from contextlib import closing
 
 import httpx
 
-from agent.protocol import (
+from contract.protocol import (
     API_PREFIX,
     Command,
     CommandResult,

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-APP_LABEL = "shipyard.dev/app"
-WORKSPACE_LABEL = "shipyard.dev/workspace"
-MANAGED_LABEL = "app.kubernetes.io/managed-by"
+from contract.labels import APP_LABEL, WORKSPACE_LABEL
+
 MAX_MESSAGE = 512
 
 
@@ -174,5 +173,4 @@ SUMMARIES: dict[str, Callable[[dict], dict]] = {
     "Event": event,
 }
 
-__all__ = ["SUMMARIES", "application", "deployment", "rollout", "pod", "workflow", "job", "event",
-           "APP_LABEL", "WORKSPACE_LABEL", "MANAGED_LABEL"]
+__all__ = ["SUMMARIES", "application", "deployment", "rollout", "pod", "workflow", "job", "event"]

@@ -38,14 +38,14 @@ import urllib3
 
 from agent.backoff import Backoff
 from agent.kube import APPLICATION, DEPLOYMENT, EVENT, JOB, POD, ROLLOUT, WORKFLOW, ApiException, Kind, KubeApi
-from agent.protocol import ObjectKey
+from contract.protocol import ObjectKey
 from agent.report import Outbox, Tracker
 from agent.settings import AgentSettings
-from agent.summaries import MANAGED_LABEL, SUMMARIES
+from agent.summaries import SUMMARIES
+from contract.labels import MANAGED_SELECTOR
 
 log = logging.getLogger(__name__)
 
-MANAGED_SELECTOR = f"{MANAGED_LABEL}=shipyard"
 FOLLOWED_KINDS = {"Application", "Deployment", "Rollout", "Pod", "Workflow", "Job"}
 
 
@@ -289,4 +289,4 @@ def targets(settings: AgentSettings, tracker: Tracker) -> list[Target]:
     return result
 
 
-__all__ = ["Watcher", "Target", "Gone", "targets", "retry_after", "MANAGED_SELECTOR"]
+__all__ = ["Watcher", "Target", "Gone", "targets", "retry_after"]

@@ -59,6 +59,7 @@ import synthetic
 from synthetic import git
 from timing import interleave, ratio
 
+from contract.repository import app_dir, application_file
 from gitops import layout
 from gitops.apply import apply
 from gitops.repo import ClusterRepo
@@ -89,7 +90,7 @@ def prepare(root: Path, apps: int, profile, rounds: int, *, apps_per_workspace, 
     built = synthetic.build_repo(directory / "repo.git", apps, profile, apps_per_workspace=apps_per_workspace)
     index = (apps // 2) - (apps // 2) % len(synthetic.SHAPE_NAMES)  # a "web" app in the middle
     workspace, app = synthetic.workspace_name(index, apps_per_workspace), synthetic.app_name(index)
-    assert synthetic.shape_of(index) == "web" and built.repo.snapshot().tree_id(layout.app_dir(workspace, app))
+    assert synthetic.shape_of(index) == "web" and built.repo.snapshot().tree_id(app_dir(workspace, app))
 
     def rendered(kind: str) -> list[Rendering]:
         return [render(synthetic.load_spec(app, workspace, f"2.{r}.0-{kind}"), profile, synthetic.CRD_SCHEMAS)
@@ -133,14 +134,14 @@ def shipyard_render_apply(target: Target, spec: Spec, profile) -> None:
 def shell_commit(target: Target, rendering: Rendering, round_index: int) -> None:
     """What a CI script does: write the rendered files into a checkout, add, commit."""
     checkout = target.checkout
-    directory = checkout / layout.app_dir(rendering.workspace, rendering.name)
+    directory = checkout / app_dir(rendering.workspace, rendering.name)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.yaml"):
         if stale.name not in rendering.files:
             stale.unlink()
     for name, data in rendering.files.items():
         (directory / name).write_bytes(data)
-    (checkout / layout.application_file(rendering.workspace, rendering.name)).write_bytes(rendering.application_bytes)
+    (checkout / application_file(rendering.workspace, rendering.name)).write_bytes(rendering.application_bytes)
     git("add", "-A", cwd=checkout)
     git("commit", "-q", "-m", f"Deploy {rendering.workspace}/{rendering.name} (round {round_index})", cwd=checkout)
 

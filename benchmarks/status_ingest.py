@@ -32,7 +32,7 @@ What it measures
     ingest in-process     ``gitops.ingest.ingest`` called directly, one
                           session and commit per batch, with the same batches
                           decoded as the server decodes them (JSON, gzip and
-                          ``agent.protocol.decode_batch`` done beforehand,
+                          ``contract.protocol.decode_batch`` done beforehand,
                           untimed); it continues the same stream (next seq)
     raw batched upsert    the limit: the same rows written by one
                           ``INSERT INTO cluster_object ... ON CONFLICT
@@ -93,7 +93,9 @@ from timing import interleave, ratio
 sys.path.insert(0, str(ROOT / "tests"))  # tests/pgserver.py: the throwaway PostgreSQL server
 
 from agent import summaries  # noqa: E402
-from agent.protocol import Delta, StatusBatch, decode_batch, encode  # noqa: E402
+from contract import labels as contract_labels  # noqa: E402
+from contract.repository import application_name  # noqa: E402
+from contract.protocol import Delta, StatusBatch, decode_batch, encode  # noqa: E402
 from agent.report import BATCH_SIZE  # noqa: E402
 
 CLUSTER = "demo"
@@ -117,7 +119,7 @@ SET state = excluded.state, digest = excluded.digest, stream = excluded.stream, 
 
 
 def labels(workspace: str, app: str) -> dict[str, str]:
-    return {summaries.MANAGED_LABEL: "shipyard", summaries.WORKSPACE_LABEL: workspace, summaries.APP_LABEL: app,
+    return {**contract_labels.MANAGED_BY, contract_labels.WORKSPACE_LABEL: workspace, contract_labels.APP_LABEL: app,
             "app.kubernetes.io/name": app}
 
 
@@ -133,7 +135,7 @@ def application_object(workspace: str, app: str, revision: str, health: str = "H
                if health == "Progressing" else None)
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": f"{workspace}.{app}", "namespace": ARGOCD_NAMESPACE, "labels": labels(workspace, app),
+        "metadata": {"name": application_name(workspace, app), "namespace": ARGOCD_NAMESPACE, "labels": labels(workspace, app),
                      "annotations": {"argocd.argoproj.io/manifest-generate-paths": f"/apps/{workspace}/{app}"}},
         "spec": {"project": "shipyard", "destination": {"server": "https://kubernetes.default.svc",
                                                         "namespace": workspace},

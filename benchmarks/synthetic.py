@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/x.py` without an install
     sys.path.insert(0, str(ROOT))
 
+from contract.repository import app_dir, application_file
 from gitops import layout
 from gitops.repo import ClusterRepo, Directory
 from renderer.kube import KubeSchemas
@@ -214,8 +215,8 @@ class _Stamp:
 
         files = {filename.replace(_APP_TOKEN, app): stamp(data) for filename, data in self.files.items()}
         return {
-            layout.app_dir(workspace, app): Directory(files),
-            layout.application_file(workspace, app): stamp(self.application),
+            app_dir(workspace, app): Directory(files),
+            application_file(workspace, app): stamp(self.application),
         }
 
 

@@ -25,10 +25,10 @@ import click
 import httpx
 from rich.table import Table
 
-from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, EXIT_UNAUTHORIZED,
-                       EXIT_USAGE, Failure)
+from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_REPO, EXIT_UNAUTHORIZED, EXIT_USAGE,
+                       Failure, exit_of)
 from cli.output import output_option, print_json, stderr, stdout_console
-from renderer.errors import Problem, SpecError
+from contract.errors import Problem, SpecError
 from renderer.spec import expand_paths
 from renderer.yamlio import load_documents
 
@@ -117,27 +117,27 @@ def _send(http: httpx.Client, url: str, method: str, path: str, **kwargs) -> htt
                       EXIT_REPO, kind="unreachable") from exc
 
 
-_STATUS_EXITS = {400: EXIT_INVALID, 401: EXIT_UNAUTHORIZED, 403: EXIT_UNAUTHORIZED, 404: EXIT_NOT_FOUND,
-                 409: EXIT_INVALID, 413: EXIT_INVALID, 415: EXIT_INVALID, 503: EXIT_REPO}
-
-
 def failure_of(response: httpx.Response, output: str, filename: str | None = None) -> Failure:
-    """The exit code and message of an API error (webapp.errors: ``{"error": {"code", "message"}}``)."""
+    """The exit code and message of an API error (webapp.errors: ``{"error": {"code", "message"}}``).
+
+    The exit code follows the error's code, as for an error raised here. An answer that is not the
+    control plane's (a proxy's error page) has none: a gateway error means the control plane could
+    not be reached, anything else is unexpected."""
     try:
         error = response.json().get("error") or {}
     except ValueError:
         error = {}
-    code = error.get("code") or f"http_{response.status_code}"
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error.get("code") or f"http_{response.status_code}")
     message = error.get("message") or f"{response.status_code} {response.reason_phrase}"
     problems = [Problem(p.get("file", filename or "<request>"), p.get("line", 0), p.get("column", 0),
                         p.get("message", ""), p.get("path", "")) for p in error.get("problems") or []]
-    if code in ("spec_invalid", "profile_invalid"):
-        exit_code = EXIT_INVALID
-    elif code == "render_failed":
-        exit_code = EXIT_INTERNAL
+    if "code" in error:
+        exit_code = exit_of(code)
     else:
-        exit_code = _STATUS_EXITS.get(response.status_code, EXIT_INTERNAL)
-    if exit_code == EXIT_UNAUTHORIZED and response.status_code == 401:
+        exit_code = EXIT_REPO if response.status_code in (502, 503, 504) else EXIT_INTERNAL
+    if code == "unauthorized":
         message += "; run `shipyard login` (or set SHIPYARD_TOKEN)"
     return Failure(message, exit_code, problems, kind=code, output=output)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from renderer.errors import Problem
+    from contract.errors import Problem, ShipyardError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -28,6 +28,25 @@ EXIT_NOT_FOUND = 4
 EXIT_INTERNAL = 5
 EXIT_UNAUTHORIZED = 6
 EXIT_NOT_READY = 7
+
+# The one translation of Shipyard's error codes (contract.errors.ERROR_CODES) to exit codes: for an
+# error raised here (offline commands) and for an API error answer (client commands) alike.
+EXIT_OF_CODE = {
+    "invalid_request": EXIT_INVALID,
+    "unauthorized": EXIT_UNAUTHORIZED,
+    "forbidden": EXIT_UNAUTHORIZED,
+    "csrf_failed": EXIT_UNAUTHORIZED,
+    "not_found": EXIT_NOT_FOUND,
+    "method_not_allowed": EXIT_INTERNAL,
+    "conflict": EXIT_INVALID,
+    "payload_too_large": EXIT_INVALID,
+    "unsupported_media_type": EXIT_INVALID,
+    "spec_invalid": EXIT_INVALID,
+    "profile_invalid": EXIT_INVALID,
+    "render_failed": EXIT_INTERNAL,
+    "repo_unavailable": EXIT_REPO,
+    "internal": EXIT_INTERNAL,
+}
 
 EXIT_CODES = {
     EXIT_OK: 'success (including "nothing changed")',
@@ -42,6 +61,11 @@ EXIT_CODES = {
 
 # \b keeps click from rewrapping the table into one paragraph
 EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+def exit_of(code: str) -> int:
+    """The exit code of an error code; one Shipyard does not know (a newer server's) is internal."""
+    return EXIT_OF_CODE.get(code, EXIT_INTERNAL)
 
 
 class Failure(click.ClickException):
@@ -69,3 +93,8 @@ class Failure(click.ClickException):
             stderr.print(f"[red]{count} problem{'s' if count != 1 else ''} found[/red]")
         else:
             stderr.print(f"[red]error:[/red] {self.message}", markup=True)
+
+    @classmethod
+    def of(cls, error: ShipyardError, output: str = "text") -> Failure:
+        """The failure of an error Shipyard raised: its code's exit code, its problems if it has some."""
+        return cls(str(error), exit_of(error.code), getattr(error, "problems", None), error.code, output)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.exits import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REPO, Failure
+from contract.repository import app_dir, application_file
+from cli.exits import EXIT_INVALID, Failure
 from cli.output import output_option, stderr
-from renderer.errors import ProfileError, RenderError, RepoError, ShipyardError, SpecError
+from contract.errors import ProfileError, ShipyardError, SpecError
 from renderer.spec import load_spec_files
 
 if TYPE_CHECKING:
@@ -31,17 +32,6 @@ cluster_option = click.option(
     "--cluster", "cluster_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="Cluster profile YAML.",
 )
-
-
-def failure_of_error(error: ShipyardError, output: str) -> Failure:
-    """The exit code and printed form of an error of the renderer or the repository."""
-    if isinstance(error, (SpecError, ProfileError)):
-        return Failure(str(error), EXIT_INVALID, error.problems, "invalid", output)
-    if isinstance(error, RepoError):
-        return Failure(str(error), EXIT_REPO, kind="repository", output=output)
-    if isinstance(error, RenderError):
-        return Failure(str(error), EXIT_INTERNAL, kind="render", output=output)
-    return Failure(str(error), EXIT_INTERNAL, kind="error", output=output)
 
 
 def kube_schemas():
@@ -79,12 +69,12 @@ def validate(files: tuple[str, ...], cluster_path: Path | None, output: str) -> 
             render_all(specs, profile, kube_schemas())
     except (SpecError, ProfileError) as error:
         if output == "json":
-            raise failure_of_error(error, output) from error
+            raise Failure.of(error, output) from error
         for problem in error.problems:  # on stdout, one per line: what editors and CI annotate
             click.echo(str(problem))
         sys.exit(EXIT_INVALID)
     except ShipyardError as error:
-        raise failure_of_error(error, output) from error
+        raise Failure.of(error, output) from error
     if output == "json":
         click.echo(json.dumps({"ok": True, "specs": [{"app": s.key, "kind": s.kind, "cluster": s.cluster,
                                                       "file": s.file, "digest": s.digest} for s in specs]}, indent=2))
@@ -103,7 +93,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
     try:
         renderings, _ = _render(files, cluster_path)
     except ShipyardError as error:
-        raise failure_of_error(error, output) from error
+        raise Failure.of(error, output) from error
     for rendering in renderings:
         for note in rendering.notes:
             stderr.print(f"[yellow]note:[/yellow] {rendering.spec.key}: {note}")
@@ -116,18 +106,16 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
 
             click.echo(dump_all([obj for r in renderings for obj in [*r.objects, r.application]]), nl=False)
         return
-    from gitops import layout
-
     written = []
     for rendering in renderings:
-        directory = out_dir / layout.app_dir(rendering.workspace, rendering.name)
+        directory = out_dir / app_dir(rendering.workspace, rendering.name)
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.yaml"):
             if stale.name not in rendering.files:
                 stale.unlink()
         for name, data in rendering.files.items():
             (directory / name).write_bytes(data)
-        application = out_dir / layout.application_file(rendering.workspace, rendering.name)
+        application = out_dir / application_file(rendering.workspace, rendering.name)
         application.parent.mkdir(parents=True, exist_ok=True)
         application.write_bytes(rendering.application_bytes)
         written.append(str(directory))
@@ -159,7 +147,7 @@ def apply(files, cluster_path, repo_path, remote, author, source_commit, deploym
         result = apply_service.apply(renderings, profile, repo, author=author, source_commit=source_commit,
                                      deployment_id=deployment_id, schemas=kube_schemas())
     except ShipyardError as error:
-        raise failure_of_error(error, output) from error
+        raise Failure.of(error, output) from error
     _report(result, output)
 
 
@@ -183,10 +171,8 @@ def delete(app: str, cluster_path: Path, repo_path: Path, remote: str | None, au
         profile = load_profile(cluster_path)
         repo = ClusterRepo(repo_path, branch=profile.branch, remote_url=remote)
         result = apply_service.delete(profile, repo, workspace, name, author=author)
-    except apply_service.AppNotFound as error:
-        raise Failure(str(error), EXIT_NOT_FOUND, kind="not_found", output=output) from error
     except ShipyardError as error:
-        raise failure_of_error(error, output) from error
+        raise Failure.of(error, output) from error
     _report(result, output)
 
 

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.exits import EXIT_INTERNAL, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_NOT_READY, Failure
+from cli.exits import EXIT_INTERNAL, EXIT_NOT_FOUND, EXIT_NOT_READY, Failure
 from cli.output import output_option, print_json, stderr
-from renderer.errors import ShipyardError
+from contract.errors import ShipyardError
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -205,7 +205,7 @@ def reset_password(username: str, ask: bool, database_url: str | None, data_dir:
             try:
                 accounts.set_password(user, password)
             except ShipyardError as exc:
-                raise Failure(str(exc), EXIT_INVALID) from exc
+                raise Failure.of(exc) from exc
             audit.record(session, accounts.principal_for(session, user), "user.reset-password", username,
                          {"by": "shipyard admin reset-password"})
     finally:
@@ -575,12 +575,12 @@ def _worker_class():
             self._end_long_polls()                  # the request threads, long-polls among them)
             super().handle_quit(sig, frame)
 
-        @staticmethod
-        def _end_long_polls() -> None:
-            from webapp.agent_api import bell
-
-            # not in the signal handler itself: it may have interrupted a thread holding the bell's lock
-            threading.Thread(target=bell.close, name="shipyard-stop", daemon=True).start()
+        def _end_long_polls(self) -> None:
+            # the worker's app (gunicorn sets wsgi when it loads it; a failed load has no extensions)
+            control = getattr(getattr(self, "wsgi", None), "extensions", {}).get("shipyard")
+            if control is not None:
+                # not in the signal handler itself: it may have interrupted a thread holding the bell's lock
+                threading.Thread(target=control.bell.close, name="shipyard-stop", daemon=True).start()
 
     return ShipyardWorker
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from renderer.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from contract.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, defer, lazyload
 from gitops.clusters import token_matches
 from gitops.models import Cluster, Tenant, utcnow
 from gitops.status import StatusSettings, pending_commands
-from renderer.errors import Problem
+from contract.addons import ADDON_CRDS, ARGOCD, crd_of
+from contract.errors import Problem
 from renderer.kube import is_core, supported_kubernetes_versions
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering
@@ -89,7 +90,7 @@ class LiveFacts:
             api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
             if is_core(api_version):
                 continue
-            crd = f"{kind.lower()}s.{api_version.partition('/')[0]}"  # the plural of every kind rendered
+            crd = crd_of(api_version, kind)
             if crd not in self.crds:
                 missing.setdefault(crd, kind)
         return [rendering.spec.problem(
@@ -112,7 +113,7 @@ def live_facts(cluster: Cluster) -> LiveFacts | None:
     if version not in supported_kubernetes_versions():
         version = None
     crds = info.get("crds")
-    known = isinstance(crds, list) and "applications.argoproj.io" in crds
+    known = isinstance(crds, list) and ADDON_CRDS[ARGOCD][0] in crds
     return LiveFacts(cluster.name, info["received_at"], version, reported, frozenset(crds) if known else None)
 
 

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from renderer.errors import ShipyardError, SpecError
+from contract.errors import AppNotFound, ShipyardError, SpecError
+from contract.repository import app_dir, application_file
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings
@@ -25,10 +26,6 @@ TRAILER_AUTHOR = "Shipyard-Author"
 TRAILER_SOURCE = "Shipyard-Source-Commit"
 
 MAX_SUMMARY_LINES = 50
-
-
-class AppNotFound(ShipyardError):
-    """The app to delete is not in the cluster repository."""
 
 
 @dataclass
@@ -74,8 +71,8 @@ class ApplyResult:
 def _outcomes(renderings: list[Rendering], base: Snapshot, new: Snapshot) -> list[AppOutcome]:
     out = []
     for r in renderings:
-        path = layout.app_dir(r.workspace, r.name)
-        app_file = layout.application_file(r.workspace, r.name)
+        path = app_dir(r.workspace, r.name)
+        app_file = application_file(r.workspace, r.name)
         before, after = base.tree_id(path), new.tree_id(path)
         if before is None:
             action = "created"
@@ -227,4 +224,4 @@ def delete(
     return ApplyResult(result.commit_id, deployment_id, [outcome], profile.name, result.attempts, result.pushed)
 
 
-__all__ = ["apply", "delete", "ApplyResult", "AppOutcome", "AppNotFound"]
+__all__ = ["apply", "delete", "ApplyResult", "AppOutcome"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from renderer.errors import (
+from contract.errors import (
     Conflict,
     InvalidRequest,
     NotFound,

@@ -22,16 +22,12 @@ from gitops.clusters import profile_of, workspace_scope
 from gitops.models import Application, Cluster, ClusterObject, Command, JobRun, Version, Workspace, utcnow
 from gitops.policy import Principal, Scope
 from gitops.status import StatusSettings, app_pods
-from renderer.errors import Conflict, InvalidRequest, NotFound
-from renderer.render import application_name
+from contract.errors import Conflict, InvalidRequest, NotFound
+from contract.protocol import COMMANDS, MAX_LOG_BYTES, MAX_LOG_LINES
+from contract.repository import application_name
 
-# The commands of agent.protocol that people send through the API (jobs run through /runs),
-# and the bounds of a logs command. The control plane does not import the agent package
-# (layers: webapp/agent_api.py decodes the agent's messages); tests/test_status.py checks
-# that these agree with agent.protocol.
-USER_COMMANDS = ("refresh", "restart", "logs")
-MAX_LOG_LINES = 2000
-MAX_LOG_BYTES = 256 * 1024
+# The commands of the protocol that people send through the API (jobs run through /runs).
+USER_COMMANDS = tuple(name for name in COMMANDS if name != "run-job")
 RUN_STATES = ("queued", "sent", "running", "succeeded", "failed", "expired")
 _WORKFLOW_PHASES = {"Pending": "running", "Running": "running", "Succeeded": "succeeded", "Failed": "failed",
                     "Error": "failed"}
@@ -290,7 +286,7 @@ def _follow(run: JobRun, state: dict, now: dt.datetime) -> None:
 
 
 __all__ = [
-    "USER_COMMANDS", "MAX_LOG_LINES", "MAX_LOG_BYTES", "RUN_STATES", "RUN_KINDS",
+    "USER_COMMANDS", "RUN_STATES", "RUN_KINDS",
     "enqueue_command", "get_command", "claimable_clusters", "claim_commands", "record_result", "command_json",
     "trigger_run", "list_runs", "run_json", "update_runs_from_workflows",
 ]

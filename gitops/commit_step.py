@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from renderer.errors import RepoError, ShipyardError, SpecError
+from contract.errors import RepoError, ShipyardError, SpecError
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings
 from sqlalchemy import bindparam, or_, select, update

@@ -27,7 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from renderer.errors import InvalidRequest, RepoError
+from contract.errors import InvalidRequest, RepoError
 
 _LABEL = b"shipyard: sealed credentials of cluster git remotes, v1"
 MIN_KEY_LENGTH = 32

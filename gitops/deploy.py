@@ -40,7 +40,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from renderer.errors import InvalidRequest, NotFound, RenderError, ShipyardError, SpecError
+from contract.errors import InvalidRequest, NotFound, RenderError, ShipyardError, SpecError
+from contract.repository import app_dir, application_file
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
@@ -49,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gitops import isolation, layout
+from gitops import isolation
 from gitops.agents import live_facts
 from gitops.audit import record
 from gitops.clusters import find_workspace, profile_of, workspace_scope, workspace_settings
@@ -265,9 +266,9 @@ def dry_run(ctx: Context, text: str | bytes, *, filename: str = "<request>") -> 
     for item in planned:
         snapshot = ctx.repos.open(item.cluster).snapshot()
         rendering = item.rendering
-        directory = layout.app_dir(rendering.workspace, rendering.name)
+        directory = app_dir(rendering.workspace, rendering.name)
         before = snapshot.walk(directory)  # keyed by full path already
-        app_file = layout.application_file(rendering.workspace, rendering.name)
+        app_file = application_file(rendering.workspace, rendering.name)
         if (existing := snapshot.read(app_file)) is not None:
             before[app_file] = existing
         after = {f"{directory}/{name}": data for name, data in rendering.files.items()}

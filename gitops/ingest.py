@@ -1,4 +1,4 @@
-"""Status batches from the clusters' agents, applied in order (agent.protocol).
+"""Status batches from the clusters' agents, applied in order (contract.protocol).
 
 - ``ingest`` applies one status batch of a cluster's stream: the next seq is
   applied, a duplicate is acknowledged without applying it, a gap or an
@@ -21,6 +21,7 @@ from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from contract.repository import parse_application_name
 from gitops.commands import RUN_KINDS, update_runs_from_workflows
 from gitops.db import insert_many, update_many
 from gitops.models import Application, AppStatus, Cluster, ClusterObject, StatusEvent, Workspace, utcnow
@@ -37,7 +38,7 @@ class IngestResult(NamedTuple):
 
 def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | None = None,
            settings: StatusSettings | None = None, now: dt.datetime | None = None) -> IngestResult:
-    """Apply one status batch of the cluster's stream (agent.protocol), or say why not.
+    """Apply one status batch of the cluster's stream (contract.protocol), or say why not.
 
     ``repo`` (the cluster repository) maps synced revisions to live versions; without it the
     live version is left as it was.
@@ -105,8 +106,7 @@ def _app_of(name: str, state: dict | None) -> tuple[str, str] | None:
     """(workspace, app) of an ArgoCD Application: its labels, else its name ``<workspace>.<app>``."""
     if state and state.get("workspace") and state.get("app"):
         return str(state["workspace"]), str(state["app"])
-    workspace, dot, app = name.partition(".")
-    return (workspace, app) if dot and workspace and app else None
+    return parse_application_name(name)
 
 
 _GONE = {"sync": "Unknown", "health": "Missing", "operation": None, "revision": None,

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from renderer.errors import InvalidRequest, NotFound, Problem, SpecError
+from contract.errors import InvalidRequest, NotFound, Problem, SpecError
 from renderer.render import Rendering
 from renderer.spec import Spec, parse_secret_ref
 from sqlalchemy import bindparam, or_, select

@@ -1,24 +1,12 @@
-"""The layout of a cluster repository: the public contract with ArgoCD.
+"""The files a change writes into a cluster repository, laid out as ``contract.repository`` says.
 
-::
-
-    bootstrap/project.yaml          AppProject: only workspace namespaces as destinations
-    bootstrap/root.yaml             root Application (app-of-apps over apps/), applied once
-    bootstrap/agent/                the agent's install, when the profile has an ``agent`` section
-                                    (renderer.render.render_agent), numbered for kubectl apply -R:
-      00-namespace.yaml             its Namespace
-      01-serviceaccount.yaml        its ServiceAccount
-      02-externalsecret.yaml        the token Secret from agent.token_ref (External Secrets)
-      10-clusterrole.yaml           list CRDs, nothing else cluster-wide
-      11-clusterrolebinding.yaml
-      20-role-<ns>.yaml             a Role in the ArgoCD namespace and in each workspace namespace
-      21-rolebinding-<ns>.yaml
-      30-deployment.yaml            the agent: one replica, Recreate, token from the Secret as a file
-    apps/<ws>.yaml                  Application of the workspace (its namespace)
-    apps/<ws>/<app>.yaml            Application of one app -> workspaces/<ws>/<app>
-    workspaces/<ws>/namespace.yaml  the workspace's Namespace (labels: environment and its own)
-    workspaces/<ws>/quota.yaml      its ResourceQuota, when the workspace has a quota
-    workspaces/<ws>/<app>/*.yaml    the app's manifests, one object per file
+An app's directory and Application (``rendering_changes``), a workspace's own
+files (``workspace_changes``), ``bootstrap/`` (``bootstrap_changes``, with the
+agent's install numbered for ``kubectl apply -R``: 00 Namespace, 01
+ServiceAccount, 02 ExternalSecret of the token, 10/11 ClusterRole and binding
+to list CRDs, 20/21 a Role and binding per namespace it reads, 30 the
+Deployment), and what a delete removes. Also what the repository says about
+clashes: a Service name another app of the workspace already holds.
 
 Every file holds canonical bytes (renderer.yamlio.dump_manifest), so the same
 input always gives the same tree and an unchanged deploy makes no commit.
@@ -43,36 +31,17 @@ from renderer.render import (
 )
 from renderer.yamlio import dump_manifest
 
+from contract.repository import (AGENT_DIR, APPS_DIR, BOOTSTRAP_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, app_dir,
+                                 application_file, namespace_file, object_filename, preview_owner, quota_file,
+                                 workspace_application_file, workspace_dir)
 from gitops.repo import DELETE, Changes, Directory, Snapshot
-
-BOOTSTRAP_DIR = "bootstrap"
-AGENT_DIR = f"{BOOTSTRAP_DIR}/agent"
-APPS_DIR = "apps"
-WORKSPACES_DIR = "workspaces"
-
-
-def app_dir(workspace: str, app: str) -> str:
-    return f"{WORKSPACES_DIR}/{workspace}/{app}"
-
-
-def application_file(workspace: str, app: str) -> str:
-    return f"{APPS_DIR}/{workspace}/{app}.yaml"
-
-
-def workspace_application_file(workspace: str) -> str:
-    return f"{APPS_DIR}/{workspace}.yaml"
-
-
-def namespace_file(workspace: str) -> str:
-    return f"{WORKSPACES_DIR}/{workspace}/namespace.yaml"
-
 
 def workspaces_in(snapshot: Snapshot) -> list[str]:
     return [name for name in snapshot.list_dir(WORKSPACES_DIR)]
 
 
 def apps_in(snapshot: Snapshot, workspace: str) -> list[str]:
-    return [n[:-5] for n in snapshot.list_dir(f"{APPS_DIR}/{workspace}") if n.endswith(".yaml")]
+    return [n[: -len(MANIFEST_SUFFIX)] for n in snapshot.list_dir(f"{APPS_DIR}/{workspace}") if n.endswith(MANIFEST_SUFFIX)]
 
 
 def app_exists(snapshot: Snapshot, workspace: str, app: str) -> bool:
@@ -85,10 +54,6 @@ def rendering_changes(rendering: Rendering) -> dict[str, object]:
         app_dir(rendering.workspace, rendering.name): Directory(rendering.files),
         application_file(rendering.workspace, rendering.name): rendering.application_bytes,
     }
-
-
-def quota_file(workspace: str) -> str:
-    return f"{WORKSPACES_DIR}/{workspace}/quota.yaml"
 
 
 def workspace_changes(profile: ClusterProfile, workspace: str, settings: WorkspaceSettings | None = None,
@@ -162,22 +127,20 @@ def service_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, l
     """
     clashes = []
     for name in service_names(rendering):
-        owners = {name}
-        if name.endswith("-preview"):
-            owners.add(name[: -len("-preview")])
+        owners = {name, preview_owner(name)} - {None}
         owners.discard(rendering.name)
         for owner in sorted(owners):
             if owner in batch:
                 taken = name in batch[owner]
             else:
-                taken = snapshot.tree_id(f"{app_dir(rendering.workspace, owner)}/service-{name}.yaml") is not None
+                taken = snapshot.tree_id(f"{app_dir(rendering.workspace, owner)}/{object_filename('Service', name)}") is not None
             if taken:
                 clashes.append(name)
     return clashes
 
 
 def delete_workspace_changes(workspace: str) -> Changes:
-    return {f"{WORKSPACES_DIR}/{workspace}": DELETE, f"{APPS_DIR}/{workspace}": DELETE,
+    return {workspace_dir(workspace): DELETE, f"{APPS_DIR}/{workspace}": DELETE,
             workspace_application_file(workspace): DELETE}
 
 
@@ -186,11 +149,6 @@ def delete_app_changes(workspace: str, app: str) -> Changes:
 
 
 __all__ = [
-    "app_dir",
-    "application_file",
-    "workspace_application_file",
-    "namespace_file",
-    "quota_file",
     "workspaces_in",
     "apps_in",
     "app_exists",

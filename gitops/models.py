@@ -168,7 +168,7 @@ class Cluster(Base):
     read_token_hash: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[dt.datetime | None]  # the agent's last call of any kind
     agent_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last heartbeat, as sent
-    # The agent's status stream the control plane follows, and the last batch applied (agent.protocol).
+    # The agent's status stream the control plane follows, and the last batch applied (contract.protocol).
     stream: Mapped[str | None] = mapped_column(String(64))
     stream_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -348,7 +348,7 @@ class Command(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     cluster_id: Mapped[int] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
     application_id: Mapped[int | None] = mapped_column(ForeignKey("application.id", ondelete="SET NULL"))
-    type: Mapped[str] = mapped_column(String(16))  # agent.protocol.COMMANDS
+    type: Mapped[str] = mapped_column(String(16))  # contract.protocol.COMMANDS
     kind: Mapped[str] = mapped_column(String(32))
     namespace: Mapped[str] = mapped_column(String(253))
     name: Mapped[str] = mapped_column(String(253))

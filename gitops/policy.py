@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from renderer.errors import PermissionDenied
+from contract.errors import PermissionDenied
 
 # Permissions, by the level of object they apply to.
 TENANT_PERMISSIONS = frozenset({"tenant.manage", "audit.read", "user.manage", "cluster.create"})

@@ -10,12 +10,12 @@ import datetime as dt
 import difflib
 from typing import Any, NamedTuple
 
-from renderer.errors import InvalidRequest, NotFound
+from contract.errors import InvalidRequest, NotFound
+from contract.repository import app_dir
 from renderer.yamlio import dump_manifest
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from gitops import layout
 from gitops.clusters import find_workspace, workspace_scope
 from gitops.models import Application, Cluster, Version, Workspace
 from gitops.policy import ROLES, Principal, Scope
@@ -128,7 +128,7 @@ def version_diff(ctx: Context, app: Application, a: Any, b: Any) -> dict:
     manifests = None
     if older.commit_id and newer.commit_id:
         repo = ctx.repos.open(app.workspace.cluster)
-        directory = layout.app_dir(app.workspace.name, app.name)
+        directory = app_dir(app.workspace.name, app.name)
         manifests = file_diff(_files_at(repo, older.commit_id, directory), _files_at(repo, newer.commit_id, directory))
     return {"from": older.number, "to": newer.number, "spec": spec_diff, "manifests": manifests}
 

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from renderer.errors import ShipyardError, SpecError
+from contract.errors import ShipyardError, SpecError
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.render import render
 from renderer.spec import load_specs

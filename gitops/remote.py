@@ -26,8 +26,9 @@ import pygit2
 from pygit2.enums import CredentialType
 
 from gitops import egress
+from gitops.https_gateway import GatewaySession, https_gateway
 from gitops.credentials import RemoteCredentials
-from renderer.errors import InvalidRequest, RepoError
+from contract.errors import InvalidRequest, RepoError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def connect(remote: Remote, verb: str) -> Iterator["Connection"]:
     except (InvalidRequest, RepoError) as exc:
         raise RepoError(f"cannot {verb} the remote {egress.redact_url(remote.url)}: {exc}") from exc
     if url.scheme == "https":
-        with egress.https_gateway(url, policy) as gateway:
+        with https_gateway(url, policy) as gateway:
             yield Connection(gateway.url, Callbacks(remote.credentials, None), gateway)
     else:
         with _HOST_KEYS.pinned(address, url.port, remote.credentials.host_keys) as verdict:
@@ -150,7 +151,7 @@ class Callbacks(pygit2.RemoteCallbacks):
 class Connection:
     url: str
     callbacks: Callbacks
-    gateway: egress.GatewaySession | None = None
+    gateway: GatewaySession | None = None
 
     def reason(self) -> str:
         """Why the operation failed, in the plain words of egress and the callbacks."""

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Mapping, Union
 import pygit2
 
 from gitops.remote import Refused, Remote, connect, remote_error
-from renderer.errors import RepoConflict, RepoError
+from contract.errors import RepoConflict, RepoError
 
 log = logging.getLogger(__name__)
 

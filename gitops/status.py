@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 from gitops.models import (Application, AppStatus, Cluster, ClusterObject, Command, StatusEvent, Version,
                            Workspace, utcnow)
 from gitops.repo import ClusterRepo
-from renderer.errors import RepoError
-from renderer.render import application_name
+from contract.errors import RepoError
+from contract.repository import application_name
 
 # Pod reasons that say why an app is not healthy, worst first.
 POD_PROBLEMS = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from renderer.engine import render_template
 from renderer.kube import CORE_ONLY, KubeSchemas
-from renderer.naming import application_name, common_labels
+from contract.repository import app_dir, application_name, workspace_dir
+from renderer.naming import common_labels
 from renderer.profiles import ClusterProfile
 
 
@@ -30,9 +31,9 @@ def render_application(
     if ignore_differences:
         sync_options.append("RespectIgnoreDifferences=true")
     application = {
-        "name": application_name(workspace, app) if app else workspace,
+        "name": application_name(workspace, app),
         "labels": common_labels(profile, workspace, app),
-        "path": f"workspaces/{workspace}/{app}" if app else f"workspaces/{workspace}",
+        "path": app_dir(workspace, app) if app else workspace_dir(workspace),
         "namespace": workspace,
         "sync_options": sync_options,
         "ignore_differences": ignore_differences or [],

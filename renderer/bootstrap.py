@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from renderer.argocd import argocd_context, git_context
 from renderer.engine import render_template
-from renderer.errors import Problem, ProfileError
+from contract.errors import Problem, ProfileError
 from renderer.flavors import flavor_named
 from renderer.kube import CORE_ONLY, KubeSchemas
-from renderer.naming import MANAGED_BY
+from contract.labels import CLUSTER_LABEL, MANAGED_BY
+from contract.repository import APPS_DIR
 from renderer.profiles import ClusterProfile
 
 
@@ -33,14 +34,14 @@ def render_bootstrap(profile: ClusterProfile, workspaces: list[str], schemas: Ku
             profile.kubernetes_version, schemas,
         ),
         "root.yaml": render_template(
-            "argocd/root.yaml.j2", dict(base, root_name=f"shipyard-{profile.name}"), profile.kubernetes_version, schemas
+            "argocd/root.yaml.j2", dict(base, root_name=f"shipyard-{profile.name}", apps_dir=APPS_DIR), profile.kubernetes_version, schemas
         ),
         **render_agent(profile, workspaces, schemas),
     }
 
 
 def _bootstrap_labels(profile: ClusterProfile) -> dict:
-    return {**MANAGED_BY, "shipyard.dev/cluster": profile.name}
+    return {**MANAGED_BY, CLUSTER_LABEL: profile.name}
 
 
 AGENT_NAME = "shipyard-agent"

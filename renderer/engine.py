@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from renderer.errors import RenderError
+from contract.errors import RenderError
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import DEFAULT_KUBERNETES_VERSION
 from renderer.spec import compile_schemas

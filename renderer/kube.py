@@ -26,7 +26,8 @@ from typing import Any
 
 import jsonschema_rs
 
-from renderer.errors import RenderError
+from contract.addons import is_custom
+from contract.errors import RenderError
 
 _K8S_SCHEMA_ROOT = resources.files("kubernetes_validate") / "kubernetes-json-schema"
 _VERSION_DIR = re.compile(r"^v(\d+\.\d+)\.\d+-local-strict$")
@@ -76,8 +77,7 @@ def _crd_validator(directory: str, api_version: str, kind: str) -> jsonschema_rs
 
 
 def is_core(api_version: str) -> bool:
-    group = api_version.rpartition("/")[0]
-    return "." not in group or group.endswith(".k8s.io") and not group.startswith("gateway.networking")
+    return not is_custom(api_version)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from renderer.errors import Problem, SpecError
+from contract.errors import Problem, SpecError
 from renderer.flavors import PlacementError, place
 from renderer.profiles import ClusterProfile
 from renderer.spec import Spec, parse_secret_ref

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from renderer.errors import Problem, ProfileError, SpecError
+from contract.addons import PROFILE_ADDONS
+from contract.errors import Problem, ProfileError, SpecError
 from renderer.kube import supported_kubernetes_versions
 from renderer.spec import SecretRef, parse_secret_ref, schema_problems
 from renderer.yamlio import load_documents
@@ -26,15 +27,7 @@ from renderer.yamlio import load_documents
 PROFILE_SCHEMA = "cluster-profile.schema.json"
 DEFAULT_KUBERNETES_VERSION = "1.33"
 
-ADDONS = (
-    "istio",
-    "gateway_api",
-    "argo_rollouts",
-    "argo_workflows",
-    "keda",
-    "external_secrets",
-    "prometheus_operator",
-)
+ADDONS = PROFILE_ADDONS
 
 DEFAULT_RPS_QUERY = (
     'sum(rate(istio_requests_total{destination_workload_namespace="{namespace}",'

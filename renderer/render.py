@@ -38,10 +38,10 @@ from types import MappingProxyType
 from renderer.argocd import render_application
 from renderer.bootstrap import agent_env, render_agent, render_bootstrap
 from renderer.engine import render_template, warm_up
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.job import render_job
 from renderer.kube import CORE_ONLY, KubeSchemas
-from renderer.naming import application_name, common_labels, object_filename, preview_service_name
+from renderer.naming import common_labels, object_filename
 from renderer.profiles import ClusterProfile
 from renderer.service import render_service
 from renderer.spec import Spec
@@ -172,8 +172,6 @@ __all__ = [
     "render_agent",
     "agent_env",
     "Rendering",
-    "application_name",
-    "preview_service_name",
     "object_filename",
     "common_labels",
 ]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from renderer.engine import render_template
 from renderer.kube import KubeSchemas
-from renderer.naming import app_context, preview_service_name
+from contract.labels import SERVICE_ROLE_LABEL
+from contract.repository import preview_service_name
+from renderer.naming import app_context
 from renderer.pod import SpecProblems, common_objects, env_text, pod_context
 from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
 from renderer.spec import Spec
@@ -196,7 +198,7 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
                 "app": app,
                 "service_name": preview_service_name(spec.name),
                 "service_ports": service_ports,
-                "service_labels": {**app["labels"], "shipyard.dev/service-role": "preview"},
+                "service_labels": {**app["labels"], SERVICE_ROLE_LABEL: "preview"},
             }))
 
     if routes:
@@ -241,6 +243,7 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
             {
                 "app": app,
                 "monitor_labels": monitor_labels,
+                "service_role_label": SERVICE_ROLE_LABEL,
                 "metrics": {
                     "port_name": port_name,
                     "path": metrics.get("path", "/metrics"),

@@ -20,7 +20,8 @@ from typing import Any, Iterable
 
 import jsonschema_rs
 
-from renderer.errors import Problem, SpecError
+from contract.errors import Problem, SpecError
+from contract.labels import RESERVED_PREFIXES
 from renderer.yamlio import Document, load_documents
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -381,8 +382,9 @@ def _semantic_problems(doc: Document) -> list[Problem]:
             problems.append(doc.problem(f'param "{name}" is declared twice', ("params", index, "name")))
     user_labels = body.get("labels") or {}
     for label in user_labels:
-        if label.startswith(("app.kubernetes.io/", "shipyard.dev/")):
-            problems.append(doc.problem(f'label "{label}" is set by Shipyard; choose a key outside app.kubernetes.io/ and shipyard.dev/', ("labels", label), key=True))
+        if label.startswith(RESERVED_PREFIXES):
+            problems.append(doc.problem(f'label "{label}" is set by Shipyard; choose a key outside '
+                                        f'{" and ".join(RESERVED_PREFIXES)}', ("labels", label), key=True))
     return problems
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from contract.labels import ENVIRONMENT_LABEL, KUBERNETES_PREFIXES, RESERVED_PREFIXES
 from renderer.engine import render_template
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.naming import common_labels
@@ -46,7 +47,7 @@ def workspace_settings_problems(labels: dict, quota: dict) -> list[str]:
     for key, value in labels.items():
         if not _LABEL_KEY.match(key) or len(key) > 253:
             problems.append(f'label key "{key}" is not a valid Kubernetes label key')
-        elif key.startswith(("shipyard.dev/", "app.kubernetes.io/", "kubernetes.io/", "k8s.io/")):
+        elif key.startswith(RESERVED_PREFIXES + KUBERNETES_PREFIXES):
             problems.append(f'label key "{key}" is reserved; Shipyard and Kubernetes set it')
         if not _LABEL_VALUE.match(str(value)):
             problems.append(f'label "{key}" has a value Kubernetes refuses: up to 63 letters, digits, "-", "_", "."')
@@ -62,7 +63,7 @@ def render_namespace(profile: ClusterProfile, workspace: str, settings: Workspac
                      schemas: KubeSchemas = CORE_ONLY) -> dict:
     settings = settings or WorkspaceSettings()
     labels = {**dict(settings.labels), **common_labels(profile, workspace),
-              "shipyard.dev/environment": settings.environment}
+              ENVIRONMENT_LABEL: settings.environment}
     context = {"namespace": workspace, "labels": labels}
     return render_template("common/namespace.yaml.j2", context, profile.kubernetes_version, schemas)
 

@@ -54,7 +54,7 @@ from ruamel.yaml.reader import ReaderError
 from yaml.cyaml import CParser
 from yaml.events import DocumentStartEvent, MappingEndEvent, MappingStartEvent, ScalarEvent, SequenceEndEvent, SequenceStartEvent
 
-from renderer.errors import Problem, SpecError
+from contract.errors import Problem, SpecError
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 100_000

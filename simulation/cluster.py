@@ -37,7 +37,8 @@ from collections.abc import Callable
 import httpx
 
 from agent.backoff import Backoff, control_plane_retry_after
-from agent.protocol import COMMANDS, MAX_LOG_LINES, Command, CommandResult, Heartbeat
+from contract.addons import ADDON_CRDS, ARGOCD, addons_installed
+from contract.protocol import COMMANDS, MAX_LOG_LINES, Command, CommandResult, Heartbeat
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from simulation.errors import SimulationError
 from simulation.repository import GitMirror
@@ -50,16 +51,6 @@ log = logging.getLogger(__name__)
 SIMULATOR_VERSION = "0.1.0"
 AGENT_VERSION = f"simulated-{SIMULATOR_VERSION}"
 MAX_WORKFLOWS_PER_APP = 10
-# What the addons of a cluster profile install, as the CRD names a real agent would report.
-ADDON_CRDS = {
-    "argo_rollouts": ["rollouts.argoproj.io"],
-    "argo_workflows": ["workflows.argoproj.io", "workflowtemplates.argoproj.io", "cronworkflows.argoproj.io"],
-    "keda": ["scaledobjects.keda.sh"],
-    "istio": ["virtualservices.networking.istio.io"],
-    "gateway_api": ["httproutes.gateway.networking.k8s.io"],
-    "external_secrets": ["externalsecrets.external-secrets.io", "clustersecretstores.external-secrets.io"],
-    "prometheus_operator": ["servicemonitors.monitoring.coreos.com"],
-}
 
 
 class SimulatedCluster:
@@ -265,11 +256,12 @@ class SimulatedCluster:
     # -- the agent's side ---------------------------------------------------------------------------
 
     def heartbeat(self) -> Heartbeat:
-        crds = ["applications.argoproj.io"] + [c for addon in self.settings.addons for c in ADDON_CRDS.get(addon, [])]
+        # what a real agent would find: ArgoCD's CRDs and those of every addon the cluster runs
+        crds = {crd for addon in (ARGOCD, *self.settings.addons) for crd in ADDON_CRDS.get(addon, ())}
         with self._lock:
             namespaces = sorted({sim.source.namespace for sim in self.apps.values()})
         return Heartbeat(agent_version=AGENT_VERSION, kubernetes_version=self.settings.kubernetes_version,
-                         addons=sorted(self.settings.addons), crds=sorted(set(crds)), namespaces=namespaces,
+                         addons=addons_installed(crds), crds=sorted(crds), namespaces=namespaces,
                          objects=len(self.tracker), pending=len(self.outbox), simulated=True)
 
     def handle(self, command: Command) -> CommandResult:
@@ -348,4 +340,4 @@ def states_by_kind(cluster: SimulatedCluster) -> dict[str, dict[str, dict]]:
     return found
 
 
-__all__ = ["AGENT_VERSION", "ADDON_CRDS", "SimulatedCluster", "states_by_kind"]
+__all__ = ["AGENT_VERSION", "SimulatedCluster", "states_by_kind"]

@@ -25,12 +25,17 @@ from typing import Any
 
 import yaml
 
+from contract.repository import (APPS_DIR, WORKSPACES_DIR, app_of_application_file, app_of_manifest_file,
+                                 kind_of_filename)
 from simulation.errors import SimulationError
 
 log = logging.getLogger(__name__)
 
 WORKLOAD_KINDS = ("Deployment", "Rollout")
 JOB_KINDS = ("WorkflowTemplate", "CronWorkflow", "CronJob")
+SCALER_KINDS = ("ScaledObject", "HorizontalPodAutoscaler")
+# the files ArgoCD's simulated sync parses; the rest of an app's directory is only listed
+_READ_KINDS = frozenset(kind.lower() for kind in (*WORKLOAD_KINDS, *JOB_KINDS, *SCALER_KINDS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +97,7 @@ class GitMirror:
 
     def read_apps(self, revision: str) -> dict[tuple[str, str], AppSource]:
         """Every app of the repository at ``revision``, as ArgoCD's root app-of-apps would find them."""
-        listing = self._git("ls-tree", "-r", "-z", revision, "--", "apps", "workspaces")
+        listing = self._git("ls-tree", "-r", "-z", revision, "--", APPS_DIR, WORKSPACES_DIR)
         blobs: dict[str, str] = {}
         for entry in listing.split(b"\0"):
             if not entry:
@@ -102,17 +107,15 @@ class GitMirror:
         wanted = []
         app_files: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for path, blob in blobs.items():
-            parts = path.split("/")
-            if parts[0] == "apps" and len(parts) == 3 and parts[2].endswith(".yaml"):
-                app_files.setdefault((parts[1], parts[2][:-5]), []).append((path, blob))
+            app = app_of_application_file(path)
+            if app:
+                app_files.setdefault(app, []).append((path, blob))
                 wanted.append(blob)
         for path, blob in blobs.items():
-            parts = path.split("/")
-            if parts[0] == "workspaces" and len(parts) == 4 and (parts[1], parts[2]) in app_files:
-                app_files[(parts[1], parts[2])].append((path, blob))
-                if parts[3].split("-", 1)[0] in ("deployment", "rollout", "scaledobject",
-                                                 "horizontalpodautoscaler", "workflowtemplate",
-                                                 "cronworkflow", "cronjob"):
+            manifest = app_of_manifest_file(path)
+            if manifest and manifest[:2] in app_files:
+                app_files[manifest[:2]].append((path, blob))
+                if kind_of_filename(manifest[2]) in _READ_KINDS:
                     wanted.append(blob)
         self._load_blobs(wanted)
         apps = {}
@@ -157,7 +160,7 @@ class GitMirror:
             spec = workload.get("spec") or {}
             replicas = spec.get("replicas")
             if replicas is None:  # an autoscaler owns them: start at its minimum, as it would
-                scaler = next((o for o in objects if o.get("kind") in ("ScaledObject", "HorizontalPodAutoscaler")), {})
+                scaler = next((o for o in objects if o.get("kind") in SCALER_KINDS), {})
                 scaler_spec = scaler.get("spec") or {}
                 replicas = scaler_spec.get("minReplicaCount", scaler_spec.get("minReplicas", 1))
             template = (spec.get("template") or {}).get("spec") or {}

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from agent import summaries
+from contract import labels
 from simulation.repository import AppSource
 from simulation.settings import SimulationSettings
 from simulation.switches import NO_FAULT, Fault
@@ -53,8 +54,8 @@ def _short_hash(*parts: Any, size: int = 5) -> str:
 
 
 def _labels(source: AppSource) -> dict[str, str]:
-    return {"app.kubernetes.io/name": source.name, summaries.MANAGED_LABEL: "shipyard",
-            summaries.WORKSPACE_LABEL: source.workspace, summaries.APP_LABEL: source.name}
+    return {labels.NAME_LABEL: source.name, **labels.MANAGED_BY,
+            labels.WORKSPACE_LABEL: source.workspace, labels.APP_LABEL: source.name}
 
 
 def kubernetes_time(seconds: float) -> str:

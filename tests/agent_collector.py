@@ -1,4 +1,4 @@
-"""A small control-plane stand-in for agent tests: the agent endpoints of agent.protocol on loopback.
+"""A small control-plane stand-in for agent tests: the agent endpoints of contract.protocol on loopback.
 
 It keeps the seq rules the real control plane keeps (a stream starts with a
 snapshot at seq 1; the next seq is applied; a duplicate is acknowledged
@@ -19,7 +19,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from agent.protocol import API_PREFIX, decode_batch
+from contract.protocol import API_PREFIX, decode_batch
 
 
 class Collector:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from werkzeug.serving import make_server  # noqa: E402
 
+from contract.repository import app_dir, application_file
 import gitops.apply  # noqa: E402
 from webapp import create_app  # noqa: E402
 
@@ -244,7 +245,6 @@ def check_consistency(plane: Plane, accepted: list[tuple[str, int]] = (), before
     from renderer.render import render
     from renderer.spec import load_specs
 
-    from gitops import layout
     from gitops.clusters import profile_of
 
     versions = plane.versions()
@@ -306,11 +306,11 @@ def check_consistency(plane: Plane, accepted: list[tuple[str, int]] = (), before
         workspace = highest.application.workspace
         (spec,) = load_specs(json.dumps(highest.spec, ensure_ascii=False), f"{app} v{highest.number}")
         rendering = render(spec, profile_of(workspace.cluster))
-        directory = layout.app_dir(workspace.name, app)
+        directory = app_dir(workspace.name, app)
         expected = {f"{directory}/{name}": data for name, data in rendering.files.items()}
         snapshot = repo.snapshot()
         if snapshot.walk(directory) != expected or \
-                snapshot.read(layout.application_file(workspace.name, app)) != rendering.application_bytes:
+                snapshot.read(application_file(workspace.name, app)) != rendering.application_bytes:
             problems.append(f"{app}: the repository does not hold the rendering of v{highest.number}")
     fsck = subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict"], capture_output=True, text=True)
     if fsck.returncode != 0:

@@ -19,15 +19,16 @@ import pytest
 import yaml
 
 from agent.main import Agent
-from agent.protocol import Command
+from contract.protocol import Command
 from agent.report import Tracker
 from agent.settings import AgentSettings
 from agent.watch import targets
+from contract.repository import AGENT_DIR
 from gitops import apply as apply_service
 from gitops import layout
 from gitops.models import Cluster
 from gitops.repo import DELETE, ClusterRepo, Directory
-from renderer.errors import ProfileError, SpecError
+from contract.errors import ProfileError, SpecError
 from renderer.profiles import ClusterProfile, load_profile, load_profile_text
 from renderer.render import WorkspaceSettings, render, render_bootstrap, reserved_namespaces
 from renderer.spec import load_specs
@@ -390,7 +391,7 @@ def test_profiles_without_agent_render_no_agent_files(cluster, flavor):
     assert profile.agent is None
     assert sorted(render_bootstrap(profile, ["storefront"])) == ["project.yaml", "root.yaml"]
     changes = layout.bootstrap_changes(profile, ["storefront"])
-    assert changes[layout.AGENT_DIR] is DELETE
+    assert changes[AGENT_DIR] is DELETE
     assert "ignore" not in yaml.safe_load(changes["bootstrap/project.yaml"])["spec"]["orphanedResources"]
 
 
@@ -440,11 +441,11 @@ def _remove_workspace(repo: ClusterRepo, profile: ClusterProfile, name: str) -> 
 
 
 def _agent_listing(repo: ClusterRepo) -> list[str]:
-    return sorted(p[len(layout.AGENT_DIR) + 1:] for p in repo.snapshot().walk() if p.startswith(layout.AGENT_DIR + "/"))
+    return sorted(p[len(AGENT_DIR) + 1:] for p in repo.snapshot().walk() if p.startswith(AGENT_DIR + "/"))
 
 
 def _namespaces_env(repo: ClusterRepo) -> str:
-    deployment = yaml.safe_load(repo.snapshot().read(f"{layout.AGENT_DIR}/30-deployment.yaml"))
+    deployment = yaml.safe_load(repo.snapshot().read(f"{AGENT_DIR}/30-deployment.yaml"))
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     return next(e["value"] for e in env if e["name"] == "SHIPYARD_NAMESPACES")
 
@@ -473,10 +474,10 @@ def test_the_rbac_follows_workspaces_added_and_removed(tmp_path):
 
 def test_bootstrap_changes_write_the_agent_directory_whole():
     changes = layout.bootstrap_changes(lab(), ["storefront"])
-    directory = changes[layout.AGENT_DIR]
+    directory = changes[AGENT_DIR]
     assert isinstance(directory, Directory)
     assert set(directory.files) >= {"00-namespace.yaml", "30-deployment.yaml", "20-role-storefront.yaml"}
-    assert not any(path.startswith(layout.AGENT_DIR + "/") for path in changes)
+    assert not any(path.startswith(AGENT_DIR + "/") for path in changes)
 
 
 @pytest.mark.parametrize("flavor", ["eks", "kind"])
@@ -485,7 +486,7 @@ def test_kubectl_builds_every_agent_file(kubectl, tmp_path, flavor):
     repo = ClusterRepo(tmp_path / "cluster.git")
     _apply_workspaces(repo, profile, ["payments", "storefront"])
     subprocess.run(["git", "clone", "--quiet", str(repo.path), str(tmp_path / "clone")], check=True, timeout=60)
-    directory = tmp_path / "clone" / layout.AGENT_DIR
+    directory = tmp_path / "clone" / AGENT_DIR
     built = assert_kustomize_builds(kubectl, directory, tmp_path / "work")
     kinds = sorted(obj["kind"] for obj in built)
     expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "Role", "Role", "Role",

@@ -6,7 +6,7 @@ import pytest
 
 from agent.commands import Executor
 from agent.kube import KubeApi
-from agent.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command
+from contract.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command
 from agent.settings import AgentSettings
 from tests.fakekube import FakeKube, client_configuration
 

@@ -1,6 +1,6 @@
 """The agent's tracker and outbox: deltas only on change, coalesced per object, bounded memory."""
 
-from agent.protocol import Delta, decode_batch, digest_of
+from contract.protocol import Delta, decode_batch, digest_of
 from agent.report import Outbox, Tracker
 from agent.summaries import pod
 

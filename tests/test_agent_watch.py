@@ -21,7 +21,7 @@ import pytest
 
 from agent.kube import APPLICATION, DEPLOYMENT, POD, KubeApi
 from agent.main import Agent, metrics_registry
-from agent.protocol import ObjectKey
+from contract.protocol import ObjectKey
 from agent.report import Outbox, Tracker
 from agent.settings import AgentSettings
 from agent.summaries import application

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from contract.repository import app_dir, application_file
 from gitops import accounts, layout
 from gitops.apply import TRAILER_DEPLOYMENT
 from gitops.clusters import hash_token
@@ -49,10 +50,10 @@ def repo_of(app, cluster: str = "demo", tenant: str = "default"):
 def app_files(repo, workspace: str, app: str, commit=None) -> dict[str, bytes]:
     """The app's manifests and its ArgoCD Application at ``commit`` (default: the tip)."""
     snapshot = repo.snapshot(commit)
-    files = snapshot.walk(layout.app_dir(workspace, app))  # keyed by full path
-    application = snapshot.read(layout.application_file(workspace, app))
+    files = snapshot.walk(app_dir(workspace, app))  # keyed by full path
+    application = snapshot.read(application_file(workspace, app))
     if application is not None:
-        files[layout.application_file(workspace, app)] = application
+        files[application_file(workspace, app)] = application
     return files
 
 
@@ -505,8 +506,8 @@ def test_delete_app_keeps_history(plane_app, seeded):
     assert deleted == {**deleted, "number": 2, "action": "delete", "state": "committed", "changed": True}
     snapshot = repo.snapshot()
     assert deleted["commit"] == str(repo.tip())
-    assert snapshot.tree_id(layout.app_dir("storefront", "web")) is None
-    assert snapshot.read(layout.application_file("storefront", "web")) is None
+    assert snapshot.tree_id(app_dir("storefront", "web")) is None
+    assert snapshot.read(application_file("storefront", "web")) is None
     assert layout.app_exists(snapshot, "storefront", "keep")
 
     app = ok(admin.get(f"{API}/apps/demo/storefront/web"))

@@ -18,7 +18,7 @@ import pygit2
 import pytest
 from sqlalchemy import insert, select
 
-from agent.protocol import Delta, Heartbeat, StatusBatch, decode_batch, encode
+from contract.protocol import Delta, Heartbeat, StatusBatch, decode_batch, encode
 from gitops.db import insert_many, make_engine, update_many, upgrade
 from gitops.models import AppStatus, Application, Cluster, ClusterObject, Tenant, Workspace, utcnow
 from gitops.repo import ClusterRepo, _within

@@ -62,7 +62,7 @@ def test_validate_json(tmp_path):
     result = shipyard("validate", str(bad), "--output", "json")
     assert result.returncode == 1
     payload = json.loads(result.stdout)
-    assert payload["ok"] is False and payload["error"] == "invalid"
+    assert payload["ok"] is False and payload["error"] == "spec_invalid"
     assert {p["path"] for p in payload["problems"]} == {""}
     assert all(p["line"] == 1 for p in payload["problems"])
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer.errors import RenderError
+from contract.errors import RenderError
 from renderer.kube import CORE_ONLY, is_core
 from renderer.profiles import load_profile
 from renderer.render import render, render_all

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from renderer.errors import SpecError
+from contract.errors import SpecError
 
 WORKER = """\
 type: service

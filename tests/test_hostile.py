@@ -6,7 +6,7 @@ from ruamel.yaml import YAML
 
 from renderer.profiles import load_profile
 from renderer.render import render, render_template
-from renderer.errors import RenderError
+from contract.errors import RenderError
 from renderer.spec import load_specs
 from renderer.yamlio import dump_all, dump_manifest, flow
 
@@ -85,7 +85,7 @@ def test_templates_never_bypass_the_filter():
 
 
 def test_thousands_of_nested_brackets_are_refused_at_once_with_a_position():
-    from renderer.errors import SpecError
+    from contract.errors import SpecError
     from renderer.spec import load_specs
 
     with pytest.raises(SpecError) as caught:

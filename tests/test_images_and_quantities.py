@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.profiles import load_profile
 from renderer.render import render
 from renderer.spec import load_specs

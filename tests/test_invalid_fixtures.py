@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from renderer.errors import Problem, SpecError
+from contract.errors import Problem, SpecError
 from renderer.profiles import load_profile
 from renderer.render import render_all
 from renderer.spec import load_spec_files

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from gitops import isolation
 from gitops.models import HostClaim, Workspace
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.spec import load_specs
 from tests.plane import Api, add_cluster, add_workspace, deploy_yaml, make_user, served  # noqa: F401 - served: a fixture
 

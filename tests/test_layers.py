@@ -10,19 +10,22 @@ to start quickly, and nothing imports it back.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("renderer", "gitops", "webapp", "agent", "simulation", "cli")
+PACKAGES = ("contract", "renderer", "gitops", "webapp", "agent", "simulation", "cli")
 
-# What each package may import of the others (ARCHITECTURE.md, "Layers: imports go one way").
+# What each package may import of the others (ARCHITECTURE.md, "Layers: imports go one way"); the
+# contract is at the bottom, for all of them, and imports only the standard library.
 MAY_IMPORT = {
-    "renderer": set(),
-    "gitops": {"renderer"},
-    "webapp": {"renderer", "gitops", "agent"},  # agent: its wire protocol, spoken by the agent endpoints
-    "agent": set(),
-    "simulation": {"agent"},
-    "cli": {"renderer", "gitops", "webapp", "agent", "simulation"},
+    "contract": set(),
+    "renderer": {"contract"},
+    "gitops": {"contract", "renderer"},
+    "webapp": {"contract", "renderer", "gitops"},
+    "agent": {"contract"},
+    "simulation": {"contract", "agent"},
+    "cli": {"contract", "renderer", "gitops", "webapp", "agent", "simulation"},
 }
 
 
@@ -66,6 +69,14 @@ def test_no_package_imports_a_layer_above_it():
             if other in PACKAGES and other != own and other not in MAY_IMPORT[own]:
                 wrong.append(f"{module} imports {imported}")
     assert wrong == []
+
+
+def test_the_contract_imports_only_the_standard_library():
+    outside = [f"{module} imports {imported}" for module, path in _product_modules().items()
+               if module.split(".")[0] == "contract"
+               for imported, _ in _imports(path)
+               if imported.split(".")[0] not in sys.stdlib_module_names and imported.split(".")[0] != "contract"]
+    assert outside == []
 
 
 def test_no_import_cycles():

@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 from sqlalchemy import func, select
 
-from agent.protocol import Heartbeat
+from contract.protocol import Heartbeat
 from gitops.clusters import profile_of
 from gitops.models import Cluster, Version
 from gitops.agents import live_facts

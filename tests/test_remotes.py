@@ -35,10 +35,11 @@ from sqlalchemy import select, update
 
 from gitops import egress
 from gitops.credentials import CredentialsKey, password_credentials
-from gitops.egress import EgressPolicy, https_gateway, parse_remote_url, tls_context
+from gitops.egress import EgressPolicy, parse_remote_url
+from gitops.https_gateway import REDIRECTED, https_gateway, tls_context
 from gitops.models import Cluster
 from gitops.repo import ClusterRepo, Remote
-from renderer.errors import InvalidRequest, RepoError
+from contract.errors import InvalidRequest, RepoError
 from tests.plane import (PROFILE, add_cluster, add_workspace, app_config, deploy_yaml, make_user,  # noqa: F401 - served
                          served, service_spec)
 from webapp import create_app
@@ -496,7 +497,7 @@ def test_the_gateway_forwards_only_git_requests_for_the_remote(git_server):
     with https_gateway(moved, policy) as gateway:
         answer = ask(gateway.url, b"GET /moved.git/info/refs HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 502") and b"Location" not in answer
-        assert gateway.failure == egress.REDIRECTED
+        assert gateway.failure == REDIRECTED
 
 
 def test_an_untrusted_certificate_is_refused_plainly(tmp_path, git_server):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer.errors import RenderError, SpecError
+from contract.errors import RenderError, SpecError
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.render import KIND_RENDERERS, render
 

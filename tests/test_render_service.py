@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.profiles import load_profile_text
 from renderer.render import render, render_all
 from renderer.spec import load_spec_files, load_specs

@@ -11,7 +11,7 @@ import yaml
 from gitops import apply as apply_service
 from gitops import layout
 from gitops.repo import DELETE, ClusterRepo, Directory
-from renderer.errors import RepoError, SpecError
+from contract.errors import AppNotFound, RepoError, SpecError
 from renderer.profiles import load_profile
 from renderer.render import render
 from renderer.spec import load_specs
@@ -121,7 +121,7 @@ def test_delete_removes_directory_and_application_in_one_commit(repo):
     assert snapshot.read("workspaces/team-a/namespace.yaml") is not None
     commit = repo.repo[result.commit_id]
     assert commit.message.startswith("Delete team-a/api") and len(commit.parents) == 1
-    with pytest.raises(apply_service.AppNotFound):
+    with pytest.raises(AppNotFound):
         apply_service.delete(PROFILE, repo, "team-a", "api")
     assert len(repo.log()) == 2
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.backoff import Backoff
-from agent.protocol import Command
+from contract.protocol import Command
 from simulation import AGENT_VERSION, SimulatedCluster, SimulationError, SimulationSettings, Switches, \
     run_many, states_by_kind
 from tests.plane import (add_cluster, add_workspace, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture

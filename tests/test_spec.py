@@ -2,7 +2,7 @@
 
 import pytest
 
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.spec import SecretRef, load_specs, parse_secret_ref
 
 GOOD = """\

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from gitops.models import AuditEvent, Version
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.yamlio import MAX_EXPANDED_NODES, _load_with_ruamel, document_spans, load_documents
 from tests.plane import add_cluster, add_workspace, deploy_yaml, service_spec
 from tests.test_api import error, ok

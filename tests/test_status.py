@@ -18,10 +18,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from agent import summaries
-from agent.protocol import CommandResult, Delta, Heartbeat, StatusBatch, encode
+from contract import labels
+from contract import protocol
+from contract.protocol import CommandResult, Delta, Heartbeat, StatusBatch, encode
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from gitops.models import Cluster, ClusterObject, Command, StatusEvent
-from renderer.render import application_name
+from contract.repository import application_name
 from tests.plane import (PROFILE, add_cluster, add_workspace, app_config, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
                          service_spec)
 from webapp import create_app
@@ -467,6 +469,11 @@ def test_commands_go_out_once_and_come_back_with_results(plane_app, world, clien
     logs = viewer.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "logs", "params": {"tail_lines": 50}})
     assert logs.status_code == 201 and logs.get_json()["name"] == "web-1"
     assert logs.get_json()["params"]["tail_lines"] == 50
+    # the bounds are the wire protocol's, which the agent enforces too
+    assert logs.get_json()["params"]["limit_bytes"] == protocol.MAX_LOG_BYTES
+    for too_much in ({"tail_lines": protocol.MAX_LOG_LINES + 1}, {"limit_bytes": protocol.MAX_LOG_BYTES + 1}):
+        assert viewer.post(f"{API}/apps/demo/storefront/web/commands",
+                           json={"type": "logs", "params": too_much}).status_code == 400
     assert viewer.post(f"{API}/apps/demo/storefront/web/commands",
                        json={"type": "logs", "params": {"pod": "someone-else"}}).status_code == 404
     assert admin.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "run-job"}).status_code == 400
@@ -593,18 +600,10 @@ def test_an_application_missing_from_a_snapshot_is_missing(plane_app, world, cli
     assert "gone" in status["message"]
 
 
-def test_the_control_plane_command_vocabulary_agrees_with_the_agent_protocol():
-    from agent import protocol
-    from gitops import commands
-
-    assert set(commands.USER_COMMANDS) == set(protocol.COMMANDS) - {"run-job"}
-    assert (commands.MAX_LOG_LINES, commands.MAX_LOG_BYTES) == (protocol.MAX_LOG_LINES, protocol.MAX_LOG_BYTES)
-
-
 def job_object(name: str, cronjob: str, **status) -> dict:
     """A Job as the API server has it after ``kubectl create job --from=cronjob/...``."""
     return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "namespace": "batch", "labels": {summaries.APP_LABEL: "nightly"},
+            "metadata": {"name": name, "namespace": "batch", "labels": {labels.APP_LABEL: "nightly"},
                          "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob}]},
             "status": status}
 

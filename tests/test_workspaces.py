@@ -7,6 +7,7 @@ import subprocess
 
 import yaml
 
+from contract.repository import namespace_file, quota_file
 from gitops import layout
 from gitops.models import Cluster
 from tests.plane import PROFILE, add_cluster, add_workspace, deploy_yaml, service_spec
@@ -30,10 +31,10 @@ def test_workspace_labels_and_quota_reach_the_repository(plane_app, admin):
         "name": "payments", "environment": "prod", "labels": {"team": "payments", "cost-center": "cc-42"},
         "quota": {"requests.cpu": "8", "requests.memory": "16Gi", "pods": 40}})
     assert response.status_code == 201, response.get_json()
-    namespace = read(plane_app, layout.namespace_file("payments"))
+    namespace = read(plane_app, namespace_file("payments"))
     assert namespace["metadata"]["labels"]["team"] == "payments"
     assert namespace["metadata"]["labels"]["shipyard.dev/environment"] == "prod"
-    quota = read(plane_app, layout.quota_file("payments"))
+    quota = read(plane_app, quota_file("payments"))
     assert quota["kind"] == "ResourceQuota" and quota["metadata"]["namespace"] == "payments"
     assert quota["spec"]["hard"] == {"pods": "40", "requests.cpu": "8", "requests.memory": "16Gi"}
     project = read(plane_app, "bootstrap/project.yaml")
@@ -41,14 +42,14 @@ def test_workspace_labels_and_quota_reach_the_repository(plane_app, admin):
 
     # a deploy into the workspace keeps its labels and quota
     assert deploy_yaml(admin, service_spec("api", "payments")).status_code == 200
-    assert read(plane_app, layout.namespace_file("payments")) == namespace
-    assert read(plane_app, layout.quota_file("payments")) == quota
+    assert read(plane_app, namespace_file("payments")) == namespace
+    assert read(plane_app, quota_file("payments")) == quota
 
     # dropping the quota removes the ResourceQuota; relabelling rewrites the Namespace
     response = admin.patch("/api/v1/clusters/demo/workspaces/payments", json={"quota": {}, "labels": {"team": "billing"}})
     assert response.status_code == 200, response.get_json()
-    assert read(plane_app, layout.quota_file("payments")) is None
-    labels = read(plane_app, layout.namespace_file("payments"))["metadata"]["labels"]
+    assert read(plane_app, quota_file("payments")) is None
+    labels = read(plane_app, namespace_file("payments"))["metadata"]["labels"]
     assert labels["team"] == "billing" and "cost-center" not in labels
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml as pyyaml
 from ruamel.yaml import YAML
 
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.yamlio import dump_manifest, flow, load_documents, parse_rendered
 
 # Strings that a YAML 1.1 or 1.2 reader would take for something else, or that

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from renderer import yamlio
-from renderer.errors import SpecError
+from contract.errors import SpecError
 from renderer.yamlio import Document, flow, load_documents
 from tests.test_hostile import hostile_spec
 from tests.test_yaml import HOSTILE

@@ -1,4 +1,4 @@
-"""The agent endpoints ``/agent/v1/<tenant>/<cluster>/...`` (agent.protocol), thin over gitops.agents,
+"""The agent endpoints ``/agent/v1/<tenant>/<cluster>/...`` (contract.protocol), thin over gitops.agents,
 gitops.ingest and gitops.commands.
 
 Every call carries ``Authorization: Bearer <agent token>`` of the cluster in
@@ -15,21 +15,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import threading
 import time
 import zlib
-from collections import Counter
-from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from agent.protocol import CommandResult, Heartbeat, decode_batch
+from contract.protocol import CommandResult, Heartbeat, decode_batch
 from gitops import agents, ingest, status
-from gitops.commands import claim_commands, claimable_clusters, record_result
+from gitops.commands import claim_commands, record_result
 from gitops.models import Cluster, utcnow
-from renderer.errors import InvalidRequest
+from contract.errors import InvalidRequest
 from webapp.auth import Unauthorized, csrf, public
 from webapp.request_text import loads_storable
 from webapp.plane import db_session, plane
@@ -39,37 +36,6 @@ bp = Blueprint("agent", __name__, url_prefix="/agent/v1/<tenant>/<cluster>")
 
 AGENT_AUTHZ = "authorized by the cluster's agent token, not a principal"
 MAX_WAIT = 30
-POLL_INTERVAL = 1.0  # how often a process looks for commands queued by another one (CommandWatch)
-
-
-class CommandBell:
-    """Wakes the long-polls of a cluster in this process when a command for it is queued."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._conditions: dict[int, threading.Condition] = {}
-        self.closing = threading.Event()  # the server is stopping: long-polls answer now
-
-    def condition(self, cluster_id: int) -> threading.Condition:
-        with self._lock:
-            return self._conditions.setdefault(cluster_id, threading.Condition())
-
-    def ring(self, cluster_id: int) -> None:
-        condition = self.condition(cluster_id)
-        with condition:
-            condition.notify_all()
-
-    def close(self) -> None:
-        """Answer every long-poll of this process (empty) and every later one at once."""
-        self.closing.set()
-        with self._lock:
-            conditions = list(self._conditions.values())
-        for condition in conditions:
-            with condition:
-                condition.notify_all()
-
-
-bell = CommandBell()
 
 
 def _settings() -> status.StatusSettings:
@@ -188,31 +154,23 @@ def poll_commands(tenant: str, cluster: str):
     # Each waiting poll holds one of the server's threads: past AGENT_LONG_POLLS of them in this
     # process, a poll is answered at once and told when to come again, so deploys and status
     # never queue behind agents that wait.
-    held = _long_polls(current_app).acquire(blocking=False) if wait else True
+    held = control.long_polls.acquire(blocking=False) if wait else True
     try:
         answer = _poll(control, settings, cluster_id, wait if held else 0)
     finally:
         if held and wait:
-            _long_polls(current_app).release()
+            control.long_polls.release()
     if not held:
         answer["poll_again_in"] = round(random.uniform(0.5, 1.0) * float(current_app.config["AGENT_POLL_PAUSE"]), 1)
     return answer
 
 
-def _long_polls(app: Flask) -> threading.BoundedSemaphore:
-    budget = app.extensions.get("shipyard.long_polls")
-    if budget is None:
-        limit = int(app.config["AGENT_LONG_POLLS"]) or 1_000_000  # 0: as many as come
-        budget = app.extensions.setdefault("shipyard.long_polls", threading.BoundedSemaphore(limit))
-    return budget
-
-
 def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) -> dict:
     """Claim the cluster's commands; when there are none, wait for its bell (up to ``wait`` s), then again."""
     deadline = time.monotonic() + wait
-    condition = bell.condition(cluster_id)
+    condition = control.bell.condition(cluster_id)
     first = True
-    with _watch(control).waiting(cluster_id):
+    with control.command_watch.waiting(cluster_id):
         while True:
             with control.sessions.begin() as session:
                 if first:
@@ -224,63 +182,10 @@ def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) 
             if out:
                 return {"commands": out}
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or bell.closing.is_set():
+            if remaining <= 0 or control.bell.closing.is_set():
                 return {"commands": []}
             with condition:
                 condition.wait(remaining)
-
-
-class CommandWatch:
-    """Rings the bells of this process's waiting long-polls for commands queued by other processes.
-
-    One thread asks the database every POLL_INTERVAL which clusters with a waiting poll have
-    commands to hand out: one query a second, however many agents wait (each poll asking for
-    itself cost a query per agent per second). A command queued in this process rings at once.
-    """
-
-    def __init__(self, control):
-        self.control = control
-        self._waiting: Counter[int] = Counter()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    @contextmanager
-    def waiting(self, cluster_id: int):
-        with self._lock:
-            self._waiting[cluster_id] += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="shipyard-command-watch", daemon=True)
-                self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._waiting[cluster_id] -= 1
-                if not self._waiting[cluster_id]:
-                    del self._waiting[cluster_id]
-
-    def _run(self) -> None:
-        while not bell.closing.wait(POLL_INTERVAL):
-            with self._lock:
-                waiting = list(self._waiting)
-                if not waiting:  # no poll waits: the thread ends, the next poll starts another
-                    self._thread = None
-                    return
-            try:
-                with self.control.read_sessions() as session:
-                    ready = claimable_clusters(session, waiting)
-            except Exception:  # noqa: BLE001 - the database away for a moment: the next round asks again
-                log.warning("could not look for queued commands", exc_info=True)
-                continue
-            for cluster_id in ready:
-                bell.ring(cluster_id)
-
-
-def _watch(control) -> CommandWatch:
-    watch = current_app.extensions.get("shipyard.command_watch")
-    if watch is None:
-        watch = current_app.extensions.setdefault("shipyard.command_watch", CommandWatch(control))
-    return watch
 
 
 @bp.post("/commands/<int:command_id>/result")
@@ -300,4 +205,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-__all__ = ["bp", "bell", "init_app", "CommandBell", "AGENT_AUTHZ"]
+__all__ = ["bp", "init_app", "AGENT_AUTHZ"]

@@ -17,10 +17,10 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from gitops import accounts, audit, clusters, commands, deploy, egress, isolation, reads, status
 from gitops.models import ApiToken, Application, Cluster, Command, RoleBinding, Tenant, User, Version, Workspace
 from gitops.policy import Scope
-from renderer.errors import InvalidRequest, NotFound
+from contract.errors import InvalidRequest, NotFound
 from renderer.yamlio import document_spans
 from webapp.auth import AUTHENTICATED, public, requires
-from webapp.plane import context, db_session
+from webapp.plane import context, db_session, plane
 from webapp.query_parameters import SOURCES, argument
 from webapp.request_text import loads_storable
 
@@ -672,9 +672,7 @@ def app_status_history(cluster: str, workspace: str, app: str):
 
 
 def _ring(cluster_id: int) -> None:
-    from webapp.agent_api import bell
-
-    bell.ring(cluster_id)  # a long-poll of this cluster's agent in this process takes it now
+    plane().bell.ring(cluster_id)  # a long-poll of this cluster's agent in this process takes it now
 
 
 @bp.post("/apps/<cluster>/<workspace>/<app>/commands")

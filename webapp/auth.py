@@ -30,7 +30,7 @@ from wtforms import ValidationError
 from gitops import accounts
 from gitops.models import User
 from gitops.policy import Principal
-from renderer.errors import PermissionDenied
+from contract.errors import PermissionDenied, Unauthorized
 from webapp.plane import db_session, plane
 
 AUTHENTICATED = "authenticated"
@@ -38,10 +38,6 @@ _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
-
-
-class Unauthorized(Exception):
-    """No valid credentials came with the request."""
 
 
 class SessionUser(UserMixin):

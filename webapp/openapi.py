@@ -36,7 +36,7 @@ import re
 from flask import Flask
 
 from gitops.accounts import MAX_TOKEN_DAYS, MIN_PASSWORD
-from gitops.clusters import NAME
+from gitops.clusters import ENVIRONMENTS, NAME
 from gitops.models import User
 from gitops.policy import ROLES
 from renderer.spec import SCHEMA_DIR, SPEC_SCHEMA
@@ -82,13 +82,13 @@ BODIES: dict[str, dict] = {
     },
     "api.create_workspace": {
         "type": "object", "required": ["name"],
-        "properties": {"name": _NAME, "environment": {"enum": ["dev", "staging", "prod", "test", "sandbox"]},
+        "properties": {"name": _NAME, "environment": {"enum": list(ENVIRONMENTS)},
                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                        "quota": {"type": "object"}, "secret_paths": _SECRET_PATHS},
     },
     "api.update_workspace": {
         "type": "object", "additionalProperties": False,
-        "properties": {"environment": {"enum": ["dev", "staging", "prod", "test", "sandbox"]},
+        "properties": {"environment": {"enum": list(ENVIRONMENTS)},
                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                        "quota": {"type": "object"}, "secret_paths": _SECRET_PATHS},
     },

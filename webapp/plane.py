@@ -1,25 +1,30 @@
 """The control plane's shared machinery, attached to the Flask app.
 
-One database engine, the cluster repositories, the per-cluster commit queues
-and the reconciler thread live here, once per process. Each request gets its
-own session (``db()``), closed in teardown.
+One database engine, the cluster repositories, the per-cluster commit queues,
+the reconciler thread, the principal cache, and the agents' command bell and
+long-poll budget live here, once per process; nothing of the kind is kept in a
+module global. Each request gets its own session (``db()``), closed in
+teardown.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
-from gitops import accounts, clusters, db, egress
+from gitops import accounts, clusters, db
 from gitops.clusters import RepoStore
 from gitops.credentials import CredentialsKey
+from gitops.https_gateway import tls_context
 from gitops.commit_step import Committers
 from gitops.reconciler import Reconciler, worker_id
 from gitops.service_context import Context
 from renderer.kube import KubeSchemas
+from webapp.command_bell import CommandBell, CommandWatch
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +43,19 @@ class ControlPlane:
         self.schemas = KubeSchemas.from_setting(config["CRD_SCHEMAS"])
         self.repos = RepoStore(Path(config["DATA_DIR"]) / "repos",
                                CredentialsKey.from_settings(config["CREDENTIALS_KEY"], config["SECRET_KEY"]),
-                               tls=egress.tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions,
+                               tls=tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions,
                                schemas=self.schemas)
         self.committers = Committers(self.sessions, self.repos)
         self.worker = worker_id()
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
         self.reconciler = Reconciler(self.sessions, self.repos, self.committers, self.worker,
                                      float(config["RECONCILE_INTERVAL"] or 0), self.schemas)
+        # the agents' command long-polls: woken by the bell, each holding a thread, at most AGENT_LONG_POLLS
+        self.bell = CommandBell()
+        self.command_watch = CommandWatch(self.read_sessions, self.bell)
+        self._config = config
+        self._long_polls: threading.BoundedSemaphore | None = None
+        self._long_polls_lock = threading.Lock()
         with self.sessions.begin() as session:
             accounts.ensure_tenant(session, config["TENANT"])
             clusters.seal_remote_userinfo(session, self.repos)
@@ -53,7 +64,16 @@ class ControlPlane:
         if self.reconciler.interval > 0:
             self.reconciler.start()
 
+    @property
+    def long_polls(self) -> threading.BoundedSemaphore:
+        """The budget of waiting command long-polls (AGENT_LONG_POLLS, 0: no bound), set on first use."""
+        with self._long_polls_lock:
+            if self._long_polls is None:
+                self._long_polls = threading.BoundedSemaphore(int(self._config["AGENT_LONG_POLLS"]) or 1_000_000)
+            return self._long_polls
+
     def close(self) -> None:
+        self.bell.close()
         self.reconciler.stop()
         self.engine.dispose()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import request
 
-from renderer.errors import InvalidRequest
+from contract.errors import InvalidRequest
 
 # Ids and version numbers are integer columns: PostgreSQL refuses to compare them with a larger
 # value (a 500), so no number past INT_MAX reaches a query.

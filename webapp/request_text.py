@@ -35,7 +35,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, request
 
-from renderer.errors import InvalidRequest
+from contract.errors import InvalidRequest
 from webapp.errors import error_response
 
 
