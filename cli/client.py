@@ -27,7 +27,7 @@ from rich.table import Table
 
 from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_REPO, EXIT_UNAUTHORIZED, EXIT_USAGE,
                        Failure, exit_of)
-from cli.output import output_option, print_json, stderr, stdout_console
+from cli.output import add_text_row, output_option, print_json, shown, stderr, stdout_console
 from contract.errors import Problem, SpecError
 from renderer.spec import expand_paths
 from renderer.yamlio import load_documents
@@ -209,7 +209,7 @@ def login(url: str | None, given_token: str | None, username: str | None, role: 
     if given_token:
         whoami = Client(url, given_token).call("GET", "/api/v1/me")
         path = write_credentials(url, given_token)
-        stderr.print(f"token of {whoami['user']['username']} for {url} stored in {path}")
+        stderr.print(f"token of {shown(whoami['user']['username'])} for {shown(url)} stored in {shown(path)}")
         return
     username = username or click.prompt("Username")
     if sys.stdin.isatty():
@@ -247,8 +247,8 @@ def login(url: str | None, given_token: str | None, username: str | None, role: 
         _send(http, url, "POST", "/logout", data={"csrf_token": csrf})
     path = write_credentials(url, created["token"])
     scope = f" on {cluster}" + (f":{workspace}" if workspace else "") if cluster else ""
-    stderr.print(f"logged in to {url} as {username}; a {role}{scope} token (expires {created['expires_at'][:10]}) "
-                 f"is stored in {path}")
+    stderr.print(f"logged in to {shown(url)} as {shown(username)}; a {role}{shown(scope)} token "
+                 f"(expires {created['expires_at'][:10]}) is stored in {shown(path)}")
 
 
 def _checked_page(response: httpx.Response) -> str:
@@ -283,17 +283,17 @@ def _versions_table(versions: list[dict]) -> None:
         state = version["state"]
         if state == "committed" and version.get("changed") is False:
             state = "committed (no change)"
-        table.add_row(version["app"], str(version["number"]), version["action"], state,
+        add_text_row(table, version["app"], str(version["number"]), version["action"], state,
                       (version.get("commit") or "-")[:12])
     stdout_console().print(table)
     for version in versions:
         for note in version.get("notes") or []:
-            stderr.print(f"[yellow]note:[/yellow] {version['app']}: {note}")
+            stderr.print(f"[yellow]note:[/yellow] {shown(version['app'])}: {shown(note)}")
         if version["state"] == "pending":
-            stderr.print(f"{version['app']} v{version['number']}: accepted; the repository could not be written "
+            stderr.print(f"{shown(version['app'])} v{version['number']}: accepted; the repository could not be written "
                          "now, the reconciler commits it")
         elif version["state"] == "failed":
-            stderr.print(f"[red]failed:[/red] {version['app']} v{version['number']}: {version.get('error')}")
+            stderr.print(f"[red]failed:[/red] {shown(version['app'])} v{version['number']}: {shown(version.get('error'))}")
 
 
 def _exit_if_failed(versions: list[dict], output: str) -> None:
@@ -361,9 +361,9 @@ def _show_deploy(body: dict) -> None:
         _versions_table(body["versions"])
         return
     for change in body["apps"]:
-        stderr.print(f"{change['app']}: {change['action']}")
+        stderr.print(f"{shown(change['app'])}: {shown(change['action'])}")
         for note in change.get("notes") or []:
-            stderr.print(f"[yellow]note:[/yellow] {change['app']}: {note}")
+            stderr.print(f"[yellow]note:[/yellow] {shown(change['app'])}: {shown(note)}")
         if change["diff"]:
             click.echo(change["diff"], nl=not change["diff"].endswith("\n"))
 
@@ -454,7 +454,7 @@ def apps(cluster: str | None, workspace: str | None, url, token, output: str) ->
     for column in ("APP", "KIND", "CURRENT", "VERSIONS", "UPDATED"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"],
+        add_text_row(table, f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"],
                       str(row["current_version"] or "-"), str(row["versions"]), (row["updated_at"] or "")[:19])
     stdout_console().print(table)
 
@@ -474,6 +474,6 @@ def versions(app: str, limit: int, url, token, output: str) -> None:
     for column in ("VERSION", "ACTION", "STATE", "COMMIT", "AUTHOR", "SOURCE", "CREATED"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(str(row["number"]), row["action"], row["state"], (row.get("commit") or "-")[:12],
+        add_text_row(table, str(row["number"]), row["action"], row["state"], (row.get("commit") or "-")[:12],
                       row["author"], row["source"], (row["created_at"] or "")[:19])
     stdout_console().print(table)

@@ -92,7 +92,9 @@ class Failure(click.ClickException):
             count = len(self.problems)
             stderr.print(f"[red]{count} problem{'s' if count != 1 else ''} found[/red]")
         else:
-            stderr.print(f"[red]error:[/red] {self.message}", markup=True)
+            from rich.markup import escape
+
+            stderr.print(f"[red]error:[/red] {escape(self.message)}", markup=True)  # brackets in it are text
 
     @classmethod
     def of(cls, error: ShipyardError, output: str = "text") -> Failure:

@@ -6,6 +6,11 @@ when that command runs (or ``--help`` lists them). So ``shipyard --version``
 imports click and nothing else of Shipyard, ``validate`` imports the renderer,
 ``deploy`` httpx, and only ``up``, ``serve``, ``db`` and ``admin`` the server
 stack (Flask, SQLAlchemy, Alembic, gunicorn).
+
+The base install (``pip install shipyard``) carries what the offline and client
+commands need; the server commands need ``shipyard[server]`` and the agent
+``shipyard[agent]`` (pyproject.toml). Run without them, a command says which
+extra to install instead of failing with a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import importlib
 
 import click
 
-from cli.exits import EXIT_CODES_HELP
+from cli.exits import EXIT_CODES_HELP, EXIT_USAGE, Failure
 
 # name -> "module:attribute"; --help lists them in this order
 COMMANDS = {
@@ -35,6 +40,10 @@ COMMANDS = {
     "versions": "cli.client:versions",
 }
 
+# the commands that need an extra of the install, by name
+EXTRAS = {"up": "server", "serve": "server", "db": "server", "admin": "server", "agent": "agent"}
+_OWN = frozenset(("cli", "contract", "renderer", "gitops", "webapp", "agent", "simulation"))
+
 
 class LazyGroup(click.Group):
     """A group whose commands are imported by name when they are looked up."""
@@ -48,6 +57,17 @@ class LazyGroup(click.Group):
             return None
         module, _, attribute = target.partition(":")
         return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as error:
+            command, missing = ctx.invoked_subcommand, (error.name or "").partition(".")[0]
+            extra = EXTRAS.get(command or "")
+            if extra is None or not missing or missing in _OWN:
+                raise  # a library a base command needs, or a module of Shipyard's own: a bug
+            raise Failure(f"`shipyard {command}` needs what `pip install 'shipyard[{extra}]'` installs "
+                          f"({missing} is missing)", EXIT_USAGE) from error
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)

@@ -19,7 +19,7 @@ import click
 
 from contract.repository import app_dir, application_file
 from cli.exits import EXIT_INVALID, Failure
-from cli.output import output_option, stderr
+from cli.output import output_option, shown, stderr
 from contract.errors import ProfileError, ShipyardError, SpecError
 from renderer.spec import load_spec_files
 
@@ -96,7 +96,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
         raise Failure.of(error, output) from error
     for rendering in renderings:
         for note in rendering.notes:
-            stderr.print(f"[yellow]note:[/yellow] {rendering.spec.key}: {note}")
+            stderr.print(f"[yellow]note:[/yellow] {shown(rendering.spec.key)}: {shown(note)}")
     if out_dir is None:
         if output == "json":
             click.echo(json.dumps([{"app": r.spec.key, "objects": r.objects, "application": r.application}

@@ -13,6 +13,9 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -30,3 +33,13 @@ def stdout_console() -> Console:
     # Rich wraps at 80 columns when stdout is not a terminal; rows of a table are easier to
     # read and to grep whole.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def shown(value: Any) -> str:
+    """A value put into a line printed with rich markup: brackets in it are text, never styles."""
+    return escape(str(value))
+
+
+def add_text_row(table: Table, *cells: Any) -> None:
+    """A table row of plain text: names, messages and authors from the server are never read as markup."""
+    table.add_row(*(Text(str(cell)) for cell in cells))

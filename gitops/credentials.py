@@ -10,9 +10,10 @@ of its own, so the session-signing key is never itself an encryption key. Changi
 ``SECRET_KEY`` without setting ``CREDENTIALS_KEY`` to the old derivation's input leaves
 the stored credentials unreadable: each remote must then be given its credentials again.
 
-Only gitops.repo opens them, to hand them to libgit2; the API shows their kind
-(``Cluster.remote_auth``: "password" or "ssh-key") and nothing else, and
-:class:`RemoteCredentials` never prints a secret in a log or a traceback.
+Only the repository store opens them, to hand them to libgit2 (as
+``gitops.remote.RemoteCredentials``, which never prints a secret in a log or a
+traceback); the API shows their kind (``Cluster.remote_auth``: "password" or
+"ssh-key") and nothing else.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.fernet import Fernet, InvalidToken
@@ -28,32 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from contract.errors import InvalidRequest, RepoError
+from gitops.remote import RemoteCredentials
 
 _LABEL = b"shipyard: sealed credentials of cluster git remotes, v1"
 MIN_KEY_LENGTH = 32
 # Host key algorithms libssh2 (libgit2's ssh transport) can check a known_hosts line of.
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
-
-
-@dataclass(frozen=True, repr=False)
-class RemoteCredentials:
-    """What connecting to one remote takes besides its URL.
-
-    ``password``: an https user name and password (or token). ``ssh-key``: a private
-    key (OpenSSH or PEM text), its public half, its passphrase, and the host keys the
-    server must present (``host_keys``: "type base64" lines, pinned to the remote).
-    """
-
-    kind: str  # "password" | "ssh-key"
-    username: str = ""
-    password: str = ""
-    ssh_key: str = ""
-    ssh_public_key: str = ""
-    ssh_passphrase: str = ""
-    host_keys: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        return f"RemoteCredentials(kind={self.kind!r}, <sealed fields hidden>)"
 
 
 def password_credentials(username: str, password: str) -> RemoteCredentials:
@@ -153,7 +134,6 @@ class CredentialsKey:
 
 
 __all__ = [
-    "RemoteCredentials",
     "CredentialsKey",
     "password_credentials",
     "ssh_key_credentials",

@@ -27,11 +27,31 @@ from pygit2.enums import CredentialType
 
 from gitops import egress
 from gitops.https_gateway import GatewaySession, https_gateway
-from gitops.credentials import RemoteCredentials
 from contract.errors import InvalidRequest, RepoError
 
 log = logging.getLogger(__name__)
 
+
+
+@dataclass(frozen=True, repr=False)
+class RemoteCredentials:
+    """What connecting to one remote takes besides its URL.
+
+    ``password``: an https user name and password (or token). ``ssh-key``: a private
+    key (OpenSSH or PEM text), its public half, its passphrase, and the host keys the
+    server must present (``host_keys``: "type base64" lines, pinned to the remote).
+    """
+
+    kind: str  # "password" | "ssh-key"
+    username: str = ""
+    password: str = ""
+    ssh_key: str = ""
+    ssh_public_key: str = ""
+    ssh_passphrase: str = ""
+    host_keys: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"RemoteCredentials(kind={self.kind!r}, <sealed fields hidden>)"
 
 @dataclass(frozen=True)
 class Remote:
@@ -213,4 +233,4 @@ class PinnedHostKeys:
 _HOST_KEYS = PinnedHostKeys()
 
 
-__all__ = ["Remote", "Connection", "Refused", "connect", "remote_error", "redact", "PinnedHostKeys"]
+__all__ = ["RemoteCredentials", "Remote", "Connection", "Refused", "connect", "remote_error", "redact", "PinnedHostKeys"]

@@ -9,6 +9,11 @@ on their path happens. ``--help`` loads every command's module, the server
 commands' too: those import the server stack inside the command functions, and
 ``serve`` depends on it (it must set PROMETHEUS_MULTIPROC_DIR before anything
 imports prometheus_client).
+
+Beyond the server's libraries by name, every third-party library a client or
+offline command loads must come with the base install (``pip install
+shipyard``, no extras: pyproject.toml's ``dependencies`` and what they
+require): a CI step that installs only that must be able to run them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from importlib import metadata
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = str(ROOT / "fixtures" / "specs" / "web.yaml")
@@ -29,16 +36,43 @@ SERVER_STACK = ("flask", "werkzeug", "sqlalchemy", "alembic", "kubernetes", "gun
 
 PROBE = """
 import json, sys
+at_start = set(sys.modules)  # the interpreter's own start-up (site, .pth hooks) is no command's doing
+from importlib import metadata
 from click.testing import CliRunner
 
 import cli
 
 result = CliRunner().invoke(cli.main, json.loads(sys.argv[1]))
 stack = set(json.loads(sys.argv[2]))
+tops = {name.split(".")[0] for name in set(sys.modules) - at_start}
+owners = metadata.packages_distributions()
 print(json.dumps({"exit_code": result.exit_code, "output": result.output,
                   "exception": repr(result.exception) if result.exit_code not in (0, 1, 2, 3, 4) else None,
-                  "loaded": sorted({name.split(".")[0] for name in sys.modules} & stack)}))
+                  "loaded": sorted(tops & stack),
+                  "distributions": sorted({d for top in tops for d in owners.get(top, ())} - {"shipyard"})}))
 """
+
+
+def _name(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
+def base_install() -> set[str]:
+    """The distributions ``pip install shipyard`` brings: its dependencies without extras, and theirs."""
+    found, todo = set(), [Requirement(r) for r in metadata.requires("shipyard") or []]
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = _name(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        todo += [Requirement(r) for r in metadata.requires(requirement.name) or []]
+        for extra in requirement.extras:  # psycopg[binary] and the like
+            todo += [Requirement(r) for r in metadata.requires(requirement.name) or []
+                     if Requirement(r).marker is not None and Requirement(r).marker.evaluate({"extra": extra})]
+    return found
 
 
 def unused_port() -> int:
@@ -87,6 +121,8 @@ def test_offline_commands_leave_the_server_stack_alone(name: str, tmp_path: Path
     result = run_command(fill(args, tmp_path), tmp_path)
     assert result["exit_code"] == expected_exit, result
     assert result["loaded"] == [], f"shipyard {' '.join(args)} imported {result['loaded']}"
+    outside = {_name(d) for d in result["distributions"]} - base_install()
+    assert not outside, f"shipyard {' '.join(args)} needs {sorted(outside)}, which the base install lacks"
 
 
 @pytest.mark.parametrize("name", list(CLIENT))
@@ -98,3 +134,9 @@ def test_client_commands_leave_the_server_stack_alone(name: str, tmp_path: Path)
     result = run_command(args, tmp_path)
     assert result["exit_code"] == 3 and "cannot reach the control plane" in result["output"], result
     assert result["loaded"] == [], f"shipyard {' '.join(args)} imported {result['loaded']}"
+    outside = {_name(d) for d in result["distributions"]} - base_install()
+    assert not outside, f"shipyard {' '.join(args)} needs {sorted(outside)}, which the base install lacks"
+
+
+def test_the_base_install_holds_no_server_or_agent_library():
+    assert not {_name(m) for m in ("Flask", "SQLAlchemy", "alembic", "gunicorn", "kubernetes", "psycopg")} & base_install()

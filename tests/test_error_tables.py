@@ -35,3 +35,17 @@ def test_an_offline_failure_keeps_the_problems_and_the_code():
     assert (failure.exit_code, failure.kind, failure.problems) == (EXIT_OF_CODE["spec_invalid"], "spec_invalid", [problem])
     assert isinstance(failure, click.ClickException)
     assert Failure.of(errors.AppNotFound("no app")).exit_code == EXIT_OF_CODE["not_found"] == 4
+
+
+def test_a_message_with_brackets_is_printed_as_it_is(capsys):
+    from rich.table import Table
+
+    from cli.output import add_text_row, stdout_console
+
+    Failure('label "team[a]" is not valid; install shipyard[server]', 1).show()
+    assert 'label "team[a]" is not valid; install shipyard[server]' in capsys.readouterr().err
+    table = Table()
+    table.add_column("AUTHOR")
+    add_text_row(table, "ci [bot]")
+    stdout_console().print(table)
+    assert "ci [bot]" in capsys.readouterr().out
