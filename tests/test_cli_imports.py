@@ -140,3 +140,32 @@ def test_client_commands_leave_the_server_stack_alone(name: str, tmp_path: Path)
 
 def test_the_base_install_holds_no_server_or_agent_library():
     assert not {_name(m) for m in ("Flask", "SQLAlchemy", "alembic", "gunicorn", "kubernetes", "psycopg")} & base_install()
+
+
+BLOCKED = """
+import json, sys
+from importlib.abc import MetaPathFinder
+from click.testing import CliRunner
+
+class Missing(MetaPathFinder):  # as if the extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"flask", "werkzeug", "sqlalchemy", "kubernetes", "urllib3"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Missing())
+import cli
+
+result = CliRunner().invoke(cli.main, json.loads(sys.argv[1]))
+print(json.dumps({"exit_code": result.exit_code, "output": result.output}))
+"""
+
+
+@pytest.mark.parametrize(("args", "extra"), [(["up", "--data", "{tmp}/data"], "server"), (["db", "current"], "server"),
+                                             (["agent"], "agent")], ids=["up", "db", "agent"])
+def test_a_command_without_its_extra_names_the_extra(args, extra, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    probe = subprocess.run([sys.executable, "-c", BLOCKED, json.dumps(fill(args, tmp_path))], capture_output=True,
+                           text=True, cwd=ROOT, env=env, timeout=120)
+    result = json.loads(probe.stdout.splitlines()[-1])
+    assert result["exit_code"] == 2, result
+    assert f"pip install 'shipyard[{extra}]'" in result["output"] and "Traceback" not in result["output"], result
