@@ -29,8 +29,7 @@ from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_REPO, 
                        Failure, exit_of)
 from cli.output import add_text_row, output_option, print_json, shown, stderr, stdout_console
 from contract.errors import Problem, SpecError
-from renderer.spec import expand_paths
-from renderer.yamlio import load_documents
+from renderer.paths import expand_paths
 
 
 # --- the API client: settings and credentials -------------------------------------------------------------
@@ -389,6 +388,8 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
             raise click.BadParameter(f"{pair!r}: write KEY=VALUE, KEY may be dotted (resources.cpu_limit=2)",
                                      param_hint="--set")
         try:
+            from renderer.yamlio import load_documents  # promote --set only: the YAML libraries load here
+
             documents = load_documents(raw, f"--set {key}")
         except SpecError as exc:
             raise click.BadParameter(f"{pair!r}: {exc.problems[0].message}", param_hint="--set") from exc

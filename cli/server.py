@@ -241,7 +241,8 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
 
     from gitops import accounts, audit, clusters, isolation
     from gitops.models import RoleBinding, User
-    from renderer.spec import expand_paths, load_spec_files
+    from renderer.paths import expand_paths
+    from renderer.spec import load_spec_files
 
     with plane.sessions() as session:
         tenant = accounts.ensure_tenant(session, tenant_name)

@@ -22,6 +22,7 @@ import jsonschema_rs
 
 from contract.errors import Problem, SpecError
 from contract.labels import RESERVED_PREFIXES
+from renderer.paths import expand_paths
 from renderer.yamlio import Document, load_documents
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -463,17 +464,6 @@ def load_spec_files(paths: Iterable[str | Path]) -> list[Spec]:
     return specs
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
-        else:
-            out.append(path)
-    return out
-
-
 __all__ = [
     "compile_schemas",
     "Spec",
@@ -484,5 +474,4 @@ __all__ = [
     "validate_documents",
     "schema_problems",
     "duplicate_problems",
-    "expand_paths",
 ]
