@@ -102,7 +102,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
             click.echo(json.dumps([{"app": r.spec.key, "objects": r.objects, "application": r.application}
                                    for r in renderings], indent=2, ensure_ascii=False))
         else:
-            from renderer.yamlio import dump_all
+            from renderer.manifest_yaml import dump_all
 
             click.echo(dump_all([obj for r in renderings for obj in [*r.objects, r.application]]), nl=False)
         return

@@ -8,7 +8,7 @@ to list CRDs, 20/21 a Role and binding per namespace it reads, 30 the
 Deployment), and what a delete removes. Also what the repository says about
 clashes: a Service name another app of the workspace already holds.
 
-Every file holds canonical bytes (renderer.yamlio.dump_manifest), so the same
+Every file holds canonical bytes (renderer.manifest_yaml.dump_manifest), so the same
 input always gives the same tree and an unchanged deploy makes no commit.
 """
 
@@ -29,7 +29,7 @@ from renderer.render import (
     render_namespace,
     render_quota,
 )
-from renderer.yamlio import dump_manifest
+from renderer.manifest_yaml import dump_manifest
 
 from contract.repository import (AGENT_DIR, APPS_DIR, BOOTSTRAP_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, app_dir,
                                  application_file, namespace_file, object_filename, preview_owner, quota_file,

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from contract.errors import InvalidRequest, NotFound
 from contract.repository import app_dir
-from renderer.yamlio import dump_manifest
+from renderer.manifest_yaml import dump_manifest
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 

@@ -23,7 +23,7 @@ from contract.errors import RenderError
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import DEFAULT_KUBERNETES_VERSION
 from renderer.spec import compile_schemas
-from renderer.yamlio import flow, parse_rendered
+from renderer.manifest_yaml import flow, parse_rendered
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 

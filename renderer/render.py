@@ -52,7 +52,7 @@ from renderer.workspace import (
     render_quota,
     workspace_settings_problems,
 )
-from renderer.yamlio import dump_manifest
+from renderer.manifest_yaml import dump_manifest
 
 
 @dataclass

@@ -1,60 +1,37 @@
-"""All YAML in Shipyard goes through this module.
+"""A user's YAML (deploy specs, cluster profiles) read by YAML 1.2's rules, with every position kept.
 
-Two directions, two engines, one set of rules:
+Read by the rules of ruamel.yaml in YAML 1.2 round-trip mode, which keeps the
+line and column of every key and value for error messages. ``no`` stays a
+string, duplicate keys are errors, explicit tags other than ``!!str`` are
+refused, timestamps stay strings, files are size-limited and alias expansion
+is bounded (an alias bomb is refused after a walk of its *distinct* nodes, so
+in milliseconds).
 
-* **User input** (deploy specs, cluster profiles) is read by the rules of
-  ruamel.yaml in YAML 1.2 round-trip mode, which keeps the line and column of
-  every key and value for error messages. ``no`` stays a string, duplicate keys
-  are errors, explicit tags other than ``!!str`` are refused, timestamps stay
-  strings, files are size-limited and alias expansion is bounded (an alias
-  bomb is refused after a walk of its *distinct* nodes, so in milliseconds).
+An ordinary file is read by libyaml first (renderer.yaml_fast, the fast
+path); anything where the two could read differently sends the whole file to
+ruamel (:func:`_load_with_ruamel`), which then gives the data and the error
+messages it always gave. Only the position of an empty value is always
+ruamel's to give (it depends on comments), so Document.locate asks it.
 
-  ruamel's pure-Python scanner costs milliseconds per spec, the largest CPU
-  cost of a deploy, so an ordinary file is read by libyaml instead (a fast
-  path, :func:`_load_with_libyaml`): libyaml's events are composed here into
-  plain data, plain scalars are resolved with ruamel's own YAML 1.2 table, and
-  the event marks are kept for positions. libyaml is a YAML 1.1 parser, so
-  anything where the two could read differently -- a syntax error, a tag, an
-  anchor or alias, a merge key, a duplicate or non-string key, deep nesting,
-  directives, tabs, the 1.1 line breaks NEL/LS/PS, a few block scalar and flow
-  forms that ruamel reads its own way -- sends the whole file to ruamel
-  (:func:`_load_with_ruamel`), which then gives the data and the error
-  messages it always gave. Only the position of an empty value is always
-  ruamel's to give (it depends on comments), so Document.locate asks it.
-  tests/test_yaml_parity.py holds the two paths to the same data, problems
-  and positions.
-* **Our own output** (rendered templates and the canonical manifest bytes
-  committed to git) goes through libyaml via PyYAML's C loader and dumper:
-  it is an order of magnitude faster and the text is ours. The dumper quotes
-  every string that a YAML 1.1 *or* 1.2 reader would take for something else
-  (``no``, ``0o17``, ``1e3``), so ArgoCD, kubectl and editors all read back the
-  same strings. User values only ever reach template text through
-  :func:`flow`, which emits a JSON-style flow node with every character that
-  YAML would fold, reject or reinterpret escaped.
+YAML of our own (template output, committed manifests) is renderer.manifest_yaml's.
 """
 
 from __future__ import annotations
 
 import datetime
 import itertools
-import json
-import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml import resolver as ruamel_resolver
 from ruamel.yaml.comments import CommentedMap, CommentedOrderedMap, CommentedSeq, CommentedSet, TaggedScalar
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
-from yaml.cyaml import CParser
-from yaml.events import DocumentStartEvent, MappingEndEvent, MappingStartEvent, ScalarEvent, SequenceEndEvent, SequenceStartEvent
 
 from contract.errors import Problem, SpecError
+from renderer import yaml_fast
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 100_000
@@ -104,13 +81,13 @@ class Document:
     file: str
     index: int  # 0-based position of the document in its file
     data: Any  # plain dict/list/str/int/float/bool/None
-    _node: Any  # for positions: the ruamel tree, or the fast path's _Node tree
+    _node: Any  # for positions: the ruamel tree, or the fast path's Node tree
     _text: str | None = None  # fast path only: the file's text, for what only ruamel can place
 
     @property
     def engine(self) -> str:
         """Which parser read the document: ``"libyaml"`` (the fast path) or ``"ruamel"``."""
-        return "libyaml" if isinstance(self._node, _Node) else "ruamel"
+        return "libyaml" if isinstance(self._node, yaml_fast.Node) else "ruamel"
 
     @property
     def line(self) -> int:
@@ -124,8 +101,8 @@ class Document:
         does not exist (a missing field) is located at its deepest existing
         parent.
         """
-        if isinstance(self._node, _Node):
-            found = _locate_in_libyaml_tree(self._node, path, key)
+        if isinstance(self._node, yaml_fast.Node):
+            found = yaml_fast.locate(self._node, path, key)
             if found is not None:
                 return found
             # The path meets an empty value, which ruamel places by rules of its own.
@@ -188,8 +165,10 @@ def load_documents(
     Empty documents (a file of comments, a trailing ``---``) are skipped.
     """
     text = _user_text(source, file, max_bytes)
-    documents = _load_with_libyaml(text, file, max_nodes)
-    if documents is None:
+    fast = yaml_fast.load(text, max_nodes, MAX_DEPTH)
+    if fast is not None:
+        documents = [Document(file, index, data, node, text) for index, data, node in fast]
+    else:
         documents = _load_with_ruamel(text, file, max_nodes)
     return documents
 
@@ -459,338 +438,10 @@ def _kind(value: Any) -> str:
     )
 
 
-# --- user input, the fast path: libyaml ---------------------------------------
-
-
-class _NotOrdinary(Exception):
-    """The text uses something libyaml and ruamel might read differently: leave it to ruamel."""
-
-
-# Text the fast path leaves to ruamel untried: tabs (the YAML versions and the two
-# parsers disagree on where they may stand), the YAML 1.1 line breaks NEL, LS and
-# PS, a BOM inside the text, the escape \' (libyaml's own; an error in YAML 1.2),
-# directives (``%YAML 1.1`` would switch ruamel to other rules), document end
-# markers (ruamel refuses two in a row, libyaml does not) and a lone CR. Plain
-# substring tests: a regular expression of the same costs ten times as much.
-_LEFT_TO_RUAMEL = ("\t", "\x85", "\u2028", "\u2029", "\ufeff", "\\'", "\n%", "\n...")
-
-
-def _left_to_ruamel(text: str) -> bool:
-    return (
-        text.startswith(("%", "..."))
-        or any(part in text for part in _LEFT_TO_RUAMEL)
-        or text.count("\r") != text.count("\r\n")
-    )
-
-
-# The start of a block scalar as libyaml and ruamel read it alike: the header, a
-# comment after it only with a space before the "#" (libyaml does not insist), and
-# no line of only spaces before the first line of content (libyaml takes its width
-# as the indentation, ruamel refuses it or reads it otherwise).
-_ORDINARY_BLOCK_SCALAR_START = re.compile(r"[|>][-+0-9]*(?: +#[^\r\n]*| *)(?:\r?\n)++(?! *(?:\r?\n|\Z))")
-
-_NULL_TAG = "tag:yaml.org,2002:null"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-
-
-def _yaml_12_resolvers() -> dict[str, list[tuple[str, Callable[[str], Any]]]]:
-    """ruamel's own implicit resolvers for YAML 1.2 by first character, in ruamel's order.
-
-    Each is kept as (tag, match function of its regular expression): ruamel
-    wraps the expressions in a lazy proxy that costs more than the match.
-    """
-    table: dict[str, list[tuple[str, Callable[[str], Any]]]] = {}
-    for versions, tag, regexp, first in ruamel_resolver.implicit_resolvers:
-        if (1, 2) in versions:
-            for char in first:
-                table.setdefault(char, []).append((tag, regexp.match))
-    return table
-
-
-_PLAIN_RESOLVERS = _yaml_12_resolvers()
-
-
-class _Node(NamedTuple):
-    """Where a node read by libyaml starts (1-based), and where its children do.
-
-    ``children`` maps each key to (key line, key column, value node) for a
-    mapping, lists the item nodes of a sequence and is None for a scalar.
-    An empty value has line 0: ruamel places it by rules of its own (after the
-    ``:`` or at the next key, depending on comments), so it is asked.
-    """
-
-    line: int
-    column: int
-    children: dict[str, tuple[int, int, _Node]] | list[_Node] | None
-
-
-def _load_with_libyaml(text: str, file: str, max_nodes: int) -> list[Document] | None:
-    """The documents of an ordinary text, read by libyaml; None leaves the text to ruamel."""
-    if _left_to_ruamel(text):
-        return None
-    try:
-        parser = CParser(text)
-    except UnicodeEncodeError:  # a str holding lone surrogates: ruamel says where
-        return None
-    try:
-        return _LibyamlComposer(parser, text, max_nodes).documents(file)
-    except (yaml.YAMLError, _NotOrdinary):
-        return None
-    finally:
-        parser.dispose()
-
-
-class _LibyamlComposer:
-    """Plain data and _Node trees from libyaml's events, built as ruamel would build them.
-
-    Raises _NotOrdinary on anything ruamel would refuse, treat specially or
-    might read differently; the caller then leaves the whole text to ruamel.
-    """
-
-    def __init__(self, parser: CParser, text: str, max_nodes: int):
-        self._next_event = parser.get_event
-        self._text = text
-        self._max_nodes = max_nodes
-        self._nodes = 0
-
-    def documents(self, file: str) -> list[Document]:
-        next_event = self._next_event
-        next_event()  # StreamStartEvent
-        documents: list[Document] = []
-        index = 0
-        while isinstance(start := next_event(), DocumentStartEvent):
-            if start.version is not None or start.tags is not None:
-                raise _NotOrdinary("directives")
-            self._nodes = 0  # the node limit is per document, as in _expanded_size
-            root = next_event()
-            if type(root) is ScalarEvent and root.style in ("|", ">"):
-                raise _NotOrdinary("a block scalar at the top level, which ruamel lets run over ---")
-            data, node = self._node(root, 0)
-            next_event()  # DocumentEndEvent
-            if data is not None:  # empty documents are skipped, as ruamel's are
-                documents.append(Document(file, index, data, node, self._text))
-            index += 1
-        return documents
-
-    def _node(self, event: Any, depth: int) -> tuple[Any, _Node]:
-        self._nodes += 1
-        if self._nodes > self._max_nodes or depth >= MAX_DEPTH:
-            raise _NotOrdinary("too many nodes or too deep: ruamel refuses it")
-        kind = type(event)
-        if kind is ScalarEvent:
-            return self._scalar(event)
-        if kind is MappingStartEvent:
-            return self._mapping(event, depth)
-        if kind is SequenceStartEvent:
-            return self._sequence(event, depth)
-        raise _NotOrdinary("an alias")
-
-    def _scalar(self, event: ScalarEvent) -> tuple[Any, _Node]:
-        if event.anchor is not None or event.tag is not None:
-            raise _NotOrdinary("an anchor or a tag")
-        mark = event.start_mark
-        if not event.implicit[0]:  # quoted or a block scalar: a string
-            if event.style in ("|", ">") and not _ORDINARY_BLOCK_SCALAR_START.match(self._text, mark.index):
-                raise _NotOrdinary("a block scalar header or leading lines that ruamel reads differently")
-            return event.value, _Node(mark.line + 1, mark.column + 1, None)
-        if not event.value:
-            return None, _Node(0, 0, None)
-        return _plain_scalar(event.value), _Node(mark.line + 1, mark.column + 1, None)
-
-    def _mapping(self, event: MappingStartEvent, depth: int) -> tuple[dict, _Node]:
-        if event.anchor is not None or event.tag is not None:
-            raise _NotOrdinary("an anchor or a tag")
-        if event.flow_style and self._text[event.start_mark.index] != "{":
-            raise _NotOrdinary('a single-pair mapping in a flow sequence ("[a: 1]"): ruamel reads some otherwise')
-        next_event = self._next_event
-        data: dict[str, Any] = {}
-        children: dict[str, tuple[int, int, _Node]] = {}
-        while type(key_event := next_event()) is not MappingEndEvent:
-            if type(key_event) is not ScalarEvent:
-                raise _NotOrdinary("a key that is not a scalar")
-            key, key_node = self._scalar(key_event)
-            if type(key) is not str or key in data:
-                raise _NotOrdinary("a key that is not a string, or a duplicate key")
-            data[key], value_node = self._node(next_event(), depth + 1)
-            children[key] = (key_node.line, key_node.column, value_node)
-        mark = event.start_mark
-        return data, _Node(mark.line + 1, mark.column + 1, children)
-
-    def _sequence(self, event: SequenceStartEvent, depth: int) -> tuple[list, _Node]:
-        if event.anchor is not None or event.tag is not None:
-            raise _NotOrdinary("an anchor or a tag")
-        next_event = self._next_event
-        data: list[Any] = []
-        children: list[_Node] = []
-        while type(item_event := next_event()) is not SequenceEndEvent:
-            item, item_node = self._node(item_event, depth + 1)
-            data.append(item)
-            children.append(item_node)
-        mark = event.start_mark
-        return data, _Node(mark.line + 1, mark.column + 1, children)
-
-
-def _plain_scalar(value: str) -> Any:
-    """A plain scalar as ruamel constructs it: YAML 1.2 core schema, timestamps kept as strings."""
-    for tag, match in _PLAIN_RESOLVERS.get(value[:1], ()):
-        if match(value):
-            break
-    else:
-        return value
-    if tag == _NULL_TAG:
-        return None
-    if tag == _BOOL_TAG:
-        return value.lower() == "true"
-    if tag == _INT_TAG:
-        return _ruamel_int(value)
-    if tag == _FLOAT_TAG:
-        return _ruamel_float(value)
-    if tag == _TIMESTAMP_TAG:
-        return value
-    raise _NotOrdinary(f"a plain {value!r} resolves to {tag}")  # "<<" merges, "=" is a value key
-
-
-def _ruamel_int(value: str) -> int:
-    """An int as ruamel's construct_yaml_int reads it in YAML 1.2: ``_`` ignored, ``0b``/``0o``/``0x``, ``017`` is 17."""
-    digits = value.replace("_", "")
-    sign = -1 if digits.startswith("-") else 1
-    if digits.startswith(("-", "+")):
-        digits = digits[1:]
-    base = {"0b": 2, "0o": 8, "0x": 16}.get(digits[:2], 10)
-    try:
-        return sign * int(digits[2:] if base != 10 else digits, base)
-    except ValueError as exc:  # "0x_", "+_" or too many digits: ruamel fails in its own way
-        raise _NotOrdinary(f"int {value!r}") from exc
-
-
-def _ruamel_float(value: str) -> float:
-    """A float as ruamel's construct_yaml_float reads it in YAML 1.2: ``_`` ignored, ``.inf``, ``.nan``."""
-    digits = value.replace("_", "").lower()
-    sign = -1 if digits.startswith("-") else 1
-    if digits.startswith(("-", "+")):
-        digits = digits[1:]
-    if digits == ".inf":
-        return sign * math.inf
-    if digits == ".nan":
-        return math.nan
-    try:
-        return sign * float(digits)
-    except ValueError as exc:  # "._": ruamel fails in its own way
-        raise _NotOrdinary(f"float {value!r}") from exc
-
-
-def _locate_in_libyaml_tree(node: _Node, path: tuple | list, key: bool) -> tuple[int, int] | None:
-    """Document.locate on a fast-path tree; None where the path meets an empty value."""
-    line, column = (node.line, node.column) if node.children is not None else (1, 1)
-    for depth, part in enumerate(path):
-        children = node.children
-        if isinstance(children, dict) and part in children:
-            key_line, key_column, node = children[part]
-            line, column = (key_line, key_column) if key and depth == len(path) - 1 else (node.line, node.column)
-        elif isinstance(children, list) and isinstance(part, int) and 0 <= part < len(children):
-            node = children[part]
-            line, column = node.line, node.column
-        else:
-            break
-        if line == 0:
-            return None
-    return line, column
-
-
-# --- our own output -----------------------------------------------------------
-
-# Characters that must not appear raw inside a double-quoted YAML scalar:
-# C0/C1 controls, DEL, the YAML 1.1 line breaks NEL/LS/PS, BOM and non-characters.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-
-
-def _escape(match: re.Match) -> str:
-    return "\\u%04x" % ord(match.group())
-
-
-def flow(value: Any) -> str:
-    """Serialize a JSON-compatible value as a YAML flow node (the template filter).
-
-    The result is a single line: strings are double-quoted with every unsafe
-    character escaped, so no user value can end a line, start a document,
-    carry a tag or be read as a number or boolean.
-    """
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    return _UNSAFE.sub(_escape, text)
-
-
-# YAML 1.2 core-schema forms that YAML 1.1 resolvers don't know. Registered
-# on the dumper so strings of this shape get quoted, and on the loader so our
-# flow numbers like 1e+20 read back as numbers.
-_INT_12 = re.compile(r"^(?:0o[0-7]+|[-+]?0x[0-9a-fA-F]+)$")
-_FLOAT_12 = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
-
-
-class _ManifestDumper(yaml.CSafeDumper):
-    pass
-
-
-class _ManifestLoader(yaml.CSafeLoader):
-    pass
-
-
-_ManifestDumper.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("0-+"))
-_ManifestDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
-_ManifestLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data and len(data) < 64 * 1024 else None
-    return dumper.represent_scalar(_STR_TAG, data, style=style)
-
-
-_ManifestDumper.add_representer(str, _represent_str)
-
-
-def dump_manifest(obj: Any) -> bytes:
-    """Canonical bytes of one manifest: same object, same bytes."""
-    text = yaml.dump(
-        obj,
-        Dumper=_ManifestDumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 30,
-        explicit_start=False,
-    )
-    return text.encode("utf-8")
-
-
-def dump_all(objs: list[Any]) -> str:
-    """A multi-document YAML stream of manifests, in order."""
-    return "".join("---\n" + dump_manifest(obj).decode("utf-8") for obj in objs)
-
-
-def parse_rendered(text: str) -> list[Any]:
-    """Parse template output (ours, not a user's) into objects; skip empty docs."""
-    return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc is not None]
-
-
-def load_trusted(text: str | bytes) -> Any:
-    """Parse one document of our own canonical output (repository files)."""
-    return yaml.load(text, Loader=_ManifestLoader)
-
-
-
 __all__ = [
     "Document",
     "DocumentSpan",
     "document_spans",
     "load_documents",
-    "flow",
-    "dump_manifest",
-    "dump_all",
-    "parse_rendered",
-    "load_trusted",
     "pointer",
 ]

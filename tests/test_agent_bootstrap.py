@@ -32,7 +32,7 @@ from contract.errors import ProfileError, SpecError
 from renderer.profiles import ClusterProfile, load_profile, load_profile_text
 from renderer.render import WorkspaceSettings, render, render_bootstrap, reserved_namespaces
 from renderer.spec import load_specs
-from renderer.yamlio import dump_manifest
+from renderer.manifest_yaml import dump_manifest
 from tests.fakekube import FakeKube, client_configuration
 from tests.plane import PROFILE as DEMO_PROFILE
 from tests.plane import add_cluster, add_workspace

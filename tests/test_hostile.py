@@ -8,7 +8,7 @@ from renderer.profiles import load_profile
 from renderer.render import render, render_template
 from contract.errors import RenderError
 from renderer.spec import load_specs
-from renderer.yamlio import dump_all, dump_manifest, flow
+from renderer.manifest_yaml import dump_all, dump_manifest, flow
 
 from tests.test_yaml import HOSTILE
 

@@ -12,7 +12,8 @@ import yaml as pyyaml
 from ruamel.yaml import YAML
 
 from contract.errors import SpecError
-from renderer.yamlio import dump_manifest, flow, load_documents, parse_rendered
+from renderer.yamlio import load_documents
+from renderer.manifest_yaml import dump_manifest, flow, parse_rendered
 
 # Strings that a YAML 1.1 or 1.2 reader would take for something else, or that
 # could break out of a scalar in a naive template.

@@ -1,7 +1,7 @@
 """The libyaml fast path of load_documents reads exactly what ruamel reads.
 
 load_documents reads an ordinary file with libyaml and leaves anything else to
-ruamel (renderer/yamlio.py says why). Every case here goes through both: the
+ruamel (renderer/yaml_fast.py says why). Every case here goes through both: the
 public load_documents, whichever path it takes, and the ruamel path alone
 (_load_with_ruamel, as load_documents was before the fast path). They must give
 the same documents (index, data with exact types, the position of every path,
@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from renderer import yamlio
 from contract.errors import SpecError
-from renderer.yamlio import Document, flow, load_documents
+from renderer.yamlio import Document, load_documents
+from renderer.manifest_yaml import flow
 from tests.test_hostile import hostile_spec
 from tests.test_yaml import HOSTILE
 
