@@ -13,8 +13,8 @@ What it measures
 
     API <database>            ``PUT /api/v1/apps`` by 200 clients: committed
                               versions / wall time, p50/p95 latency per deploy
-    in-process shipyard apply the limit: what ``shipyard apply FILE`` (the
-                              previous issue's apply) does per spec, sequentially,
+    in-process shipyard apply the limit: what ``shipyard apply FILE`` does
+                              per spec (in this process), sequentially,
                               into a 200-app repository (``synthetic.build_repo``):
                               ``load_specs`` of the same YAML text the API gets,
                               ``render`` and ``gitops.apply.apply``
@@ -28,8 +28,10 @@ What it measures
     share a commit (``gitops.commit_step.Committers``); the ratio API / in-process
     shipyard apply is the figure to read (goal >= 50%). Also reported: git
     commits against committed versions (how well group commit batches) and
-    the peak RSS (VmHWM) of the server's processes under the load (goal:
-    under 300 MB).
+    CPU per deploy of the server's processes, PostgreSQL's and the client's,
+    the peak RSS (VmHWM) of each server process, and the peak total PSS of
+    the server's processes, sampled every 0.2 s under the load (goal: under
+    300 MB).
 
 How
     ``timing.interleave`` rotates the peers each round; one warm-up round is
@@ -73,6 +75,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # tests/pgserver.py: the throwaway Post
 CLUSTER = "demo"
 TOKEN_ENV = "SHIPYARD_BENCH_TOKEN"  # how the client process gets the token (never on a command line)
 SHIPYARD = Path(sys.executable).with_name("shipyard")
+# Defaults of the command line, (full run, --quick); the --help text is built from them.
+SERVERS = ("postgresql:2x32,sqlite:2x32", "postgresql:2x32")
+ROUNDS = (5, 1)
+DEPLOYS = (400, 200)
+APPLIES = (200, 50)
+CLIENTS = 200
 
 
 # --- a seeded control plane, served by gunicorn -------------------------------------------------
@@ -266,7 +274,7 @@ class Clients:
 
 @dataclass
 class Plane:
-    label: str  # e.g. "PostgreSQL 1x64"
+    label: str  # e.g. "PostgreSQL 2x32"
     server: Server
     clients: Clients
     repo_path: Path
@@ -379,13 +387,18 @@ def quantile(values: list[float], q: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: PostgreSQL only, 1 round of 200 deploys")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: servers {SERVERS[1]}, {ROUNDS[1]} round(s) of {DEPLOYS[1]} deploys, "
+                             f"{APPLIES[1]} in-process applies per round")
     parser.add_argument("--servers", help="comma-separated postgresql|sqlite:<workers>x<threads> "
-                                          "(default postgresql:1x64,sqlite:1x64; quick postgresql:1x64)")
-    parser.add_argument("--rounds", type=int, help="timed rounds (default 5, quick 1)")
-    parser.add_argument("--deploys", type=int, help="deploys per API round (default 400, quick 200)")
-    parser.add_argument("--applies", type=int, help="in-process applies per round (default 200, quick 50)")
-    parser.add_argument("--clients", type=int, default=200, help="concurrent API clients = apps in the cluster (200)")
+                                          f"(default {SERVERS[0]}; quick {SERVERS[1]})")
+    parser.add_argument("--rounds", type=int, help=f"timed rounds (default {ROUNDS[0]}, quick {ROUNDS[1]})")
+    parser.add_argument("--deploys", type=int,
+                        help=f"deploys per API round (default {DEPLOYS[0]}, quick {DEPLOYS[1]})")
+    parser.add_argument("--applies", type=int,
+                        help=f"in-process applies per round (default {APPLIES[0]}, quick {APPLIES[1]})")
+    parser.add_argument("--clients", type=int, default=CLIENTS,
+                        help=f"concurrent API clients = apps in the cluster (default {CLIENTS})")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run as the client process
     args = parser.parse_args()
     if args.client:
@@ -401,10 +414,10 @@ def main() -> None:
 
     # create_app (in seed) would log every request of this process at INFO; only problems here
     logging.getLogger().setLevel(logging.ERROR)
-    servers = parse_servers(args.servers or ("postgresql:2x32" if args.quick else "postgresql:2x32,sqlite:2x32"))
-    rounds = args.rounds or (1 if args.quick else 5)
-    per_round = args.deploys or (200 if args.quick else 400)
-    applies = args.applies or (50 if args.quick else 200)
+    servers = parse_servers(args.servers or SERVERS[args.quick])
+    rounds = args.rounds or ROUNDS[args.quick]
+    per_round = args.deploys or DEPLOYS[args.quick]
+    applies = args.applies or APPLIES[args.quick]
     apps, warmup = args.clients, 1
     profile = synthetic.profile()
     root = Path(tempfile.mkdtemp(prefix="shipyard-bench-api-"))
