@@ -145,6 +145,10 @@ def start_control_plane(base: Path) -> tuple[subprocess.Popen, dict[str, str]]:
 
 
 def main() -> None:
+    # The commands run as an installed package runs: with its modules' bytecode written (pip compiles
+    # it at install time). Set in the environment, PYTHONDONTWRITEBYTECODE would have every command
+    # compile again each run whatever changed since the last write; the warm-up round writes it here.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 rounds")
     parser.add_argument("--rounds", type=int, help="timed rounds per peer (default 15, quick 5)")

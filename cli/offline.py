@@ -19,7 +19,7 @@ import click
 
 from contract.repository import app_dir, application_file
 from cli.exits import EXIT_INVALID, Failure
-from cli.output import output_option, shown, stderr
+from cli.output import note, output_option, say
 from contract.errors import ProfileError, ShipyardError, SpecError
 from renderer.spec import load_spec_files
 
@@ -79,7 +79,7 @@ def validate(files: tuple[str, ...], cluster_path: Path | None, output: str) -> 
         click.echo(json.dumps({"ok": True, "specs": [{"app": s.key, "kind": s.kind, "cluster": s.cluster,
                                                       "file": s.file, "digest": s.digest} for s in specs]}, indent=2))
     else:
-        stderr.print(f"[green]{len(specs)} spec{'s' if len(specs) != 1 else ''} valid[/green]")
+        click.echo(click.style(f"{len(specs)} spec{'s' if len(specs) != 1 else ''} valid", fg="green"), err=True)
 
 
 @click.command()
@@ -95,8 +95,8 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
     except ShipyardError as error:
         raise Failure.of(error, output) from error
     for rendering in renderings:
-        for note in rendering.notes:
-            stderr.print(f"[yellow]note:[/yellow] {shown(rendering.spec.key)}: {shown(note)}")
+        for text in rendering.notes:
+            note(rendering.spec.key, text)
     if out_dir is None:
         if output == "json":
             click.echo(json.dumps([{"app": r.spec.key, "objects": r.objects, "application": r.application}
@@ -181,12 +181,12 @@ def _report(result: ApplyResult, output: str) -> None:
         click.echo(json.dumps({"ok": True, **result.as_dict()}, indent=2, ensure_ascii=False))
         return
     for outcome in result.apps:
-        for note in outcome.notes:
-            stderr.print(f"[yellow]note:[/yellow] {outcome.key}: {note}")
-        stderr.print(f"{outcome.key}: {outcome.action}")
+        for text in outcome.notes:
+            note(outcome.key, text)
+        say(f"{outcome.key}: {outcome.action}")
     if result.commit_id:
         click.echo(result.commit_id)
-        stderr.print(f"[green]committed[/green] {result.commit_id[:12]} to cluster {result.cluster}"
-                     + (" and pushed" if result.pushed else ""))
+        say(f"{result.commit_id[:12]} to cluster {result.cluster}" + (" and pushed" if result.pushed else ""),
+            label="committed")
     else:
-        stderr.print(f"nothing changed in cluster {result.cluster}; no commit")
+        say(f"nothing changed in cluster {result.cluster}; no commit")

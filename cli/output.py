@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+class _Stderr:
+    """rich's console on stderr, made when a command first prints to it: importing rich costs a
+    start 30 ms, which a command that prints one plain line (or nothing) need not pay."""
+
+    _console: Console | None = None
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self._console.print(*objects, **options)
+
+
+stderr = _Stderr()
 
 output_option = click.option(
     "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -30,6 +45,8 @@ def print_json(payload: Any) -> None:
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     # Rich wraps at 80 columns when stdout is not a terminal; rows of a table are easier to
     # read and to grep whole.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -37,9 +54,24 @@ def stdout_console() -> Console:
 
 def shown(value: Any) -> str:
     """A value put into a line printed with rich markup: brackets in it are text, never styles."""
+    from rich.markup import escape
+
     return escape(str(value))
 
 
 def add_text_row(table: Table, *cells: Any) -> None:
     """A table row of plain text: names, messages and authors from the server are never read as markup."""
+    from rich.text import Text
+
     table.add_row(*(Text(str(cell)) for cell in cells))
+
+
+def note(subject: str, text: str) -> None:
+    """``note: <subject>: <text>`` on stderr, the label in yellow on a terminal (plain click: no markup
+    to read into the text, and no rich to import for one line)."""
+    click.echo(f"{click.style('note:', fg='yellow')} {subject}: {text}", err=True)
+
+
+def say(text: str, label: str | None = None, colour: str = "green") -> None:
+    """One line for people on stderr, its leading ``label`` coloured on a terminal."""
+    click.echo(f"{click.style(label, fg=colour)} {text}" if label else text, err=True)

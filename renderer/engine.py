@@ -40,9 +40,20 @@ def _require_serialized(value: Any) -> Any:
     )
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between processes: compiling all of them cost every command-line
+    render or apply 0.12 s. Jinja's own per-user directory (made 0700, its owner checked, so no other
+    user can put code in it), each entry keyed by the template's source; none where it cannot be made."""
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        return None
+
+
 @functools.cache
 def environment(template_dir: str = str(TEMPLATE_DIR)) -> jinja2.Environment:
     env = jinja2.Environment(
+        bytecode_cache=_bytecode_cache(),
         loader=jinja2.FileSystemLoader(template_dir),
         undefined=jinja2.StrictUndefined,
         autoescape=True,
