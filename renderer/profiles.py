@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +40,8 @@ AGENT_IMAGE_REPOSITORY = "ghcr.io/shipyard-dev/shipyard-agent"
 def default_agent_image() -> str:
     """The agent image of this Shipyard release: the agent speaks the protocol of the control
     plane that renders it, so upgrading Shipyard moves the bootstrap to the matching agent."""
+    from importlib import metadata  # here, not at the top: importing it costs a command's start 25 ms
+
     try:
         version = metadata.version("shipyard")
     except metadata.PackageNotFoundError:  # a source tree that was never installed
