@@ -35,7 +35,7 @@ import click
 
 from cli.exits import EXIT_INTERNAL, EXIT_NOT_FOUND, EXIT_NOT_READY, Failure
 from cli.output import output_option, print_json, stderr
-from contract.errors import ShipyardError
+from contract.errors import NotFound, ShipyardError
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -178,10 +178,7 @@ def reset_password(username: str, ask: bool, database_url: str | None, data_dir:
 
     Without --prompt a password is generated and printed once; only its hash is stored.
     """
-    from sqlalchemy import select
-
-    from gitops import accounts, audit, db
-    from gitops.models import Tenant, User
+    from gitops import accounts, db
 
     settings = _settings({"DATA_DIR": str(data_dir), **({"DATABASE_URL": database_url} if database_url else {})})
     url = settings["DATABASE_URL"]
@@ -198,16 +195,13 @@ def reset_password(username: str, ask: bool, database_url: str | None, data_dir:
         else:
             password = secrets.token_urlsafe(18)
         with db.session_factory(engine).begin() as session:
-            user = session.scalar(select(User).join(Tenant).where(
-                Tenant.name == settings["TENANT"], User.username == username))
-            if user is None or user.oidc_subject is not None:
-                raise Failure(f'no local user "{username}" in tenant "{settings["TENANT"]}"', EXIT_NOT_FOUND)
             try:
-                accounts.set_password(user, password)
+                accounts.reset_password(session, settings["TENANT"], username, password,
+                                        by="shipyard admin reset-password")
+            except NotFound as exc:
+                raise Failure(str(exc), EXIT_NOT_FOUND) from exc
             except ShipyardError as exc:
                 raise Failure.of(exc) from exc
-            audit.record(session, accounts.principal_for(session, user), "user.reset-password", username,
-                         {"by": "shipyard admin reset-password"})
     finally:
         engine.dispose()
     if ask:
@@ -239,8 +233,10 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
     """
     from sqlalchemy import select
 
-    from gitops import accounts, audit, clusters, isolation
-    from gitops.models import RoleBinding, User
+    from gitops import accounts, clusters, isolation
+    from gitops import workspaces as workspace_service
+    from gitops.models import User
+    from gitops.service_context import Context
     from renderer.paths import expand_paths
     from renderer.spec import load_spec_files
 
@@ -249,26 +245,21 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
         if session.scalar(select(User.id).where(User.tenant_id == tenant.id).limit(1)) is not None:
             return None
         password = secrets.token_urlsafe(18)
-        user = accounts.create_local_user(session, tenant, ADMIN, password, display_name="Administrator")
-        session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject=ADMIN,
-                                created_by="shipyard up"))
-        session.flush()
-        principal = accounts.principal_for(session, user)
-        audit.record(session, principal, "user.create", ADMIN, {"by": "shipyard up", "role": "tenant-admin"})
+        principal = accounts.create_first_admin(session, tenant, ADMIN, password, by="shipyard up")
         if not (DEMO_PROFILE.is_file() and DEMO_SPECS.is_dir()):
             session.commit()
             return Seeded(password, None, [], [])
+        ctx = Context(session, principal, plane.repos, committers=plane.committers, worker=plane.worker,
+                      schemas=plane.schemas)
         spec_files = expand_paths([DEMO_SPECS])
         workspaces = sorted({spec.workspace for spec in load_spec_files(spec_files)})
-        new = clusters.create_cluster(session, plane.repos, principal, DEMO_CLUSTER, DEMO_PROFILE.read_text())
-        isolation.set_cluster_secret_paths(session, principal, new.cluster, DEMO_SECRET_PATHS)
+        new = clusters.create_cluster(ctx, DEMO_CLUSTER, DEMO_PROFILE.read_text())
+        isolation.set_cluster_secret_paths(ctx, new.cluster, DEMO_SECRET_PATHS)
         for name in workspaces:
-            clusters.create_workspace(session, plane.repos, principal, new.cluster, {"name": name})
+            workspace_service.create_workspace(ctx, new.cluster, {"name": name})
         session.commit()
         from gitops import deploy as deploy_service  # it imports prometheus_client: see serve
-        from gitops.service_context import Context
 
-        ctx = Context(session, principal, plane.repos, plane.committers, plane.worker, plane.schemas)
         versions = []
         for path in spec_files:
             for version in deploy_service.deploy(ctx, path.read_text(), filename=str(path.relative_to(ROOT)),
@@ -374,6 +365,7 @@ def _rotate_demo_tokens(plane, tenant_name: str) -> tuple[str, str] | None:
 
     from gitops import accounts, clusters
     from gitops.models import Cluster, Tenant, User
+    from gitops.service_context import Context
 
     with plane.sessions() as session:
         tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
@@ -382,10 +374,9 @@ def _rotate_demo_tokens(plane, tenant_name: str) -> tuple[str, str] | None:
                                                                   Cluster.name == DEMO_CLUSTER))
         if user is None or cluster is None:
             return None
-        principal = accounts.principal_for(session, user)
+        ctx = Context(session, accounts.principal_for(session, user), plane.repos)
         try:
-            tokens = (clusters.rotate_token(session, principal, cluster, "read"),
-                      clusters.rotate_token(session, principal, cluster, "agent"))
+            tokens = (clusters.rotate_token(ctx, cluster, "read"), clusters.rotate_token(ctx, cluster, "agent"))
         except ShipyardError:
             return None  # the admin is no longer allowed to: leave the cluster alone
         session.commit()

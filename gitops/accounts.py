@@ -46,6 +46,7 @@ from gitops.audit import record
 from gitops.clusters import hash_token, token_matches
 from gitops.models import ApiToken, Cluster, RoleBinding, Tenant, User, Workspace, utcnow
 from gitops.policy import ROLES, Grant, Principal, Scope, applies_at, check_binding, may_grant
+from gitops.service_context import Context
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,46 @@ def create_local_user(session: Session, tenant: Tenant, username: str, password:
     set_password(user, password)
     session.add(user)
     session.flush()
+    return user
+
+
+def list_users(ctx: Context) -> list[User]:
+    ctx.principal.require("user.manage", Scope(ctx.principal.tenant_id))
+    return list(ctx.session.scalars(select(User).where(User.tenant_id == ctx.principal.tenant_id)
+                                    .order_by(User.username)))
+
+
+def create_user(ctx: Context, username: Any, password: Any, display_name: Any = None, email: Any = None) -> User:
+    """A local user of the caller's tenant, who logs in with ``password``."""
+    ctx.principal.require("user.manage", Scope(ctx.principal.tenant_id))
+    tenant = ctx.session.get(Tenant, ctx.principal.tenant_id)
+    user = create_local_user(ctx.session, tenant, username, password, display_name, email)
+    record(ctx.session, ctx.principal, "user.create", user.username)
+    return user
+
+
+# What the operator does at the machine (``shipyard up``, ``shipyard admin``): no caller is
+# logged in, so the audit event names the user the change is about, and ``by`` what made it.
+
+
+def create_first_admin(session: Session, tenant: Tenant, username: str, password: str, *, by: str) -> Principal:
+    """The tenant's first local user, a tenant-admin; returns them as a principal, to act as."""
+    user = create_local_user(session, tenant, username, password, display_name="Administrator")
+    session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject=username,
+                            created_by=by))
+    session.flush()
+    principal = principal_for(session, user)
+    record(session, principal, "user.create", username, {"by": by, "role": "tenant-admin"})
+    return principal
+
+
+def reset_password(session: Session, tenant_name: str, username: str, password: str, *, by: str) -> User:
+    """Give the local user ``username`` a new password; it replaces the old one at once."""
+    user = session.scalar(select(User).join(Tenant).where(Tenant.name == tenant_name, User.username == username))
+    if user is None or user.oidc_subject is not None:
+        raise NotFound(f'no local user "{username}" in tenant "{tenant_name}"')
+    set_password(user, password)
+    record(session, principal_for(session, user), "user.reset-password", username, {"by": by})
     return user
 
 
@@ -318,11 +359,11 @@ def _binding_scope(binding: RoleBinding) -> Scope:
     return Scope(binding.tenant_id, binding.cluster_id, binding.workspace_id)
 
 
-def list_bindings(session: Session, principal: Principal) -> list[RoleBinding]:
-    rows = session.scalars(
-        select(RoleBinding).where(RoleBinding.tenant_id == principal.tenant_id).order_by(RoleBinding.id)
+def list_bindings(ctx: Context) -> list[RoleBinding]:
+    rows = ctx.session.scalars(
+        select(RoleBinding).where(RoleBinding.tenant_id == ctx.principal.tenant_id).order_by(RoleBinding.id)
     )
-    return [b for b in rows if _may_see_binding(principal, _binding_scope(b))]
+    return [b for b in rows if _may_see_binding(ctx.principal, _binding_scope(b))]
 
 
 def _may_see_binding(principal: Principal, scope: Scope) -> bool:
@@ -333,8 +374,8 @@ def _may_see_binding(principal: Principal, scope: Scope) -> bool:
     return principal.can("binding.read", scope)
 
 
-def create_binding(session: Session, principal: Principal, role: Any, subject_kind: Any, subject: Any,
-                   scope: Scope) -> RoleBinding:
+def create_binding(ctx: Context, role: Any, subject_kind: Any, subject: Any, scope: Scope) -> RoleBinding:
+    session, principal = ctx.session, ctx.principal
     problem = check_binding(role, scope) if isinstance(role, str) else "role must be a string"
     if problem:
         raise InvalidRequest(problem)
@@ -353,7 +394,8 @@ def create_binding(session: Session, principal: Principal, role: Any, subject_ki
     return binding
 
 
-def get_binding(session: Session, principal: Principal, binding_id: int) -> RoleBinding:
+def get_binding(ctx: Context, binding_id: int) -> RoleBinding:
+    session, principal = ctx.session, ctx.principal
     # ids beyond the integer column's range are no binding (and must not overflow the driver)
     binding = session.get(RoleBinding, binding_id) if 1 <= binding_id < 2**31 else None
     if binding is None or binding.tenant_id != principal.tenant_id or not _may_see_binding(
@@ -362,7 +404,8 @@ def get_binding(session: Session, principal: Principal, binding_id: int) -> Role
     return binding
 
 
-def delete_binding(session: Session, principal: Principal, binding: RoleBinding) -> None:
+def delete_binding(ctx: Context, binding: RoleBinding) -> None:
+    session, principal = ctx.session, ctx.principal
     if not may_grant(principal, binding.role, _binding_scope(binding)):
         raise PermissionDenied(f"{principal.name} may not remove a {binding.role} binding at this scope")
     record(session, principal, "binding.delete", f"{binding.subject_kind}:{binding.subject}",
@@ -379,9 +422,9 @@ class NewToken:
     secret: str  # the full token; shown once
 
 
-def create_token(session: Session, principal: Principal, name: Any, role: Any, scope: Scope,
-                 expires_in_days: Any = 90) -> NewToken:
+def create_token(ctx: Context, name: Any, role: Any, scope: Scope, expires_in_days: Any = 90) -> NewToken:
     """A token for the caller, narrowed to ``role`` at ``scope`` (which the caller must hold)."""
+    session, principal = ctx.session, ctx.principal
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise InvalidRequest("a token needs a name (what it is for)")
     problem = check_binding(role, scope) if isinstance(role, str) else "role must be a string"
@@ -413,8 +456,9 @@ def issue_token(session: Session, tenant_id: int, user_id: int, name: str, role:
     return NewToken(token, f"{TOKEN_PREFIX}{token_id}_{secret}")
 
 
-def list_tokens(session: Session, principal: Principal) -> list[ApiToken]:
-    """The tokens ``principal`` may see (the table in this module's docstring)."""
+def list_tokens(ctx: Context) -> list[ApiToken]:
+    """The tokens the caller may see (the table in this module's docstring)."""
+    session, principal = ctx.session, ctx.principal
     query = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id)
     if not principal.is_tenant_admin():
         query = query.where(ApiToken.id == principal.token_id if principal.token_id is not None
@@ -432,8 +476,9 @@ def _sees_token(principal: Principal, token: ApiToken) -> bool:
     return token.user_id == principal.user_id
 
 
-def get_token(session: Session, principal: Principal, token_id: int) -> ApiToken:
-    """A token ``principal`` may see and revoke; NotFound for any other, as for one that does not exist."""
+def get_token(ctx: Context, token_id: int) -> ApiToken:
+    """A token the caller may see and revoke; NotFound for any other, as for one that does not exist."""
+    session, principal = ctx.session, ctx.principal
     token = session.get(ApiToken, token_id) if 1 <= token_id < 2**31 else None  # as in get_binding
     if token is None or not _sees_token(principal, token):
         if principal.token_id is not None and not principal.is_tenant_admin():
@@ -444,16 +489,20 @@ def get_token(session: Session, principal: Principal, token_id: int) -> ApiToken
     return token
 
 
-def revoke_token(session: Session, principal: Principal, token: ApiToken) -> None:
+def revoke_token(ctx: Context, token: ApiToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        record(session, principal, "token.revoke", token.name, {"token": token.id})
+        record(ctx.session, ctx.principal, "token.revoke", token.name, {"token": token.id})
 
 
 __all__ = [
     "PrincipalCache",
     "ensure_tenant",
     "create_local_user",
+    "list_users",
+    "create_user",
+    "create_first_admin",
+    "reset_password",
     "set_password",
     "check_password",
     "oidc_user",

@@ -1,8 +1,7 @@
-"""Clusters and workspaces: their records, their repositories, their tokens.
+"""Clusters and the tenant's settings: their records, their repositories' remotes, their tokens.
 
-A cluster's repository lives under the data directory
-(``repos/<tenant>/<cluster>.git``), is created with its bootstrap when the
-cluster is registered, and is pushed to ``remote_url`` when one is set. The
+A cluster's repository (gitops.repo_store) is created with its bootstrap when
+the cluster is registered, and is pushed to ``remote_url`` when one is set. The
 cluster profile is kept as the YAML text it was given, validated on the way
 in, so what a user wrote is what they read back.
 
@@ -23,8 +22,6 @@ import logging
 import re
 import secrets
 import shutil
-import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,25 +36,24 @@ from contract.errors import (
     RepoError,
     ShipyardError,
 )
-from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile_text
-from renderer.render import WorkspaceSettings, reserved_namespaces, workspace_settings_problems
-from sqlalchemy import and_, bindparam, inspect, select
-from sqlalchemy.orm import Session, lazyload, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
+from renderer.render import reserved_namespaces
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gitops import apply as apply_service
-from gitops import egress, isolation, layout
+from gitops import egress
 from gitops.audit import record
-from gitops.models import Application, Cluster, Tenant, Workspace, utcnow
+from gitops.credentials import password_credentials, ssh_key_credentials
+from gitops.models import Cluster, Tenant, Workspace, utcnow
 from gitops.policy import Grant, Principal, Scope
-from gitops.credentials import CredentialsKey, RemoteCredentials, password_credentials, ssh_key_credentials
-from gitops.repo import Author, ClusterRepo, Remote, Snapshot
+from gitops.remote import RemoteCredentials
+from gitops.repo_store import RepoStore
+from gitops.service_context import Context
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-ENVIRONMENTS = ("dev", "staging", "prod", "test", "sandbox")
 
 
 def hash_token(token: str) -> str:
@@ -77,115 +73,6 @@ def check_name(kind: str, name: Any) -> str:
             "starting and ending with a letter or digit"
         )
     return name
-
-
-class RepoStore:
-    """The cluster repositories under ``<data dir>/repos``, each opened once, with its remote.
-
-    A cluster's :class:`ClusterRepo` is reused while what it was opened with stays the
-    same (the repository, the remote URL, its sealed credentials, the tenant's allowed
-    hosts) and replaced when one changes. It is kept by cluster id *and* creation time:
-    SQLite hands a deleted cluster's id to the next one, and a cluster created again
-    must never get the deleted one's object.
-
-    ``credentials_key`` seals and opens remote credentials; ``tls`` is how https remotes
-    are verified (GIT_CA_BUNDLE); ``resolve`` is the egress policy's name resolution
-    (gitops.egress), a seam for tests; ``sessions`` (read-only) looks up a tenant's
-    allowed hosts when the cluster at hand was loaded without its tenant; ``schemas`` is
-    what the objects the control plane writes itself (workspaces, bootstrap) are
-    validated against (the app's CRD_SCHEMAS).
-    """
-
-    def __init__(self, root: Path, credentials_key: CredentialsKey | None = None, tls: ssl.SSLContext | None = None,
-                 resolve: egress.Resolver = egress.resolve_host, sessions: sessionmaker[Session] | None = None,
-                 schemas: KubeSchemas = CORE_ONLY):
-        self.root = Path(root)
-        self.schemas = schemas
-        self.data_dir = self.root.parent
-        self.credentials_key = credentials_key
-        self.tls = tls
-        self.resolve = resolve
-        self.sessions = sessions
-        self._repos: dict[int, tuple[tuple, ClusterRepo]] = {}
-        self._lock = threading.Lock()
-
-    def path_for(self, tenant: str, cluster: str) -> Path:
-        return self.root / tenant / f"{cluster}.git"
-
-    def open(self, cluster: Cluster) -> ClusterRepo:
-        allowed = self.allowed_hosts(cluster) if cluster.remote_url else ()
-        key = (cluster.created_at, cluster.repo_path, cluster.remote_url, cluster.remote_credentials, allowed)
-        with self._lock:
-            cached = self._repos.get(cluster.id)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            repo = ClusterRepo(cluster.repo_path, remote=self._remote(cluster, allowed))
-            self._repos[cluster.id] = (key, repo)
-            return repo
-
-    def allowed_hosts(self, cluster: Cluster) -> tuple[str, ...]:
-        """The non-public hosts the remotes of the cluster's tenant may reach."""
-        if "tenant" in inspect(cluster).unloaded and self.sessions is not None:
-            # Not through the caller's session: a deploy opens the repository after committing its
-            # intent, and a query there would begin a new transaction (on SQLite: take the write
-            # lock) that the commit's own transaction then waits for.
-            with self.sessions() as session:
-                hosts = session.scalar(select(Tenant.remote_allowed_hosts).where(Tenant.id == cluster.tenant_id))
-            return tuple(hosts or ())
-        return tuple(cluster.tenant.remote_allowed_hosts or ())
-
-    def _remote(self, cluster: Cluster, allowed: tuple[str, ...]) -> Remote | None:
-        if not cluster.remote_url:
-            return None
-        credentials = None
-        if cluster.remote_credentials:
-            if self.credentials_key is None:
-                raise RepoError(f'cluster "{cluster.name}" has remote credentials and this server has no '
-                                "credentials key to open them")
-            credentials = self.credentials_key.open(cluster.remote_credentials)
-        return Remote(cluster.remote_url, credentials, self.policy(allowed))
-
-    def policy(self, allowed_hosts: tuple[str, ...] | list[str]) -> egress.EgressPolicy:
-        return egress.EgressPolicy(tuple(allowed_hosts), self.resolve, self.tls)
-
-    def seal(self, credentials: RemoteCredentials) -> str:
-        if self.credentials_key is None:
-            raise InvalidRequest("this server has no credentials key: it cannot keep remote credentials")
-        return self.credentials_key.seal(credentials)
-
-    def forget(self, cluster_id: int) -> None:
-        with self._lock:
-            self._repos.pop(cluster_id, None)
-
-    def archive_target(self, repo_path: Path, cluster_name: str, label: str) -> Path:
-        """Where :meth:`archive` moves a repository: ``<tenant>/.archive/<cluster>-<UTC time>-<label>.git``.
-
-        A directory git HTTP never serves (no cluster name holds a dot), kept for
-        whoever must look at the old history.
-        """
-        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-        target = repo_path.parent / ".archive" / f"{cluster_name}-{stamp}-{label}.git"
-        while target.exists():
-            target = target.with_name(f"{cluster_name}-{stamp}-{label}-{secrets.token_hex(3)}.git")
-        return target
-
-    def archive(self, repo_path: Path, target: Path) -> Path | None:
-        """Move the repository at ``repo_path`` to ``target``; None when there is none to move."""
-        if not repo_path.exists():
-            return None
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            repo_path.rename(target)
-        except OSError as exc:
-            raise RepoError(f"cannot archive the repository {self.shown(repo_path)}: {exc.strerror}") from exc
-        return target
-
-    def shown(self, path: Path) -> str:
-        """``path`` as people see it: relative to the data directory."""
-        try:
-            return path.relative_to(self.data_dir).as_posix()
-        except ValueError:  # a repository an older configuration put elsewhere
-            return str(path)
 
 
 def profile_of(cluster: Cluster) -> ClusterProfile:
@@ -215,30 +102,31 @@ def get_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
-def tenant_settings(session: Session, principal: Principal) -> Tenant:
-    principal.require("tenant.manage", Scope(principal.tenant_id), "the tenant")
-    return session.get(Tenant, principal.tenant_id)
+def tenant_settings(ctx: Context) -> Tenant:
+    ctx.principal.require("tenant.manage", Scope(ctx.principal.tenant_id), "the tenant")
+    return ctx.session.get(Tenant, ctx.principal.tenant_id)
 
 
-def update_tenant(session: Session, principal: Principal, changes: dict[str, Any]) -> Tenant:
+def update_tenant(ctx: Context, changes: dict[str, Any]) -> Tenant:
     """Change the tenant's settings: ``remote_allowed_hosts``, the non-public hosts its remotes may reach."""
-    tenant = tenant_settings(session, principal)
+    tenant = tenant_settings(ctx)
     if "remote_allowed_hosts" in changes:
         tenant.remote_allowed_hosts = egress.allowed_hosts(changes["remote_allowed_hosts"])
-    record(session, principal, "tenant.update", tenant.name,
+    record(ctx.session, ctx.principal, "tenant.update", tenant.name,
            {"fields": sorted(changes), "remote_allowed_hosts": tenant.remote_allowed_hosts})
     return tenant
 
 
-def get_cluster(session: Session, principal: Principal, name: str, permission: str = "cluster.read") -> Cluster:
-    cluster = session.scalar(select(Cluster).where(Cluster.tenant_id == principal.tenant_id, Cluster.name == name))
-    if cluster is None or not _sees_cluster(principal, cluster):
+def get_cluster(ctx: Context, name: str, permission: str = "cluster.read") -> Cluster:
+    principal = ctx.principal
+    cluster = ctx.session.scalar(select(Cluster).where(Cluster.tenant_id == principal.tenant_id, Cluster.name == name))
+    if cluster is None or not sees_cluster(principal, cluster):
         raise NotFound(f'no cluster "{name}"')
     principal.require(permission, Scope(cluster.tenant_id, cluster.id), f'cluster "{name}"')
     return cluster
 
 
-def _sees_cluster(principal: Principal, cluster: Cluster) -> bool:
+def sees_cluster(principal: Principal, cluster: Cluster) -> bool:
     """Whether the caller may know the cluster exists: some role in it or in one of its workspaces.
 
     An API token narrows that as it narrows everything else: its own scope must reach the
@@ -255,11 +143,11 @@ def _sees_cluster(principal: Principal, cluster: Cluster) -> bool:
     )
 
 
-def list_clusters(session: Session, principal: Principal) -> list[Cluster]:
-    clusters = session.scalars(
-        select(Cluster).where(Cluster.tenant_id == principal.tenant_id).order_by(Cluster.name)
+def list_clusters(ctx: Context) -> list[Cluster]:
+    clusters = ctx.session.scalars(
+        select(Cluster).where(Cluster.tenant_id == ctx.principal.tenant_id).order_by(Cluster.name)
     ).all()
-    return [c for c in clusters if principal.can("cluster.read", Scope(c.tenant_id, c.id))]
+    return [c for c in clusters if ctx.principal.can("cluster.read", Scope(c.tenant_id, c.id))]
 
 
 @dataclass
@@ -269,11 +157,9 @@ class NewCluster:
     agent_token: str  # shown once
 
 
-def create_cluster(
-    session: Session, repos: RepoStore, principal: Principal, name: Any, profile_text: Any,
-    remote: dict[str, Any] | None = None,
-) -> NewCluster:
+def create_cluster(ctx: Context, name: Any, profile_text: Any, remote: dict[str, Any] | None = None) -> NewCluster:
     """Register the cluster and write its bootstrap; ``remote``: the request's remote_* fields, if any."""
+    session, repos, principal = ctx.session, ctx.repos, ctx.principal
     principal.require("cluster.create", Scope(principal.tenant_id), "the tenant")
     remote = {key: value for key, value in (remote or {}).items() if value is not None}
     if remote:
@@ -391,17 +277,14 @@ def remote_credentials(url: egress.RemoteURL, userinfo: tuple[str, str] | None,
     return ssh_key_credentials(ssh_key, passphrase or "", known_hosts)
 
 
-def update_cluster(session: Session, principal: Principal, cluster: Cluster, changes: dict,
-                   repos: RepoStore | None = None) -> Cluster:
-    principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
+def update_cluster(ctx: Context, cluster: Cluster, changes: dict) -> Cluster:
+    ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     remote = {key: changes[key] for key in REMOTE_FIELDS if key in changes}
     if remote:  # first: refused to a cluster-admin before anything changes
-        _require_remote_setter(principal, cluster.name)
-        if repos is None:
-            raise InvalidRequest("a remote is set through the control plane, which checks it")
+        _require_remote_setter(ctx.principal, cluster.name)
     if "profile" in changes:
         profile = parse_profile(changes["profile"], cluster.name)
-        taken = session.scalar(select(Workspace.name).where(
+        taken = ctx.session.scalar(select(Workspace.name).where(
             Workspace.cluster_id == cluster.id, Workspace.name.in_(sorted(reserved_namespaces(profile)))))
         if taken:
             raise Conflict(f'workspace "{taken}" would be a system namespace of cluster "{cluster.name}" '
@@ -409,15 +292,15 @@ def update_cluster(session: Session, principal: Principal, cluster: Cluster, cha
         cluster.profile_text = changes["profile"]
     detail: dict[str, Any] = {"fields": sorted(changes)}
     if remote:
-        _set_remote(repos, cluster, remote)
+        _set_remote(ctx.repos, cluster, remote)
         detail.update(remote_url=cluster.remote_url, remote_auth=cluster.remote_auth)
-    record(session, principal, "cluster.update", cluster.name, detail)
+    record(ctx.session, ctx.principal, "cluster.update", cluster.name, detail)
     return cluster
 
 
-def rotate_token(session: Session, principal: Principal, cluster: Cluster, kind: str) -> str:
+def rotate_token(ctx: Context, cluster: Cluster, kind: str) -> str:
     """A new read (git) or agent token for the cluster; an old read token stops working at once."""
-    principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
+    ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     token = secrets.token_urlsafe(32)
     if kind == "read":
         cluster.read_token_hash = hash_token(token)
@@ -428,17 +311,18 @@ def rotate_token(session: Session, principal: Principal, cluster: Cluster, kind:
         cluster.agent_token_hash = hash_token(token)
     else:
         raise InvalidRequest(f'unknown token kind "{kind}"; use "read" or "agent"')
-    record(session, principal, f"cluster.rotate-{kind}-token", cluster.name)
+    record(ctx.session, ctx.principal, f"cluster.rotate-{kind}-token", cluster.name)
     return token
 
 
-def delete_cluster(session: Session, repos: RepoStore, principal: Principal, cluster: Cluster) -> Path | None:
+def delete_cluster(ctx: Context, cluster: Cluster) -> Path | None:
     """Forget the cluster and archive its repository; returns where it went (None: there was none).
 
     The row goes first, in its own commit: from then on nothing serves or writes the
     repository, and it is moved out of the way. Were the move to fail, the repository
     is archived when a cluster of that name is created again, never handed to it.
     """
+    session, repos, principal = ctx.session, ctx.repos, ctx.principal
     principal.require("cluster.delete", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     name, cluster_id, repo_path = cluster.name, cluster.id, Path(cluster.repo_path)
     target = repos.archive_target(repo_path, name, str(cluster_id)) if repo_path.exists() else None
@@ -471,146 +355,11 @@ def seal_remote_userinfo(session: Session, repos: RepoStore) -> int:
     return moved
 
 
-# --- workspaces ---------------------------------------------------------------------------
-
-
-def workspace_scope(workspace: Workspace) -> Scope:
-    return Scope(workspace.tenant_id, workspace.cluster_id, workspace.id)
-
-
-def get_workspace(session: Session, principal: Principal, cluster: Cluster, name: str,
-                  permission: str = "workspace.read") -> Workspace:
-    # Without the eager join: the cluster is at hand.
-    workspace = session.scalar(select(Workspace).options(lazyload(Workspace.cluster))
-                               .where(Workspace.cluster_id == cluster.id, Workspace.name == name))
-    if workspace is not None:
-        set_committed_value(workspace, "cluster", cluster)
-    return _checked(principal, cluster, workspace, name, permission)
-
-
-def _checked(principal: Principal, cluster: Cluster, workspace: Workspace | None, name: str,
-             permission: str) -> Workspace:
-    if workspace is None or not principal.can("workspace.read", workspace_scope(workspace)):
-        raise NotFound(f'no workspace "{name}" in cluster "{cluster.name}"')
-    principal.require(permission, workspace_scope(workspace), f'workspace "{cluster.name}:{name}"')
-    return workspace
-
-
-# One query for both, built once (every deploy and app request asks); the workspace outer-joined.
-_CLUSTER_AND_WORKSPACE = (
-    select(Cluster, Workspace).options(lazyload(Cluster.tenant), lazyload(Workspace.cluster))
-    .outerjoin(Workspace, and_(Workspace.cluster_id == Cluster.id, Workspace.name == bindparam("workspace")))
-    .where(Cluster.tenant_id == bindparam("tenant_id"), Cluster.name == bindparam("cluster"))
-)
-
-
-def find_workspace(session: Session, principal: Principal, cluster_name: str, name: str,
-                   permission: str = "workspace.read") -> Workspace:
-    """The workspace ``<cluster>:<name>``, checked for ``permission``; NotFound names what is missing."""
-    row = session.execute(_CLUSTER_AND_WORKSPACE, {"tenant_id": principal.tenant_id, "cluster": cluster_name,
-                                                   "workspace": name}).first()
-    if row is None or not _sees_cluster(principal, row[0]):
-        raise NotFound(f'no cluster "{cluster_name}"')
-    cluster, workspace = row
-    if workspace is not None:
-        set_committed_value(workspace, "cluster", cluster)
-    return _checked(principal, cluster, workspace, name, permission)
-
-
-def list_workspaces(session: Session, principal: Principal, cluster: Cluster) -> list[Workspace]:
-    rows = session.scalars(
-        select(Workspace).where(Workspace.cluster_id == cluster.id).order_by(Workspace.name)
-    ).all()
-    return [w for w in rows if principal.can("workspace.read", workspace_scope(w))]
-
-
-def _workspace_fields(data: dict, workspace: Workspace) -> None:
-    if "environment" in data:
-        if data["environment"] not in ENVIRONMENTS:
-            raise InvalidRequest(f"environment must be one of {', '.join(ENVIRONMENTS)}")
-        workspace.environment = data["environment"]
-    for key in ("labels", "quota"):
-        if key in data:
-            value = data[key]
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()
-            ):
-                raise InvalidRequest(f"{key} must be a mapping of names to strings or numbers")
-            setattr(workspace, key, {k: str(v) if key == "labels" else v for k, v in value.items()})
-    problems = workspace_settings_problems(workspace.labels or {}, workspace.quota or {})
-    if problems:
-        raise InvalidRequest("; ".join(problems))
-
-
-def workspace_settings(workspace: Workspace) -> WorkspaceSettings:
-    return WorkspaceSettings.of(workspace.environment, workspace.labels or {}, workspace.quota or {})
-
-
-def sync_workspace(repos: RepoStore, principal: Principal, workspace: Workspace) -> None:
-    """Write the workspace's Namespace (labels) and ResourceQuota into its cluster's repository."""
-    cluster = workspace.cluster
-    apply_service.apply([], profile_of(cluster), repos.open(cluster), author=principal.name, schemas=repos.schemas,
-                        workspace_settings={workspace.name: workspace_settings(workspace)})
-
-
-def create_workspace(session: Session, repos: RepoStore, principal: Principal, cluster: Cluster,
-                     data: dict) -> Workspace:
-    principal.require("workspace.create", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
-    name = check_name("workspace", data.get("name"))
-    profile = profile_of(cluster)
-    if name == "default" or name.startswith("kube-") or name in reserved_namespaces(profile):
-        raise InvalidRequest(f'"{name}" is a system namespace; choose another workspace name')
-    if session.scalar(select(Workspace.id).where(Workspace.cluster_id == cluster.id, Workspace.name == name)):
-        raise Conflict(f'workspace "{cluster.name}:{name}" already exists')
-    workspace = Workspace(tenant_id=cluster.tenant_id, cluster=cluster, name=name)
-    _workspace_fields(data, workspace)
-    session.add(workspace)
-    session.flush()
-    record(session, principal, "workspace.create", f"{cluster.name}:{name}", {"environment": workspace.environment})
-    if "secret_paths" in data:
-        isolation.set_workspace_secret_paths(session, principal, workspace, data["secret_paths"])
-    sync_workspace(repos, principal, workspace)
-    return workspace
-
-
-def update_workspace(session: Session, repos: RepoStore, principal: Principal, workspace: Workspace,
-                     data: dict) -> Workspace:
-    principal.require("workspace.update", workspace_scope(workspace), f'workspace "{workspace.name}"')
-    if "secret_paths" in data:  # first: refused to a workspace-admin before anything changes
-        isolation.set_workspace_secret_paths(session, principal, workspace, data["secret_paths"])
-    _workspace_fields(data, workspace)
-    record(session, principal, "workspace.update", f"{workspace.cluster.name}:{workspace.name}", {"fields": sorted(data)})
-    sync_workspace(repos, principal, workspace)
-    return workspace
-
-
-def delete_workspace(session: Session, repos: RepoStore, principal: Principal, workspace: Workspace) -> None:
-    """Forget the workspace and take it out of the repository: ArgoCD then prunes its namespace."""
-    principal.require("workspace.delete", workspace_scope(workspace), f'workspace "{workspace.name}"')
-    live = session.scalar(
-        select(Application.name).where(Application.workspace_id == workspace.id, Application.deleted.is_(False))
-    )
-    if live:
-        raise Conflict(f'workspace "{workspace.name}" still has apps (e.g. "{live}"); delete them first')
-    record(session, principal, "workspace.delete", f"{workspace.cluster.name}:{workspace.name}")
-    cluster, name = workspace.cluster, workspace.name
-    profile = profile_of(cluster)
-
-    def build(base: Snapshot):
-        remaining = [w for w in layout.workspaces_in(base) if w != name]
-        return {**layout.bootstrap_changes(profile, remaining, repos.schemas), **layout.delete_workspace_changes(name)}
-
-    repos.open(cluster).commit(build, f"Remove workspace {name}\n\n{apply_service.TRAILER_AUTHOR}: {principal.name}\n",
-                               Author.parse(principal.name))
-    session.delete(workspace)
-
-
 def touch(cluster: Cluster) -> None:
     cluster.last_seen_at = utcnow()
 
 
 __all__ = [
-    "RepoStore",
     "NewCluster",
     "hash_token",
     "token_matches",
@@ -619,6 +368,7 @@ __all__ = [
     "tenant_settings",
     "update_tenant",
     "get_cluster",
+    "sees_cluster",
     "list_clusters",
     "create_cluster",
     "update_cluster",
@@ -627,13 +377,6 @@ __all__ = [
     "seal_remote_userinfo",
     "remote_credentials",
     "REMOTE_FIELDS",
-    "get_workspace",
-    "find_workspace",
-    "list_workspaces",
-    "create_workspace",
-    "update_workspace",
-    "delete_workspace",
-    "workspace_scope",
-    "workspace_settings",
-    "sync_workspace",
+    "check_name",
+    "parse_profile",
 ]

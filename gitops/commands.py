@@ -18,10 +18,13 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from gitops.clusters import profile_of, workspace_scope
+from gitops.audit import record
+from gitops.clusters import profile_of
 from gitops.models import Application, Cluster, ClusterObject, Command, JobRun, Version, Workspace, utcnow
-from gitops.policy import Principal, Scope
+from gitops.policy import Scope
+from gitops.service_context import Context
 from gitops.status import StatusSettings, app_pods
+from gitops.workspaces import workspace_scope
 from contract.errors import Conflict, InvalidRequest, NotFound
 from contract.protocol import COMMANDS, MAX_LOG_BYTES, MAX_LOG_LINES
 from contract.repository import application_name
@@ -55,9 +58,9 @@ def _whole(params: dict, name: str, low: int, high: int, default: int) -> int:
     return value
 
 
-def enqueue_command(session: Session, principal: Principal, app: Application, kind_of_command: str,
-                    params: dict | None) -> Command:
+def enqueue_command(ctx: Context, app: Application, kind_of_command: str, params: dict | None) -> Command:
     """Queue a refresh, restart or logs command for the app's cluster (run-job: ``trigger_run``)."""
+    session, principal = ctx.session, ctx.principal
     params = dict(params or {})
     workspace, cluster = app.workspace, app.workspace.cluster
     what = f'app "{cluster.name}:{workspace.name}/{app.name}"'
@@ -105,11 +108,14 @@ def enqueue_command(session: Session, principal: Principal, app: Application, ki
                       created_by=principal.name, created_at=utcnow())
     session.add(command)
     session.flush()
+    record(session, principal, f"app.command.{command.type}", f"{cluster.name}:{workspace.name}/{app.name}",
+           {"command": command.id})
     return command
 
 
-def get_command(session: Session, principal: Principal, command_id: int) -> Command:
+def get_command(ctx: Context, command_id: int) -> Command:
     """A command the caller may read: one of an app they can read (or, without an app, of a cluster)."""
+    session, principal = ctx.session, ctx.principal
     command = session.get(Command, command_id) if 1 <= command_id < 2**31 else None
     if command is not None:
         if command.application_id is not None:
@@ -209,8 +215,9 @@ def _iso(value: dt.datetime | None) -> str | None:
 # --- job runs --------------------------------------------------------------------------------------
 
 
-def trigger_run(session: Session, principal: Principal, app: Application, params: Any) -> JobRun:
+def trigger_run(ctx: Context, app: Application, params: Any) -> JobRun:
     """Run a job app now: a run-job command for its WorkflowTemplate (or CronWorkflow, or CronJob)."""
+    session, principal = ctx.session, ctx.principal
     workspace, cluster = app.workspace, app.workspace.cluster
     principal.require("app.deploy", workspace_scope(workspace), f'app "{cluster.name}:{workspace.name}/{app.name}"')
     if app.kind != "job":
@@ -246,6 +253,7 @@ def trigger_run(session: Session, principal: Principal, app: Application, params
                  created_by=principal.name, created_at=utcnow())
     session.add(run)
     session.flush()
+    record(session, principal, "app.run", f"{cluster.name}:{workspace.name}/{app.name}", {"run": run.id})
     return run
 
 

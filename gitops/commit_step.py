@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gitops import apply as apply_service
 from gitops import metrics
-from gitops.clusters import RepoStore
 from gitops.models import Application, Cluster, Version, utcnow
 from gitops.repo import ClusterRepo
+from gitops.repo_store import RepoStore
 
 log = logging.getLogger(__name__)
 

@@ -53,12 +53,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from gitops import isolation
 from gitops.agents import live_facts
 from gitops.audit import record
-from gitops.clusters import find_workspace, profile_of, workspace_scope, workspace_settings
+from gitops.clusters import profile_of
 from gitops.commit_step import Ticket
 from gitops.models import Application, Cluster, Version, Workspace, utcnow
 from gitops.reads import file_diff, get_version
 from gitops.reconciler import LEASE
 from gitops.service_context import Context
+from gitops.workspaces import find_workspace, workspace_scope, workspace_settings
 
 ACTIONS = ("deploy", "rollback", "promote", "delete")
 
@@ -99,7 +100,7 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
     """
     targets, profiles, facts = [], {}, {}
     for spec in specs:
-        workspace = find_workspace(ctx.session, ctx.principal, spec.cluster, spec.workspace, "app.deploy")
+        workspace = find_workspace(ctx, spec.cluster, spec.workspace, "app.deploy")
         if workspace.cluster_id not in profiles:
             live = facts[workspace.cluster_id] = live_facts(workspace.cluster)
             profile = profile_of(workspace.cluster)
@@ -165,6 +166,7 @@ def _application(session: Session, workspace: Workspace, name: str, kind: str | 
 
 def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, source_commit: str | None,
             origin: dict | None) -> list[Version]:
+    committers, worker = ctx.committing()  # before anything is written
     session, now = ctx.session, utcnow()
     try:  # in the intent's transaction, so a deploy refused here leaves no claim behind
         for item in planned:
@@ -183,7 +185,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
             render_digest=_render_digest(item.rendering), state="pending", author=ctx.principal.name,
             source=source, source_commit=source_commit, origin=origin,
             notes=list(item.rendering.notes) if item.rendering else [],
-            claimed_by=ctx.worker, claimed_until=now + LEASE, created_at=now,
+            claimed_by=worker, claimed_until=now + LEASE, created_at=now,
         )
         version_id = session.execute(_INSERT_VERSION, values).scalar_one()
         # what the caller gets back: the row as written, not attached to the session
@@ -208,7 +210,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
                    settings=workspace_settings(item.workspace), fresh=True)
             for item, version in pairs
         ]
-        ctx.committers.run(cluster, profile, tickets)
+        committers.run(cluster, profile, tickets)
         failures += [t.error for t in tickets if t.state == "failed" and t.error is not None]
         outcomes.update((t.version_id, t) for t in tickets)
     result = [version for _, version in versions]

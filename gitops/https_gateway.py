@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from contract.errors import RepoError
 from gitops.egress import REFUSED, UNREACHABLE, EgressPolicy, RemoteURL
 
 log = logging.getLogger(__name__)

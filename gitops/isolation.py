@@ -58,7 +58,8 @@ from sqlalchemy.orm import Session
 
 from gitops.audit import record
 from gitops.models import Cluster, HostClaim, Workspace, utcnow
-from gitops.policy import Principal, Scope
+from gitops.policy import Scope
+from gitops.service_context import Context
 
 MAX_SECRET_PATHS = 100
 _SEGMENT = r"[A-Za-z0-9._-]+"
@@ -105,24 +106,24 @@ def secret_problems(spec: Spec, workspace: Workspace) -> list[Problem]:
     return problems
 
 
-def set_workspace_secret_paths(session: Session, principal: Principal, workspace: Workspace, value: Any) -> None:
+def set_workspace_secret_paths(ctx: Context, workspace: Workspace, value: Any) -> None:
     """Replace the workspace's own secret path entries: a cluster-admin's call, never the workspace-admin's."""
     cluster = workspace.cluster
-    principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id),
+    ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id),
                       f'cluster "{cluster.name}" (secret_paths of workspace "{workspace.name}")')
     paths = check_secret_paths(value)
     if paths != (workspace.secret_paths or []):
-        record(session, principal, "workspace.set-secret-paths", f"{cluster.name}:{workspace.name}",
+        record(ctx.session, ctx.principal, "workspace.set-secret-paths", f"{cluster.name}:{workspace.name}",
                {"before": workspace.secret_paths or [], "after": paths})
         workspace.secret_paths = paths
 
 
-def set_cluster_secret_paths(session: Session, principal: Principal, cluster: Cluster, value: Any) -> None:
+def set_cluster_secret_paths(ctx: Context, cluster: Cluster, value: Any) -> None:
     """Replace the secret path entries every workspace of the cluster may use."""
-    principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
+    ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     paths = check_secret_paths(value)
     if paths != (cluster.secret_paths or []):
-        record(session, principal, "cluster.set-secret-paths", cluster.name,
+        record(ctx.session, ctx.principal, "cluster.set-secret-paths", cluster.name,
                {"before": cluster.secret_paths or [], "after": paths})
         cluster.secret_paths = paths
 
@@ -271,10 +272,10 @@ def check_host(host: Any) -> str:
     return host.lower()
 
 
-def list_claims(session: Session, principal: Principal, cluster: Cluster) -> list[tuple[HostClaim, str]]:
+def list_claims(ctx: Context, cluster: Cluster) -> list[tuple[HostClaim, str]]:
     """The cluster's claims with their workspaces' names, by host."""
-    principal.require("cluster.read", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
-    return [(claim, name) for claim, name in session.execute(
+    ctx.principal.require("cluster.read", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
+    return [(claim, name) for claim, name in ctx.session.execute(
         select(HostClaim, Workspace.name).join(Workspace, Workspace.id == HostClaim.workspace_id)
         .where(HostClaim.cluster_id == cluster.id).order_by(HostClaim.host))]
 
@@ -283,9 +284,9 @@ def _claim(session: Session, cluster: Cluster, host: str) -> HostClaim | None:
     return session.scalar(select(HostClaim).where(HostClaim.cluster_id == cluster.id, HostClaim.host == host))
 
 
-def move_claim(session: Session, principal: Principal, cluster: Cluster, host: Any,
-               workspace_name: Any) -> tuple[HostClaim, bool]:
+def move_claim(ctx: Context, cluster: Cluster, host: Any, workspace_name: Any) -> tuple[HostClaim, bool]:
     """Give ``host`` to a workspace of the cluster (claiming it when nobody holds it); (claim, created)."""
+    session, principal = ctx.session, ctx.principal
     principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     host = check_host(host)
     workspace = session.scalar(select(Workspace).where(Workspace.cluster_id == cluster.id,
@@ -307,8 +308,9 @@ def move_claim(session: Session, principal: Principal, cluster: Cluster, host: A
     return claim, created
 
 
-def release_claim(session: Session, principal: Principal, cluster: Cluster, host: Any) -> None:
+def release_claim(ctx: Context, cluster: Cluster, host: Any) -> None:
     """Forget the claim on ``host``: the next workspace to route it claims it."""
+    session, principal = ctx.session, ctx.principal
     principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     host = check_host(host)
     claim = _claim(session, cluster, host)

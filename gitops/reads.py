@@ -14,17 +14,16 @@ from contract.errors import InvalidRequest, NotFound
 from contract.repository import app_dir
 from renderer.manifest_yaml import dump_manifest
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
-from gitops.clusters import find_workspace, workspace_scope
 from gitops.models import Application, Cluster, Version, Workspace
-from gitops.policy import ROLES, Principal, Scope
+from gitops.policy import ROLES, Scope
 from gitops.repo import ClusterRepo
 from gitops.service_context import Context
+from gitops.workspaces import find_workspace, workspace_scope
 
 
 def get_app(ctx: Context, cluster: str, workspace: str, name: str, permission: str = "app.read") -> Application:
-    ws = find_workspace(ctx.session, ctx.principal, cluster, workspace, "workspace.read")
+    ws = find_workspace(ctx, cluster, workspace, "workspace.read")
     ctx.principal.require(permission, workspace_scope(ws), f'app "{cluster}:{workspace}/{name}"')
     app = ctx.session.scalar(select(Application).where(Application.workspace_id == ws.id, Application.name == name))
     if app is None:
@@ -90,7 +89,7 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
         query = query.where(Application.deleted.is_(False))
     if not any(g.scope.level == "tenant" and "app.read" in ROLES.get(g.role, ()) for g in principal.grants) \
             or principal.token is not None:
-        readable = _readable_scopes(session, principal)
+        readable = _readable_scopes(ctx)
         query = query.where(or_(Cluster.id.in_(readable[0]), Workspace.id.in_(readable[1])))
     if after:
         parts = after.split("/")
@@ -105,8 +104,9 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
             for row in session.connection().execute(query).all()]
 
 
-def _readable_scopes(session: Session, principal: Principal) -> tuple[list[int], list[int]]:
+def _readable_scopes(ctx: Context) -> tuple[list[int], list[int]]:
     """Cluster ids and workspace ids in which the caller may read apps."""
+    session, principal = ctx.session, ctx.principal
     clusters = session.scalars(select(Cluster).where(Cluster.tenant_id == principal.tenant_id)).all()
     cluster_ids = [c.id for c in clusters if principal.can("app.read", Scope(c.tenant_id, c.id))]
     workspace_ids = []

@@ -27,10 +27,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gitops import metrics
-from gitops.clusters import RepoStore, profile_of, workspace_settings
+from gitops.clusters import profile_of
 from gitops.commit_step import Committers, Ticket, deployment_ids
 from gitops.models import Cluster, Version, utcnow
 from gitops.repo import ClusterRepo
+from gitops.repo_store import RepoStore
+from gitops.workspaces import workspace_settings
 
 log = logging.getLogger(__name__)
 

@@ -254,6 +254,9 @@ def _load_with_ruamel(text: str, file: str, max_nodes: int) -> list[Document]:
         raise SpecError([Problem(file, 0, 0, f"invalid YAML: {exc}")]) from exc
     except RecursionError as exc:
         raise SpecError([Problem(file, 0, 0, f"YAML is nested too deeply (limit {MAX_DEPTH} levels)")]) from exc
+    except TypeError as exc:  # ruamel's own failure on a key it cannot hold, such as "? : {}"
+        raise SpecError([Problem(file, 0, 0, "invalid YAML: a mapping key that is a mapping or a list; "
+                                             "keys must be strings (quote the key)")]) from exc
 
     documents: list[Document] = []
     problems: list[Problem] = []

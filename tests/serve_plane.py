@@ -163,9 +163,9 @@ class Plane:
 
     def __init__(self, data: Path, database_url: str):
         from gitops import db
-        from gitops.clusters import RepoStore
         from gitops.commit_step import Committers
         from gitops.reconciler import worker_id
+        from gitops.repo_store import RepoStore
 
         self.engine = db.make_engine(database_url, pool_size=4)
         self.sessions = db.session_factory(self.engine)

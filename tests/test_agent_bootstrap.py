@@ -433,7 +433,7 @@ def _apply_workspaces(repo: ClusterRepo, profile: ClusterProfile, names: list[st
 
 
 def _remove_workspace(repo: ClusterRepo, profile: ClusterProfile, name: str) -> None:
-    def build(base):  # what gitops.clusters.delete_workspace commits
+    def build(base):  # what gitops.workspaces.delete_workspace commits
         remaining = [w for w in layout.workspaces_in(base) if w != name]
         return {**layout.bootstrap_changes(profile, remaining), **layout.delete_workspace_changes(name)}
 

@@ -164,3 +164,10 @@ def test_a_number_yaml_cannot_read_is_a_problem_at_its_position(text, line):
     (problem,) = caught.value.problems
     assert (problem.file, problem.line, problem.column) == ("n.yaml", line, 4)
     assert "cannot be read as a number; quote it" in problem.message
+
+
+@pytest.mark.parametrize("text", ["? : {}\n", "? : [a]\n", "a:\n  ? : {b: 1}\n"])
+def test_a_key_ruamel_cannot_hold_is_a_spec_problem_not_a_crash(text):
+    with pytest.raises(SpecError) as refused:
+        load_documents(text, "odd.yaml")
+    assert "keys must be strings" in str(refused.value) and refused.value.problems[0].file == "odd.yaml"

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from gitops import accounts, audit, clusters, commands, deploy, egress, isolation, reads, status
+from gitops import accounts, audit, clusters, commands, deploy, egress, isolation, reads, status, workspaces
 from gitops.models import ApiToken, Application, Cluster, Command, RoleBinding, Tenant, User, Version, Workspace
 from gitops.policy import Scope
 from contract.errors import InvalidRequest, NotFound
@@ -67,13 +67,13 @@ def scope_from(data: dict) -> Scope:
     Otherwise a role binding or token asked for there would be refused (403) where a missing
     one is not found (404), telling the caller what exists outside its scope.
     """
-    session = db_session()
+    ctx = context()
     cluster, workspace = field(data, "cluster", str, required=False), field(data, "workspace", str, required=False)
     if cluster and workspace:
-        return clusters.workspace_scope(clusters.find_workspace(session, g.principal, cluster, workspace))
+        return workspaces.workspace_scope(workspaces.find_workspace(ctx, cluster, workspace))
     if cluster:
-        return Scope(g.principal.tenant_id, _visible_cluster(session, cluster).id)
-    return accounts.resolve_scope(session, g.principal.tenant_id, cluster, workspace)
+        return Scope(ctx.principal.tenant_id, _visible_cluster(ctx.session, cluster).id)
+    return accounts.resolve_scope(ctx.session, ctx.principal.tenant_id, cluster, workspace)
 
 
 # --- output --------------------------------------------------------------------------------
@@ -196,29 +196,24 @@ def me():
 @bp.get("/users")
 @requires("user.manage")
 def list_users():
-    g.principal.require("user.manage", Scope(g.principal.tenant_id))
-    users = db_session().scalars(select(User).where(User.tenant_id == g.principal.tenant_id).order_by(User.username))
-    return {"users": [user_json(u) for u in users]}
+    return {"users": [user_json(u) for u in accounts.list_users(context())]}
 
 
 @bp.post("/users")
 @requires("user.manage")
 def create_user():
-    g.principal.require("user.manage", Scope(g.principal.tenant_id))
     data = json_body()
-    session = db_session()
-    tenant = session.get(Tenant, g.principal.tenant_id)
-    user = accounts.create_local_user(session, tenant, field(data, "username", str), field(data, "password", str),
-                                      field(data, "display_name", str, False), field(data, "email", str, False))
-    audit.record(session, g.principal, "user.create", user.username)
-    session.commit()
+    ctx = context()
+    user = accounts.create_user(ctx, field(data, "username", str), field(data, "password", str),
+                                field(data, "display_name", str, False), field(data, "email", str, False))
+    ctx.session.commit()
     return user_json(user), 201
 
 
 @bp.get("/audit")
 @requires("audit.read")
 def list_audit():
-    events = audit.list_events(db_session(), g.principal, limit=argument("limit"), before_id=argument("before"))
+    events = audit.list_events(context(), limit=argument("limit"), before_id=argument("before"))
     return {"events": [{"id": e.id, "actor": e.actor, "action": e.action, "target": e.target,
                         "detail": e.detail, "at": iso(e.at)} for e in events]}
 
@@ -234,7 +229,7 @@ def tenant_json(tenant: Tenant) -> dict:
 @requires("tenant.manage")
 def get_tenant():
     """The tenant's settings: the hosts its cluster remotes may reach although not public (gitops.egress)."""
-    return tenant_json(clusters.tenant_settings(db_session(), g.principal))
+    return tenant_json(clusters.tenant_settings(context()))
 
 
 @bp.patch("/tenant")
@@ -244,9 +239,9 @@ def update_tenant():
     unknown = set(data) - {"remote_allowed_hosts"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; a tenant has remote_allowed_hosts")
-    session = db_session()
-    tenant = clusters.update_tenant(session, g.principal, data)
-    session.commit()
+    ctx = context()
+    tenant = clusters.update_tenant(ctx, data)
+    ctx.session.commit()
     return tenant_json(tenant)
 
 
@@ -256,25 +251,24 @@ def update_tenant():
 @bp.get("/clusters")
 @requires("cluster.read")
 def list_clusters():
-    return {"clusters": [cluster_json(c) for c in clusters.list_clusters(db_session(), g.principal)]}
+    return {"clusters": [cluster_json(c) for c in clusters.list_clusters(context())]}
 
 
 @bp.post("/clusters")
 @requires("cluster.create")
 def create_cluster():
     data = json_body()
-    session = db_session()
+    ctx = context()
     remote = {key: data[key] for key in clusters.REMOTE_FIELDS if key in data}
-    new = clusters.create_cluster(session, context().repos, g.principal, field(data, "name", str),
-                                  field(data, "profile", str), remote)
-    session.commit()
+    new = clusters.create_cluster(ctx, field(data, "name", str), field(data, "profile", str), remote)
+    ctx.session.commit()
     return {**cluster_json(new.cluster), "read_token": new.read_token, "agent_token": new.agent_token}, 201
 
 
 @bp.get("/clusters/<cluster>")
 @requires("cluster.read")
 def get_cluster(cluster: str):
-    return cluster_json(clusters.get_cluster(db_session(), g.principal, cluster))
+    return cluster_json(clusters.get_cluster(context(), cluster))
 
 
 @bp.patch("/clusters/<cluster>")
@@ -286,14 +280,14 @@ def update_cluster(cluster: str):
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; "
                              "a cluster has profile, remote_url (with remote_username, remote_password, "
                              "remote_ssh_key, remote_ssh_passphrase, remote_known_hosts) and secret_paths")
-    session = db_session()
-    row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
+    ctx = context()
+    row = clusters.get_cluster(ctx, cluster, "cluster.update")
     field(data, "profile", str, required=False)
     if "secret_paths" in data:
-        isolation.set_cluster_secret_paths(session, g.principal, row, data.pop("secret_paths"))
+        isolation.set_cluster_secret_paths(ctx, row, data.pop("secret_paths"))
     if data:
-        clusters.update_cluster(session, g.principal, row, data, context().repos)
-    session.commit()
+        clusters.update_cluster(ctx, row, data)
+    ctx.session.commit()
     return cluster_json(row)
 
 
@@ -301,21 +295,19 @@ def update_cluster(cluster: str):
 @requires("cluster.delete")
 def delete_cluster(cluster: str):
     """Delete the cluster; its repository is archived in the data directory, never served again."""
-    session = db_session()
-    row = clusters.get_cluster(session, g.principal, cluster, "cluster.delete")
-    repos = context().repos
-    archive = clusters.delete_cluster(session, repos, g.principal, row)  # commits
+    ctx = context()
+    archive = clusters.delete_cluster(ctx, clusters.get_cluster(ctx, cluster, "cluster.delete"))  # commits
     return {"deleted": cluster, "repository": "archived" if archive else "absent",
-            "archive": repos.shown(archive) if archive else None}
+            "archive": ctx.repos.shown(archive) if archive else None}
 
 
 @bp.post("/clusters/<cluster>/tokens/<kind>")
 @requires("cluster.update")
 def rotate_cluster_token(cluster: str, kind: str):
-    session = db_session()
-    row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
-    token = clusters.rotate_token(session, g.principal, row, kind)
-    session.commit()
+    ctx = context()
+    row = clusters.get_cluster(ctx, cluster, "cluster.update")
+    token = clusters.rotate_token(ctx, row, kind)
+    ctx.session.commit()
     return {"cluster": row.name, "kind": kind, "token": token}, 201
 
 
@@ -325,15 +317,15 @@ def rotate_cluster_token(cluster: str, kind: str):
 @bp.get("/clusters/<cluster>/workspaces")
 @requires("workspace.read")
 def list_workspaces(cluster: str):
-    session = db_session()
-    row = _visible_cluster(session, cluster)
-    return {"workspaces": [workspace_json(w) for w in clusters.list_workspaces(session, g.principal, row)]}
+    ctx = context()
+    row = _visible_cluster(ctx.session, cluster)
+    return {"workspaces": [workspace_json(w) for w in workspaces.list_workspaces(ctx, row)]}
 
 
 def _visible_cluster(session, name: str) -> Cluster:
     row = session.scalar(select(Cluster).where(Cluster.tenant_id == g.principal.tenant_id, Cluster.name == name))
     # a cluster the caller has no role in is as absent as one that does not exist
-    if row is None or not clusters._sees_cluster(g.principal, row):
+    if row is None or not clusters.sees_cluster(g.principal, row):
         raise NotFound(f'no cluster "{name}"')
     return row
 
@@ -342,17 +334,17 @@ def _visible_cluster(session, name: str) -> Cluster:
 @requires("workspace.create")
 def create_workspace(cluster: str):
     data = json_body()
-    session = db_session()
-    row = clusters.get_cluster(session, g.principal, cluster, "workspace.create")
-    workspace = clusters.create_workspace(session, context().repos, g.principal, row, data)
-    session.commit()
+    ctx = context()
+    row = clusters.get_cluster(ctx, cluster, "workspace.create")
+    workspace = workspaces.create_workspace(ctx, row, data)
+    ctx.session.commit()
     return workspace_json(workspace), 201
 
 
 @bp.get("/clusters/<cluster>/workspaces/<workspace>")
 @requires("workspace.read")
 def get_workspace(cluster: str, workspace: str):
-    return workspace_json(clusters.find_workspace(db_session(), g.principal, cluster, workspace))
+    return workspace_json(workspaces.find_workspace(context(), cluster, workspace))
 
 
 @bp.patch("/clusters/<cluster>/workspaces/<workspace>")
@@ -362,20 +354,19 @@ def update_workspace(cluster: str, workspace: str):
     unknown = set(data) - {"environment", "labels", "quota", "secret_paths"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-    session = db_session()
-    row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.update")
-    clusters.update_workspace(session, context().repos, g.principal, row, data)
-    session.commit()
+    ctx = context()
+    row = workspaces.find_workspace(ctx, cluster, workspace, "workspace.update")
+    workspaces.update_workspace(ctx, row, data)
+    ctx.session.commit()
     return workspace_json(row)
 
 
 @bp.delete("/clusters/<cluster>/workspaces/<workspace>")
 @requires("workspace.delete")
 def delete_workspace(cluster: str, workspace: str):
-    session = db_session()
-    row = clusters.find_workspace(session, g.principal, cluster, workspace, "workspace.delete")
-    clusters.delete_workspace(session, context().repos, g.principal, row)
-    session.commit()
+    ctx = context()
+    workspaces.delete_workspace(ctx, workspaces.find_workspace(ctx, cluster, workspace, "workspace.delete"))
+    ctx.session.commit()
     return "", 204
 
 
@@ -391,9 +382,9 @@ def host_claim_json(claim, workspace: str) -> dict:
 @requires("cluster.read")
 def list_host_claims(cluster: str):
     """The hosts routed in the cluster, each held by one workspace"""
-    session = db_session()
-    row = clusters.get_cluster(session, g.principal, cluster)
-    return {"hosts": [host_claim_json(claim, name) for claim, name in isolation.list_claims(session, g.principal, row)]}
+    ctx = context()
+    row = clusters.get_cluster(ctx, cluster)
+    return {"hosts": [host_claim_json(claim, name) for claim, name in isolation.list_claims(ctx, row)]}
 
 
 @bp.put("/clusters/<cluster>/hosts/<host>")
@@ -401,10 +392,10 @@ def list_host_claims(cluster: str):
 def move_host_claim(cluster: str, host: str):
     """Give a host to a workspace of the cluster (claim it, or move it from the workspace holding it)"""
     data = json_body()
-    session = db_session()
-    row = clusters.get_cluster(session, g.principal, cluster, "cluster.update")
-    claim, created = isolation.move_claim(session, g.principal, row, host, field(data, "workspace", str))
-    session.commit()
+    ctx = context()
+    row = clusters.get_cluster(ctx, cluster, "cluster.update")
+    claim, created = isolation.move_claim(ctx, row, host, field(data, "workspace", str))
+    ctx.session.commit()
     return host_claim_json(claim, data["workspace"]), 201 if created else 200
 
 
@@ -412,10 +403,9 @@ def move_host_claim(cluster: str, host: str):
 @requires("cluster.update")
 def release_host_claim(cluster: str, host: str):
     """Release a host: the next workspace to route it claims it"""
-    session = db_session()
-    isolation.release_claim(session, g.principal, clusters.get_cluster(session, g.principal, cluster, "cluster.update"),
-                            host)
-    session.commit()
+    ctx = context()
+    isolation.release_claim(ctx, clusters.get_cluster(ctx, cluster, "cluster.update"), host)
+    ctx.session.commit()
     return "", 204
 
 
@@ -425,27 +415,26 @@ def release_host_claim(cluster: str, host: str):
 @bp.get("/role-bindings")
 @requires("binding.read")
 def list_bindings():
-    return {"role_bindings": [binding_json(b) for b in accounts.list_bindings(db_session(), g.principal)]}
+    return {"role_bindings": [binding_json(b) for b in accounts.list_bindings(context())]}
 
 
 @bp.post("/role-bindings")
 @requires("binding.manage")
 def create_binding():
     data = json_body()
-    session = db_session()
-    binding = accounts.create_binding(session, g.principal, field(data, "role", str),
-                                      field(data, "subject_kind", str, default="user"), field(data, "subject", str),
-                                      scope_from(data))
-    session.commit()
+    ctx = context()
+    binding = accounts.create_binding(ctx, field(data, "role", str), field(data, "subject_kind", str, default="user"),
+                                      field(data, "subject", str), scope_from(data))
+    ctx.session.commit()
     return binding_json(binding), 201
 
 
 @bp.delete("/role-bindings/<int:binding_id>")
 @requires("binding.manage")
 def delete_binding(binding_id: int):
-    session = db_session()
-    accounts.delete_binding(session, g.principal, accounts.get_binding(session, g.principal, binding_id))
-    session.commit()
+    ctx = context()
+    accounts.delete_binding(ctx, accounts.get_binding(ctx, binding_id))
+    ctx.session.commit()
     return "", 204
 
 
@@ -456,17 +445,17 @@ def delete_binding(binding_id: int):
 @requires(AUTHENTICATED)
 def list_tokens():
     """API tokens: a tenant-admin's, every one of the tenant; a login's, the user's; any other token, itself"""
-    return {"tokens": [token_json(t) for t in accounts.list_tokens(db_session(), g.principal)]}
+    return {"tokens": [token_json(t) for t in accounts.list_tokens(context())]}
 
 
 @bp.post("/tokens")
 @requires(AUTHENTICATED)
 def create_token():
     data = json_body()
-    session = db_session()
-    new = accounts.create_token(session, g.principal, field(data, "name", str), field(data, "role", str),
-                                scope_from(data), field(data, "expires_in_days", int, required=False, default=90))
-    session.commit()
+    ctx = context()
+    new = accounts.create_token(ctx, field(data, "name", str), field(data, "role", str), scope_from(data),
+                                field(data, "expires_in_days", int, required=False, default=90))
+    ctx.session.commit()
     return {**token_json(new.token), "token": new.secret}, 201
 
 
@@ -474,9 +463,9 @@ def create_token():
 @requires(AUTHENTICATED)
 def revoke_token(token_id: int):
     """Revoke an API token the caller may see (GET /tokens lists them); a token may always revoke itself"""
-    session = db_session()
-    accounts.revoke_token(session, g.principal, accounts.get_token(session, g.principal, token_id))
-    session.commit()
+    ctx = context()
+    accounts.revoke_token(ctx, accounts.get_token(ctx, token_id))
+    ctx.session.commit()
     return "", 204
 
 
@@ -647,8 +636,8 @@ def _status_settings() -> status.StatusSettings:
 @requires("cluster.read")
 def cluster_status(cluster: str):
     """The cluster's agent: connectivity, what it last said, counts of what it follows"""
-    session = db_session()
-    return status.cluster_status(session, clusters.get_cluster(session, g.principal, cluster), _status_settings())
+    ctx = context()
+    return status.cluster_status(ctx.session, clusters.get_cluster(ctx, cluster), _status_settings())
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/status")
@@ -680,13 +669,11 @@ def _ring(cluster_id: int) -> None:
 def create_command(cluster: str, workspace: str, app: str):
     """Send the app's agent a command: refresh, restart (app.deploy) or logs (app.read)"""
     data = json_body()
-    session = db_session()
+    ctx = context()
     row = _app(cluster, workspace, app)
-    command = commands.enqueue_command(session, g.principal, row, field(data, "type", str),
+    command = commands.enqueue_command(ctx, row, field(data, "type", str),
                                        field(data, "params", dict, required=False, default={}))
-    audit.record(session, g.principal, f"app.command.{command.type}", f"{cluster}:{workspace}/{app}",
-                 {"command": command.id})
-    session.commit()
+    ctx.session.commit()
     _ring(command.cluster_id)
     return commands.command_json(command), 201
 
@@ -695,7 +682,7 @@ def create_command(cluster: str, workspace: str, app: str):
 @requires("app.read")
 def get_command(command_id: int):
     """A command and, once the agent answered, its result"""
-    return commands.command_json(commands.get_command(db_session(), g.principal, command_id))
+    return commands.command_json(commands.get_command(context(), command_id))
 
 
 @bp.post("/apps/<cluster>/<workspace>/<app>/runs")
@@ -703,13 +690,12 @@ def get_command(command_id: int):
 def create_run(cluster: str, workspace: str, app: str):
     """Run a job now, with params"""
     data = json_body()
-    session = db_session()
+    ctx = context()
     row = _app(cluster, workspace, app, "app.deploy")
-    run = commands.trigger_run(session, g.principal, row, field(data, "params", dict, required=False, default={}))
-    audit.record(session, g.principal, "app.run", f"{cluster}:{workspace}/{app}", {"run": run.id})
-    session.commit()
+    run = commands.trigger_run(ctx, row, field(data, "params", dict, required=False, default={}))
+    ctx.session.commit()
     _ring(row.workspace.cluster_id)
-    return commands.run_json(run, session.get(Command, run.command_id)), 201
+    return commands.run_json(run, ctx.session.get(Command, run.command_id)), 201
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/runs")

@@ -36,7 +36,8 @@ import re
 from flask import Flask
 
 from gitops.accounts import MAX_TOKEN_DAYS, MIN_PASSWORD
-from gitops.clusters import ENVIRONMENTS, NAME
+from gitops.clusters import NAME
+from gitops.workspaces import ENVIRONMENTS
 from gitops.models import User
 from gitops.policy import ROLES
 from renderer.spec import SCHEMA_DIR, SPEC_SCHEMA

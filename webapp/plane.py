@@ -17,11 +17,11 @@ from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
 from gitops import accounts, clusters, db
-from gitops.clusters import RepoStore
 from gitops.credentials import CredentialsKey
 from gitops.https_gateway import tls_context
 from gitops.commit_step import Committers
 from gitops.reconciler import Reconciler, worker_id
+from gitops.repo_store import RepoStore
 from gitops.service_context import Context
 from renderer.kube import KubeSchemas
 from webapp.command_bell import CommandBell, CommandWatch
@@ -93,7 +93,8 @@ def db_session() -> Session:
 def context() -> Context:
     """What a service call needs, for the principal of this request."""
     control = plane()
-    return Context(db_session(), g.principal, control.repos, control.committers, control.worker, control.schemas)
+    return Context(db_session(), g.principal, control.repos, committers=control.committers, worker=control.worker,
+                   schemas=control.schemas)
 
 
 def _close_session(_exc) -> None:
