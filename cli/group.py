@@ -1,8 +1,9 @@
 """The ``shipyard`` click group: every command, each loaded only when it runs.
 
 Commands live in modules by concern (``cli.offline``, ``cli.client``,
-``cli.server``); the group names them here and imports a command's module only
-when that command runs (or ``--help`` lists them). So ``shipyard --version``
+``cli.up``, ``cli.serve``, ``cli.server``); the group names them here and
+imports a command's module only when that command runs (or ``--help`` lists
+them). So ``shipyard --version``
 imports click and nothing else of Shipyard, ``validate`` imports the renderer,
 ``deploy`` httpx, and only ``up``, ``serve``, ``db`` and ``admin`` the server
 stack (Flask, SQLAlchemy, Alembic, gunicorn).
@@ -27,8 +28,8 @@ COMMANDS = {
     "render": "cli.offline:render",
     "apply": "cli.offline:apply",
     "delete": "cli.offline:delete",
-    "up": "cli.server:up",
-    "serve": "cli.server:serve",
+    "up": "cli.up:up",
+    "serve": "cli.serve:serve",
     "db": "cli.server:db_group",
     "admin": "cli.server:admin_group",
     "agent": "cli.server:agent_command",
