@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/x.py` without an
     sys.path.insert(0, str(ROOT))
 
 from contract.repository import app_dir, application_file
-from gitops import layout
+from gitops import layout, tokens
 from gitops.repo import ClusterRepo, Directory
 from renderer.kube import KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile
@@ -279,6 +279,6 @@ def bench_plane(database_url: str, data_dir: Path):
         tenant = session.query(Tenant).filter_by(name=app.config["TENANT"]).one()
         user = accounts.create_local_user(session, tenant, "bench", secrets.token_urlsafe(24))
         session.add(RoleBinding(tenant_id=tenant.id, role="tenant-admin", subject_kind="user", subject="bench"))
-        token = accounts.issue_token(session, tenant.id, user.id, "bench", "tenant-admin", Scope(tenant.id), 1).secret
+        token = tokens.issue_token(session, tenant.id, user.id, "bench", "tenant-admin", Scope(tenant.id), 1).secret
         return app, token, tenant.id
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from gitops import accounts
+from gitops import accounts, tokens
 from gitops.models import RoleBinding, Tenant
 from webapp import create_app
 
@@ -93,7 +93,7 @@ def make_user(app, username: str, role: str | None = None, cluster: str | None =
                                     cluster_id=scope.cluster_id, workspace_id=scope.workspace_id))
         # the token carries the same role and scope; a user with no role gets a viewer token that
         # must still be able to do nothing
-        new = accounts.issue_token(session, tenant.id, user.id, "test", role or "workspace-viewer", scope, 30)
+        new = tokens.issue_token(session, tenant.id, user.id, "test", role or "workspace-viewer", scope, 30)
         return Api(app.test_client(), new.secret, username)
 
 

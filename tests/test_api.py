@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from contract.repository import app_dir, application_file
-from gitops import accounts, layout
+from gitops import accounts, layout, tokens
 from gitops.apply import TRAILER_DEPLOYMENT
 from gitops.clusters import hash_token
 from gitops.models import ApiToken, AuditEvent, Cluster, RoleBinding, Tenant, Version
@@ -233,7 +233,7 @@ def test_role_bindings(plane_app, seeded):
         tenant = session.scalar(select(Tenant))
         scope = accounts.resolve_scope(session, tenant.id, "demo", "storefront")
         user_id = accounts.check_password(session, "default", "alice", "correct horse battery").id
-        alice = Api(alice.client, accounts.issue_token(session, tenant.id, user_id, "ci", "workspace-editor",
+        alice = Api(alice.client, tokens.issue_token(session, tenant.id, user_id, "ci", "workspace-editor",
                                                        scope, 1).secret, "alice")
     assert deploy_ok(alice, service_spec("web"))[0]["author"] == "alice"
 
@@ -642,7 +642,7 @@ def second_tenant(app, tenant: str = "other", username: str = "olga") -> Api:
         row = accounts.ensure_tenant(session, tenant)
         user = accounts.create_local_user(session, row, username, "correct horse battery")
         session.add(RoleBinding(tenant_id=row.id, role="tenant-admin", subject_kind="user", subject=username))
-        new = accounts.issue_token(session, row.id, user.id, "test", "tenant-admin", Scope(row.id), 30)
+        new = tokens.issue_token(session, row.id, user.id, "test", "tenant-admin", Scope(row.id), 30)
         return Api(app.test_client(), new.secret, username)
 
 

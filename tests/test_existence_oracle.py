@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from gitops import accounts
+from gitops import accounts, tokens
 from gitops.models import Cluster, Tenant, User, Workspace
 from gitops.policy import Scope
 from tests.plane import Api, add_cluster, add_workspace, deploy_yaml, make_user, service_spec
@@ -71,7 +71,7 @@ def world(plane_app):
                     ("cluster-admin", "alpha", None))
         for role, cluster, workspace in narrowed:
             scope = accounts.resolve_scope(session, tenant.id, cluster, workspace)
-            secret = accounts.issue_token(session, tenant.id, boss.id, role, role, scope, 30).secret
+            secret = tokens.issue_token(session, tenant.id, boss.id, role, role, scope, 30).secret
             where = f"{cluster}:{workspace}" if workspace else cluster
             callers.append(Caller(f"tenant-admin's token narrowed to {role} of {where}",
                                   Api(plane_app.test_client(), secret, "boss"), scope))

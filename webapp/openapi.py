@@ -35,7 +35,8 @@ import re
 
 from flask import Flask
 
-from gitops.accounts import MAX_TOKEN_DAYS, MIN_PASSWORD
+from gitops.accounts import MIN_PASSWORD
+from gitops.tokens import MAX_TOKEN_DAYS
 from gitops.clusters import NAME
 from gitops.workspaces import ENVIRONMENTS
 from gitops.models import User

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g
 
 from contract.errors import InvalidRequest
-from gitops import accounts, audit, clusters
+from gitops import accounts, audit, clusters, tokens
 from gitops.models import Tenant, User
 from webapp.api.blueprint import bp
 from webapp.api.requests import field, json_body, scope_from
@@ -115,7 +115,7 @@ def delete_binding(binding_id: int):
 @requires(AUTHENTICATED)
 def list_tokens():
     """API tokens: a tenant-admin's, every one of the tenant; a login's, the user's; any other token, itself"""
-    return {"tokens": [token_json(t) for t in accounts.list_tokens(context())]}
+    return {"tokens": [token_json(t) for t in tokens.list_tokens(context())]}
 
 
 @bp.post("/tokens")
@@ -123,7 +123,7 @@ def list_tokens():
 def create_token():
     data = json_body()
     ctx = context()
-    new = accounts.create_token(ctx, field(data, "name", str), field(data, "role", str), scope_from(data),
+    new = tokens.create_token(ctx, field(data, "name", str), field(data, "role", str), scope_from(data),
                                 field(data, "expires_in_days", int, required=False, default=90))
     ctx.session.commit()
     return {**token_json(new.token), "token": new.secret}, 201
@@ -134,6 +134,6 @@ def create_token():
 def revoke_token(token_id: int):
     """Revoke an API token the caller may see (GET /tokens lists them); a token may always revoke itself"""
     ctx = context()
-    accounts.revoke_token(ctx, accounts.get_token(ctx, token_id))
+    tokens.revoke_token(ctx, tokens.get_token(ctx, token_id))
     ctx.session.commit()
     return "", 204
