@@ -1,7 +1,8 @@
 """What a job spec becomes: an Argo WorkflowTemplate or CronWorkflow, or else a CronJob.
 
 With Argo Workflows a job's params are workflow parameters, passed when it
-runs; without it, a (suspended, for manual jobs) CronJob runs the command with
+runs, and its service account gets the executor's Role (a step's outputs are
+recorded as WorkflowTaskResults); without it, a (suspended, for manual jobs) CronJob runs the command with
 each param's default substituted. Pure: spec + profile in, objects out.
 """
 
@@ -71,6 +72,9 @@ def render_job(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tup
     templates = common_objects(spec, profile, app, secret_data)
     if argo:
         name = "job/cronworkflow.yaml.j2" if trigger["type"] == "scheduled" else "job/workflowtemplate.yaml.j2"
+        # the executor's own permissions, for the service account the workflow's pods run as
+        executor = {"app": app, "pod": pod, "executor_name": executor_role_name(spec.name)}
+        templates += [("job/executor-role.yaml.j2", executor), ("job/executor-rolebinding.yaml.j2", executor)]
     else:
         name = "job/cronjob.yaml.j2"
     templates.append((name, {"app": app, "pod": pod, "job": job}))
@@ -78,9 +82,14 @@ def render_job(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tup
     return objects, [], notes
 
 
+def executor_role_name(app: str) -> str:
+    """The Role (and RoleBinding) that lets a job's workflow pods report their results to Argo."""
+    return f"{app}-workflow-executor"
+
+
 @functools.cache
 def _param_pattern(name: str) -> re.Pattern:
     return re.compile(r"\{\{\s*" + re.escape(name) + r"\s*\}\}")
 
 
-__all__ = ["render_job"]
+__all__ = ["render_job", "executor_role_name"]

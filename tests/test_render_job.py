@@ -67,6 +67,34 @@ def test_a_manual_job_with_argo_is_a_workflow_template(rendered):
     assert spec["podMetadata"]["labels"]["app.kubernetes.io/name"] == "backfill"
 
 
+@pytest.mark.parametrize(("source", "kind"), [("job-manual.yaml", "WorkflowTemplate"),
+                                             ("job-scheduled.yaml", "CronWorkflow")])
+def test_the_workflows_service_account_may_record_step_results(rendered, source, kind):
+    """Argo's executor records each step's outputs as a WorkflowTaskResult with the workflow's service
+    account (Argo Workflows, "Workflow RBAC"); without the Role every run fails as forbidden."""
+    job = rendered("demo", source)
+    account = one(job, kind)["spec"].get("serviceAccountName") or \
+        one(job, kind)["spec"]["workflowSpec"]["serviceAccountName"]
+    role, binding = one(job, "Role"), one(job, "RoleBinding")
+    assert role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"],
+                              "verbs": ["create", "patch"]}]  # nothing more than the executor needs
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == job.workspace
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": job.workspace}]
+
+
+def test_a_job_with_its_own_service_account_binds_the_executor_role_to_it(rendered):
+    job = rendered("demo", REPORT + PARAMS + "service_account: reporting\n")
+    assert "ServiceAccount" not in kinds(job)  # the workspace brings its own
+    assert one(job, "WorkflowTemplate")["spec"]["serviceAccountName"] == "reporting"
+    assert one(job, "RoleBinding")["subjects"][0]["name"] == "reporting"
+
+
+def test_without_argo_a_job_needs_no_executor_role(rendered):
+    assert {"Role", "RoleBinding"}.isdisjoint(kinds(rendered("generic", REPORT + PARAMS)))
+
+
 def test_a_scheduled_job_with_argo_is_a_cron_workflow(rendered):
     report = rendered("demo", "job-scheduled.yaml")
     assert "WorkflowTemplate" not in kinds(report) and "CronJob" not in kinds(report)
@@ -159,7 +187,7 @@ def test_a_param_without_default_is_refused_without_argo(rendered):
 @pytest.mark.parametrize("flavor", ["demo", "generic"])
 def test_a_job_has_no_service_no_autoscaler_and_no_replicas_to_ignore(rendered, flavor):
     report = rendered(flavor, REPORT + PARAMS)
-    assert set(kinds(report)) <= {"ServiceAccount", "WorkflowTemplate", "CronJob"}
+    assert set(kinds(report)) <= {"ServiceAccount", "WorkflowTemplate", "CronJob", "Role", "RoleBinding"}
     assert one(report, "ServiceAccount")["metadata"]["name"] == "report"
     assert "ignoreDifferences" not in report.application["spec"]
     assert report.application["spec"]["source"]["path"] == "workspaces/data/report"
