@@ -19,6 +19,9 @@ from renderer.pod import SpecProblems, common_objects, env_text, pod_context
 from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
 from renderer.spec import Spec
 
+# TrueFoundry's default wait before a blue-green rollout promotes itself (BlueGreen.auto_promotion_seconds)
+AUTO_PROMOTION_SECONDS = 30
+
 
 def _autoscaling(spec: Spec, profile: ClusterProfile, problems: SpecProblems) -> dict | None:
     replicas = spec.body.get("replicas")
@@ -165,12 +168,19 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
                 steps.append({"pause": {"duration": f"{pause}s"}} if pause is not None else {"pause": {}})
             rollout_strategy = {"type": "canary", "steps": steps}
         else:
+            # TrueFoundry waits auto_promotion_seconds (30 unless given) before it promotes; Argo Rollouts
+            # promotes at once without autoPromotionSeconds, and ignores it when auto-promotion is off
+            auto_promotion = strategy.get("enable_auto_promotion", False)
+            if not auto_promotion and "auto_promotion_seconds" in strategy:
+                notes.append("auto_promotion_seconds has no effect without enable_auto_promotion: the new version "
+                             "waits on the preview Service until it is promoted")
             rollout_strategy = {
                 "type": "blue_green",
                 "active_service": spec.name,
                 "preview_service": preview_service_name(spec.name),
-                "auto_promotion": strategy.get("enable_auto_promotion", False),
-                "auto_promotion_seconds": strategy.get("auto_promotion_seconds"),
+                "auto_promotion": auto_promotion,
+                "auto_promotion_seconds": strategy.get("auto_promotion_seconds", AUTO_PROMOTION_SECONDS)
+                if auto_promotion else None,
             }
         templates.append(("service/rollout.yaml.j2", {"app": app, "pod": pod, "replicas": replicas, "strategy": rollout_strategy}))
     else:

@@ -129,6 +129,23 @@ def test_blue_green_waits_for_a_promote_unless_auto_promotion_is_enabled(rendere
     assert "autoPromotionSeconds" not in strategy
 
 
+def test_blue_green_auto_promotion_waits_30_seconds_unless_told_otherwise(rendered):
+    """TrueFoundry's auto_promotion_seconds defaults to 30; without it Argo Rollouts promotes at once."""
+    spec = API + "ports:\n  - port: 8080\nrollout_strategy:\n  type: blue_green\n  enable_auto_promotion: true\n"
+    strategy = one(rendered("demo", spec), "Rollout")["spec"]["strategy"]["blueGreen"]
+    assert (strategy["autoPromotionEnabled"], strategy["autoPromotionSeconds"]) == (True, 30)
+    strategy = one(rendered("demo", spec + "  auto_promotion_seconds: 0\n"), "Rollout")["spec"]["strategy"]["blueGreen"]
+    assert strategy["autoPromotionSeconds"] == 0  # at once, when asked for
+
+
+def test_auto_promotion_seconds_without_auto_promotion_is_a_note_not_a_timer(rendered):
+    spec = API + "ports:\n  - port: 8080\nrollout_strategy:\n  type: blue_green\n  auto_promotion_seconds: 60\n"
+    service = rendered("demo", spec)
+    strategy = one(service, "Rollout")["spec"]["strategy"]["blueGreen"]
+    assert strategy["autoPromotionEnabled"] is False and "autoPromotionSeconds" not in strategy
+    assert any("auto_promotion_seconds has no effect" in note for note in service.notes)
+
+
 def test_blue_green_without_ports_is_refused(rendered):
     with pytest.raises(SpecError, match="blue_green switches traffic between Services"):
         rendered("demo", API + "rollout_strategy:\n  type: blue_green\n")
