@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -48,7 +49,7 @@ class Seeded:
     agent_token: str | None = None  # for the simulated compute plane of the demo cluster
 
 
-def seed_first_start(plane, tenant_name: str) -> Seeded | None:
+def seed_first_start(plane, tenant_name: str, public_url: str) -> Seeded | None:
     """On an empty tenant: the admin user, the demo cluster with its workspaces, the example apps.
 
     Returns None when the tenant already has users: then nothing is created again. The
@@ -77,7 +78,7 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
                       schemas=plane.schemas)
         spec_files = expand_paths([DEMO_SPECS])
         workspaces = sorted({spec.workspace for spec in load_spec_files(spec_files)})
-        new = clusters.create_cluster(ctx, DEMO_CLUSTER, DEMO_PROFILE.read_text())
+        new = clusters.create_cluster(ctx, DEMO_CLUSTER, demo_profile_text(public_url, tenant_name))
         isolation.set_cluster_secret_paths(ctx, new.cluster, DEMO_SECRET_PATHS)
         for name in workspaces:
             workspace_service.create_workspace(ctx, new.cluster, {"name": name})
@@ -93,6 +94,20 @@ def seed_first_start(plane, tenant_name: str) -> Seeded | None:
                 versions.append(f"{DEMO_CLUSTER}:{version.application.workspace.name}/"
                                 f"{version.application.name} v{version.number} {version.state}")
         return Seeded(password, new.read_token, workspaces, versions, new.agent_token)
+
+
+def demo_profile_text(public_url: str, tenant_name: str) -> str:
+    """The demo profile with its repository where this server serves it: ``<public_url>/git/<tenant>/demo.git``.
+
+    The profile's own text is kept (its comments included); only the value of ``git.repo_url``,
+    which names the port and tenant of a default start, is replaced.
+    """
+    text = DEMO_PROFILE.read_text()
+    repo_url = f"{public_url.rstrip('/')}/git/{tenant_name}/{DEMO_CLUSTER}.git"
+    replaced, count = re.subn(r"(?m)^(\s+repo_url:\s*)\S+", lambda match: match.group(1) + repo_url, text, count=1)
+    if not count:
+        raise ShipyardError(f"{DEMO_PROFILE} has no git.repo_url to point at this server")
+    return replaced
 
 
 def _display_url(host: str, port: int) -> str:
@@ -162,7 +177,7 @@ def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
             server = make_server(host, port, app, threaded=True, request_handler=QuietHandler,
                                  fd=listener.fileno())
         try:
-            seeded = seed_first_start(plane, app.config["TENANT"])
+            seeded = seed_first_start(plane, app.config["TENANT"], url)
         except ShipyardError as exc:
             server.server_close()
             raise Failure(f"could not set up the demo: {exc}", EXIT_INTERNAL) from exc

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from renderer.spec import load_spec_files
 
@@ -174,6 +175,10 @@ def test_git_clone_with_the_printed_read_token_shows_the_examples(plane, tmp_pat
     assert EXAMPLE_APPS <= found
     assert {ws.name for ws in (clone / "workspaces").iterdir()} == {a.split("/")[0] for a in EXAMPLE_APPS}
     assert (clone / "bootstrap" / "root.yaml").is_file()
+    # ArgoCD is pointed at this server, on the port it was started with (not a default's 8080)
+    served = f"{plane.url}/git/default/demo.git"
+    for path in (clone / "bootstrap" / "root.yaml", clone / "apps" / "storefront" / "web.yaml"):
+        assert yaml.safe_load(path.read_text())["spec"]["source"]["repoURL"] == served, path
     wrong = plane.clone_url.replace("http://x:", "http://x:not-the-token")
     refused = subprocess.run(["git", "clone", "-q", wrong, str(tmp_path / "no")], capture_output=True, text=True,
                              env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
