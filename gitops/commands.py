@@ -235,6 +235,13 @@ def trigger_run(ctx: Context, app: Application, params: Any) -> JobRun:
     unknown = set(params) - declared
     if unknown:
         raise InvalidRequest(f"job {app.name} has no param(s) {', '.join(sorted(unknown))}")
+    # a param without a default has no value unless the run gives one: Argo would fail the Workflow
+    # ("parameter ... was not supplied"), so the run is refused here, before anything is queued
+    missing = sorted(p["name"] for p in spec.get("params") or []
+                     if isinstance(p, dict) and "default" not in p and p.get("name") not in params)
+    if missing:
+        raise InvalidRequest(f"job {app.name} needs a value for param(s) {', '.join(missing)}: "
+                             "they have no default; pass them in params")
     if profile_of(cluster).has("argo_workflows"):
         scheduled = (spec.get("trigger") or {}).get("type") == "scheduled"
         kind = "CronWorkflow" if scheduled else "WorkflowTemplate"

@@ -417,7 +417,7 @@ def test_run_many_reports_every_cluster_and_answers_a_job_run(plane_app, served,
             _wait(lambda: _get(admin, f"/api/v1/apps/sim{index}/data/backfill/status")["health"]
                   == "Healthy", f"sim{index} healthy")
             assert _get(admin, f"/api/v1/clusters/sim{index}/status")["simulated"] is True
-        run = admin.post("/api/v1/apps/sim1/data/backfill/runs", json={"params": {}})
+        run = admin.post("/api/v1/apps/sim1/data/backfill/runs", json={"params": {"since": "2026-01-01"}})
         assert run.status_code == 201, run.get_json()
         finished = _wait(lambda: next((r for r in _get(admin, "/api/v1/apps/sim1/data/backfill/runs")["runs"]
                                        if r["id"] == run.get_json()["id"] and r["state"] == "succeeded"), None),

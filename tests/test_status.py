@@ -569,6 +569,9 @@ def test_job_runs_trigger_and_follow_the_workflow(plane_app, world, client):
     run = response.get_json()
     assert run["state"] == "queued" and run["params"] == {"since": "2026-01-01"}
     assert admin.post(f"{API}/apps/demo/storefront/backfill/runs", json={"params": {"nope": 1}}).status_code == 400
+    # "since" has no default: a run without it is refused, nothing queued
+    refused = admin.post(f"{API}/apps/demo/storefront/backfill/runs", json={"params": {}})
+    assert refused.status_code == 400 and "since" in refused.get_json()["error"]["message"]
     deploy(world, "ghcr.io/acme/web:1")
     assert admin.post(f"{API}/apps/demo/storefront/web/runs", json={}).status_code == 400  # a service
 
