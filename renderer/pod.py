@@ -90,8 +90,15 @@ def _probe(probe: dict) -> dict:
     return action
 
 
+def app_protocol(port: dict) -> str:
+    """The port's protocol as Istio reads a Service port (name prefix and appProtocol, Istio's "Protocol
+    Selection"): a UDP port is ``udp`` whatever app_protocol says (Istio does not proxy UDP, and an
+    HTTP name would declare it HTTP); otherwise app_protocol, http by default as in TrueFoundry."""
+    return "udp" if port.get("protocol") == "UDP" else port.get("app_protocol", "http")
+
+
 def _port_name(port: dict) -> str:
-    return f"{port.get('app_protocol', 'http')}-{port['port']}"
+    return f"{app_protocol(port)}-{port['port']}"
 
 
 def pod_context(spec: Spec, profile: ClusterProfile, problems: SpecProblems, notes: list[str], substitute=None) -> tuple[dict, list[dict]]:
@@ -177,4 +184,4 @@ def common_objects(spec: Spec, profile: ClusterProfile, app: dict, secret_data: 
     return out
 
 
-__all__ = ["SpecProblems", "pod_context", "common_objects", "env_text"]
+__all__ = ["SpecProblems", "pod_context", "common_objects", "env_text", "app_protocol"]

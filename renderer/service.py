@@ -15,7 +15,7 @@ from renderer.kube import KubeSchemas
 from contract.labels import SERVICE_ROLE_LABEL
 from contract.repository import preview_service_name
 from renderer.naming import app_context
-from renderer.pod import SpecProblems, common_objects, env_text, pod_context
+from renderer.pod import SpecProblems, app_protocol, common_objects, env_text, pod_context
 from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
 from renderer.spec import Spec
 
@@ -197,7 +197,7 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
         for port in container_ports:
             entry = {"name": port["name"], "port": port["containerPort"], "targetPort": port["containerPort"], "protocol": port["protocol"]}
             declared = by_number.get(port["containerPort"])
-            entry["appProtocol"] = (declared or {}).get("app_protocol", "http")
+            entry["appProtocol"] = app_protocol(declared) if declared else "http"
             service_ports.append(entry)
         templates.append(("service/service.yaml.j2", {
             "app": app, "service_name": spec.name, "service_ports": service_ports, "service_labels": app["labels"],

@@ -167,6 +167,16 @@ def test_service_ports_carry_names_and_app_protocols(rendered):
     assert service["spec"]["selector"] == workload(embeddings)["spec"]["selector"]["matchLabels"]
 
 
+@pytest.mark.parametrize("declared", ["", "    app_protocol: http\n"])
+def test_a_udp_port_is_declared_udp_to_istio_not_http(rendered, declared):
+    """Istio reads a Service port's protocol from its name prefix and appProtocol ("Protocol Selection");
+    UDP is not proxied and must not be declared HTTP, whatever app_protocol a TrueFoundry export carries."""
+    service = rendered("demo", API + "ports:\n  - port: 5353\n    protocol: UDP\n" + declared)
+    [port] = one(service, "Service")["spec"]["ports"]
+    assert (port["name"], port["protocol"], port["appProtocol"]) == ("udp-5353", "UDP", "udp")
+    assert container(service)["ports"] == [{"name": "udp-5353", "containerPort": 5353, "protocol": "UDP"}]
+
+
 def test_an_app_without_ports_gets_no_service(rendered):
     indexer = rendered("demo", "autoscaling.yaml", index=1)
     assert "Service" not in kinds(indexer)
