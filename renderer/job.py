@@ -32,8 +32,13 @@ def render_job(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tup
     params = body.get("params") or []
     argo = profile.has("argo_workflows")
 
+    shell_params: dict[str, str] = {}  # env var -> the Argo parameter it carries into a shell command
     if argo:
-        def substitute(text: str) -> str:
+        def substitute(text: str, shell: bool) -> str:
+            if shell:
+                text, used = shell_safe_params(text, [p["name"] for p in params])
+                shell_params.update(used)
+                return text
             for param in params:
                 text = _param_pattern(param["name"]).sub("{{workflow.parameters.%s}}" % param["name"], text)
             return text
@@ -47,7 +52,7 @@ def render_job(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tup
                 )
         defaults = {p["name"]: env_text(p.get("default")) for p in params}
 
-        def substitute(text: str) -> str:
+        def substitute(text: str, shell: bool) -> str:  # noqa: ARG001 - the spec's own defaults, put in as written
             for name, value in defaults.items():
                 text = _param_pattern(name).sub(lambda _m, v=value: v, text)
             return text
@@ -56,6 +61,10 @@ def render_job(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tup
 
     pod, secret_data = pod_context(spec, profile, problems, notes, substitute=substitute if params else None)
     problems.raise_if_any()
+    if shell_params:
+        pod["container"]["env"] = [*pod["container"]["env"],
+                                   *({"name": var, "value": "{{workflow.parameters.%s}}" % name}
+                                     for var, name in sorted(shell_params.items()))]
 
     job = {
         "retries": body.get("retries", 0),
@@ -82,6 +91,46 @@ def render_job(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tup
     return objects, [], notes
 
 
+PARAM_ENV_PREFIX = "SHIPYARD_PARAM_"
+
+
+def shell_safe_params(text: str, names: list[str]) -> tuple[str, dict[str, str]]:
+    """``{{name}}`` in a shell command as a quoted expansion of an environment variable Argo fills.
+
+    Argo substitutes ``{{workflow.parameters.x}}`` as text, so a value spliced into ``/bin/sh -c``
+    would be read as shell (``; rm -rf ~``). Instead the value travels in the variable
+    ``SHIPYARD_PARAM_<n>`` (Argo substitutes into an env value, which no shell reads), and the
+    command expands it quoted, so each value is exactly one word, never shell syntax:
+    ``"${SHIPYARD_PARAM_0}"`` outside quotes, ``${SHIPYARD_PARAM_0}`` inside double quotes, and
+    ``'"${SHIPYARD_PARAM_0}"'`` inside single quotes (close, expand, reopen). Returns the text and the
+    variables used, each with its param's name.
+    """
+    used: dict[str, str] = {}
+    out, state, index = [], "plain", 0
+    patterns = [(_param_pattern(name), f"{PARAM_ENV_PREFIX}{number}", name) for number, name in enumerate(names)]
+    while index < len(text):
+        match = next(((m, var, name) for pattern, var, name in patterns
+                      if (m := pattern.match(text, index)) is not None), None)
+        if match is not None:
+            found, var, name = match
+            used[var] = name
+            out.append({"plain": f'"${{{var}}}"', "double": f"${{{var}}}", "single": f"'\"${{{var}}}\"'"}[state])
+            index = found.end()
+            continue
+        char = text[index]
+        if char == "\\" and state != "single" and index + 1 < len(text):
+            out.append(text[index:index + 2])
+            index += 2
+            continue
+        if char == "'" and state != "double":
+            state = "plain" if state == "single" else "single"
+        elif char == '"' and state != "single":
+            state = "plain" if state == "double" else "double"
+        out.append(char)
+        index += 1
+    return "".join(out), used
+
+
 def executor_role_name(app: str) -> str:
     """The Role (and RoleBinding) that lets a job's workflow pods report their results to Argo."""
     return f"{app}-workflow-executor"
@@ -92,4 +141,4 @@ def _param_pattern(name: str) -> re.Pattern:
     return re.compile(r"\{\{\s*" + re.escape(name) + r"\s*\}\}")
 
 
-__all__ = ["render_job", "executor_role_name"]
+__all__ = ["render_job", "executor_role_name", "shell_safe_params", "PARAM_ENV_PREFIX"]

@@ -53,12 +53,14 @@ def env_text(value: Any) -> str:
 
 
 def _command(image: dict, substitute=None) -> list[str] | None:
+    """The container's command: a string runs under ``/bin/sh -c``, a list as it is. ``substitute(text,
+    shell)`` puts job params in; ``shell`` says whether the text is read by the shell."""
     command = image.get("command")
     if command is None:
         return None
     if isinstance(command, str):
-        command = ["/bin/sh", "-c", command]
-    return [substitute(part) for part in command] if substitute else list(command)
+        return ["/bin/sh", "-c", substitute(command, True) if substitute else command]
+    return [substitute(part, False) for part in command] if substitute else list(command)
 
 
 _PROBE_KEYS = {

@@ -59,11 +59,18 @@ def test_a_manual_job_with_argo_is_a_workflow_template(rendered):
     assert spec["activeDeadlineSeconds"] == 7200
     [template] = spec["templates"]
     assert template["retryStrategy"] == {"limit": 1, "retryPolicy": "OnFailure"}
+    # each param reaches the shell as one quoted word, through a variable Argo fills
     assert template["container"]["command"] == [
         "/bin/sh", "-c",
-        "python -m etl.backfill --since {{workflow.parameters.since}} --table {{workflow.parameters.table}}"
-        " --dry-run={{workflow.parameters.dry_run}}",
+        'python -m etl.backfill --since "${SHIPYARD_PARAM_0}" --table "${SHIPYARD_PARAM_1}"'
+        ' --dry-run="${SHIPYARD_PARAM_2}"',
     ]
+    env = {e["name"]: e.get("value") for e in template["container"]["env"]}
+    assert {name: env[name] for name in env if name.startswith("SHIPYARD_PARAM_")} == {
+        "SHIPYARD_PARAM_0": "{{workflow.parameters.since}}",
+        "SHIPYARD_PARAM_1": "{{workflow.parameters.table}}",
+        "SHIPYARD_PARAM_2": "{{workflow.parameters.dry_run}}",
+    }
     assert spec["podMetadata"]["labels"]["app.kubernetes.io/name"] == "backfill"
 
 
@@ -93,6 +100,38 @@ def test_a_job_with_its_own_service_account_binds_the_executor_role_to_it(render
 
 def test_without_argo_a_job_needs_no_executor_role(rendered):
     assert {"Role", "RoleBinding"}.isdisjoint(kinds(rendered("generic", REPORT + PARAMS)))
+
+
+HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "a' ; touch pwned ; '", 'a" ; touch pwned ; "',
+           "*", "two words", ""]
+
+
+@pytest.mark.parametrize(("quoting", "arguments"), [
+    ("--day {{day}}", lambda v: ["--day", v]),
+    ('--day "{{day}}"', lambda v: ["--day", v]),
+    ("--day '{{day}}'", lambda v: ["--day", v]),
+    ("--day={{ day }}x", lambda v: [f"--day={v}x"]),
+], ids=["plain", "double-quoted", "single-quoted", "inside-a-word"])
+def test_a_run_parameter_is_one_word_for_the_shell_never_shell_syntax(rendered, tmp_path, quoting, arguments):
+    """What Argo would run: the env values substituted (as Argo does), then the command through a real
+    /bin/sh. Whatever the value and however the spec quotes the placeholder, it arrives as it was given,
+    in one argument, and nothing of it runs."""
+    import subprocess
+
+    spec = REPORT.replace("report --day {{day}} --format {{ format }}",
+                          "printf '[%s]\\n' " + quoting) + PARAMS
+    template = one(rendered("demo", spec), "WorkflowTemplate")["spec"]["templates"][0]["container"]
+    shell, flag, command = template["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    for value in HOSTILE:
+        env = {e["name"]: e["value"].replace("{{workflow.parameters.day}}", value)
+               for e in template["env"] if e["name"].startswith("SHIPYARD_PARAM_")}
+        argo_command = command.replace("{{workflow.parameters.day}}", value)  # Argo substitutes everywhere
+        done = subprocess.run([shell, flag, argo_command], env={"PATH": "/usr/bin:/bin", **env}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        assert not (tmp_path / "pwned").exists(), (quoting, value)
+        assert done.stdout.splitlines() == [f"[{arg}]" for arg in arguments(value)], (quoting, value)
 
 
 def test_a_scheduled_job_with_argo_is_a_cron_workflow(rendered):
