@@ -198,6 +198,10 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
             entry = {"name": port["name"], "port": port["containerPort"], "targetPort": port["containerPort"], "protocol": port["protocol"]}
             declared = by_number.get(port["containerPort"])
             entry["appProtocol"] = app_protocol(declared) if declared else "http"
+            if entry["appProtocol"] == "grpc" and profile.router == "gateway_api":
+                # a Gateway API HTTPRoute reaches a gRPC backend over HTTP/2 only when the Service port
+                # says so: kubernetes.io/h2c (Gateway API, "Backend Protocol"; Istio reads it too)
+                entry["appProtocol"] = "kubernetes.io/h2c"
             service_ports.append(entry)
         templates.append(("service/service.yaml.j2", {
             "app": app, "service_name": spec.name, "service_ports": service_ports, "service_labels": app["labels"],

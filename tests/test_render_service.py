@@ -177,6 +177,18 @@ def test_a_udp_port_is_declared_udp_to_istio_not_http(rendered, declared):
     assert container(service)["ports"] == [{"name": "udp-5353", "containerPort": 5353, "protocol": "UDP"}]
 
 
+def test_a_grpc_port_behind_a_gateway_api_route_is_declared_h2c(rendered):
+    """An HTTPRoute's backend speaks HTTP/2 cleartext only if the Service port's appProtocol is
+    kubernetes.io/h2c (Gateway API, "Backend Protocol"); "grpc" is Istio's own word for it."""
+    spec = API + "ports:\n  - port: 50051\n    app_protocol: grpc\n    expose: true\n  - port: 8080\n"
+    gateway = rendered(load_profile_text(BOTH_ROUTERS.format(ingress="gateway_api"), "mesh.yaml"), spec)
+    ports = {p["port"]: p for p in one(gateway, "Service")["spec"]["ports"]}
+    assert (ports[50051]["name"], ports[50051]["appProtocol"]) == ("grpc-50051", "kubernetes.io/h2c")
+    assert ports[8080]["appProtocol"] == "http"
+    istio = rendered(load_profile_text(BOTH_ROUTERS.format(ingress="istio"), "mesh.yaml"), spec)
+    assert {p["port"]: p["appProtocol"] for p in one(istio, "Service")["spec"]["ports"]}[50051] == "grpc"
+
+
 def test_an_app_without_ports_gets_no_service(rendered):
     indexer = rendered("demo", "autoscaling.yaml", index=1)
     assert "Service" not in kinds(indexer)
