@@ -410,13 +410,16 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--name", help="The app's name in the target (default: the same).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Change a field of the spec, e.g. --set replicas=3 --set env.LOG_LEVEL=debug (repeatable).")
+@click.option("--keep-overrides/--no-keep-overrides", default=True, show_default=True,
+              help="Apply again the overrides the target app was promoted with, under these --set ones.")
 @api_options
-def promote(app: str, target: str, number: int | None, name: str | None, settings: tuple[str, ...], url, token,
-            output: str) -> None:
+def promote(app: str, target: str, number: int | None, name: str | None, settings: tuple[str, ...],
+            keep_overrides: bool, url, token, output: str) -> None:
     """Deploy a version of APP (CLUSTER:WORKSPACE/APP) into another workspace or cluster."""
     if target.count(":") != 1 or not all(target.split(":")):
         raise click.BadParameter(f"{target!r}: write the target as CLUSTER:WORKSPACE", param_hint="--to")
-    body: dict[str, Any] = {"target": target, "source": "cli", "overrides": parse_overrides(settings)}
+    body: dict[str, Any] = {"target": target, "source": "cli", "overrides": parse_overrides(settings),
+                            "keep_overrides": keep_overrides}
     if number is not None:
         body["version"] = number
     if name is not None:

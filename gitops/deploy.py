@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.errors import InvalidRequest, NotFound, RenderError, ShipyardError, SpecError
+from contract.errors import InvalidRequest, NotFound, Problem, RenderError, ShipyardError, SpecError
 from contract.repository import app_dir, application_file
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, render
@@ -298,8 +298,15 @@ def rollback(ctx: Context, app: Application, number: Any, *, source: str = "api"
 
 
 def promote(ctx: Context, app: Application, *, target: Any, number: Any = None, name: Any = None,
-            overrides: Any = None, source: str = "api") -> Version:
-    """Clone an app's version into another workspace or cluster, with overrides; remembers where from."""
+            overrides: Any = None, keep_overrides: bool = True, source: str = "api") -> Version:
+    """Clone an app's version into another workspace or cluster, with overrides; remembers where from.
+
+    The target's own overrides stay: when the app in the target was itself promoted with
+    overrides, they apply again under the new ones (``keep_overrides=False`` starts from the
+    source version alone). The overrides in force are kept in the new version's origin. A spec
+    the overrides make invalid is reported against the source version and the override, not
+    against the promoted text, which nobody wrote.
+    """
     version = get_version(ctx, app, number if number is not None else app.current_version)
     if version.spec is None:
         raise InvalidRequest(f"version {version.number} deleted the app; promote a version that deployed it")
@@ -307,15 +314,76 @@ def promote(ctx: Context, app: Application, *, target: Any, number: Any = None, 
         raise InvalidRequest('target must be "<cluster>:<workspace>"')
     if overrides is not None and not isinstance(overrides, dict):
         raise InvalidRequest("overrides must be a mapping of spec fields")
+    overrides = overrides or {}
+    target_name = name if name is not None else app.name
+    if keep_overrides:
+        kept = _target_overrides(ctx, target, target_name)
+        if kept:
+            overrides = _merge_overrides(copy.deepcopy(kept), overrides)
     body = copy.deepcopy(version.spec)
-    _merge(body, overrides or {})
+    _merge(body, overrides)
     body["workspace_fqn"] = target
     if name is not None:
         body["name"] = name
     source_name = f"{app.workspace.cluster.name}:{app.workspace.name}/{app.name}"
-    (new,) = deploy(ctx, json.dumps(body, indent=2, ensure_ascii=False), filename=f"promotion of {source_name}", source=source,
-                    action="promote", origin={"promoted_from": source_name, "version": version.number})
+    origin = {"promoted_from": source_name, "version": version.number}
+    if overrides:
+        origin["overrides"] = overrides
+    try:
+        (new,) = deploy(ctx, json.dumps(body, indent=2, ensure_ascii=False), filename=f"promotion of {source_name}",
+                        source=source, action="promote", origin=origin)
+    except SpecError as error:
+        raise SpecError(_promotion_problems(error.problems, f"{source_name} v{version.number} promoted to {target}",
+                                            overrides)) from error
     return new
+
+
+def _target_overrides(ctx: Context, target: str, name: Any) -> dict:
+    """The overrides the target app's current version was promoted with, if it was promoted."""
+    cluster_name, workspace_name = target.split(":", 1)
+    try:
+        workspace = find_workspace(ctx, cluster_name, workspace_name)
+    except ShipyardError:
+        return {}  # the deploy says what is wrong with the target
+    current = ctx.session.execute(
+        select(Version.origin).join(Application, Version.application_id == Application.id)
+        .where(Application.workspace_id == workspace.id, Application.name == name, Application.deleted.is_(False),
+               Version.number == Application.current_version)).scalar()
+    kept = (current or {}).get("overrides") if isinstance(current, dict) else None
+    return kept if isinstance(kept, dict) else {}
+
+
+def _merge_overrides(base: dict, newer: dict) -> dict:
+    """Overrides on top of overrides: mappings merge key by key, anything else (None included) replaces."""
+    for key, value in newer.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_overrides(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _override_paths(overrides: dict, prefix: tuple = ()) -> list[tuple]:
+    paths = []
+    for key, value in overrides.items():
+        path = (*prefix, key)
+        paths.append(path)
+        if isinstance(value, dict):
+            paths += _override_paths(value, path)
+    return paths
+
+
+def _promotion_problems(problems: list[Problem], where: str, overrides: dict) -> list[Problem]:
+    """A promoted spec's problems named by the source version, and by the override behind each."""
+    pointers = {"/" + "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in path): ".".join(map(str, path))
+                for path in _override_paths(overrides)}
+    out = []
+    for problem in problems:
+        behind = [dotted for pointer, dotted in pointers.items()
+                  if problem.path == pointer or problem.path.startswith(pointer + "/")]
+        message = problem.message + (f" (the override {max(behind, key=len)})" if behind else "")
+        out.append(Problem(where, 0, 0, message, problem.path))
+    return out
 
 
 def _merge(body: dict, overrides: dict) -> None:

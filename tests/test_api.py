@@ -475,7 +475,8 @@ def test_promote_across_workspaces_and_clusters(plane_app, seeded):
     promoted = ok(admin.post(f"{API}/apps/demo/storefront/web/promote", json={
         "target": "demo:checkout", "overrides": {"env": {"MODE": "prod"}, "replicas": 5}}), 201)
     assert promoted == {**promoted, "app": "demo:checkout/web", "number": 1, "action": "promote",
-                        "origin": {"promoted_from": "demo:storefront/web", "version": 1}}
+                        "origin": {"promoted_from": "demo:storefront/web", "version": 1,
+                                   "overrides": {"env": {"MODE": "prod"}, "replicas": 5}}}
     spec = ok(admin.get(f"{API}/apps/demo/checkout/web/versions/1"))["spec"]
     assert spec["env"] == {"MODE": "prod", "KEEP": "yes"} and spec["replicas"] == 5
     assert spec["workspace_fqn"] == "demo:checkout"
@@ -491,10 +492,25 @@ def test_promote_across_workspaces_and_clusters(plane_app, seeded):
     assert across["commit"] == str(edge.tip()) and layout.app_exists(edge.snapshot(), "storefront", "web-edge")
     assert not layout.app_exists(edge.snapshot(), "storefront", "web")
 
+    # promoting again keeps what the target was promoted with, under the new overrides
+    deploy_ok(admin, service_spec("web", extra="env: {MODE: staging, KEEP: yes, NEW: 1}\nreplicas: 2\n"))
+    again = ok(admin.post(f"{API}/apps/demo/storefront/web/promote", json={
+        "target": "demo:checkout", "overrides": {"env": {"KEEP": "no"}}}), 201)
+    spec = ok(admin.get(f"{API}/apps/demo/checkout/web/versions/{again['number']}"))["spec"]
+    assert spec["env"] == {"MODE": "prod", "KEEP": "no", "NEW": 1} and spec["replicas"] == 5
+    assert again["origin"]["overrides"] == {"env": {"MODE": "prod", "KEEP": "no"}, "replicas": 5}
+    fresh = ok(admin.post(f"{API}/apps/demo/storefront/web/promote", json={
+        "target": "demo:checkout", "keep_overrides": False}), 201)
+    spec = ok(admin.get(f"{API}/apps/demo/checkout/web/versions/{fresh['number']}"))["spec"]
+    assert spec["env"]["MODE"] == "staging" and spec["replicas"] == 2 and "overrides" not in fresh["origin"]
+
     error(admin.post(f"{API}/apps/demo/storefront/web/promote", json={"target": "edge"}), 400)
     error(admin.post(f"{API}/apps/demo/storefront/web/promote", json={"target": "edge:nowhere"}), 404)
-    error(admin.post(f"{API}/apps/demo/storefront/web/promote", json={"target": "demo:checkout",
-                                                                      "overrides": {"replicas": "many"}}), 422)
+    refused = error(admin.post(f"{API}/apps/demo/storefront/web/promote", json={
+        "target": "demo:checkout", "overrides": {"replicas": "many"}}), 422)
+    [problem] = refused["problems"]
+    assert problem["file"].startswith("demo:storefront/web v") and problem["file"].endswith(" promoted to demo:checkout")
+    assert (problem["line"], problem["path"]) == (0, "/replicas") and "(the override replicas)" in problem["message"]
 
 
 def test_delete_app_keeps_history(plane_app, seeded):

@@ -343,7 +343,9 @@ def test_promote_with_overrides_from_dotted_keys(logged_in):
     changed = ("LOG_LEVEL", "FLAG", "DATABASE_PASSWORD")
     assert {k: v for k, v in spec["env"].items() if k not in changed} == {
         k: v for k, v in source["env"].items() if k not in changed}
-    assert version["origin"] == {"promoted_from": "demo:storefront/web", "version": 1}
+    assert version["origin"] == {"promoted_from": "demo:storefront/web", "version": 1, "overrides": {
+        "replicas": 3, "env": {"LOG_LEVEL": "debug", "FLAG": "no", "DATABASE_PASSWORD": "secret://ml/db#password"},
+        "ports": [{"port": 8000, "expose": True, "host": "ml.example.com"}]}}
     bad = logged_in.cli("promote", "demo:storefront/web", "--to", "demo:ml", "--set", "replicas")
     assert bad.returncode == 2
 

@@ -134,7 +134,10 @@ BODIES: dict[str, dict] = {
         "properties": {"target": {"type": "string", "pattern": "^[^:]*:[^:]*$", "description": "<cluster>:<workspace>"},
                        "version": {"type": "integer", "minimum": 1, "maximum": INT_MAX},
                        "name": {"type": "string", "description": "the app's name there (deploy-spec.schema.json)"},
-                       "overrides": {"type": "object"}, "source": {"enum": list(SOURCES)}},
+                       "overrides": {"type": "object"},
+                       "keep_overrides": {"type": "boolean", "description": "apply the overrides the target app was "
+                                          "promoted with before these (default true)"},
+                       "source": {"enum": list(SOURCES)}},
     },
     "api.create_command": {
         "type": "object", "required": ["type"],

@@ -163,5 +163,6 @@ def promote_app(cluster: str, workspace: str, app: str):
                              number=field(data, "version", int, required=False),
                              name=field(data, "name", str, required=False),
                              overrides=field(data, "overrides", dict, required=False),
+                             keep_overrides=field(data, "keep_overrides", bool, required=False, default=True),
                              source=source_field(data))
     return version_json(version, with_spec=False), 202 if version.state == "pending" else 201
