@@ -235,8 +235,11 @@ def _problem_rank(reason: str) -> tuple[int, str]:
 
 def _live_status(status: AppStatus, reasons: list[str], pods: list[dict]) -> dict:
     health = status.health
+    # A failed sync operation is about the revision ArgoCD tried to apply, a newer version than the
+    # one still live: its message belongs to that version, never to a healthy or synced one.
+    own_message = None if status.operation in ("Failed", "Error") else status.message
     if health == "Healthy":
-        return {"status": "healthy", "message": status.message, "reasons": reasons}
+        return {"status": "healthy", "message": own_message, "reasons": reasons}
     if health in ("Degraded", "Missing"):
         message = status.message
         troubled = [p for p in pods if p["reasons"]]
@@ -246,7 +249,7 @@ def _live_status(status: AppStatus, reasons: list[str], pods: list[dict]) -> dic
                 f": {worst['message']})" if worst.get("message") else ")")
             message = f"{message}; {detail}" if message else detail
         return {"status": "degraded", "message": message, "reasons": reasons}
-    return {"status": "synced", "message": status.message, "reasons": reasons}
+    return {"status": "synced", "message": own_message, "reasons": reasons}
 
 
 def app_pods(session: Session, app: Application) -> list[dict]:

@@ -335,7 +335,7 @@ def test_versions_follow_the_synced_revision(plane_app, world, client):
                message="one or more objects failed to apply")
     versions = by_number(app_status(world))
     assert versions[4]["status"] == "failed" and "failed to apply" in versions[4]["message"]
-    assert versions[3]["status"] == "healthy"
+    assert versions[3]["status"] == "healthy" and versions[3]["message"] is None  # not version 4's failure
 
 
 def test_degraded_names_the_pods_reasons(plane_app, world, client):
