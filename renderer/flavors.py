@@ -49,6 +49,14 @@ EKS_GPU_NAMES = {
     "H200_141GB": "h200",
 }
 
+# Karpenter names both A100s "a100"; its instance-gpu-memory label (MiB of memory per GPU, as EC2
+# reports it: 40 GiB on p4d, 80 GiB on p4de) tells them apart. Compared, not matched, so that the
+# exact figure EC2 reports cannot make a pod unschedulable.
+EKS_GPU_REQUIREMENTS = {
+    "A100_40GB": ({"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "Lt", "values": ["61440"]},),
+    "A100_80GB": ({"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "Gt", "values": ["61440"]},),
+}
+
 _GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -66,11 +74,13 @@ class SpotCapacity:
 @dataclass(frozen=True)
 class GpuModels:
     """How a flavor pins a GPU model: the node label and the label value of each model name,
-    ``where`` naming the platform in messages."""
+    ``where`` naming the platform in messages, and node requirements a model needs beyond its
+    label (``requirements``: matchExpressions, when the label is shared by several models)."""
 
     label: str
     values: dict[str, str]
     where: str
+    requirements: dict[str, tuple[dict, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,8 @@ _GKE_GPUS = GpuModels("cloud.google.com/gke-accelerator", GKE_ACCELERATORS, "off
 
 FLAVORS: dict[str, Flavor] = {flavor.name: flavor for flavor in (
     Flavor("eks", spot=SpotCapacity("karpenter.sh/capacity-type", "spot", "on-demand"),
-           gpu_models=GpuModels("karpenter.k8s.aws/instance-gpu-name", EKS_GPU_NAMES, "known on EKS")),
+           gpu_models=GpuModels("karpenter.k8s.aws/instance-gpu-name", EKS_GPU_NAMES, "known on EKS",
+                                EKS_GPU_REQUIREMENTS)),
     Flavor("gke-standard", spot=_GKE_SPOT, gpu_models=_GKE_GPUS),
     Flavor("gke-autopilot", spot=_GKE_SPOT, gpu_models=_GKE_GPUS, limits_equal_requests=True),
     Flavor("aks", spot=SpotCapacity("kubernetes.azure.com/scalesetpriority", "spot", None,
@@ -123,6 +134,7 @@ class Placement:
     affinity: dict = field(default_factory=dict)
     tolerations: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    required: list[dict] = field(default_factory=list)  # node matchExpressions every node must meet
 
 
 class PlacementError(ValueError):
@@ -190,7 +202,19 @@ def place(spec_resources: dict | None, flavor_name: str) -> Placement:
     capacity = (spec_resources.get("node") or {}).get("capacity_type")
     if capacity:
         _place_capacity(placement, capacity, flavor)
+    if placement.required:
+        _require(placement)
     return placement
+
+
+def _require(placement: Placement) -> None:
+    """The required node expressions, in every term of the required node affinity (a node must meet
+    one term: each term gets them all), beside what capacity placed there."""
+    node_affinity = placement.affinity.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution",
+                                        {"nodeSelectorTerms": [{"matchExpressions": []}]})
+    for term in required["nodeSelectorTerms"]:
+        term.setdefault("matchExpressions", []).extend(dict(e) for e in placement.required)
 
 
 def _place_gpus(placement: Placement, gpus: list[dict], flavor: Flavor) -> None:
@@ -213,6 +237,7 @@ def _place_gpus(placement: Placement, gpus: list[dict], flavor: Flavor) -> None:
                 ("resources", "devices", 0, "name"),
             )
         placement.node_selector[models.label] = label
+        placement.required.extend(dict(expression) for expression in models.requirements.get(name, ()))
         return
     placement.node_selector.update(flavor.gpu_nodes)
     placement.tolerations.extend(dict(toleration) for toleration in flavor.gpu_tolerations)
@@ -260,4 +285,5 @@ def _required(label: str, operator: str, values: list[str]) -> dict:
 
 
 __all__ = ["place", "Placement", "PlacementError", "cpu_quantity", "DEFAULTS", "Flavor", "FLAVORS", "flavor_named",
+           "EKS_GPU_REQUIREMENTS",
            "SpotCapacity", "GpuModels"]

@@ -151,6 +151,27 @@ def test_gpus_are_requested_and_selected_by_model(rendered, flavor, model, node_
     assert GPU_TOLERATION in pod(worker)["tolerations"]
 
 
+@pytest.mark.parametrize(("model", "operator"), [("A100_80GB", "Gt"), ("A100_40GB", "Lt")])
+def test_eks_tells_the_two_a100s_apart_by_gpu_memory(rendered, model, operator):
+    """Karpenter labels both A100s instance-gpu-name=a100; instance-gpu-memory (MiB per GPU) is what
+    differs (40 GiB on p4d, 80 GiB on p4de), so the name alone could land an 80 GB job on a 40 GB GPU."""
+    spec = pod(rendered("eks", gpu(model)))
+    assert spec["nodeSelector"] == {"karpenter.k8s.aws/instance-gpu-name": "a100"}
+    [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": operator, "values": ["61440"]}]
+
+
+def test_a_gpu_memory_requirement_keeps_the_spot_preference(rendered):
+    spec = pod(rendered("eks", gpu("A100_80GB") + "  node:\n    type: node_selector\n"
+                                                 "    capacity_type: spot_fallback_on_demand\n"))
+    affinity = spec["affinity"]["nodeAffinity"]
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"]["matchExpressions"] == [
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]}]
+    assert affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0][
+        "key"] == "karpenter.k8s.aws/instance-gpu-memory"
+
+
 def test_aks_selects_gpu_nodes_by_accelerator_and_notes_the_model_is_not_pinned(rendered):
     worker = rendered("aks", gpu("T4"))
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod(worker)["tolerations"]
