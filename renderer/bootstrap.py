@@ -122,7 +122,8 @@ def render_agent(profile: ClusterProfile, workspaces: list[str], schemas: KubeSc
         scoped = dict(context, namespace=namespace)
         files[f"agent/20-role-{namespace}.yaml"] = render_template(template, scoped, version, schemas)
         files[f"agent/21-rolebinding-{namespace}.yaml"] = render_template("agent/rolebinding.yaml.j2", scoped, version, schemas)
-    resources = AGENT_RESOURCES_AUTOPILOT if flavor_named(profile.flavor).limits_equal_requests else AGENT_RESOURCES
+    resources = (AGENT_RESOURCES_AUTOPILOT if flavor_named(profile.flavor).limits_equal_requests(profile.kubernetes_version)
+                 else AGENT_RESOURCES)
     files["agent/30-deployment.yaml"] = render_template("agent/deployment.yaml.j2", dict(
         context, selector=selector, env=agent_env(profile, workspaces), resources=resources,
         metrics_port=AGENT_METRICS_PORT, token_dir=AGENT_TOKEN_DIR,

@@ -88,8 +88,9 @@ class Flavor:
     """What one managed Kubernetes needs of a pod: data, read by :func:`place`.
 
     ``gpu_models`` None: the flavor has no standard model label (``gpu_nodes`` may still
-    select GPU nodes, ``gpu_note`` says what is not enforced). ``limits_equal_requests``:
-    the platform refuses pods whose limits differ from their requests (GKE Autopilot).
+    select GPU nodes, ``gpu_note`` says what is not enforced). ``limits_equal_requests_before``:
+    on Kubernetes versions below this one the platform refuses pods whose limits differ from their
+    requests (GKE Autopilot before Pod bursting).
     """
 
     name: str
@@ -98,7 +99,18 @@ class Flavor:
     gpu_nodes: dict[str, str] = field(default_factory=dict)
     gpu_tolerations: tuple[dict, ...] = ()
     gpu_note: str = "{flavor} clusters have no standard GPU model label; \"{name}\" is not enforced"
-    limits_equal_requests: bool = False
+    limits_equal_requests_before: str | None = None
+
+    def limits_equal_requests(self, kubernetes_version: str) -> bool:
+        """Whether pods on this flavor at ``kubernetes_version`` ("1.33") must have limits equal to requests."""
+        if self.limits_equal_requests_before is None:
+            return False
+        return _minor(kubernetes_version) < _minor(self.limits_equal_requests_before)
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
 
 
 _GKE_SPOT = SpotCapacity("cloud.google.com/gke-spot", "true", None,
@@ -110,7 +122,9 @@ FLAVORS: dict[str, Flavor] = {flavor.name: flavor for flavor in (
            gpu_models=GpuModels("karpenter.k8s.aws/instance-gpu-name", EKS_GPU_NAMES, "known on EKS",
                                 EKS_GPU_REQUIREMENTS)),
     Flavor("gke-standard", spot=_GKE_SPOT, gpu_models=_GKE_GPUS),
-    Flavor("gke-autopilot", spot=_GKE_SPOT, gpu_models=_GKE_GPUS, limits_equal_requests=True),
+    # Autopilot lets pods burst (limits above requests) from GKE 1.30.2-gke.1394000 on ("Configure Pod
+    # bursting in GKE"); a profile names the minor version only, so 1.30 is taken as before it
+    Flavor("gke-autopilot", spot=_GKE_SPOT, gpu_models=_GKE_GPUS, limits_equal_requests_before="1.31"),
     Flavor("aks", spot=SpotCapacity("kubernetes.azure.com/scalesetpriority", "spot", None,
                                     {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
                                      "value": "spot", "effect": "NoSchedule"}),
@@ -170,13 +184,13 @@ def _amounts(spec_resources: dict) -> dict:
     return values
 
 
-def place(spec_resources: dict | None, flavor_name: str) -> Placement:
-    """Container resources and pod scheduling for one flavor. Pure."""
+def place(spec_resources: dict | None, flavor_name: str, kubernetes_version: str) -> Placement:
+    """Container resources and pod scheduling for one flavor at one Kubernetes version. Pure."""
     flavor = flavor_named(flavor_name)
     spec_resources = spec_resources or {}
     amounts = _amounts(spec_resources)
     notes: list[str] = []
-    if flavor.limits_equal_requests:
+    if flavor.limits_equal_requests(kubernetes_version):
         for kind in ("cpu", "memory", "ephemeral_storage"):
             request, limit = amounts[f"{kind}_request"], amounts[f"{kind}_limit"]
             if request != limit:

@@ -115,10 +115,10 @@ def pod_context(spec: Spec, profile: ClusterProfile, problems: SpecProblems, not
             "env", first,
         )
     try:
-        placement = place(body.get("resources"), profile.flavor)
+        placement = place(body.get("resources"), profile.flavor, profile.kubernetes_version)
     except PlacementError as exc:
         problems.add(str(exc), *exc.path)
-        placement = place({}, profile.flavor)
+        placement = place({}, profile.flavor, profile.kubernetes_version)
     notes.extend(placement.notes)
 
     ports = []

@@ -197,10 +197,15 @@ def test_the_deployment_runs_one_locked_down_agent():
                                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
     assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"cpu": "500m", "memory": "128Mi"}}
-    autopilot = deployment_of(render_bootstrap(load_profile_text(
-        LAB.replace("flavor: kind", "flavor: gke-autopilot") + WITH_AGENT, "lab.yaml"), ["storefront"]))
-    resources = autopilot["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert resources["requests"] == resources["limits"] and resources["limits"]["memory"] == "128Mi"
+    def autopilot(version: str) -> dict:
+        profile = load_profile_text(LAB.replace("flavor: kind", f"flavor: gke-autopilot\nkubernetes_version: '{version}'")
+                                    + WITH_AGENT, "lab.yaml")
+        return deployment_of(render_bootstrap(profile, ["storefront"]))["spec"]["template"]["spec"]["containers"][0][
+            "resources"]
+
+    before_bursting = autopilot("1.30")  # limits must equal requests there
+    assert before_bursting["requests"] == before_bursting["limits"] and before_bursting["limits"]["memory"] == "128Mi"
+    assert autopilot("1.33") == container["resources"]  # Autopilot bursts from 1.30.2 on
 
 
 def test_profile_fields_set_the_namespace_image_and_secret():

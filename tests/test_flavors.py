@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from contract.errors import SpecError
@@ -41,8 +43,13 @@ def resources(rendering) -> dict:
 # --- GKE Autopilot -------------------------------------------------------------------------------
 
 
-def test_autopilot_sets_limits_equal_to_requests_and_says_so(rendered):
-    worker = rendered("gke-autopilot", WORKER)
+def autopilot(cluster, version: str = "1.30"):
+    """The fixture's Autopilot cluster at another Kubernetes version (before 1.31: no Pod bursting)."""
+    return dataclasses.replace(cluster("gke-autopilot"), kubernetes_version=version)
+
+
+def test_autopilot_sets_limits_equal_to_requests_and_says_so(rendered, cluster):
+    worker = rendered(autopilot(cluster), WORKER)
     assert resources(worker)["limits"] == resources(worker)["requests"] == {
         "cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1000Mi",
     }
@@ -51,8 +58,8 @@ def test_autopilot_sets_limits_equal_to_requests_and_says_so(rendered):
     assert all(note.startswith("gke-autopilot") for note in worker.notes)
 
 
-def test_autopilot_applies_to_jobs_too(rendered):
-    report = rendered("gke-autopilot", "job-scheduled.yaml")
+def test_autopilot_applies_to_jobs_too(rendered, cluster):
+    report = rendered(autopilot(cluster), "job-scheduled.yaml")
     [workflow] = [o for o in report.objects if o["kind"] == "CronWorkflow"]
     container = workflow["spec"]["workflowSpec"]["templates"][0]["container"]
     assert container["resources"]["limits"] == container["resources"]["requests"]
@@ -64,6 +71,16 @@ def test_other_flavors_keep_the_limits_the_spec_asks_for(rendered, flavor):
     worker = rendered(flavor, WORKER)
     assert resources(worker)["limits"] == {"cpu": "1", "memory": "1024Mi", "ephemeral-storage": "2000Mi"}
     assert resources(worker)["requests"]["cpu"] == "500m"
+    assert worker.notes == []
+
+
+@pytest.mark.parametrize("version", ["1.31", "1.33", "1.37"])
+def test_autopilot_lets_limits_burst_above_requests_from_the_version_that_allows_it(rendered, cluster, version):
+    """GKE Autopilot allows Pod bursting from 1.30.2-gke.1394000 on ("Configure Pod bursting in GKE"): a
+    16000 MiB limit over 8000 MiB requested stays, rather than being cut to 8000."""
+    worker = rendered(autopilot(cluster, version), WORKER.replace("memory_limit: 1024", "memory_limit: 2048"))
+    assert resources(worker)["limits"] == {"cpu": "1", "memory": "2048Mi", "ephemeral-storage": "2000Mi"}
+    assert resources(worker)["requests"]["memory"] == "512Mi"
     assert worker.notes == []
 
 
@@ -220,4 +237,5 @@ def test_every_flavor_the_profile_schema_allows_is_data_in_the_registry():
 
     schema = json.loads(Path("schemas/cluster-profile.schema.json").read_text())
     assert set(schema["properties"]["flavor"]["enum"]) == set(FLAVORS)
-    assert [name for name, flavor in FLAVORS.items() if flavor.limits_equal_requests] == ["gke-autopilot"]
+    assert [name for name, flavor in FLAVORS.items() if flavor.limits_equal_requests("1.30")] == ["gke-autopilot"]
+    assert [name for name, flavor in FLAVORS.items() if flavor.limits_equal_requests("1.31")] == []
