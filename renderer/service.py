@@ -42,8 +42,18 @@ def _autoscaling(spec: Spec, profile: ClusterProfile, problems: SpecProblems) ->
                 )
         if auto["min"] < 1:
             problems.add("min_replicas 0 needs KEDA; this cluster scales with an HPA, which keeps at least one replica", "replicas", "min_replicas")
-    elif auto["min"] == 0 and kinds == {"cpu_utilization"}:
-        problems.add("scaling to zero needs an rps or cron metric; CPU use of zero pods cannot wake the app", "replicas", "min_replicas")
+    elif auto["min"] == 0 and "cron" not in kinds:
+        if "rps" not in kinds:
+            problems.add("scaling to zero needs a cron metric (or rps, see below); CPU use of zero pods cannot wake "
+                         "the app", "replicas", "min_replicas")
+        elif "rps_query" not in profile.addon("keda"):
+            # the default query counts what the app's own sidecars report (Istio reporter="destination"):
+            # with the last pod gone the series ends, and zero is all KEDA ever sees again
+            problems.add(
+                "scaling to zero on rps never wakes the app on this cluster: its requests are counted by the app's "
+                "own pods (Istio reporter=\"destination\"), so the count ends with the last pod; keep min_replicas "
+                "at 1, add a cron metric that wakes it, or give the cluster profile a keda.rps_query counted at "
+                "the gateway", "replicas", "min_replicas")
     if "rps" in kinds and profile.has("keda") and not profile.addon("keda").get("prometheus_url"):
         problems.add(
             f'cluster "{profile.name}" sets no keda.prometheus_url, which autoscaling on rps needs', "replicas", "metrics"

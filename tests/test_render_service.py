@@ -298,7 +298,7 @@ def test_keda_scales_on_cpu_and_a_cron_window(rendered):
 def test_keda_scales_on_requests_per_second_through_prometheus(rendered):
     search = rendered("demo", "autoscaling.yaml", index=0)
     scaled = one(search, "ScaledObject")["spec"]
-    assert scaled["minReplicaCount"] == 0
+    assert scaled["minReplicaCount"] == 1
     [trigger] = scaled["triggers"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["serverAddress"] == "http://prometheus-operated.monitoring:9090"
@@ -376,8 +376,27 @@ def test_fixed_replicas_are_owned_by_git(rendered):
 
 
 def test_scaling_to_zero_on_cpu_alone_is_refused(rendered):
-    with pytest.raises(SpecError, match="scaling to zero needs an rps or cron metric"):
+    with pytest.raises(SpecError, match="scaling to zero needs a cron metric"):
         rendered("demo", API + "replicas: {min_replicas: 0, max_replicas: 3}\n")
+
+
+ZERO_ON_RPS = API + "replicas:\n  min_replicas: 0\n  max_replicas: 5\n  metrics:\n    - {type: rps, value: 10}\n"
+
+
+def test_scaling_to_zero_on_the_pods_own_request_count_is_refused(rendered):
+    """Istio's reporter="destination" series comes from the app's own sidecars: with the last pod gone it
+    ends, and KEDA never sees a request again, so min_replicas 0 would never wake the app."""
+    with pytest.raises(SpecError) as refused:
+        rendered("demo", ZERO_ON_RPS)
+    [problem] = refused.value.problems
+    assert problem.path == "/replicas/min_replicas" and "never wakes the app" in problem.message
+
+
+def test_scaling_to_zero_is_allowed_where_something_can_wake_the_app(rendered):
+    gateway_counted = rendered("gke-standard", ZERO_ON_RPS.replace("demo:storefront", "gke:payments"))
+    assert one(gateway_counted, "ScaledObject")["spec"]["minReplicaCount"] == 0  # the profile's own rps_query
+    woken = rendered("demo", ZERO_ON_RPS + '    - {type: cron, start: "0 8 * * *", end: "0 9 * * *", desired_replicas: 1}\n')
+    assert one(woken, "ScaledObject")["spec"]["minReplicaCount"] == 0
 
 
 @pytest.mark.parametrize(
