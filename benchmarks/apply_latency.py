@@ -147,14 +147,7 @@ def shell_commit(target: Target, rendering: Rendering, round_index: int, *, app_
     its own clone) instead of ``git add -A``.
     """
     checkout = target.checkout_app if app_only else target.checkout
-    directory = checkout / app_dir(rendering.workspace, rendering.name)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.yaml"):
-        if stale.name not in rendering.files:
-            stale.unlink()
-    for name, data in rendering.files.items():
-        (directory / name).write_bytes(data)
-    (checkout / application_file(rendering.workspace, rendering.name)).write_bytes(rendering.application_bytes)
+    rendering.write_tree(checkout)
     if app_only:
         git("add", "--", app_dir(rendering.workspace, rendering.name),
             application_file(rendering.workspace, rendering.name), cwd=checkout)

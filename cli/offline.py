@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from contract.repository import app_dir, application_file
 from cli.exits import EXIT_INVALID, Failure
 from cli.output import note, output_option, say
 from contract.errors import ProfileError, ShipyardError, SpecError
@@ -106,19 +105,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
 
             click.echo(dump_all([obj for r in renderings for obj in [*r.objects, r.application]]), nl=False)
         return
-    written = []
-    for rendering in renderings:
-        directory = out_dir / app_dir(rendering.workspace, rendering.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.yaml"):
-            if stale.name not in rendering.files:
-                stale.unlink()
-        for name, data in rendering.files.items():
-            (directory / name).write_bytes(data)
-        application = out_dir / application_file(rendering.workspace, rendering.name)
-        application.parent.mkdir(parents=True, exist_ok=True)
-        application.write_bytes(rendering.application_bytes)
-        written.append(str(directory))
+    written = [str(rendering.write_tree(out_dir)) for rendering in renderings]
     if output == "json":
         click.echo(json.dumps({"ok": True, "directories": written}, indent=2))
     else:

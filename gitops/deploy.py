@@ -45,6 +45,7 @@ from contract.repository import app_dir, application_file
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
+from renderer.yamlio import pointer
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
@@ -375,12 +376,11 @@ def _override_paths(overrides: dict, prefix: tuple = ()) -> list[tuple]:
 
 def _promotion_problems(problems: list[Problem], where: str, overrides: dict) -> list[Problem]:
     """A promoted spec's problems named by the source version, and by the override behind each."""
-    pointers = {"/" + "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in path): ".".join(map(str, path))
-                for path in _override_paths(overrides)}
+    pointers = {pointer(path): ".".join(map(str, path)) for path in _override_paths(overrides)}
     out = []
     for problem in problems:
-        behind = [dotted for pointer, dotted in pointers.items()
-                  if problem.path == pointer or problem.path.startswith(pointer + "/")]
+        behind = [dotted for at, dotted in pointers.items()
+                  if problem.path == at or problem.path.startswith(at + "/")]
         message = problem.message + (f" (the override {max(behind, key=len)})" if behind else "")
         out.append(Problem(where, 0, 0, message, problem.path))
     return out

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from renderer.argocd import render_application
 from renderer.bootstrap import agent_env, render_agent, render_bootstrap
 from renderer.engine import render_template, warm_up
 from contract.errors import SpecError
+from contract.repository import MANIFEST_SUFFIX, app_dir, application_file
 from renderer.job import render_job
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.naming import common_labels, object_filename
@@ -80,6 +82,21 @@ class Rendering:
         # Serializing is part of rendering: the renderer's product is bytes.
         self.files = {object_filename(obj): dump_manifest(obj) for obj in self.objects}
         self.application_bytes = dump_manifest(self.application)
+
+    def write_tree(self, root: Path) -> Path:
+        """The app's directory and Application written under ``root`` as a cluster repository lays them
+        out (contract.repository), a file the app no longer has removed; returns the directory."""
+        directory = root / app_dir(self.workspace, self.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob(f"*{MANIFEST_SUFFIX}"):
+            if stale.name not in self.files:
+                stale.unlink()
+        for name, data in self.files.items():
+            (directory / name).write_bytes(data)
+        application = root / application_file(self.workspace, self.name)
+        application.parent.mkdir(parents=True, exist_ok=True)
+        application.write_bytes(self.application_bytes)
+        return directory
 
 
 # What one kind of spec becomes: its objects in apply order, ArgoCD ignoreDifferences, notes.
