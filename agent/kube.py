@@ -4,9 +4,9 @@ Every call goes through the ``kubernetes`` client's own request path
 (``ApiClient``: configuration, bearer/exec auth, TLS, urllib3 pool, query
 serialization, ``ApiException`` on non-2xx). Grouped resources (argoproj.io,
 apps, batch, apiextensions) use ``CustomObjectsApi``, which serves any group;
-the core group (pods, events, namespaces, pod logs, /version) is built with the
-same ``ApiClient.param_serialize``/``call_api`` the generated ``CoreV1Api``
-uses. Why not ``CoreV1Api``/``AppsV1Api``: importing them loads hundreds of
+the core group (pods, events, namespaces, pod logs, /version) and discovery
+(/apis) are built with the same ``ApiClient.param_serialize``/``call_api`` the
+generated ``CoreV1Api`` uses. Why not ``CoreV1Api``/``AppsV1Api``: importing them loads hundreds of
 model modules, ~30 MB of resident memory (measured: 49 MB for
 CustomObjectsApi alone, 69 MB with CoreV1Api), most of the agent's budget.
 Every answer is parsed JSON (dicts), or the raw urllib3 response of a watch
@@ -153,13 +153,31 @@ class KubeApi:
 
     def crd_names(self) -> list[str]:
         """Names of the installed CRDs (``<plural>.<group>``), read page by page."""
-        names, token = [], None
+        return sorted(self.crds())
+
+    def crds(self, keys: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+        """The installed CRDs by name (``<plural>.<group>``), each with those of ``keys`` its labels or
+        annotations carry (where a project names the release it installed); read page by page, and
+        nothing else of a CRD kept."""
+        found: dict[str, dict[str, str]] = {}
+        token = None
         while True:
             page = self.list(CRD, None, limit=100, continue_token=token)
-            names.extend(item["metadata"]["name"] for item in page.get("items") or [])
+            for item in page.get("items") or []:
+                metadata = item["metadata"]
+                tags = {**(metadata.get("annotations") or {}), **(metadata.get("labels") or {})}
+                found[metadata["name"]] = {key: tags[key] for key in keys if isinstance(tags.get(key), str)}
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return sorted(names)
+                return found
+
+    def served_versions(self) -> dict[str, list[str]]:
+        """Each API group the server serves, with its served versions: discovery (``GET /apis``, an
+        APIGroupList), which the system:discovery ClusterRole lets every authenticated client read
+        (Kubernetes, "Using RBAC Authorization", API discovery roles)."""
+        groups = json.loads(self._core("GET", "/apis")).get("groups") or []
+        return {group["name"]: [version["version"] for version in group.get("versions") or []]
+                for group in groups if group.get("name")}
 
     def namespace_names(self) -> list[str]:
         names, token = [], None

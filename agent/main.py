@@ -28,7 +28,7 @@ import httpx
 import urllib3
 
 from agent.backoff import Backoff, control_plane_retry_after
-from contract.addons import addons_installed
+from contract.addons import RELEASE_KEYS, addon_versions, addons_installed
 from agent.commands import Executor
 from agent.kube import ApiException, KubeApi
 from contract.protocol import Heartbeat
@@ -78,16 +78,18 @@ class Agent:
     # --- cluster facts for heartbeats ---------------------------------------------------------
 
     def cluster_facts(self) -> dict:
-        """Kubernetes version, CRDs, addons, namespaces; re-read every FACTS_INTERVAL, kept on errors."""
+        """Kubernetes version, CRDs, addons and their versions, namespaces; re-read every FACTS_INTERVAL,
+        kept on errors."""
         now = time.monotonic()
         if self.facts and now - self._facts_at < FACTS_INTERVAL:
             return self.facts
         facts = dict(self.facts)
         try:
             facts["kubernetes_version"] = self.api.version().get("gitVersion")
-            crds = self.api.crd_names()
-            facts["crds"] = crds
+            crds = self.api.crds(RELEASE_KEYS)
+            facts["crds"] = sorted(crds)
             facts["addons"] = addons_installed(set(crds))
+            facts["addon_versions"] = addon_versions(crds, self._served_versions())
             fixed = self.settings.fixed_namespaces
             names = fixed if fixed is not None else self.api.namespace_names()
             facts["namespaces"] = [n for n in names if self.settings.namespace_allowed(n)]
@@ -98,12 +100,21 @@ class Agent:
         self.facts = facts
         return facts
 
+    def _served_versions(self) -> dict[str, list[str]] | None:
+        """The API versions the server serves, by group; None when discovery cannot be read (the addons'
+        versions then go without them, and the control plane checks none)."""
+        try:
+            return self.api.served_versions()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("could not read the API versions the cluster serves: %s", exc)
+            return None
+
     def heartbeat_message(self) -> Heartbeat:
         facts = self.cluster_facts()
         return Heartbeat(agent_version=agent_version(), kubernetes_version=facts.get("kubernetes_version"),
                          addons=facts.get("addons", []), crds=facts.get("crds", []),
                          namespaces=facts.get("namespaces", []), objects=len(self.tracker),
-                         pending=len(self.outbox))
+                         pending=len(self.outbox), addon_versions=facts.get("addon_versions", {}))
 
     # --- the loops' bodies ----------------------------------------------------------------------
 

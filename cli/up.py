@@ -9,6 +9,7 @@ example deployed, and a simulated compute plane reporting for it (unless
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -18,11 +19,12 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
 from cli.exits import EXIT_INTERNAL, EXIT_NOT_READY, Failure
-from contract.errors import ShipyardError
+from contract.errors import PermissionDenied, ShipyardError
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -100,14 +102,81 @@ def demo_profile_text(public_url: str, tenant_name: str) -> str:
     """The demo profile with its repository where this server serves it: ``<public_url>/git/<tenant>/demo.git``.
 
     The profile's own text is kept (its comments included); only the value of ``git.repo_url``,
-    which names the port and tenant of a default start, is replaced.
+    which names the port and tenant of a default start, is replaced, and the ``agent`` section's
+    ``url`` (the control plane its agent connects to) when the profile has one.
     """
     text = DEMO_PROFILE.read_text()
-    repo_url = f"{public_url.rstrip('/')}/git/{tenant_name}/{DEMO_CLUSTER}.git"
+    address = public_url.rstrip("/")
+    repo_url = f"{address}/git/{tenant_name}/{DEMO_CLUSTER}.git"
     replaced, count = re.subn(r"(?m)^(\s+repo_url:\s*)\S+", lambda match: match.group(1) + repo_url, text, count=1)
     if not count:
         raise ShipyardError(f"{DEMO_PROFILE} has no git.repo_url to point at this server")
-    return replaced
+    return re.sub(r"(?m)^(agent:[ \t]*\n(?:[ \t]*(?:#.*)?\n|[ \t]+\S.*\n)*?[ \t]+url:[ \t]*)\S+",
+                  lambda match: match.group(1) + address, replaced, count=1)
+
+
+def _seeded_address(repo_url: str, tenant_name: str) -> str | None:
+    """The server address a demo profile's repository URL was written for (demo_profile_text), if any."""
+    suffix = f"/git/{tenant_name}/{DEMO_CLUSTER}.git"
+    return repo_url[: -len(suffix)] if repo_url.endswith(suffix) else None
+
+
+def _local_address(url: str) -> bool:
+    """Whether ``url`` is an address ``up`` derives from --host and --port (``http://<IP or localhost>:<port>``),
+    rather than a public URL someone configured (SHIPYARD_PUBLIC_URL with a name, https or a path)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme != "http" or port is None or parts.path or parts.query or parts.username is not None:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return False
+    return True
+
+
+def follow_new_address(plane, tenant_name: str, public_url: str) -> tuple[str, str | None] | None:
+    """Point the demo cluster the first start seeded at this start's address; (the address it left, the commit).
+
+    Only what Shipyard itself wrote: the cluster "demo" whose profile is exactly the text the
+    first start gave it for its previous address (demo_profile_text; a profile anyone changed is
+    left alone), and only when that address was a local one ``up`` derived (never a public URL
+    someone configured). The new text, the same with this start's address, replaces it as the
+    demo's admin, and what depends on it is written again (gitops.clusters.replace_profile);
+    None when there was nothing to follow.
+    """
+    from sqlalchemy import select
+
+    from gitops import accounts, clusters
+    from gitops.models import Cluster, Tenant, User
+    from gitops.service_context import Context
+
+    new_address = public_url.rstrip("/")
+    with plane.sessions() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
+        user = tenant and session.scalar(select(User).where(User.tenant_id == tenant.id, User.username == ADMIN))
+        cluster = tenant and session.scalar(select(Cluster).where(Cluster.tenant_id == tenant.id,
+                                                                  Cluster.name == DEMO_CLUSTER))
+        if user is None or cluster is None or not DEMO_PROFILE.is_file():
+            return None
+        previous = _seeded_address(clusters.profile_of(cluster).repo_url, tenant_name)
+        if previous is None or previous == new_address or not _local_address(previous):
+            return None
+        if cluster.profile_text != demo_profile_text(previous, tenant_name):
+            return None  # not the seeded text: someone changed the profile, and it is theirs
+        ctx = Context(session, accounts.principal_for(session, user), plane.repos, schemas=plane.schemas)
+        try:
+            result = clusters.replace_profile(ctx, cluster, demo_profile_text(new_address, tenant_name),
+                                              {"by": "shipyard up", "address": {"from": previous, "to": new_address}})
+        except PermissionDenied:
+            return None  # the admin is no longer allowed to: leave the cluster alone
+        session.commit()
+        return previous, result.commit_id
 
 
 def _display_url(host: str, port: int) -> str:
@@ -178,10 +247,11 @@ def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
                                  fd=listener.fileno())
         try:
             seeded = seed_first_start(plane, app.config["TENANT"], url)
+            moved = follow_new_address(plane, app.config["TENANT"], url) if seeded is None else None
         except ShipyardError as exc:
             server.server_close()
             raise Failure(f"could not set up the demo: {exc}", EXIT_INTERNAL) from exc
-        _announce(url, data_dir, app.config["TENANT"], seeded, reusing)
+        _announce(url, data_dir, app.config["TENANT"], seeded, reusing, moved)
         simulation = None if no_simulate else _start_simulation(app, data_dir, _display_url(host, port), url, seeded)
         _stop_on_signals()
         try:
@@ -267,11 +337,16 @@ def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, see
     return stop
 
 
-def _announce(url: str, data_dir: Path, tenant: str, seeded: Seeded | None, reusing: bool) -> None:
+def _announce(url: str, data_dir: Path, tenant: str, seeded: Seeded | None, reusing: bool,
+              moved: tuple[str, str | None] | None = None) -> None:
     if seeded is None:
         click.echo(f"Reusing the data directory {data_dir}: nothing created.")
         click.echo(f"  log in at {url}/login (forgot the admin password? "
                    f"shipyard admin reset-password --data {data_dir})")
+        if moved is not None:
+            previous, commit = moved
+            click.echo(f'  cluster "{DEMO_CLUSTER}" was set up for {previous}: its repository URL now names {url}'
+                       + (f" (commit {commit[:12]})" if commit else ""))
     else:
         click.echo(f"First start{' on an existing database' if reusing else ''}: data directory {data_dir}")
         click.echo(f"  log in at  {url}/login")

@@ -18,7 +18,7 @@ CLUSTER_LABEL = "shipyard.dev/cluster"
 WORKSPACE_LABEL = "shipyard.dev/workspace"
 APP_LABEL = "shipyard.dev/app"
 ENVIRONMENT_LABEL = "shipyard.dev/environment"  # on a workspace's Namespace
-SERVICE_ROLE_LABEL = "shipyard.dev/service-role"  # "preview" on a blue-green preview Service
+SERVICE_ROLE_LABEL = "shipyard.dev/service-role"  # "preview", "stable", "canary": a Rollout's own Services
 RUN_LABEL = "shipyard.dev/run"  # a Workflow or Job started by the run-job command
 
 SPEC_DIGEST_ANNOTATION = "shipyard.dev/spec-digest"  # the digest of the spec an object was rendered from

@@ -8,8 +8,8 @@ gzip-compresses them (``Content-Encoding: gzip``).
 =====================================  ===================================================
 request                                meaning
 =====================================  ===================================================
-POST heartbeat  (Heartbeat)            alive; agent and Kubernetes versions, addons, CRDs.
-                                       Answer: {"commands": <pending count>}
+POST heartbeat  (Heartbeat)            alive; agent and Kubernetes versions, addons and their
+                                       versions, CRDs. Answer: {"commands": <pending count>}
 POST status     (StatusBatch)          deltas of followed objects, in sequence.
                                        Answer: {"acked": seq} or 409 {"resync": true}
 GET  commands?wait=<s>                 long-poll: {"commands": [Command...]} (maybe empty)
@@ -30,6 +30,12 @@ starts a new stream with a snapshot. A batch whose answer was lost is sent
 again as it was, with the same seq and the same deltas, so its duplicate
 drops nothing. So after any reconnect or outage nothing is lost and nothing is
 counted twice.
+
+A heartbeat's ``addon_versions`` says, per addon installed, what the cluster
+tells of its version (contract.addons.addon_versions): ``api_versions``, the
+"<group>/<version>" the groups of its CRDs serve, left out when the agent
+could not read discovery; ``release``, where its CRDs are labelled with one.
+An agent older than the field sends none, and is checked as before.
 
 Objects are identified by (kind, namespace, name). A delta carries the
 object's compact state (``ObjectState``: only what status needs, never the
@@ -119,6 +125,8 @@ class Heartbeat:
     objects: int = 0  # followed objects
     pending: int = 0  # deltas not yet acknowledged
     simulated: bool = False  # True for the simulated compute plane
+    # addon -> {"api_versions": ["<group>/<version>", ...], "release": "..."}, each key where known
+    addon_versions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,6 +160,21 @@ def _plain(message: Any) -> dict[str, Any]:
                             "digest": d.digest} for d in message.deltas],
                 "final": message.final, "sent_at": message.sent_at}
     return asdict(message)
+
+
+def check_addon_versions(value: Any) -> dict[str, dict[str, Any]]:
+    """A heartbeat's ``addon_versions`` as sent, or ValueError when it is not one."""
+    if not isinstance(value, dict):
+        raise ValueError("addon_versions must be an object")
+    for addon, entry in value.items():
+        if not isinstance(addon, str) or not isinstance(entry, dict) or set(entry) - {"api_versions", "release"}:
+            raise ValueError(f"addon_versions of {addon!r} must be an object of api_versions and release")
+        served = entry.get("api_versions", [])
+        if not isinstance(served, list) or not all(isinstance(item, str) for item in served):
+            raise ValueError(f"addon_versions api_versions of {addon!r} must be a list of strings")
+        if not isinstance(entry.get("release", ""), str):
+            raise ValueError(f"addon_versions release of {addon!r} must be a string")
+    return value
 
 
 def decode_batch(data: dict[str, Any]) -> StatusBatch:
@@ -189,4 +212,5 @@ __all__ = [
     "digest_of",
     "encode",
     "decode_batch",
+    "check_addon_versions",
 ]

@@ -2,26 +2,35 @@
 
 ::
 
-    bootstrap/project.yaml          AppProject: only workspace namespaces as destinations
-    bootstrap/root.yaml             root Application (app-of-apps over apps/), applied once
-    bootstrap/agent/                the agent's install, when the profile has an ``agent`` section
+    bootstrap/root.yaml             root Application: syncs bootstrap/, itself included; the one file
+                                    applied by hand, once (kubectl apply -f bootstrap/root.yaml)
+    bootstrap/project.yaml          AppProject of the apps: only workspace namespaces as destinations
+    bootstrap/apps.yaml             Application over apps/ (app of apps)
+    bootstrap/agent-project.yaml    AppProject of the agent's install   } when the profile has
+    bootstrap/agent.yaml            Application over bootstrap/agent/   } an ``agent`` section
+    bootstrap/agent/                the agent's install
     apps/<ws>.yaml                  Application of the workspace (its namespace), named <ws>
     apps/<ws>/<app>.yaml            Application of one app, named <ws>.<app> -> workspaces/<ws>/<app>
     workspaces/<ws>/namespace.yaml  the workspace's Namespace
     workspaces/<ws>/quota.yaml      its ResourceQuota, when the workspace has a quota
+    workspaces/<ws>/agent-role.yaml, agent-rolebinding.yaml   the agent's access to the namespace
     workspaces/<ws>/<app>/<kind>-<name>.yaml   the app's manifests, one object per file
 
-The renderer names what it writes with these functions, the repository
+Everything but root.yaml reaches the cluster through an Application the root
+leads to (renderer.bootstrap says how), so nothing is ever applied by hand
+again. The renderer names what it writes with these functions, the repository
 service lays files out with them, the status ingest reads an app back out of
-its Application's name, and the simulated compute plane finds apps as ArgoCD
-does, all from here. Workspace and app names are DNS labels: they hold no dot
-and no slash, which is what makes every name here parse back.
+its Application's name, and the simulated compute plane follows the
+Applications from ``ROOT_FILE`` as ArgoCD does, all from here. Workspace and
+app names are DNS labels: they hold no dot and no slash, which is what makes
+every name here parse back.
 """
 
 from __future__ import annotations
 
 BOOTSTRAP_DIR = "bootstrap"
 AGENT_DIR = f"{BOOTSTRAP_DIR}/agent"
+ROOT_FILE = f"{BOOTSTRAP_DIR}/root.yaml"
 APPS_DIR = "apps"
 WORKSPACES_DIR = "workspaces"
 MANIFEST_SUFFIX = ".yaml"
@@ -52,6 +61,15 @@ def namespace_file(workspace: str) -> str:
 
 def quota_file(workspace: str) -> str:
     return f"{WORKSPACES_DIR}/{workspace}/quota{MANIFEST_SUFFIX}"
+
+
+def agent_role_file(workspace: str) -> str:
+    """The agent's Role in the workspace namespace: a file of the workspace, synced with its Namespace."""
+    return f"{WORKSPACES_DIR}/{workspace}/agent-role{MANIFEST_SUFFIX}"
+
+
+def agent_rolebinding_file(workspace: str) -> str:
+    return f"{WORKSPACES_DIR}/{workspace}/agent-rolebinding{MANIFEST_SUFFIX}"
 
 
 def object_filename(kind: str, name: str) -> str:
@@ -96,14 +114,10 @@ def preview_service_name(app: str) -> str:
     return f"{app}{PREVIEW_SUFFIX}"
 
 
-def preview_owner(service: str) -> str | None:
-    """The app whose preview Service ``service`` would be, if it is named like one."""
-    return service[: -len(PREVIEW_SUFFIX)] if service.endswith(PREVIEW_SUFFIX) else None
-
-
 __all__ = [
-    "BOOTSTRAP_DIR", "AGENT_DIR", "APPS_DIR", "WORKSPACES_DIR", "MANIFEST_SUFFIX", "PREVIEW_SUFFIX",
+    "BOOTSTRAP_DIR", "AGENT_DIR", "ROOT_FILE", "APPS_DIR", "WORKSPACES_DIR", "MANIFEST_SUFFIX", "PREVIEW_SUFFIX",
     "app_dir", "workspace_dir", "application_file", "workspace_application_file", "namespace_file", "quota_file",
+    "agent_role_file", "agent_rolebinding_file",
     "object_filename", "kind_of_filename", "application_name", "parse_application_name",
-    "app_of_application_file", "app_of_manifest_file", "preview_service_name", "preview_owner",
+    "app_of_application_file", "app_of_manifest_file", "preview_service_name",
 ]

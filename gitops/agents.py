@@ -2,7 +2,8 @@
 
 An agent calls with its cluster's token; the previous token is accepted for a while after a
 rotation, so an agent can be switched to the new one without a gap. Each heartbeat records what
-the agent last saw of the cluster (its Kubernetes version, the CRDs installed), which
+the agent last saw of the cluster (its Kubernetes version, the CRDs installed, the API versions and
+releases of its addons), which
 ``live_facts`` turns into what specs are checked against beside the cluster profile, and
 answers how many commands wait for the agent (gitops.commands hands them out). Whether an agent
 is there at all (online, stale, offline) is part of the status people read (gitops.status).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session, defer, lazyload
 from gitops.clusters import token_matches
 from gitops.models import Cluster, Tenant, utcnow
 from gitops.status import StatusSettings, pending_commands
-from contract.addons import ADDON_CRDS, ARGOCD, crd_of
+from contract.addons import (ADDON_CRDS, ADDON_PROJECTS, ARGOCD, OLDEST_RELEASES, RELEASE_CHANGES, Release,
+                             addon_groups, addon_of_crd, crd_of, parse_release, release_text)
 from contract.errors import Problem
 from renderer.kube import is_core, supported_kubernetes_versions
 from renderer.profiles import ClusterProfile
@@ -73,6 +75,9 @@ class LiveFacts:
     kubernetes_version: str | None  # "1.31": the agent's /version, when the renderer has that version's schemas
     reported_version: str | None  # the gitVersion as reported ("v1.31.4-eks-...")
     crds: frozenset[str] | None  # None: the agent could not list them (it always sees ArgoCD's own)
+    # API group -> the "<group>/<version>" it serves, for the groups of the addons the agent read discovery for
+    served: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    releases: dict[str, str] = field(default_factory=dict, hash=False)  # addon -> release, where its CRDs name one
 
     def apply_to(self, profile: ClusterProfile) -> ClusterProfile:
         """The profile, validating against the Kubernetes version the cluster really runs."""
@@ -82,21 +87,72 @@ class LiveFacts:
 
     def problems(self, rendering: Rendering) -> list[Problem]:
         """What the rendering needs that the cluster does not have: custom resources whose CRD the
-        agent did not find. The profile may say an addon is there; the cluster is what runs it."""
+        agent did not find, or of an API version the cluster does not serve, or that need a newer
+        release of their addon than the one its CRDs are labelled with. The profile may say an addon
+        is there, and which release; the cluster is what runs it."""
         if self.crds is None:
             return []
-        missing = {}
+        missing, unserved, outdated = {}, {}, {}
         for obj in rendering.objects:
             api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
             if is_core(api_version):
                 continue
             crd = crd_of(api_version, kind)
+            addon = addon_of_crd(crd)
+            group = api_version.rpartition("/")[0]
+            needed = _needed_release(rendering.profile, addon, kind)
+            reported = parse_release(self.releases.get(addon))
             if crd not in self.crds:
                 missing.setdefault(crd, kind)
-        return [rendering.spec.problem(
-            f'cluster "{self.cluster}" cannot run a {kind}: its agent reported at {self.reported_at[:19]}Z that '
+            elif group in self.served and api_version not in self.served[group]:
+                unserved.setdefault((api_version, kind), addon)
+            elif needed is not None and reported is not None and reported < needed:
+                outdated.setdefault(kind, (addon, needed))
+        when = f"its agent reported at {self.reported_at[:19]}Z"
+        problems = [rendering.spec.problem(
+            f'cluster "{self.cluster}" cannot run a {kind}: {when} that '
             f'the CRD {crd} is not installed, although the cluster profile lists the addon; install it on '
             f'the cluster, or change the spec or the profile') for crd, kind in sorted(missing.items())]
+        for (api_version, kind), addon in sorted(unserved.items()):
+            group = api_version.rpartition("/")[0]
+            serves = ", ".join(sorted(self.served[group])) or "no version"
+            problems.append(rendering.spec.problem(
+                f'cluster "{self.cluster}" cannot run {kind} {api_version}: {when} that it serves {serves}'
+                f"{_unserved_remedy(addon, kind, api_version)}"))
+        for kind, (addon, needed) in sorted(outdated.items()):
+            project, release = ADDON_PROJECTS[addon], self.releases[addon]
+            oldest = OLDEST_RELEASES.get(addon)
+            remedy = (f"upgrade {project} on the cluster"
+                      if oldest is not None and parse_release(release) < oldest.release
+                      else f'set addons.{addon}.version: "{release}" in the cluster profile, or upgrade {project}')
+            problems.append(rendering.spec.problem(
+                f'cluster "{self.cluster}" cannot run the {kind} rendered for it: {when} that its {project} CRDs '
+                f"are of release {release}, and it needs {release_text(needed)} or later; {remedy}"))
+        return problems
+
+
+def _needed_release(profile: ClusterProfile, addon: str | None, kind: str) -> Release | None:
+    """The oldest release of ``addon`` the rendered ``kind`` runs on: the oldest Shipyard renders for,
+    or the release of a change the profile's rendering took, whichever is newer; None: no such bound."""
+    bounds = [OLDEST_RELEASES[addon].release] if addon in OLDEST_RELEASES else []
+    bounds += [change.release for change in RELEASE_CHANGES
+               if change.addon == addon and change.kind == kind and profile.takes(change)]
+    return max(bounds, default=None)
+
+
+def _unserved_remedy(addon: str | None, kind: str, api_version: str) -> str:
+    """What to do about a kind rendered in an API version the cluster does not serve."""
+    project = ADDON_PROJECTS.get(addon or "", "its addon")
+    change = next((c for c in RELEASE_CHANGES if c.kind == kind and api_version in (c.before, c.after)), None)
+    if change is None:
+        return f"; upgrade {project} on the cluster to a release that serves it"
+    since = release_text(change.release)
+    if api_version == change.after:
+        return (f"; the cluster runs {project} older than {since}: set addons.{addon}.version in the cluster "
+                f"profile to the release it runs (before {since} Shipyard renders {change.before}), or upgrade "
+                f"{project}")
+    return (f"; addons.{addon}.version in the cluster profile names a release before {since}, which the cluster "
+            f"does not run: set it to the release the cluster runs, or remove it for the current release line")
 
 
 _GIT_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
@@ -114,7 +170,22 @@ def live_facts(cluster: Cluster) -> LiveFacts | None:
         version = None
     crds = info.get("crds")
     known = isinstance(crds, list) and ADDON_CRDS[ARGOCD][0] in crds
-    return LiveFacts(cluster.name, info["received_at"], version, reported, frozenset(crds) if known else None)
+    served: dict[str, set[str]] = {}
+    releases: dict[str, str] = {}
+    addons = info.get("addon_versions")  # an agent older than the field sends none
+    for addon, entry in (addons.items() if known and isinstance(addons, dict) else ()):
+        if addon not in ADDON_CRDS or not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("api_versions"), list):
+            for group in addon_groups(addon):
+                served.setdefault(group, set())
+            for api_version in entry["api_versions"]:
+                if isinstance(api_version, str) and api_version.rpartition("/")[0] in served:
+                    served[api_version.rpartition("/")[0]].add(api_version)
+        if isinstance(entry.get("release"), str) and parse_release(entry["release"]) is not None:
+            releases[addon] = entry["release"]
+    return LiveFacts(cluster.name, info["received_at"], version, reported, frozenset(crds) if known else None,
+                     {group: frozenset(api_versions) for group, api_versions in served.items()}, releases)
 
 
 __all__ = ["LiveFacts", "agent_cluster", "heartbeat", "live_facts"]

@@ -2,7 +2,9 @@
 
 Rendering happens before the commit loop (it is pure and may be slow); only
 the cheap, tip-dependent parts (the bootstrap AppProject listing every
-workspace) are rebuilt when a concurrent writer moves the branch.
+workspace, the clash checks: a Service name, a route another app takes) are
+rebuilt when a concurrent writer moves the branch. ``rewrite_for_profile``
+writes again what a changed profile decides beside the apps' manifests.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings
 
-from gitops import layout
+from gitops import layout, routes
 from gitops.repo import Author, ClusterRepo, CommitResult, Snapshot
 
 TRAILER_DEPLOYMENT = "Shipyard-Deployment-Id"
@@ -100,17 +102,20 @@ def _title(verb: str, keys: list[str]) -> str:
     return f"{verb} {len(keys)} apps"
 
 
-def _refuse_clashes(base: Snapshot, renderings: list[Rendering]) -> None:
-    services: dict[str, dict[str, list[str]]] = {}
+def _refuse_clashes(base: Snapshot, renderings: list[Rendering], deletions: Sequence[tuple[str, str]] = ()) -> None:
+    """Refuse an object name another app of the workspace holds, and a route another app of the cluster
+    takes (gitops.routes), on the tree the commit is built on; ``deletions`` free their routes."""
+    names: dict[str, dict[str, set[tuple[str, str]]]] = {}
     for r in renderings:
-        services.setdefault(r.workspace, {})[r.name] = layout.service_names(r)
+        names.setdefault(r.workspace, {})[r.name] = set(layout.object_names(r))
     problems = []
     for r in renderings:
-        for name in layout.service_clashes(base, r, services[r.workspace]):
+        for kind, name in layout.name_clashes(base, r, names[r.workspace]):
             problems.append(r.spec.problem(
-                f'Service "{name}" would also belong to another app of workspace "{r.workspace}"; rename one of the apps',
+                f'{kind} "{name}" would also belong to another app of workspace "{r.workspace}"; rename one of the apps',
                 ("name",),
             ))
+    problems += routes.clash_problems(base, renderings, leaving=deletions)
     if problems:
         raise SpecError(problems)
 
@@ -150,7 +155,7 @@ def apply(
         fixed.update(layout.rendering_changes(rendering))
 
     def build(base: Snapshot):
-        _refuse_clashes(base, renderings)
+        _refuse_clashes(base, renderings, deletions)
         known = set(layout.workspaces_in(base)) | set(workspaces)
         changes = {**layout.bootstrap_changes(profile, sorted(known), schemas), **fixed}
         for workspace, app in deletions:
@@ -193,6 +198,57 @@ def apply(
     )
 
 
+def rewrite_for_profile(
+    profile: ClusterProfile,
+    repo: ClusterRepo,
+    renderings: list[Rendering],
+    *,
+    title: str,
+    author: str = "shipyard",
+    workspace_settings: Mapping[str, WorkspaceSettings] | None = None,
+    schemas: KubeSchemas = CORE_ONLY,
+) -> ApplyResult:
+    """Write again, in one commit, what a changed profile decides beside the apps' manifests: the
+    bootstrap, the workspaces' files and each app's Application.
+
+    ``renderings`` are the apps' current versions rendered with ``profile``. An app's Application
+    is rewritten only while the tree the commit is built on holds exactly the rendering's manifests
+    (the version it was rendered from): one whose directory differs (a deploy landed since, or the
+    profile changes its manifests too) keeps its Application until its next deploy renders it whole,
+    so this never puts an older version back.
+    """
+    deployment_id = str(uuid.uuid4())
+    settings = workspace_settings or {}
+    fixed: dict[str, object] = {}
+    for workspace in sorted(settings):
+        fixed.update(layout.workspace_changes(profile, workspace, settings[workspace], schemas))
+
+    def build(base: Snapshot):
+        known = set(layout.workspaces_in(base)) | set(settings)
+        changes = {**layout.bootstrap_changes(profile, sorted(known), schemas), **fixed}
+        for rendering in renderings:
+            directory = app_dir(rendering.workspace, rendering.name)
+            if base.walk(directory) == {f"{directory}/{name}": data for name, data in rendering.files.items()}:
+                changes[application_file(rendering.workspace, rendering.name)] = rendering.application_bytes
+        return changes
+
+    trailers = [(TRAILER_DEPLOYMENT, deployment_id), (TRAILER_AUTHOR, author)]
+
+    def outcomes(base: Snapshot, new: Snapshot) -> list[AppOutcome]:
+        out = []
+        for rendering in renderings:
+            path = application_file(rendering.workspace, rendering.name)
+            action = "updated" if base.tree_id(path) != new.tree_id(path) else "unchanged"
+            out.append(AppOutcome(rendering.workspace, rendering.name, action, rendering.spec.digest))
+        return out
+
+    result = repo.commit(build, lambda base, new: _message(title, outcomes(base, new), trailers),
+                         Author.parse(author))
+    return ApplyResult(result.commit_id, deployment_id, outcomes(result.base, result.new), profile.name,
+                       result.attempts, result.pushed,
+                       str(result.base.commit_id) if result.base.commit_id else None)
+
+
 def delete(
     profile: ClusterProfile,
     repo: ClusterRepo,
@@ -224,4 +280,4 @@ def delete(
     return ApplyResult(result.commit_id, deployment_id, [outcome], profile.name, result.attempts, result.pushed)
 
 
-__all__ = ["apply", "delete", "ApplyResult", "AppOutcome"]
+__all__ = ["apply", "rewrite_for_profile", "delete", "ApplyResult", "AppOutcome"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -33,19 +34,22 @@ from contract.errors import (
     PermissionDenied,
     Problem,
     ProfileError,
+    RenderError,
     RepoError,
     ShipyardError,
+    SpecError,
 )
 from renderer.profiles import ClusterProfile, load_profile_text
-from renderer.render import reserved_namespaces
-from sqlalchemy import select
+from renderer.render import WorkspaceSettings, render, reserved_namespaces
+from renderer.spec import load_specs
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gitops import apply as apply_service
 from gitops import egress
 from gitops.audit import record
 from gitops.credentials import password_credentials, ssh_key_credentials
-from gitops.models import Cluster, Tenant, Workspace, utcnow
+from gitops.models import Application, Cluster, Tenant, Version, Workspace, utcnow
 from gitops.policy import Grant, Principal, Scope
 from gitops.remote import RemoteCredentials
 from gitops.repo_store import RepoStore
@@ -298,6 +302,47 @@ def update_cluster(ctx: Context, cluster: Cluster, changes: dict) -> Cluster:
     return cluster
 
 
+def replace_profile(ctx: Context, cluster: Cluster, text: str, detail: dict[str, Any]) -> apply_service.ApplyResult:
+    """Give the cluster the profile ``text`` and write again what it decides beside the apps' manifests.
+
+    For a change the control plane makes itself (``shipyard up`` following its own new address),
+    audited as a cluster.update with ``detail``. The bootstrap, the workspaces' files and each
+    live app's Application (its current version rendered with the new profile) go into one
+    commit (gitops.apply.rewrite_for_profile) before the caller commits the session, so a failed
+    commit leaves the old profile in place. An app the new profile cannot render keeps its
+    Application; its next deploy says what is wrong.
+    """
+    ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
+    profile = parse_profile(text, cluster.name)
+    cluster.profile_text = text
+    record(ctx.session, ctx.principal, "cluster.update", cluster.name, {"fields": ["profile"], **detail})
+    workspaces = ctx.session.scalars(select(Workspace).where(Workspace.cluster_id == cluster.id)).all()
+    renderings = []
+    for workspace, body in ctx.session.execute(_CURRENT_SPECS, {"cluster_id": cluster.id}):
+        if body is None:
+            continue
+        try:
+            (spec,) = load_specs(json.dumps(body, ensure_ascii=False), f"{cluster.name}:{workspace} current version")
+            renderings.append(render(spec, profile, ctx.schemas))
+        except (SpecError, RenderError) as exc:
+            log.warning("cluster %s: an app keeps its Application, the new profile cannot render it: %s",
+                        cluster.name, exc)
+    return apply_service.rewrite_for_profile(
+        profile, ctx.repos.open(cluster), renderings, title=f"Render cluster {cluster.name} for its new profile",
+        author=ctx.principal.name, schemas=ctx.repos.schemas,
+        workspace_settings={w.name: WorkspaceSettings.of(w.environment, w.labels or {}, w.quota or {})
+                            for w in workspaces})
+
+
+# Each live app's current version's spec, with its workspace's name.
+_CURRENT_SPECS = (
+    select(Workspace.name, Version.spec)
+    .join(Application, Application.workspace_id == Workspace.id)
+    .join(Version, (Version.application_id == Application.id) & (Version.number == Application.current_version))
+    .where(Workspace.cluster_id == bindparam("cluster_id"), Application.deleted.is_(False))
+    .order_by(Workspace.name, Application.name))
+
+
 def rotate_token(ctx: Context, cluster: Cluster, kind: str) -> str:
     """A new read (git) or agent token for the cluster; an old read token stops working at once."""
     ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
@@ -372,6 +417,7 @@ __all__ = [
     "list_clusters",
     "create_cluster",
     "update_cluster",
+    "replace_profile",
     "rotate_token",
     "delete_cluster",
     "seal_remote_userinfo",

@@ -7,7 +7,9 @@ again when its lease ends, and expires when no agent takes it in time.
 
 A job run is a run-job command and the Workflow (or Job) it starts: the run
 takes that workload's state as the agent reports it (gitops.ingest), from the
-command's result on.
+command's result on. People start runs through the API (``trigger_run``); a
+job with trigger_on_deploy gets one when a new version of it is live
+(``runs_on_deploy``).
 """
 
 from __future__ import annotations
@@ -242,26 +244,60 @@ def trigger_run(ctx: Context, app: Application, params: Any) -> JobRun:
     if missing:
         raise InvalidRequest(f"job {app.name} needs a value for param(s) {', '.join(missing)}: "
                              "they have no default; pass them in params")
+    if params and not profile_of(cluster).has("argo_workflows"):
+        raise InvalidRequest(f'cluster "{cluster.name}" has no Argo Workflows: a job runs with its defaults')
+    _check_namespace(session, cluster, workspace.name)
+    run = _queue_run(session, app, cluster, spec, params, principal.name)
+    record(session, principal, "app.run", f"{cluster.name}:{workspace.name}/{app.name}", {"run": run.id})
+    return run
+
+
+def _queue_run(session: Session, app: Application, cluster: Cluster, spec: dict, params: dict,
+               created_by: str) -> JobRun:
+    """A run-job command for the job's WorkflowTemplate (or CronWorkflow, or CronJob), and its run."""
     if profile_of(cluster).has("argo_workflows"):
         scheduled = (spec.get("trigger") or {}).get("type") == "scheduled"
         kind = "CronWorkflow" if scheduled else "WorkflowTemplate"
     else:
-        if params:
-            raise InvalidRequest(f'cluster "{cluster.name}" has no Argo Workflows: a job runs with its defaults')
         kind = "CronJob"
-    _check_namespace(session, cluster, workspace.name)
     command = Command(cluster_id=cluster.id, application_id=app.id, type="run-job", kind=kind,
-                      namespace=workspace.name, name=app.name,
+                      namespace=app.workspace.name, name=app.name,
                       params={"parameters": {k: str(v) for k, v in params.items()}}, state="queued", attempts=0,
-                      created_by=principal.name, created_at=utcnow())
+                      created_by=created_by, created_at=utcnow())
     session.add(command)
     session.flush()
     run = JobRun(application_id=app.id, command_id=command.id, params=dict(params), state="queued",
-                 created_by=principal.name, created_at=utcnow())
+                 created_by=created_by, created_at=utcnow())
     session.add(run)
     session.flush()
-    record(session, principal, "app.run", f"{cluster.name}:{workspace.name}/{app.name}", {"run": run.id})
     return run
+
+
+def runs_on_deploy(session: Session, cluster: Cluster, newly_live: dict[int, int]) -> list[JobRun]:
+    """A run, with its params' defaults, of each job whose newly live version says trigger_on_deploy.
+
+    ``newly_live`` maps app ids to the version that just became live: ArgoCD reported the app synced
+    at a revision holding it (gitops.ingest, in the transaction that records it). The live version
+    only moves forward, so a version starts at most one run, and only once its objects are on the
+    cluster; a deploy that changed no file starts none. Not an ArgoCD PostSync hook: a hook is part
+    of the sync operation, which waits for it (a long job holds back the next deploy; Argo CD's v1.3
+    to 1.4 upgrade notes: long-running jobs are not meant to be sync hooks) and fails with it (and
+    Shipyard's Applications retry a failed sync), and every manual sync runs it again (Argo CD,
+    "Resource Hooks", "Sync Phases and Waves"). Each run is named after the deploy that caused it.
+    """
+    if not newly_live:
+        return []
+    rows = session.execute(
+        select(Application, Version).join(Version, Version.application_id == Application.id)
+        .where(Application.id.in_(newly_live), Application.kind == "job", Application.deleted.is_(False),
+               Version.number.in_(set(newly_live.values())))).all()
+    runs = []
+    for app, version in rows:
+        spec = version.spec or {}
+        if version.number == newly_live[app.id] and spec.get("trigger_on_deploy") is True:
+            runs.append(_queue_run(session, app, cluster, spec, {},
+                                   f"{version.author} (deploy of v{version.number})"[:255]))
+    return runs
 
 
 def list_runs(session: Session, app: Application, limit: int = 50) -> list[tuple[JobRun, Command | None]]:
@@ -303,5 +339,5 @@ def _follow(run: JobRun, state: dict, now: dt.datetime) -> None:
 __all__ = [
     "USER_COMMANDS", "RUN_STATES", "RUN_KINDS",
     "enqueue_command", "get_command", "claimable_clusters", "claim_commands", "record_result", "command_json",
-    "trigger_run", "list_runs", "run_json", "update_runs_from_workflows",
+    "trigger_run", "runs_on_deploy", "list_runs", "run_json", "update_runs_from_workflows",
 ]

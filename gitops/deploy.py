@@ -51,7 +51,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gitops import isolation
+from gitops import isolation, routes
 from gitops.agents import live_facts
 from gitops.audit import record
 from gitops.clusters import profile_of
@@ -94,10 +94,12 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
 
     A cluster whose agent has reported in is held to what it reported: rendered objects are
     validated against the Kubernetes version it runs, and a custom resource whose CRD it
-    does not have is refused, even where the profile lists the addon.
+    does not have, or whose API version or addon release it reported it does not serve, is
+    refused, even where the profile lists the addon (gitops.agents.LiveFacts.problems).
 
     Each spec is held to what its workspace may claim in the shared cluster (gitops.isolation):
-    the secret paths it references and the hosts it routes.
+    the secret paths it references and the hosts it routes; and its routes to what the other
+    apps of the cluster already route (gitops.routes), the batch's earlier specs included.
     """
     targets, profiles, facts = [], {}, {}
     for spec in specs:
@@ -132,13 +134,34 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
             problems.extend(missing)
             continue
         planned.append(_Planned(spec, workspace.cluster, workspace, profile, rendering, spec.name))
+    clashes = _route_clashes(ctx, planned)
     taken, claims = isolation.host_problems(ctx.session, [(item.workspace, item.rendering) for item in planned])
-    for item, routes in zip(planned, claims):
-        item.claims = routes
+    for item, hosts in zip(planned, claims):
+        item.claims = hosts
     problems.extend(taken)
+    # a host another workspace holds is refused by its claim, which says what to do; one refusal per port
+    held = {(p.file, p.line, p.column, p.path) for p in taken}
+    problems.extend(p for p in clashes if (p.file, p.line, p.column, p.path) not in held)
     if problems:
         raise SpecError(problems)
     return planned
+
+
+def _route_clashes(ctx: Context, planned: list[_Planned]) -> list[Problem]:
+    """Routes of the plan that another app of its cluster takes, read from the repository's tip.
+
+    The commit checks again on the tree it is built on (gitops.apply); this check refuses a
+    deploy before its intent is written, so a refused deploy leaves no failed Version.
+    """
+    by_cluster: dict[int, list[_Planned]] = {}
+    for item in planned:
+        by_cluster.setdefault(item.cluster.id, []).append(item)
+    problems: list[Problem] = []
+    for items in by_cluster.values():
+        renderings = [item.rendering for item in items]
+        if routes.routes_anything(renderings):  # no repository read for a deploy that routes nothing
+            problems += routes.clash_problems(ctx.repos.open(items[0].cluster).snapshot(), renderings)
+    return problems
 
 
 def _application(session: Session, workspace: Workspace, name: str, kind: str | None) -> Application | None:

@@ -8,7 +8,8 @@
   hot path of every cluster.
 - ArgoCD Applications in a batch become each app's ``AppStatus`` (history in
   ``StatusEvent`` when something a person reads changed), in bulk too; a newly
-  synced revision moves the app's live version (gitops.status.live_versions).
+  synced revision moves the app's live version (gitops.status.live_versions),
+  and a job's newly live version may start a run (gitops.commands.runs_on_deploy).
 - Workflows and Jobs in a batch move the job runs they belong to (gitops.commands).
 """
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from contract.repository import parse_application_name
-from gitops.commands import RUN_KINDS, update_runs_from_workflows
+from gitops.commands import RUN_KINDS, runs_on_deploy, update_runs_from_workflows
 from gitops.db import insert_many, update_many
 from gitops.models import Application, AppStatus, Cluster, ClusterObject, StatusEvent, Workspace, utcnow
 from gitops.repo import ClusterRepo
@@ -172,6 +173,9 @@ def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[
         live = live_versions(session, repo, moved, before, newest)
         for app_id in moved:
             rows[app_id]["live_version"] = live.get(app_id)
+        # a version just live may start its job (trigger_on_deploy)
+        runs_on_deploy(session, cluster, {app_id: number for app_id, number in live.items()
+                                          if number > ((current[app_id].live_version or 0) if app_id in current else 0)})
     connection = session.connection()
     insert_many(connection, StatusEvent.__table__, events, common={"at": now})
     for row in rows.values():

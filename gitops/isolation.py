@@ -35,7 +35,10 @@ workspace holds a name below it, and a name while another holds a wildcard above
 are checked when the deploy is planned (the unique key cannot see them), so two workspaces
 racing for a wildcard and a name under it, within the same moment, can both win; exact hosts
 cannot. Moving a claim does not touch the old owner's apps: their routes stay until their next
-deploy, which is then refused while it still routes the host.
+deploy, which is then refused while it still routes the host; and while they stay, the new
+owner's routes that would take the same requests are refused naming them. A claim is per
+workspace; which app takes which requests of a host, whatever its workspace, is
+gitops.routes: two apps whose routes take the same requests are refused there.
 
 Cost on the deploy path: the secret check reads only the workspace and cluster rows the deploy
 has already loaded; the host check is one SELECT for every host a batch routes (none when it
@@ -51,7 +54,7 @@ from typing import Any
 
 from contract.errors import InvalidRequest, NotFound, Problem, SpecError
 from renderer.render import Rendering
-from renderer.spec import Spec, parse_secret_ref
+from renderer.spec import Spec, parse_secret_ref, port_exposed
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -143,13 +146,15 @@ def routes_of(rendering: Rendering) -> list[Route]:
     """Every host the rendered app routes, read from its VirtualService or HTTPRoutes."""
     hosts: set[str] = set()
     for obj in rendering.objects:
-        if obj["kind"] == "VirtualService":
+        if obj["kind"] == "VirtualService" and set(obj["spec"].get("gateways") or ["mesh"]) != {"mesh"}:
+            # a VirtualService bound only to the mesh (a canary's split of its own Service) routes no
+            # gateway host; one without gateways is the mesh's too (Istio, VirtualService "gateways")
             hosts.update(obj["spec"]["hosts"])
         elif obj["kind"] == "HTTPRoute":
             hosts.update(obj["spec"]["hostnames"])
     if not hosts:
         return []
-    exposed = [(index, port) for index, port in enumerate(rendering.spec.body.get("ports") or []) if port.get("expose")]
+    exposed = [(index, port) for index, port in enumerate(rendering.spec.body.get("ports") or []) if port_exposed(port)]
     routes = []
     for host in sorted(hosts):
         written = [index for index, port in exposed if (port.get("host") or "").lower() == host.lower()]

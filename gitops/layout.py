@@ -1,12 +1,14 @@
 """The files a change writes into a cluster repository, laid out as ``contract.repository`` says.
 
 An app's directory and Application (``rendering_changes``), a workspace's own
-files (``workspace_changes``), ``bootstrap/`` (``bootstrap_changes``, with the
-agent's install numbered for ``kubectl apply -R``: 00 Namespace, 01
-ServiceAccount, 02 ExternalSecret of the token, 10/11 ClusterRole and binding
-to list CRDs, 20/21 a Role and binding per namespace it reads, 30 the
-Deployment), and what a delete removes. Also what the repository says about
-clashes: a Service name another app of the workspace already holds.
+files (``workspace_changes``), ``bootstrap/`` and the agent's access to every
+workspace (``bootstrap_changes``; the agent's install numbered for ``kubectl
+apply -R``: 00 Namespace, 01 ServiceAccount, 02 ExternalSecret of the token,
+10/11 ClusterRole and binding to list CRDs, 20/21 its Role and binding in
+ArgoCD's namespace, 30 the Deployment), and what a delete removes. Also what
+the repository says about clashes: a Service name another app of the
+workspace already holds (a route another app of the cluster takes is
+gitops.routes', which reads the apps' routes with ``apps_in``).
 
 Every file holds canonical bytes (renderer.manifest_yaml.dump_manifest), so the same
 input always gives the same tree and an unchanged deploy makes no commit.
@@ -28,12 +30,13 @@ from renderer.render import (
     render_bootstrap,
     render_namespace,
     render_quota,
+    render_workspace_agent_access,
 )
 from renderer.manifest_yaml import dump_manifest
 
-from contract.repository import (AGENT_DIR, APPS_DIR, BOOTSTRAP_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, app_dir,
-                                 application_file, namespace_file, object_filename, preview_owner, quota_file,
-                                 workspace_application_file, workspace_dir)
+from contract.repository import (APPS_DIR, BOOTSTRAP_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, agent_role_file,
+                                 agent_rolebinding_file, app_dir, application_file, namespace_file, object_filename,
+                                 quota_file, workspace_application_file, workspace_dir)
 from gitops.repo import DELETE, Changes, Directory, Snapshot
 
 def workspaces_in(snapshot: Snapshot) -> list[str]:
@@ -73,18 +76,24 @@ def workspace_changes(profile: ClusterProfile, workspace: str, settings: Workspa
 
 def bootstrap_changes(profile: ClusterProfile, workspaces: list[str],
                       schemas: KubeSchemas = CORE_ONLY) -> dict[str, object]:
-    """The bootstrap files; rendered once per profile and set of workspaces, not per deploy.
+    """The bootstrap, and the agent's Role and RoleBinding in each workspace's directory; rendered
+    once per profile and set of workspaces, not per deploy.
 
-    The agent's directory is written whole: the Role of a removed workspace goes with it, and
-    the whole directory when the profile no longer has an agent.
+    bootstrap/ is written whole: what the profile no longer renders goes (the agent's files, its
+    AppProject and Application when the profile drops its ``agent`` section), and the root
+    Application, which syncs the directory, has ArgoCD prune it. The agent's access is rewritten
+    in every workspace, so a changed profile reaches all of them with the next commit, and
+    removed from each when there is no agent.
     """
     def make():
         objects = render_bootstrap(profile, workspaces, schemas)
-        files = {f"{BOOTSTRAP_DIR}/{name}": dump_manifest(obj) for name, obj in objects.items()}
-        prefix = f"{AGENT_DIR}/"
-        changes: dict[str, object] = {path: data for path, data in files.items() if not path.startswith(prefix)}
-        agent = {path[len(prefix):]: data for path, data in files.items() if path.startswith(prefix)}
-        changes[AGENT_DIR] = Directory(agent) if agent else DELETE
+        changes: dict[str, object] = {
+            BOOTSTRAP_DIR: Directory({name: dump_manifest(obj) for name, obj in objects.items()})}
+        for workspace in workspaces:
+            access = render_workspace_agent_access(profile, workspace, schemas)
+            role, binding = (dump_manifest(obj) for obj in access) if access else (DELETE, DELETE)
+            changes[agent_role_file(workspace)] = role
+            changes[agent_rolebinding_file(workspace)] = binding
         return changes
 
     return dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces), schemas.crd_dir), make))
@@ -114,28 +123,37 @@ def _cached(key: tuple, make) -> dict[str, object]:
     return value
 
 
-def service_names(rendering: Rendering) -> list[str]:
-    return [obj["metadata"]["name"] for obj in rendering.objects if obj["kind"] == "Service"]
+def object_names(rendering: Rendering) -> list[tuple[str, str]]:
+    """(kind, name) of every object the app renders."""
+    return [(obj["kind"], obj["metadata"]["name"]) for obj in rendering.objects]
 
 
-def service_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, list[str]]) -> list[str]:
-    """Names of Services this app would share with another app of its workspace.
+def _owners(name: str) -> list[str]:
+    """The apps an object named ``name`` could belong to: its name cut at each "-". An app's objects are named
+    after it, alone or with a suffix (its -preview, -stable and -canary Services, the -mesh VirtualService,
+    <app>-<port> HTTPRoutes, the -secrets ExternalSecret, ConfigMaps and claims), so these are all candidates."""
+    return [name[:index] for index, char in enumerate(name) if char == "-"] + [name]
 
-    ``batch`` maps the apps of the same workspace being applied in the same
-    commit to their Service names; for all other apps the repository decides. Only a blue-green preview Service (``<app>-preview``) is named
-    after something other than its own app, so two lookups per Service suffice.
+
+def name_clashes(snapshot: Snapshot, rendering: Rendering, batch: dict[str, set[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """(kind, name) of objects this app would share with another app of its workspace, which would take
+    each other's objects over (one namespace, one object per kind and name).
+
+    ``batch`` maps the apps of the same workspace being applied in the same commit to their object names;
+    for all other apps the repository decides, one tree lookup per candidate owner.
     """
     clashes = []
-    for name in service_names(rendering):
-        owners = {name, preview_owner(name)} - {None}
-        owners.discard(rendering.name)
-        for owner in sorted(owners):
+    for kind, name in object_names(rendering):
+        for owner in _owners(name):
+            if owner == rendering.name:
+                continue
             if owner in batch:
-                taken = name in batch[owner]
+                taken = (kind, name) in batch[owner]
             else:
-                taken = snapshot.tree_id(f"{app_dir(rendering.workspace, owner)}/{object_filename('Service', name)}") is not None
+                taken = snapshot.tree_id(f"{app_dir(rendering.workspace, owner)}/{object_filename(kind, name)}") is not None
             if taken:
-                clashes.append(name)
+                clashes.append((kind, name))
+                break
     return clashes
 
 
@@ -157,6 +175,6 @@ __all__ = [
     "bootstrap_changes",
     "delete_app_changes",
     "delete_workspace_changes",
-    "service_clashes",
-    "service_names",
+    "name_clashes",
+    "object_names",
 ]

@@ -1,7 +1,8 @@
 """ArgoCD's view of the cluster repository: the Application that syncs an app or a workspace.
 
 ``argocd_context`` and ``git_context`` are what every ArgoCD object Shipyard
-writes (Applications here, the AppProject and root app in renderer.bootstrap)
+writes (Applications here, the AppProjects and bootstrap Applications in
+renderer.bootstrap)
 says about the cluster's ArgoCD and its repository.
 """
 

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from contract.addons import PROFILE_ADDONS
+from contract.addons import (ADDON_PROJECTS, OLDEST_RELEASES, PROFILE_ADDONS, RELEASE_CHANGES, Release,
+                             ReleaseChange, parse_release, release_text)
 from contract.errors import Problem, ProfileError, SpecError
 from renderer.kube import supported_kubernetes_versions
+from renderer.secret_refs import DEFAULT_PROVIDER, UnmappableSecretRef, remote_ref_on
 from renderer.spec import SecretRef, parse_secret_ref, schema_problems
 from renderer.yamlio import load_documents
 
@@ -85,6 +87,7 @@ class ClusterProfile:
     destination_server: str = "https://kubernetes.default.svc"
     addons: dict[str, dict] = field(default_factory=dict)
     agent: AgentProfile | None = None  # None: no agent in the bootstrap
+    downloader_image: str = field(default_factory=default_agent_image)  # runs renderer.artifacts' downloads
     source: str = "<profile>"
 
     def has(self, addon: str) -> bool:
@@ -92,6 +95,21 @@ class ClusterProfile:
 
     def addon(self, addon: str) -> dict:
         return self.addons.get(addon, {})
+
+    def addon_version(self, addon: str) -> Release | None:
+        """The addon's release the profile names ("3.6" is (3, 6)); None: the current release line."""
+        return parse_release(self.addon(addon).get("version"))
+
+    def takes(self, change: ReleaseChange) -> bool:
+        """Whether the cluster's release of the change's addon has it; a profile naming no release does."""
+        version = self.addon_version(change.addon)
+        return version is None or version >= change.release
+
+    @property
+    def addon_api(self) -> dict[str, str]:
+        """What the addons' releases decide in rendered objects, by the change's name (contract.addons
+        RELEASE_CHANGES): the ExternalSecret's apiVersion, the CronWorkflow's schedule field."""
+        return {change.name: change.after if self.takes(change) else change.before for change in RELEASE_CHANGES}
 
     @property
     def router(self) -> str | None:
@@ -130,6 +148,8 @@ class ClusterProfile:
             destination_server=argocd.get("destination_server", "https://kubernetes.default.svc"),
             addons=addons,
             agent=AgentProfile.from_dict(data["agent"]) if data.get("agent") is not None else None,
+            **({"downloader_image": data["artifacts"]["downloader_image"]}
+               if "downloader_image" in (data.get("artifacts") or {}) else {}),
             source=source,
         )
 
@@ -160,9 +180,24 @@ def load_profile_text(source: str | bytes, file: str = "<profile>") -> ClusterPr
             problems.append(doc.problem(f'ingress "{ingress}" needs the {ingress} addon under addons', ("ingress",)))
         problems.extend(_agent_problems(doc, data))
         problems.extend(_url_problems(doc, data))
+        problems.extend(_addon_version_problems(doc, data))
     if problems:
         raise ProfileError(problems)
     return ClusterProfile.from_dict(doc.data, source=file)
+
+
+def _addon_version_problems(doc, data: dict) -> list[Problem]:
+    """An addon release older than Shipyard renders for (contract.addons OLDEST_RELEASES), at its version."""
+    problems = []
+    for name, value in (data.get("addons") or {}).items():
+        release = parse_release(value.get("version")) if isinstance(value, dict) else None
+        oldest = OLDEST_RELEASES.get(name)
+        if release is not None and oldest is not None and release < oldest.release:
+            project = ADDON_PROJECTS[name]
+            problems.append(doc.problem(
+                f'Shipyard renders for {project} {release_text(oldest.release)} and later, not {value["version"]}: '
+                f"{oldest.why}; upgrade {project} on the cluster", ("addons", name, "version")))
+    return problems
 
 
 def _agent_problems(doc, data: dict) -> list[Problem]:
@@ -183,8 +218,9 @@ def _agent_problems(doc, data: dict) -> list[Problem]:
             f'the agent needs a namespace of its own, not "{namespace}"; the default is {AgentProfile.namespace}',
             ("agent", "namespace")))
     if "token_ref" in agent:
+        token_ref = None
         try:
-            parse_secret_ref(agent["token_ref"])
+            token_ref = parse_secret_ref(agent["token_ref"])
         except ValueError as exc:
             problems.append(doc.problem(f"token_ref: {exc}", ("agent", "token_ref")))
         if "external_secrets" not in addons:
@@ -192,6 +228,12 @@ def _agent_problems(doc, data: dict) -> list[Problem]:
                 f'cluster "{data["name"]}" has no external_secrets addon, which agent.token_ref needs '
                 "(or drop token_ref and create the Secret agent.token_secret yourself)",
                 ("agent", "token_ref")))
+        elif token_ref is not None:  # named as the store names secrets (renderer.secret_refs)
+            provider = addons["external_secrets"].get("provider", DEFAULT_PROVIDER)
+            try:
+                remote_ref_on(token_ref, provider, data["name"])
+            except UnmappableSecretRef as exc:
+                problems.append(doc.problem(f"token_ref: {exc}", ("agent", "token_ref")))
     return problems
 
 

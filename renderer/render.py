@@ -18,11 +18,13 @@ One module per thing rendered:
 renderer.engine        the Jinja environment, ``render_template``, ``warm_up``
 renderer.naming        labels and names (the repository's contract)
 renderer.pod           the pod template services and jobs share
+renderer.mounts        the pod's files and volumes (``mounts``), a ConfigMap
+renderer.artifacts     models downloaded by init containers, a cache claim
 renderer.service       a service: workload, Services, routes, autoscaling
 renderer.job           a job: Argo WorkflowTemplate/CronWorkflow or CronJob
 renderer.argocd        an app's or a workspace's ArgoCD Application
 renderer.workspace     a workspace's Namespace and ResourceQuota
-renderer.bootstrap     bootstrap/: AppProject, root app, the agent's install
+renderer.bootstrap     bootstrap/: root app, AppProjects, app of apps, the agent
 =====================  =====================================================
 
 This module keeps the entry point and re-exports what the other layers use,
@@ -37,7 +39,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from renderer.argocd import render_application
-from renderer.bootstrap import agent_env, render_agent, render_bootstrap
+from renderer.bootstrap import agent_env, render_agent, render_bootstrap, render_workspace_agent_access
 from renderer.engine import render_template, warm_up
 from contract.errors import SpecError
 from contract.repository import MANIFEST_SUFFIX, app_dir, application_file
@@ -186,6 +188,7 @@ __all__ = [
     "render_application",
     "render_namespace",
     "render_bootstrap",
+    "render_workspace_agent_access",
     "render_agent",
     "agent_env",
     "Rendering",

@@ -2,10 +2,11 @@
 
 Around the shared pod template (renderer.pod) a service gets its workload (a
 Deployment for rolling updates, a Rollout for canary and blue-green), its
-Services, a VirtualService or HTTPRoutes for exposed ports, an HPA or a KEDA
-ScaledObject, a PodDisruptionBudget and a ServiceMonitor, each only where the
-spec asks for it and the cluster's addons allow it. Pure: spec + profile in,
-objects out.
+Services, a VirtualService or HTTPRoutes for exposed ports (and a canary's
+traffic split, and JWT policies: renderer.routing decides those), an HPA or a
+KEDA ScaledObject, a PodDisruptionBudget and a ServiceMonitor, each only where
+the spec asks for it and the cluster's addons allow it. Pure: spec + profile
+in, objects out.
 """
 
 from __future__ import annotations
@@ -17,20 +18,29 @@ from contract.repository import preview_service_name
 from renderer.naming import app_context
 from renderer.pod import SpecProblems, app_protocol, common_objects, env_text, pod_context
 from renderer.profiles import DEFAULT_RPS_QUERY, ClusterProfile
+from renderer.routing import (canary_router, canary_services, exposed_routes, http_route, jwt_policies,
+                              rollout_traffic_routing, virtual_services, weight_differences)
 from renderer.spec import Spec
 
 # TrueFoundry's default wait before a blue-green rollout promotes itself (BlueGreen.auto_promotion_seconds)
 AUTO_PROMOTION_SECONDS = 30
 
 
-def _autoscaling(spec: Spec, profile: ClusterProfile, problems: SpecProblems) -> dict | None:
+def _autoscaling(spec: Spec, profile: ClusterProfile, problems: SpecProblems, notes: list[str]) -> dict | None:
     replicas = spec.body.get("replicas")
     if not isinstance(replicas, dict):
         return None
     metrics = replicas.get("metrics") or [{"type": "cpu_utilization", "value": 70}]
     metrics = metrics if isinstance(metrics, list) else [metrics]
-    auto = {"min": replicas["min_replicas"], "max": replicas["max_replicas"], "metrics": metrics}
+    # TrueFoundry's BaseAutoscaling: min_replicas 1 unless given; polling_interval is KEDA's pollingInterval
+    auto = {"min": int(replicas.get("min_replicas", 1)), "max": int(replicas["max_replicas"]), "metrics": metrics,
+            "polling_interval": replicas.get("polling_interval")}
     kinds = {m["type"] for m in metrics}
+    if not profile.has("keda") and "polling_interval" in replicas:
+        # Kubernetes, "Horizontal Pod Autoscaling": the HPA controller runs every
+        # --horizontal-pod-autoscaler-sync-period of the controller manager, for every HPA alike
+        notes.append(f"replicas.polling_interval has no effect: cluster {profile.name} scales with an HPA (no keda "
+                     "addon), which checks metrics at the controller manager's sync period (15s by default)")
     if not profile.has("keda"):
         listed = isinstance(replicas.get("metrics"), list)
         for index, metric in enumerate(metrics):
@@ -91,47 +101,6 @@ def _keda_triggers(auto: dict, spec: Spec, profile: ClusterProfile) -> list[dict
     return triggers
 
 
-def _exposure(spec: Spec, profile: ClusterProfile, problems: SpecProblems) -> list[dict]:
-    routes = []
-    for index, port in enumerate(spec.body.get("ports") or []):
-        if not port.get("expose"):
-            continue
-        if profile.router is None:
-            problems.add(
-                f'cluster "{profile.name}" has no istio or gateway_api addon, which exposing a port needs',
-                "ports", index, "expose",
-            )
-            continue
-        host = port.get("host")
-        if not host:
-            if not profile.base_domain:
-                problems.add(
-                    f'set a host: cluster "{profile.name}" has no base_domain to derive one from',
-                    "ports", index, "expose",
-                )
-                continue
-            label = f"{spec.name}-{spec.workspace}"
-            if len(label) > 63:
-                problems.add(
-                    f'set a host: the derived host "{label}.{profile.base_domain}" starts with a label longer than 63 characters',
-                    "ports", index, "expose",
-                )
-                continue
-            host = f"{label}.{profile.base_domain}"
-        routes.append({
-            "name": f"{spec.name}-{port['port']}",
-            "host": host,
-            "path": port.get("path", "/"),
-            "port": port["port"],
-        })
-    return routes
-
-
-def _gateway(profile: ClusterProfile) -> dict:
-    namespace, name = profile.addon(profile.router)["gateway"].split("/", 1)
-    return {"namespace": namespace, "name": name, "ref": f"{namespace}/{name}"}
-
-
 def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) -> tuple[list[dict], list[dict], list[str]]:
     """Objects of a service, ArgoCD ignoreDifferences, and notes."""
     body = spec.body
@@ -156,18 +125,24 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
             problems.add("max_unavailable_percentage and max_surge_percentage cannot both be 0", "rollout_strategy")
 
     metrics = body.get("metrics")
-    auto = _autoscaling(spec, profile, problems)
-    routes = _exposure(spec, profile, problems)
+    auto = _autoscaling(spec, profile, problems, notes)
+    routes = exposed_routes(spec, profile, problems, notes)
+    jwt = jwt_policies(spec, profile, routes, problems, notes)
     pod, secret_data = pod_context(spec, profile, problems, notes)
     problems.raise_if_any()
+    splitter = canary_router(spec, profile, routes, notes) if strategy["type"] == "canary" else None
+    virtuals = virtual_services(spec, profile, routes, splitter == "istio", notes) if profile.router == "istio" else []
+    if splitter == "istio" and not virtuals:
+        splitter = None  # no port Istio routes: the canary has no requests to split
 
     target = (
         {"api_version": "argoproj.io/v1alpha1", "kind": "Rollout", "group": "argoproj.io"}
         if progressive
         else {"api_version": "apps/v1", "kind": "Deployment", "group": "apps"}
     )
-    replicas = None if auto else body.get("replicas", 1)
+    replicas = None if auto else int(body.get("replicas", 1))  # TrueFoundry exports may write 2.0: Kubernetes wants 2
     templates: list[tuple[str, dict]] = common_objects(spec, profile, app, secret_data)
+    templates += pod["objects"]  # what the pod's volumes need: a ConfigMap, a PersistentVolumeClaim (renderer.pod)
 
     if progressive:
         if strategy["type"] == "canary":
@@ -176,7 +151,9 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
                 steps.append({"setWeight": step["weight_percentage"]})
                 pause = step.get("pause_duration")
                 steps.append({"pause": {"duration": f"{pause}s"}} if pause is not None else {"pause": {}})
-            rollout_strategy = {"type": "canary", "steps": steps}
+            rollout_strategy = {"type": "canary", "steps": steps, "traffic_routing": None}
+            if splitter:
+                rollout_strategy.update(rollout_traffic_routing(spec, splitter, virtuals, routes))
         else:
             # TrueFoundry waits auto_promotion_seconds (30 unless given) before it promotes; Argo Rollouts
             # promotes at once without autoPromotionSeconds, and ignores it when auto-promotion is off
@@ -224,25 +201,19 @@ def render_service(spec: Spec, profile: ClusterProfile, schemas: KubeSchemas) ->
                 "service_ports": service_ports,
                 "service_labels": {**app["labels"], SERVICE_ROLE_LABEL: "preview"},
             }))
+        if splitter:
+            templates.extend(("service/service.yaml.j2", context) for context in canary_services(app, service_ports))
 
-    if routes:
-        gateway = _gateway(profile)
-        if profile.router == "istio":
-            templates.append((
-                "service/virtualservice.yaml.j2",
-                {
-                    "app": app,
-                    "gateway": gateway["ref"],
-                    "hosts": sorted({r["host"] for r in routes}),
-                    "routes": routes,
-                    "service_host": f"{spec.name}.{spec.workspace}.svc.cluster.local",
-                },
-            ))
-        else:
-            for route in routes:
-                templates.append(("service/httproute.yaml.j2", {"app": app, "gateway": gateway, "route": route}))
+    templates.extend(("service/virtualservice.yaml.j2", {"app": app, **virtual}) for virtual in virtuals)
+    if profile.router == "gateway_api":
+        for route in routes:
+            templates.append(("service/httproute.yaml.j2", {"app": app, "route": http_route(spec, profile, route, splitter == "gateway_api")}))
+    if jwt:
+        authentication, authorization = jwt
+        templates.append(("service/requestauthentication.yaml.j2", {"app": app, **authentication}))
+        templates.append(("service/authorizationpolicy.yaml.j2", {"app": app, **authorization}))
 
-    ignore_differences = []
+    ignore_differences = weight_differences(spec, splitter, virtuals, routes) if splitter else []
     if auto:
         if profile.has("keda"):
             templates.append((

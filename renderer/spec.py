@@ -22,6 +22,9 @@ import jsonschema_rs
 
 from contract.errors import Problem, SpecError
 from contract.labels import RESERVED_PREFIXES
+from renderer.flavors import resource_problems
+from renderer.artifacts import MOUNT_ROOT, artifact_problems
+from renderer.mounts import mount_problems
 from renderer.paths import expand_paths
 from renderer.yamlio import Document, load_documents
 
@@ -33,21 +36,28 @@ SPEC_SCHEMA = "deploy-spec.schema.json"
 class SecretRef:
     """A reference to a secret in the cluster's secret store; never its value."""
 
-    path: str  # path of the secret in the store (Vault path, parameter name...)
-    key: str  # property within that secret
+    path: str  # the secret's path, "/"-separated; what gitops.isolation's path rules match
+    key: str  # the key within that secret
+    version: str | None = None  # a pinned version (@<version>); None reads the current one
 
     def __str__(self) -> str:
-        return f"secret://{self.path}#{self.key}"
+        pinned = f"@{self.version}" if self.version is not None else ""
+        return f"secret://{self.path}#{self.key}{pinned}"
 
 
-_SECRET_RE = re.compile(r"^secret://(?P<path>[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)#(?P<key>[A-Za-z0-9._-]+)$")
-_TFY_SECRET_RE = re.compile(r"^tfy-secret://(?P<tenant>[A-Za-z0-9._-]+):(?P<group>[A-Za-z0-9._-]+):(?P<key>[A-Za-z0-9._-]+)$")
+# What each provider makes of path, key and version (and refuses) is renderer.secret_refs.
+_NAME = r"[A-Za-z0-9._-]+"
+_VERSION = rf"(?:@(?P<version>{_NAME}))?"
+_SECRET_RE = re.compile(rf"secret://(?P<path>{_NAME}(?:/{_NAME})*)#(?P<key>{_NAME}){_VERSION}")
+_TFY_SECRET_RE = re.compile(rf"tfy-secret://(?P<tenant>{_NAME}):(?P<group>{_NAME}):(?P<key>{_NAME}){_VERSION}")
 _SECRET_SCHEMES = ("secret://", "tfy-secret://")
 
 
 def parse_secret_ref(value: Any) -> SecretRef | None:
     """The secret a value refers to, or None for a plain value.
 
+    ``secret://<path>#<key>`` or ``tfy-secret://<tenant>:<group>:<key>`` (the path
+    ``<tenant>/<group>``), either followed by ``@<version>`` to pin a version.
     Raises ValueError for a value that uses a secret scheme but is malformed,
     so a typo never ends up as a literal environment value, and for a path with
     "." or ".." segments, which could climb out of the prefix a workspace may use
@@ -56,17 +66,18 @@ def parse_secret_ref(value: Any) -> SecretRef | None:
     if not isinstance(value, str) or not value.startswith(_SECRET_SCHEMES):
         return None
     ref = None
-    if match := _SECRET_RE.match(value):
-        ref = SecretRef(match["path"], match["key"])
-    elif match := _TFY_SECRET_RE.match(value):
-        ref = SecretRef(f"{match['tenant']}/{match['group']}", match["key"])
+    if match := _SECRET_RE.fullmatch(value):
+        ref = SecretRef(match["path"], match["key"], match["version"])
+    elif match := _TFY_SECRET_RE.fullmatch(value):
+        ref = SecretRef(f"{match['tenant']}/{match['group']}", match["key"], match["version"])
     if ref is not None:
         if any(segment in (".", "..") for segment in ref.path.split("/")):
             raise ValueError(f'secret path "{ref.path}" has a "." or ".." segment; name the secret by its plain path')
         return ref
     raise ValueError(
         "malformed secret reference; write secret://<path>#<key> "
-        "(e.g. secret://payments/db#password) or tfy-secret://<tenant>:<group>:<key>"
+        "(e.g. secret://payments/db#password) or tfy-secret://<tenant>:<group>:<key>, "
+        "either followed by @<version> to pin a version"
     )
 
 
@@ -299,6 +310,66 @@ def thousandths_problem(field_name: str, value: int | float, finest: str) -> str
     return f'"{field_name}" {value} is finer than {finest}; use {below} or {above}'
 
 
+def port_exposed(port: dict) -> bool:
+    """Whether a port is routed from outside the cluster: ``expose``, which TrueFoundry defaults to true;
+    a port without host stays inside unless it says ``expose: true`` (TrueFoundry needs a host to expose)."""
+    return port.get("expose", bool(port.get("host")))
+
+
+def _port_problems(port: dict) -> list[tuple[str, tuple]]:
+    """What is wrong with one port whatever the cluster, as (message, path below the port)."""
+    problems = []
+    exposed = port_exposed(port)
+    if port.get("host") and not exposed:
+        problems.append(("host is set but expose is false; drop expose (a port with a host is exposed) or the host",
+                         ("host",)))
+    if exposed and (port.get("app_protocol") or "http") == "tcp":
+        problems.append(('exposing a port needs app_protocol http or grpc; "tcp" ports stay inside the cluster', ("expose",)))
+    if exposed and port.get("protocol") == "UDP":
+        problems.append(("UDP ports cannot be exposed through the gateway", ("protocol",)))
+    if "rewrite_path_to" in port and not exposed:
+        problems.append(("rewrite_path_to rewrites the requests of an exposed port's route; this port is not exposed",
+                         ("rewrite_path_to",)))
+    elif "rewrite_path_to" in port and "path" not in port:
+        # TrueFoundry: "This is only applicable if path is given"
+        problems.append(("rewrite_path_to replaces the port's path and needs one; set path (e.g. path: /)",
+                         ("rewrite_path_to",)))
+    auth = port.get("auth") or {}
+    if auth.get("type") == "basic_auth":
+        problems.append(("basic_auth is refused: its password would be stored and written to git in clear, and "
+                         "neither Istio nor the Gateway API checks basic credentials without a gateway-specific "
+                         "extension; use jwt_auth with your identity provider", ("auth", "type")))
+    elif auth.get("type") == "truefoundry_oauth":
+        problems.append(("truefoundry_oauth needs TrueFoundry's own login service, which a Shipyard cluster does not "
+                         "run; use jwt_auth with your identity provider", ("auth", "type")))
+    elif auth.get("enable_login"):
+        problems.append(("enable_login needs an OAuth2 login flow at the gateway; the cluster checks JWTs the client "
+                         "sends (Istio RequestAuthentication) but cannot log a browser in; drop enable_login",
+                         ("auth", "enable_login")))
+    return problems
+
+
+def _pod_field_problems(body: dict) -> list[tuple[str, tuple]]:
+    """What is wrong with probes, mounts and artifacts whatever the cluster, as (message, path) pairs."""
+    problems = []
+    for field_name in ("liveness_probe", "startup_probe"):
+        # Kubernetes, "Configure Liveness, Readiness and Startup Probes": successThreshold "Must be 1 for
+        # liveness and startup Probes"
+        if body.get(field_name, {}).get("success_threshold", 1) != 1:
+            problems.append((f"success_threshold of a {field_name.replace('_', ' ')} must be 1 (Kubernetes restarts or "
+                             "starts on the first success); drop it", (field_name, "success_threshold")))
+    for index, mount in enumerate(body.get("mounts") or []):
+        if mount["type"] == "secret":
+            try:
+                if parse_secret_ref(mount["secret_fqn"]) is None:
+                    raise ValueError("not a secret reference")
+            except ValueError as exc:
+                problems.append((f"secret_fqn: {exc}", ("mounts", index, "secret_fqn")))
+    problems.extend(mount_problems(body, {MOUNT_ROOT: "artifacts_download puts the files it downloads"}))
+    problems.extend(artifact_problems(body))
+    return problems
+
+
 def _semantic_problems(doc: Document) -> list[Problem]:
     body = doc.data
     problems: list[Problem] = []
@@ -330,22 +401,20 @@ def _semantic_problems(doc: Document) -> list[Problem]:
                 doc.problem(f"{kind}_request ({request}) is above {kind}_limit ({limit}); lower the request or raise the limit",
                             ("resources", f"{kind}_request"))
             )
+    # devices, legacy gpu_count, /dev/shm: what holds on every flavor (the rest is renderer.flavors.place's)
+    problems.extend(doc.problem(message, path) for message, path in resource_problems(resources))
     seen_ports: dict[int, int] = {}
     for index, port in enumerate(body.get("ports") or []):
         number = port.get("port")
         if number in seen_ports:
             problems.append(doc.problem(f"port {number} is listed twice (also at ports/{seen_ports[number]})", ("ports", index, "port")))
         seen_ports.setdefault(number, index)
-        if port.get("host") and not port.get("expose", False):
-            problems.append(doc.problem("host is set but expose is false; set expose: true to route outside traffic to this port", ("ports", index, "host")))
-        if port.get("expose") and (port.get("app_protocol") or "http") == "tcp":
-            problems.append(doc.problem('exposing a port needs app_protocol http or grpc; "tcp" ports stay inside the cluster', ("ports", index, "expose")))
-        if port.get("expose") and port.get("protocol") == "UDP":
-            problems.append(doc.problem("UDP ports cannot be exposed through the gateway", ("ports", index, "protocol")))
+        problems.extend(doc.problem(message, ("ports", index, *path)) for message, path in _port_problems(port))
     replicas = body.get("replicas")
     if isinstance(replicas, dict):
-        if replicas["min_replicas"] > replicas["max_replicas"]:
-            problems.append(doc.problem(f"min_replicas ({replicas['min_replicas']}) is above max_replicas ({replicas['max_replicas']})", ("replicas", "min_replicas")))
+        if replicas.get("min_replicas", 1) > replicas["max_replicas"]:
+            problems.append(doc.problem(f"min_replicas ({replicas.get('min_replicas', 1)}) is above max_replicas ({replicas['max_replicas']})",
+                                        ("replicas", "min_replicas" if "min_replicas" in replicas else "max_replicas")))
         metrics = replicas.get("metrics")
         metrics = metrics if isinstance(metrics, list) else [metrics] if metrics else []
         kinds = [m.get("type") for m in metrics]
@@ -365,7 +434,7 @@ def _semantic_problems(doc: Document) -> list[Problem]:
     metrics_endpoint = body.get("metrics")
     if metrics_endpoint and metrics_endpoint["port"] in seen_ports:
         port = body["ports"][seen_ports[metrics_endpoint["port"]]]
-        if port.get("expose"):
+        if port_exposed(port):
             problems.append(doc.problem("the metrics port must not be exposed outside the cluster", ("metrics", "port")))
     workspace = body["workspace_fqn"].split(":", 1)[1]
     if workspace == "default" or workspace.startswith("kube-"):
@@ -373,14 +442,23 @@ def _semantic_problems(doc: Document) -> list[Problem]:
             f'workspace "{workspace}" is a Kubernetes system namespace; use a workspace of its own', ("workspace_fqn",)))
     trigger = body.get("trigger") or {}
     names = [p.get("name") for p in body.get("params") or []]
-    if trigger.get("type") == "scheduled":
+    # runs nobody starts by hand take every param's default
+    unattended = ("scheduled runs have" if trigger.get("type") == "scheduled"
+                  else "the run trigger_on_deploy starts has" if body.get("trigger_on_deploy") else None)
+    if unattended:
         for index, param in enumerate(body.get("params") or []):
             if "default" not in param:
                 problems.append(doc.problem(
-                    f'param "{param["name"]}" needs a default: scheduled runs have nobody to pass it', ("params", index)))
+                    f'param "{param["name"]}" needs a default: {unattended} nobody to pass it', ("params", index)))
     for index, name in enumerate(names):
         if names.index(name) != index:
             problems.append(doc.problem(f'param "{name}" is declared twice', ("params", index, "name")))
+    if "kustomize" in body:
+        problems.append(doc.problem(
+            "kustomize is not supported: Shipyard commits only objects it renders from the spec and validates, "
+            "so it applies no patches or extra manifests; express the change with spec fields, or deploy the "
+            "extra objects as their own app", ("kustomize",), key=True))
+    problems.extend(doc.problem(message, path) for message, path in _pod_field_problems(body))
     user_labels = body.get("labels") or {}
     for label in user_labels:
         if label.startswith(RESERVED_PREFIXES):
@@ -394,14 +472,41 @@ def _to_spec(doc: Document) -> Spec:
     return Spec(doc.data["type"], doc.data["name"], cluster, workspace, doc.data, doc)
 
 
+# Mappings whose null values mean something of their own: an env value of null is an empty value
+# (pod.env_text), and kustomize holds Kubernetes patches, where null deletes a field.
+_NULLS_KEPT = frozenset({"env", "kustomize"})
+
+
+def without_nulls(data: Any) -> Any:
+    """``data`` with every null-valued key of its mappings dropped, as if never written.
+
+    TrueFoundry exports write ``null`` for each optional field left unset (``docker_registry: null``,
+    ``node: null``); the schema and the renderer then see the spec as if the key were absent. Only
+    mapping keys go (list items stay, so the paths of everything left, and so the line and column
+    of a problem, are those of the file), and a spec without nulls is returned equal, so its digest
+    does not change. The top-level mappings of ``_NULLS_KEPT`` keep their entries.
+    """
+    def strip(node: Any, keep: bool) -> Any:
+        if isinstance(node, dict):
+            if keep:
+                return node
+            return {k: strip(v, k in _NULLS_KEPT and node is data) for k, v in node.items() if v is not None}
+        if isinstance(node, list):
+            return [strip(item, False) for item in node]
+        return node
+
+    return strip(data, False)
+
+
 def validate_documents(documents: list[Document]) -> tuple[list[Spec], list[Problem]]:
-    """Schema + semantic checks for already parsed documents."""
+    """Schema + semantic checks for already parsed documents (null-valued keys dropped first: ``without_nulls``)."""
     specs: list[Spec] = []
     problems: list[Problem] = []
     for doc in documents:
         if not isinstance(doc.data, dict):
             problems.append(doc.problem("a deploy spec must be a mapping with type, name, image and workspace_fqn"))
             continue
+        doc.data = without_nulls(doc.data)
         found = schema_problems(doc, SPEC_SCHEMA)
         if not found:
             found = _semantic_problems(doc)
@@ -466,6 +571,7 @@ def load_spec_files(paths: Iterable[str | Path]) -> list[Spec]:
 
 __all__ = [
     "compile_schemas",
+    "port_exposed",
     "Spec",
     "SecretRef",
     "parse_secret_ref",

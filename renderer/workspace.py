@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from contract.labels import ENVIRONMENT_LABEL, KUBERNETES_PREFIXES, RESERVED_PREFIXES
 from renderer.engine import render_template
+from renderer.flavors import EXTENDED_RESOURCES
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.naming import common_labels
 from renderer.profiles import ClusterProfile
@@ -38,6 +39,9 @@ QUOTA_KEYS = (
     "requests.cpu", "requests.memory", "limits.cpu", "limits.memory", "requests.ephemeral-storage",
     "limits.ephemeral-storage", "requests.storage", "persistentvolumeclaims", "pods", "services",
     "services.loadbalancers", "configmaps", "secrets", "requests.nvidia.com/gpu",
+    # the other accelerators renderer.flavors requests; an extended resource is capped by requests only
+    # (Kubernetes "Resource Quotas", resource quota for extended resources)
+    *(f"requests.{resource}" for resource in EXTENDED_RESOURCES),
 )
 
 

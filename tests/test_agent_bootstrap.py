@@ -1,4 +1,5 @@
-"""The agent rendered into the cluster repository's bootstrap (bootstrap/agent/).
+"""The agent rendered into the cluster repository: its install (bootstrap/agent/) and its Role and
+RoleBinding in each workspace namespace (workspaces/<ws>/agent-role.yaml, agent-rolebinding.yaml).
 
 The RBAC is held to the agent's code twice: the rules are asserted in full
 (widening them fails a test), and the real agent -- its watchers, its cluster
@@ -23,14 +24,15 @@ from contract.protocol import Command
 from agent.report import Tracker
 from agent.settings import AgentSettings
 from agent.watch import targets
-from contract.repository import AGENT_DIR
+from contract.repository import AGENT_DIR, BOOTSTRAP_DIR, agent_role_file, agent_rolebinding_file
 from gitops import apply as apply_service
 from gitops import layout
 from gitops.models import Cluster
 from gitops.repo import DELETE, ClusterRepo, Directory
 from contract.errors import ProfileError, SpecError
 from renderer.profiles import ClusterProfile, load_profile, load_profile_text
-from renderer.render import WorkspaceSettings, render, render_bootstrap, reserved_namespaces
+from renderer.render import (WorkspaceSettings, render, render_bootstrap, render_workspace_agent_access,
+                             reserved_namespaces)
 from renderer.spec import load_specs
 from renderer.manifest_yaml import dump_manifest
 from tests.fakekube import FakeKube, client_configuration
@@ -62,6 +64,15 @@ def agent_files(objects: dict[str, dict]) -> dict[str, dict]:
     return {name: obj for name, obj in objects.items() if name.startswith("agent/")}
 
 
+def agent_everywhere(profile: ClusterProfile, workspaces: list[str]) -> dict[str, dict]:
+    """The bootstrap and the agent's Role and RoleBinding in each workspace, by repository path."""
+    objects = {f"{BOOTSTRAP_DIR}/{name}": obj for name, obj in render_bootstrap(profile, workspaces).items()}
+    for workspace in workspaces:
+        role, binding = render_workspace_agent_access(profile, workspace)
+        objects[agent_role_file(workspace)], objects[agent_rolebinding_file(workspace)] = role, binding
+    return objects
+
+
 # --- the rules, in full --------------------------------------------------------------------
 
 CLUSTER_RULES = [
@@ -89,7 +100,7 @@ ADMISSION_ONLY = {("workspace", "batch", "cronjobs/finalizers", "update")}
 
 
 def test_the_rules_are_exactly_what_the_agent_needs():
-    objects = render_bootstrap(lab(), ["payments", "storefront"])
+    objects = agent_everywhere(lab(), ["payments", "storefront"])
     [cluster_role] = by_kind(objects, "ClusterRole")
     assert cluster_role["rules"] == CLUSTER_RULES
     roles = {role["metadata"]["namespace"]: role["rules"] for role in by_kind(objects, "Role")}
@@ -101,7 +112,7 @@ def test_the_rules_are_exactly_what_the_agent_needs():
 
 def test_a_role_per_workspace_namespace_and_the_argocd_namespace_only():
     profile = lab("argocd: {namespace: gitops}\n" + WITH_AGENT)
-    objects = render_bootstrap(profile, ["payments", "storefront"])
+    objects = agent_everywhere(profile, ["payments", "storefront"])
     role_namespaces = sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role"))
     assert role_namespaces == ["gitops", "payments", "storefront"]
     for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
@@ -112,18 +123,18 @@ def test_a_role_per_workspace_namespace_and_the_argocd_namespace_only():
     [binding] = by_kind(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": "shipyard-agent"}
-    assert sorted(agent_files(objects)) == [
+    # the install holds the Role in ArgoCD's namespace; each workspace holds the agent's Role in its own
+    assert sorted(agent_files(render_bootstrap(profile, ["payments", "storefront"]))) == [
         "agent/00-namespace.yaml", "agent/01-serviceaccount.yaml", "agent/10-clusterrole.yaml",
-        "agent/11-clusterrolebinding.yaml", "agent/20-role-gitops.yaml", "agent/20-role-payments.yaml",
-        "agent/20-role-storefront.yaml", "agent/21-rolebinding-gitops.yaml", "agent/21-rolebinding-payments.yaml",
-        "agent/21-rolebinding-storefront.yaml", "agent/30-deployment.yaml",
+        "agent/11-clusterrolebinding.yaml", "agent/20-role-gitops.yaml", "agent/21-rolebinding-gitops.yaml",
+        "agent/30-deployment.yaml",
     ]
-    # the AppProject does not call the agent's Roles in workspace namespaces orphans
-    [project] = by_kind(objects, "AppProject")
-    assert project["spec"]["orphanedResources"]["ignore"] == [
-        {"group": "rbac.authorization.k8s.io", "kind": "Role", "name": "shipyard-agent"},
-        {"group": "rbac.authorization.k8s.io", "kind": "RoleBinding", "name": "shipyard-agent"},
-    ]
+    for workspace in ("payments", "storefront"):
+        assert objects[agent_role_file(workspace)]["metadata"]["namespace"] == workspace
+        assert objects[agent_rolebinding_file(workspace)]["metadata"]["namespace"] == workspace
+    # the workspace's Application manages them: nothing for the apps' AppProject to ignore as an orphan
+    project = objects["bootstrap/project.yaml"]
+    assert project["spec"]["orphanedResources"] == {"warn": True}
 
 
 # --- the Deployment and the settings the agent reads --------------------------------------------
@@ -269,7 +280,7 @@ def workspace_kube():
 
 def test_the_real_agent_needs_every_granted_verb_and_nothing_else(workspace_kube, tmp_path):
     kube = workspace_kube
-    objects = render_bootstrap(lab(), ["payments", "storefront"])
+    objects = agent_everywhere(lab(), ["payments", "storefront"])
     settings = AgentSettings.from_env(mounted_env(deployment_of(objects), tmp_path, kube.token))
     settings.kube_configuration = client_configuration(kube)
     settings.watch_timeout = 1
@@ -378,7 +389,7 @@ def test_the_agent_token_never_reaches_the_repository(plane_app, admin):
     with plane.sessions() as session:
         repo = plane.repos.open(session.query(Cluster).filter_by(name="demo").one())
     files = repo.snapshot().walk()
-    assert "bootstrap/agent/20-role-storefront.yaml" in files and "bootstrap/agent/02-externalsecret.yaml" in files
+    assert agent_role_file("storefront") in files and "bootstrap/agent/02-externalsecret.yaml" in files
     for token in (created["agent_token"], rotated, created["read_token"]):
         assert not any(token.encode() in data for data in files.values())
     # the profile cannot move the agent into a workspace afterwards
@@ -394,10 +405,11 @@ def test_the_agent_token_never_reaches_the_repository(plane_app, admin):
 def test_profiles_without_agent_render_no_agent_files(cluster, flavor):
     profile = cluster(flavor)
     assert profile.agent is None
-    assert sorted(render_bootstrap(profile, ["storefront"])) == ["project.yaml", "root.yaml"]
+    assert sorted(render_bootstrap(profile, ["storefront"])) == ["apps.yaml", "project.yaml", "root.yaml"]
+    assert render_workspace_agent_access(profile, "storefront") is None
     changes = layout.bootstrap_changes(profile, ["storefront"])
-    assert changes[AGENT_DIR] is DELETE
-    assert "ignore" not in yaml.safe_load(changes["bootstrap/project.yaml"])["spec"]["orphanedResources"]
+    assert sorted(changes[BOOTSTRAP_DIR].files) == ["apps.yaml", "project.yaml", "root.yaml"]
+    assert changes[agent_role_file("storefront")] is DELETE and changes[agent_rolebinding_file("storefront")] is DELETE
 
 
 def test_the_agent_namespace_is_never_a_workspace():
@@ -449,6 +461,13 @@ def _agent_listing(repo: ClusterRepo) -> list[str]:
     return sorted(p[len(AGENT_DIR) + 1:] for p in repo.snapshot().walk() if p.startswith(AGENT_DIR + "/"))
 
 
+def _agent_access(repo: ClusterRepo) -> list[str]:
+    """The workspaces holding the agent's Role and RoleBinding."""
+    files = repo.snapshot().walk()
+    return sorted(p.split("/")[1] for p in files if p.endswith("/agent-role.yaml")
+                  if p.replace("agent-role.yaml", "agent-rolebinding.yaml") in files)
+
+
 def _namespaces_env(repo: ClusterRepo) -> str:
     deployment = yaml.safe_load(repo.snapshot().read(f"{AGENT_DIR}/30-deployment.yaml"))
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -459,30 +478,29 @@ def test_the_rbac_follows_workspaces_added_and_removed(tmp_path):
     profile = lab()
     repo = ClusterRepo(tmp_path / "lab.git")
     _apply_workspaces(repo, profile, ["payments"])
-    assert "20-role-payments.yaml" in _agent_listing(repo) and _namespaces_env(repo) == "payments"
+    assert _agent_access(repo) == ["payments"] and _namespaces_env(repo) == "payments"
     _apply_workspaces(repo, profile, ["storefront"])
-    listing = _agent_listing(repo)
-    assert {"20-role-payments.yaml", "20-role-storefront.yaml", "21-rolebinding-storefront.yaml"} <= set(listing)
+    assert _agent_access(repo) == ["payments", "storefront"]
     assert _namespaces_env(repo) == "payments,storefront"
     _remove_workspace(repo, profile, "payments")
-    listing = _agent_listing(repo)
-    assert "20-role-payments.yaml" not in listing and "21-rolebinding-payments.yaml" not in listing
-    assert "20-role-storefront.yaml" in listing and _namespaces_env(repo) == "storefront"
+    assert _agent_access(repo) == ["storefront"] and _namespaces_env(repo) == "storefront"
     # the same workspaces again: same bytes, no commit
     tip = repo.tip()
     _apply_workspaces(repo, profile, ["storefront"])
     assert repo.tip() == tip
     # the agent section dropped from the profile: its directory goes
     _apply_workspaces(repo, lab(""), ["storefront"])
-    assert _agent_listing(repo) == [] and repo.snapshot().read("bootstrap/project.yaml") is not None
+    assert _agent_listing(repo) == [] and _agent_access(repo) == []
+    assert repo.snapshot().read("bootstrap/project.yaml") is not None
 
 
-def test_bootstrap_changes_write_the_agent_directory_whole():
+def test_bootstrap_changes_write_the_bootstrap_directory_whole():
     changes = layout.bootstrap_changes(lab(), ["storefront"])
-    directory = changes[AGENT_DIR]
+    directory = changes[BOOTSTRAP_DIR]
     assert isinstance(directory, Directory)
-    assert set(directory.files) >= {"00-namespace.yaml", "30-deployment.yaml", "20-role-storefront.yaml"}
-    assert not any(path.startswith(AGENT_DIR + "/") for path in changes)
+    assert set(directory.files) >= {"root.yaml", "agent.yaml", "agent/00-namespace.yaml", "agent/30-deployment.yaml"}
+    assert not any(path.startswith(BOOTSTRAP_DIR + "/") for path in changes)
+    assert set(changes) == {BOOTSTRAP_DIR, agent_role_file("storefront"), agent_rolebinding_file("storefront")}
 
 
 @pytest.mark.parametrize("flavor", ["eks", "kind"])
@@ -494,8 +512,8 @@ def test_kubectl_builds_every_agent_file(kubectl, tmp_path, flavor):
     directory = tmp_path / "clone" / AGENT_DIR
     built = assert_kustomize_builds(kubectl, directory, tmp_path / "work")
     kinds = sorted(obj["kind"] for obj in built)
-    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "Role", "Role", "Role",
-                "RoleBinding", "RoleBinding", "RoleBinding", "ServiceAccount"]
+    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "Role", "RoleBinding",
+                "ServiceAccount"]
     if profile.agent.token_ref is not None:
         expected = sorted([*expected, "ExternalSecret"])
     assert kinds == expected

@@ -239,3 +239,79 @@ def test_every_flavor_the_profile_schema_allows_is_data_in_the_registry():
     assert set(schema["properties"]["flavor"]["enum"]) == set(FLAVORS)
     assert [name for name, flavor in FLAVORS.items() if flavor.limits_equal_requests("1.30")] == ["gke-autopilot"]
     assert [name for name, flavor in FLAVORS.items() if flavor.limits_equal_requests("1.31")] == []
+
+
+# --- instance families and node pools ---------------------------------------------------------------
+
+CLUSTER_NAMES = {"eks": "prod-eks", "gke-standard": "prod-gke", "gke-autopilot": "autopilot", "aks": "prod-aks",
+                 "kind": "dev-kind", "generic": "onprem"}
+
+
+def families(*names: str, capacity: str | None = None) -> str:
+    node = WORKER + f"  node:\n    type: node_selector\n    instance_families: [{', '.join(names)}]\n"
+    return node + (f"    capacity_type: {capacity}\n" if capacity else "")
+
+
+def nodepools(*names: str) -> str:
+    return WORKER + f"  node:\n    type: nodepool_selector\n    nodepools: [{', '.join(names)}]\n"
+
+
+def refused(rendered, flavor: str, spec: str):
+    with pytest.raises(SpecError) as error:
+        rendered(flavor, spec)
+    [problem] = error.value.problems
+    return problem
+
+
+@pytest.mark.parametrize(("flavor", "label"), [("eks", "karpenter.k8s.aws/instance-family"),
+                                                ("gke-standard", "cloud.google.com/machine-family")])
+def test_instance_families_require_one_of_them_by_the_clouds_label(rendered, flavor, label):
+    spec = pod(rendered(flavor, families("g5", "p4d")))
+    assert spec["affinity"] == required(label, "In", ["g5", "p4d"])
+    assert "nodeSelector" not in spec
+
+
+def test_autopilot_makes_a_node_of_the_one_machine_series_a_pod_selects(rendered):
+    spec = pod(rendered("gke-autopilot", families("c3")))
+    assert spec["nodeSelector"] == {"cloud.google.com/machine-family": "c3"}
+    problem = refused(rendered, "gke-autopilot", families("c3", "n2"))
+    assert problem.path == "/resources/node/instance_families/1" and "a single instance family" in problem.message
+
+
+@pytest.mark.parametrize("flavor", ["aks", "kind", "generic"])
+def test_instance_families_are_refused_where_nodes_carry_no_family_label(rendered, flavor):
+    problem = refused(rendered, flavor, families("g5"))
+    assert problem.path == "/resources/node/instance_families"
+    assert problem.message.startswith(f'cluster "{CLUSTER_NAMES[flavor]}" ({flavor}) has no ')
+    assert ("nodepool_selector" in problem.message) == (flavor == "aks")
+
+
+@pytest.mark.parametrize(("flavor", "label"), [("eks", "karpenter.sh/nodepool"),
+                                                ("gke-standard", "cloud.google.com/gke-nodepool"),
+                                                ("aks", "kubernetes.azure.com/agentpool")])
+def test_nodepools_require_one_of_them_by_the_clouds_label(rendered, flavor, label):
+    spec = pod(rendered(flavor, nodepools("gpu-a", "gpu-b")))
+    assert spec["affinity"] == required(label, "In", ["gpu-a", "gpu-b"])
+
+
+@pytest.mark.parametrize("flavor", ["gke-autopilot", "kind", "generic"])
+def test_nodepools_are_refused_where_pods_cannot_pick_one(rendered, flavor):
+    problem = refused(rendered, flavor, nodepools("gpu-a"))
+    assert problem.path == "/resources/node/nodepools"
+    assert problem.message.startswith(f'cluster "{CLUSTER_NAMES[flavor]}" ({flavor}) ')
+
+
+def test_a_nodepool_selector_takes_no_capacity_type(specs_for, cluster):
+    with pytest.raises(SpecError) as error:
+        specs_for(cluster("eks"), nodepools("gpu-a") + "    capacity_type: spot\n")
+    [problem] = error.value.problems
+    assert problem.path == "/resources/node/capacity_type" and "known fields: nodepools, type" in problem.message
+
+
+def test_instance_families_and_on_demand_capacity_are_both_required_of_one_node(rendered):
+    spec = pod(rendered("gke-standard", families("n2", "c3", capacity="on_demand")))
+    [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": "cloud.google.com/gke-spot", "operator": "NotIn", "values": ["true"]},
+        {"key": "cloud.google.com/machine-family", "operator": "In", "values": ["n2", "c3"]},
+    ]

@@ -10,6 +10,7 @@ from contract.errors import RenderError
 from renderer.spec import load_specs
 from renderer.manifest_yaml import dump_all, dump_manifest, flow
 
+from tests.test_tfy_job_fields import started
 from tests.test_yaml import HOSTILE
 
 PROFILE = "fixtures/clusters/demo.yaml"
@@ -24,7 +25,8 @@ def hostile_spec() -> str:
         # the image reference has a grammar of its own (renderer.spec), which no hostile value passes
         "image": {"type": "image", "image_uri": "ghcr.io/acme/x:1---", "command": list(HOSTILE[:30])},
         "env": env,
-        "params": [{"name": "p", "default": "{{ p }}\n---\nkind: Secret", "description": "\n---\n"}],
+        # a default Argo would read as a tag is refused (tests/test_tfy_job_fields.py); this one is only hostile YAML
+        "params": [{"name": "p", "default": "p\n---\nkind: Secret", "description": "\n---\n"}],
     }
     # A flow node is YAML: the spec carries every character exactly, escaped where YAML needs it.
     return flow(spec)
@@ -38,13 +40,15 @@ def rendering():
 
 
 def test_values_survive_rendering_unchanged(rendering):
+    """What the job's process gets, after Argo's substitutions and the kubelet's: what the spec says (text Argo
+    would read as a tag travels in a ConfigMap, renderer.job)."""
     [workflow] = [o for o in rendering.objects if o["kind"] == "WorkflowTemplate"]
-    container = workflow["spec"]["templates"][0]["container"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env == {f"V{i}": value for i, value in enumerate(HOSTILE)}
-    assert container["command"] == list(HOSTILE[:30])
-    assert container["image"] == "ghcr.io/acme/x:1---"
-    assert workflow["spec"]["arguments"]["parameters"][0]["value"] == "{{ p }}\n---\nkind: Secret"
+    argv, env = started(rendering)
+    assert {name: value for name, value in env.items() if name.startswith("V")} == {
+        f"V{i}": value for i, value in enumerate(HOSTILE)}
+    assert argv == list(HOSTILE[:30])
+    assert workflow["spec"]["templates"][0]["container"]["image"] == "ghcr.io/acme/x:1---"
+    assert workflow["spec"]["arguments"]["parameters"][0]["value"] == "p\n---\nkind: Secret"
 
 
 def test_committed_bytes_hold_exactly_the_objects(rendering):

@@ -25,13 +25,15 @@ from tests.plane import Api, add_cluster, add_workspace, deploy_yaml, make_user,
 API = "/api/v1"
 
 
-def routed(name: str, workspace: str, host: str | None = None, env: str = "") -> str:
-    """A service of ``workspace`` with one exposed port (host on line 8), and ``env`` lines after it."""
+def routed(name: str, workspace: str, host: str | None = None, env: str = "", path: str | None = None) -> str:
+    """A service of ``workspace`` with one exposed port (host on line 8, then path), and ``env`` lines after it."""
     text = (f"type: service\nname: {name}\nworkspace_fqn: demo:{workspace}\n"
             f"image: {{type: image, image_uri: 'ghcr.io/acme/{name}:1'}}\n"
             "ports:\n  - port: 8000\n    expose: true\n")
     if host is not None:
         text += f"    host: '{host}'\n"
+    if path is not None:
+        text += f"    path: '{path}'\n"
     if env:
         text += "env:\n" + "".join(f"  {line}\n" for line in env.splitlines())
     return text
@@ -94,16 +96,17 @@ def listed_hosts(api: Api) -> dict[str, str]:
 
 
 def test_a_host_another_workspace_serves_is_refused_naming_its_owner(plane_app, people):
-    deployed(people["pay"], routed("checkout", "pay", "pay.example.com"))
+    deployed(people["pay"], routed("checkout", "pay", "pay.example.com", path="/checkout"))
     problem = only(refused(people["shop"], routed("web", "shop", "pay.example.com")))
     assert (problem["line"], problem["column"], problem["path"]) == (8, 11, "/ports/0/host")
     message = problem["message"]
     assert 'host "pay.example.com"' in message and 'workspace "pay"' in message
     assert "ask a cluster-admin to move the claim" in message
     assert claims(plane_app) == {"pay.example.com": "pay"}
-    # the owner's other apps may share it, and redeploying the first one is no claim of anything new
-    deployed(people["pay"], routed("refunds", "pay", "pay.example.com"))
-    deployed(people["pay"], routed("checkout", "pay", "pay.example.com").replace(":1'", ":2'"))
+    # the owner's other apps may share it (on paths of their own: gitops.routes), and redeploying
+    # the first one is no claim of anything new
+    deployed(people["pay"], routed("refunds", "pay", "pay.example.com", path="/refunds"))
+    deployed(people["pay"], routed("checkout", "pay", "pay.example.com", path="/checkout").replace(":1'", ":2'"))
     assert claims(plane_app) == {"pay.example.com": "pay"}
     shown = people["cluster-admin"].get(f"{API}/clusters/demo/hosts").get_json()["hosts"]
     assert shown == [{**shown[0], "host": "pay.example.com", "workspace": "pay", "claimed_by": "pay/checkout"}]
@@ -155,6 +158,9 @@ def test_a_moved_claim_lets_the_new_workspace_deploy_and_refuses_the_old(plane_a
     assert moved.status_code == 200, moved.get_json()
     assert moved.get_json() == {**moved.get_json(), "host": "api.example.com", "workspace": "shop",
                                 "claimed_by": "carla"}
+    # the old owner's app still takes the host's requests: the same route waits until it is gone
+    assert 'app "pay/checkout"' in only(refused(people["shop"], routed("web", "shop", "api.example.com")))["message"]
+    assert people["pay"].delete(f"{API}/apps/demo/pay/checkout").status_code == 200
     deployed(people["shop"], routed("web", "shop", "api.example.com"))
     problem = only(refused(people["pay"], routed("checkout", "pay", "api.example.com").replace(":1'", ":2'")))
     assert 'workspace "shop"' in problem["message"]
@@ -343,7 +349,8 @@ def test_concurrent_deploys_of_one_host_from_two_workspaces_leave_one_owner(plan
         headers = {"Authorization": f"Bearer {people[workspace].token}", "Content-Type": "application/yaml"}
         with httpx.Client(base_url=served, headers=headers, timeout=120) as client:
             barrier.wait(timeout=60)
-            response = client.put(f"{API}/apps", content=routed(f"app-{index}", workspace, "race.example.com"))
+            response = client.put(f"{API}/apps", content=routed(f"app-{index}", workspace, "race.example.com",
+                                                                path=f"/app-{index}"))
         assert response.status_code in (200, 422), response.text
         return workspace, response.status_code
 

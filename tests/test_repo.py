@@ -46,6 +46,7 @@ def test_first_apply_creates_the_layout_with_bootstrap(repo):
     assert set(files) == {
         "bootstrap/project.yaml",
         "bootstrap/root.yaml",
+        "bootstrap/apps.yaml",
         "apps/team-a.yaml",
         "apps/team-a/api.yaml",
         "workspaces/team-a/namespace.yaml",
@@ -57,7 +58,9 @@ def test_first_apply_creates_the_layout_with_bootstrap(repo):
     assert project["kind"] == "AppProject"
     assert [d["namespace"] for d in project["spec"]["destinations"]] == ["team-a"]
     root = yaml.safe_load(files["bootstrap/root.yaml"])
-    assert root["spec"]["source"]["path"] == "apps" and root["spec"]["source"]["directory"]["recurse"] is True
+    assert root["spec"]["source"]["path"] == "bootstrap"  # the root syncs the bootstrap, itself included
+    apps = yaml.safe_load(files["bootstrap/apps.yaml"])
+    assert apps["spec"]["source"]["path"] == "apps" and apps["spec"]["source"]["directory"]["recurse"] is True
     app = yaml.safe_load(files["apps/team-a/api.yaml"])
     assert app["spec"]["source"]["path"] == "workspaces/team-a/api"
     assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
@@ -306,3 +309,23 @@ def test_preview_service_clash_the_other_way_and_within_one_apply(repo):
         apply_service.apply(rendered(service("shop", extra=BLUE_GREEN) + "---\n" + service("shop-preview")), PROFILE, repo)
     # Names that only look alike are fine: "catalog" without blue-green has no preview Service.
     apply_service.apply(rendered(service("cart") + "---\n" + service("cart-preview")), PROFILE, repo)
+
+
+CANARY = "rollout_strategy: {type: canary, steps: [{weight_percentage: 20}]}\n"
+
+
+def test_any_object_named_after_another_app_is_refused_not_only_services(repo):
+    """A canary's -stable/-canary Services and its -mesh VirtualService are named after it as the preview is:
+    an app already called so in the workspace would have them taken over, whatever their kind."""
+    exposed = "ports: [{port: 8000, host: mesh.example.com}]\n"
+    apply_service.apply(rendered(service("shop-mesh").replace("ports: [{port: 8000}]\n", exposed)), PROFILE, repo)
+    with pytest.raises(SpecError) as err:
+        apply_service.apply(rendered(service("shop", extra=CANARY)), PROFILE, repo)
+    assert 'VirtualService "shop-mesh" would also belong to another app of workspace "team-a"' in str(err.value)
+    # the same name as another kind is no clash: an unexposed "tea-mesh" has a Service, "tea"'s is a VirtualService
+    apply_service.apply(rendered(service("tea-mesh") + "---\n" + service("tea", extra=CANARY)), PROFILE, repo)
+    apply_service.apply(rendered(service("cart-stable")), PROFILE, repo)
+    with pytest.raises(SpecError) as err:
+        apply_service.apply(rendered(service("cart", extra=CANARY)), PROFILE, repo)
+    assert 'Service "cart-stable" would also belong to another app of workspace "team-a"' in str(err.value)
+    assert len(repo.log()) == 3

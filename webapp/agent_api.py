@@ -22,7 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from contract.protocol import CommandResult, Heartbeat, decode_batch
+from contract.protocol import CommandResult, Heartbeat, check_addon_versions, decode_batch
 from gitops import agents, ingest, status
 from gitops.commands import claim_commands, record_result
 from gitops.models import Cluster, utcnow
@@ -91,6 +91,10 @@ def parse_heartbeat(data: Any) -> Heartbeat:
     if values.get("kubernetes_version") is not None and not isinstance(values["kubernetes_version"], str):
         raise InvalidRequest("heartbeat kubernetes_version must be a string")
     values["simulated"] = bool(values.get("simulated", False))
+    try:
+        values["addon_versions"] = check_addon_versions(values.get("addon_versions", {}))
+    except ValueError as exc:
+        raise InvalidRequest(f"heartbeat {exc}") from exc
     return Heartbeat(**values)
 
 
