@@ -116,6 +116,32 @@ class Snapshot:
             return []
         return [e.name for e in entry]
 
+    def ids_in(self, path: str) -> dict[str, str]:
+        """Entry name -> object id of the directory at ``path``: one read of the tree, for many lookups."""
+        root = self.tree if path in ("", ".") else self._entry(path)
+        if root is None or root.type != pygit2.GIT_OBJECT_TREE:
+            return {}
+        return {entry.name: str(entry.id) for entry in root}
+
+    def files_in_subdirs(self, path: str, prefixes: tuple[str, ...]) -> list[tuple[str, str, str]]:
+        """(subdirectory, file name, blob id) of every file directly inside a subdirectory of ``path`` whose
+        name starts with one of ``prefixes``: one pass over the trees, no file read."""
+        root = self._entry(path)
+        if root is None or root.type != pygit2.GIT_OBJECT_TREE:
+            return []
+        out = []
+        for entry in root:
+            if entry.type_str != "tree":
+                continue
+            for inner in self._repo[entry.id]:
+                if inner.name.startswith(prefixes) and inner.type_str == "blob":
+                    out.append((entry.name, inner.name, str(inner.id)))
+        return out
+
+    def read_blob(self, blob_id: str) -> bytes:
+        """The content of a file by its id (from :meth:`files_in_subdirs`)."""
+        return self._repo[blob_id].data
+
     def walk(self, path: str = "") -> dict[str, bytes]:
         """Every file under ``path`` with its content (for tests and tools)."""
         out: dict[str, bytes] = {}

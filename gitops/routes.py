@@ -35,24 +35,27 @@ gitops.isolation's host claims, checked first; only routes of the same gateway a
 
 The others' routes are read from the cluster repository: the VirtualService and HTTPRoute
 files of every app that has its Application (what ArgoCD syncs), matches read as the routers
-read them rather than as today's templates write them. An app's matches are kept by its
-directory's tree id and a workspace's by its two trees' ids, so a deploy parses only the apps
-that changed since the last one. The deploy service checks a plan against the repository's
-tip (gitops.deploy), and every commit checks again on the tree it is built on (gitops.apply),
+read them rather than as today's templates write them. Only files that name one of the hosts
+being deployed are parsed (a route to a host has that host written in it). A workspace read a
+second time by the same process gets an index of the dotted names its route files hold, kept by
+the ids of its trees, and parsed files are kept by blob id: a server's deploys read only the
+workspaces that changed since, and a one-off ``shipyard apply`` searches the files once. The deploy service checks a plan against the repository's tip
+(gitops.deploy), and every commit checks again on the tree it is built on (gitops.apply),
 which holds against concurrent deploys and covers the offline ``shipyard apply --repo``.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from contract.errors import Problem
-from contract.repository import APPS_DIR, app_dir, kind_of_filename, workspace_dir
+from contract.repository import APPS_DIR, WORKSPACES_DIR, workspace_dir
 from renderer.manifest_yaml import load_trusted
 from renderer.render import Rendering
 from renderer.spec import port_exposed
@@ -64,7 +67,7 @@ ISTIO, GATEWAY_API = "istio", "gateway_api"
 MESH = "mesh"  # Istio's reserved gateway name: every sidecar of the mesh
 PREFIX, EXACT, REGEX, PRESENT = "prefix", "exact", "regex", "present"
 ROUTE_KINDS = {"VirtualService": ISTIO, "HTTPRoute": GATEWAY_API}
-_ROUTE_FILES = {kind.lower() for kind in ROUTE_KINDS}
+_ROUTE_PREFIXES = tuple(f"{kind.lower()}-" for kind in ROUTE_KINDS)  # contract.repository's <kind>-<name>.yaml
 _PATH_WORDS = {PREFIX: "path", EXACT: "exact path", REGEX: "path regex"}
 
 
@@ -278,56 +281,88 @@ def locate(rendering: Rendering, match: RouteMatch) -> tuple:
 # --- the repository's routes -------------------------------------------------------------------
 
 
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_CACHE_SIZE = 4096
+# Parsed route files by blob id, and each workspace's index of the names its route files hold by the
+# ids of its trees: both content-addressed, so a hit is always what reading again would give.
+_PARSED: OrderedDict[str, tuple] = OrderedDict()
+_INDEXES: OrderedDict[tuple, dict] = OrderedDict()
+_SEEN: OrderedDict[tuple, None] = OrderedDict()  # the workspace trees read once, indexed when read again
+_PARSED_SIZE, _INDEXES_SIZE = 65536, 4096
 _CACHE_LOCK = threading.Lock()
+# What a host can be written as in a route file: DNS labels (and "*") joined by dots, lowercase
+_NAME = re.compile(rb"[a-z0-9*][-a-z0-9*]*(?:\.[-a-z0-9*]+)+")
 
 
-def _cached(key: tuple, make: Callable[[], Any]) -> Any:
-    """Read by content: ``key`` holds git tree ids, so a hit is always what ``make`` would return."""
+def _remember(cache: OrderedDict, size: int, key: Any, make) -> Any:
     with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
     value = make()
     with _CACHE_LOCK:
-        _CACHE[key] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        cache[key] = value
+        while len(cache) > size:
+            cache.popitem(last=False)
     return value
 
 
-def _app_matches(snapshot: Snapshot, workspace: str, app: str) -> tuple[RouteMatch, ...]:
-    directory = app_dir(workspace, app)
-    tree = snapshot.tree_id(directory)
-    if tree is None:
-        return ()
-
-    def read() -> tuple[RouteMatch, ...]:
-        objects = []
-        for name in snapshot.list_dir(directory):
-            if kind_of_filename(name) in _ROUTE_FILES and (data := snapshot.read(f"{directory}/{name}")) is not None:
-                try:
-                    objects.append(load_trusted(data))
-                except yaml.YAMLError:
-                    continue  # a file broken by hand in the repository: ArgoCD cannot apply it either
-        return tuple(matches_of(objects))
-
-    return _cached(("app", tree), read)
+def _file_matches(snapshot: Snapshot, blob_id: str) -> tuple[RouteMatch, ...]:
+    def parse() -> tuple[RouteMatch, ...]:
+        try:
+            return tuple(matches_of([load_trusted(snapshot.read_blob(blob_id))]))
+        except yaml.YAMLError:
+            return ()  # a file broken by hand in the repository: ArgoCD cannot apply it either
+    return _remember(_PARSED, _PARSED_SIZE, blob_id, parse)
 
 
-def _workspace_routes(snapshot: Snapshot, workspace: str) -> Mapping[tuple, tuple[tuple[str, RouteMatch], ...]]:
-    """The workspace's apps' matches by place: {(router, gateway, host): ((app, match), ...)}."""
-    key = ("workspace", snapshot.tree_id(f"{APPS_DIR}/{workspace}"), snapshot.tree_id(workspace_dir(workspace)))
+def _route_files(snapshot: Snapshot, workspace: str) -> list[tuple[str, str]]:
+    """(app, blob id) of the route files of the workspace's apps that have their Application."""
+    files = snapshot.files_in_subdirs(workspace_dir(workspace), _ROUTE_PREFIXES)
+    synced = set(layout.apps_in(snapshot, workspace)) if files else set()
+    return [(app, blob_id) for app, _name, blob_id in files if app in synced]
 
-    def read() -> dict:
-        by_place: dict[tuple, list] = {}
-        for app in layout.apps_in(snapshot, workspace):
-            for match in _app_matches(snapshot, workspace, app):
-                by_place.setdefault(match.place, []).append((app, match))
-        return {place: tuple(entries) for place, entries in by_place.items()}
 
-    return _cached(key, read)
+def _files_naming(snapshot: Snapshot, workspace: str, key: tuple, hosts: set[str]) -> list[tuple[str, str]]:
+    """(app, blob id) of the workspace's route files that have one of ``hosts`` written in them (a route to a
+    host has it written in its file, so only these need a parse; a name that merely contains a host is
+    parsed and told apart). ``key`` (the ids of the workspace's two trees) keeps an index of the dotted
+    names each file holds, built the second time a process reads the same trees: a server's deploys then
+    read only the workspaces that changed, and a one-off ``shipyard apply`` only searches the files."""
+    needles = [host.encode() for host in hosts]
+    with _CACHE_LOCK:
+        index = _INDEXES.get(key)
+        if index is not None:
+            _INDEXES.move_to_end(key)
+        seen = key in _SEEN
+        _SEEN[key] = None
+        while len(_SEEN) > _INDEXES_SIZE:
+            _SEEN.popitem(last=False)
+    if index is None and seen:
+        built: dict[bytes, list[tuple[str, str]]] = {}
+        for app, blob_id in _route_files(snapshot, workspace):
+            for name in set(_NAME.findall(snapshot.read_blob(blob_id).lower())):
+                built.setdefault(name, []).append((app, blob_id))
+        index = {name: tuple(entries) for name, entries in built.items()}
+        with _CACHE_LOCK:
+            _INDEXES[key] = index
+            while len(_INDEXES) > _INDEXES_SIZE:
+                _INDEXES.popitem(last=False)
+    if index is not None:
+        return sorted({entry for needle in needles for entry in index.get(needle, ())})
+    return [(app, blob_id) for app, blob_id in _route_files(snapshot, workspace)
+            if any(needle in snapshot.read_blob(blob_id).lower() for needle in needles)]
+
+
+def _repository_routes(snapshot: Snapshot, hosts: set[str]) -> dict[tuple, list[tuple[str, str, RouteMatch]]]:
+    """The matches on ``hosts`` of every app of the cluster that has its Application (what ArgoCD syncs), by
+    place: {(router, gateway, host): [(workspace, app, match), ...]}."""
+    by_place: dict[tuple, list[tuple[str, str, RouteMatch]]] = {}
+    manifests, applications = snapshot.ids_in(WORKSPACES_DIR), snapshot.ids_in(APPS_DIR)
+    for workspace, tree in manifests.items():
+        for app, blob_id in _files_naming(snapshot, workspace, (tree, applications.get(workspace)), hosts):
+            for match in _file_matches(snapshot, blob_id):
+                if match.host in hosts:
+                    by_place.setdefault(match.place, []).append((workspace, app, match))
+    return by_place
 
 
 def clash_problems(snapshot: Snapshot, renderings: Sequence[Rendering],
@@ -342,7 +377,7 @@ def clash_problems(snapshot: Snapshot, renderings: Sequence[Rendering],
     if not any(mine):
         return []
     replaced = {(rendering.workspace, rendering.name) for rendering in renderings} | set(leaving)
-    repository = [(workspace, _workspace_routes(snapshot, workspace)) for workspace in layout.workspaces_in(snapshot)]
+    repository = _repository_routes(snapshot, {match.host for matches in mine for match in matches})
     batch: dict[tuple, list[tuple[str, RouteMatch]]] = {}
     problems: list[Problem] = []
     for rendering, matches in zip(renderings, mine):
@@ -351,8 +386,8 @@ def clash_problems(snapshot: Snapshot, renderings: Sequence[Rendering],
             where = locate(rendering, match)
             if where in refused:
                 continue
-            others = [(f"{workspace}/{app}", theirs) for workspace, routes in repository
-                      for app, theirs in routes.get(match.place, ()) if (workspace, app) not in replaced]
+            others = [(f"{workspace}/{app}", theirs) for workspace, app, theirs in repository.get(match.place, ())
+                      if (workspace, app) not in replaced]
             owner = next(((name, theirs) for name, theirs in [*others, *batch.get(match.place, ())]
                           if clash(match, theirs)), None)
             if owner is not None:

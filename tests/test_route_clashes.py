@@ -228,6 +228,23 @@ def test_overlapping_prefixes_clash_on_istio_and_not_on_the_gateway_api(tmp_path
     assert len(repo.log()) == 2
 
 
+def test_a_process_finds_the_same_clashes_searching_the_files_or_its_index(tmp_path, cluster, specs_for):
+    """The first read of a workspace searches its route files for the hosts; the second builds an index of
+    the names they hold, which later reads use: all three give the same answer, and a host that merely
+    contains another ("a.example.com" inside "shop-a.example.com") is told apart."""
+    profile = cluster("demo")
+    repo = ClusterRepo(tmp_path / "repo.git")
+    for name, host in (("web", "shop-a.example.com"), ("api", "a.example.com"), ("docs", "docs.example.com")):
+        apply_service.apply([render(spec, profile) for spec in specs_for(profile, routed(name, "shop", host))],
+                            profile, repo)
+    snapshot = repo.snapshot()
+    mine = [render(spec, profile) for spec in specs_for(profile, routed("copy", "pay", "a.example.com", "/"))]
+    answers = [[p.message for p in routes.clash_problems(snapshot, mine)] for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    (message,) = answers[0]
+    assert 'app "shop/api"' in message and "shop/web" not in message
+
+
 # --- the routers' rules, on route objects as their documentation writes them ---------------------------------
 
 
