@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contract.errors import AppNotFound, ShipyardError, SpecError
+from contract.errors import AppNotFound, SpecError
 from contract.repository import app_dir, application_file
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.profiles import ClusterProfile

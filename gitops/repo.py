@@ -116,14 +116,14 @@ class Snapshot:
             return []
         return [e.name for e in entry]
 
-    def ids_in(self, path: str) -> dict[str, str]:
+    def ids_in(self, path: str) -> dict[str, object]:
         """Entry name -> object id of the directory at ``path``: one read of the tree, for many lookups."""
         root = self.tree if path in ("", ".") else self._entry(path)
         if root is None or root.type != pygit2.GIT_OBJECT_TREE:
             return {}
-        return {entry.name: str(entry.id) for entry in root}
+        return {entry.name: entry.id for entry in root}
 
-    def files_in_subdirs(self, path: str, prefixes: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    def files_in_subdirs(self, path: str, prefixes: tuple[str, ...]) -> list[tuple[str, str, object]]:
         """(subdirectory, file name, blob id) of every file directly inside a subdirectory of ``path`` whose
         name starts with one of ``prefixes``: one pass over the trees, no file read."""
         root = self._entry(path)
@@ -135,10 +135,14 @@ class Snapshot:
                 continue
             for inner in self._repo[entry.id]:
                 if inner.name.startswith(prefixes) and inner.type_str == "blob":
-                    out.append((entry.name, inner.name, str(inner.id)))
+                    out.append((entry.name, inner.name, inner.id))
         return out
 
-    def read_blob(self, blob_id: str) -> bytes:
+    def names_at(self, tree_id: object | None) -> list[str]:
+        """Entry names of the tree ``tree_id`` (an id from :meth:`ids_in`); [] for None."""
+        return [] if tree_id is None else [entry.name for entry in self._repo[tree_id]]
+
+    def read_blob(self, blob_id) -> bytes:
         """The content of a file by its id (from :meth:`files_in_subdirs`)."""
         return self._repo[blob_id].data
 

@@ -55,12 +55,11 @@ from typing import Any
 
 import yaml
 from contract.errors import Problem
-from contract.repository import APPS_DIR, WORKSPACES_DIR, workspace_dir
+from contract.repository import APPS_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, workspace_dir
 from renderer.manifest_yaml import load_trusted
 from renderer.render import Rendering
 from renderer.spec import port_exposed
 
-from gitops import layout
 from gitops.repo import Snapshot
 
 ISTIO, GATEWAY_API = "istio", "gateway_api"
@@ -314,10 +313,11 @@ def _file_matches(snapshot: Snapshot, blob_id: str) -> tuple[RouteMatch, ...]:
     return _remember(_PARSED, _PARSED_SIZE, blob_id, parse)
 
 
-def _route_files(snapshot: Snapshot, workspace: str) -> list[tuple[str, str]]:
-    """(app, blob id) of the route files of the workspace's apps that have their Application."""
+def _route_files(snapshot: Snapshot, workspace: str, applications: object | None) -> list[tuple[str, object]]:
+    """(app, blob id) of the route files of the workspace's apps that have their Application (in the tree
+    ``applications``, the workspace's directory under apps/)."""
     files = snapshot.files_in_subdirs(workspace_dir(workspace), _ROUTE_PREFIXES)
-    synced = set(layout.apps_in(snapshot, workspace)) if files else set()
+    synced = {name[: -len(MANIFEST_SUFFIX)] for name in snapshot.names_at(applications)} if files else set()
     return [(app, blob_id) for app, _name, blob_id in files if app in synced]
 
 
@@ -338,7 +338,7 @@ def _files_naming(snapshot: Snapshot, workspace: str, key: tuple, hosts: set[str
             _SEEN.popitem(last=False)
     if index is None and seen:
         built: dict[bytes, list[tuple[str, str]]] = {}
-        for app, blob_id in _route_files(snapshot, workspace):
+        for app, blob_id in _route_files(snapshot, workspace, key[1]):
             for name in set(_NAME.findall(snapshot.read_blob(blob_id).lower())):
                 built.setdefault(name, []).append((app, blob_id))
         index = {name: tuple(entries) for name, entries in built.items()}
@@ -348,7 +348,7 @@ def _files_naming(snapshot: Snapshot, workspace: str, key: tuple, hosts: set[str
                 _INDEXES.popitem(last=False)
     if index is not None:
         return sorted({entry for needle in needles for entry in index.get(needle, ())})
-    return [(app, blob_id) for app, blob_id in _route_files(snapshot, workspace)
+    return [(app, blob_id) for app, blob_id in _route_files(snapshot, workspace, key[1])
             if any(needle in snapshot.read_blob(blob_id).lower() for needle in needles)]
 
 
