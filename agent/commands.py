@@ -13,7 +13,9 @@ restart    Deployment: spec.template annotation kubectl.kubernetes.io/restartedA
            rollout restart); Rollout: spec.restartAt (kubectl argo rollouts restart), which
            restarts pods without a new revision walking the canary steps again
 run-job    WorkflowTemplate: a Workflow with spec.workflowTemplateRef and
-           arguments.parameters (params.parameters); CronJob: a Job from its jobTemplate
+           arguments.parameters (params.parameters); CronWorkflow: a Workflow of its
+           workflowSpec, owned by it, its parameters set from params.parameters (argo submit
+           --from cronwf/...); CronJob: a Job from its jobTemplate
            (kubectl create job --from=cronjob/...). Both labelled shipyard.dev/app and
            shipyard.dev/run (params.run_id, else the command id)
 logs       Pod: the last params.tail_lines lines of params.container, at most
@@ -28,7 +30,8 @@ import logging
 import re
 import time
 
-from agent.kube import APPLICATION, CRONJOB, DEPLOYMENT, JOB, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE, ApiException, KubeApi
+from agent.kube import (APPLICATION, CRON_WORKFLOW, CRONJOB, DEPLOYMENT, JOB, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE,
+                        ApiException, KubeApi)
 from contract.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command, CommandResult
 from agent.settings import AgentSettings
 from contract.labels import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL
@@ -40,7 +43,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 KINDS_OF = {
     "refresh": ("Application",),
     "restart": ("Deployment", "Rollout"),
-    "run-job": ("WorkflowTemplate", "CronJob"),
+    "run-job": ("WorkflowTemplate", "CronWorkflow", "CronJob"),
     "logs": ("Pod",),
 }
 
@@ -131,6 +134,8 @@ class Executor:
         run = _run_id(command)
         if command.kind == "WorkflowTemplate":
             return self._workflow(command, run)
+        if command.kind == "CronWorkflow":
+            return self._workflow_from_cron_workflow(command, run)
         return self._job_from_cronjob(command, run)
 
     def _workflow(self, command: Command, run: str) -> dict:
@@ -146,6 +151,39 @@ class Executor:
             "spec": {"workflowTemplateRef": {"name": command.name},
                      "arguments": {"parameters": [{"name": str(k), "value": str(v)}
                                                   for k, v in sorted(parameters.items())]}},
+        }
+        created = self.api.create(WORKFLOW, command.namespace, workflow)
+        return {"kind": "Workflow", "name": created["metadata"]["name"], "run": run}
+
+    def _workflow_from_cron_workflow(self, command: Command, run: str) -> dict:
+        """What ``argo submit --from cronwf/<name>`` creates (Argo Workflows, common.ConvertCronWorkflowToWorkflow):
+        a Workflow of the CronWorkflow's workflowSpec, named after it, with its workflowMetadata and the
+        workflows.argoproj.io/cron-workflow label, owned by it (its history limits and deletion apply)."""
+        cron = self.api.get(CRON_WORKFLOW, command.namespace, command.name)
+        meta, spec = cron.get("metadata") or {}, dict((cron.get("spec") or {}).get("workflowSpec") or {})
+        parameters = command.params.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise CommandRefused("params.parameters must be a map of names to values")
+        declared = list((spec.get("arguments") or {}).get("parameters") or [])
+        given = {str(k): str(v) for k, v in parameters.items()}
+        unknown = sorted(set(given) - {p.get("name") for p in declared})
+        if unknown:
+            raise CommandRefused(f"{command.name} declares no parameter {', '.join(unknown)}")
+        if declared:
+            spec["arguments"] = {**(spec.get("arguments") or {}), "parameters": [
+                {**p, "value": given[p["name"]]} if p.get("name") in given else p for p in declared]}
+        workflow_meta = (cron.get("spec") or {}).get("workflowMetadata") or {}
+        app = command.params.get("app") or (meta.get("labels") or {}).get(APP_LABEL)
+        labels = {**(workflow_meta.get("labels") or {}), "workflows.argoproj.io/cron-workflow": command.name,
+                  MANAGED_BY_LABEL: MANAGED_BY_VALUE, RUN_LABEL: run, **({APP_LABEL: app} if app else {})}
+        workflow = {
+            "apiVersion": WORKFLOW.api_version, "kind": "Workflow",
+            "metadata": {"generateName": f"{command.name[:52]}-", "namespace": command.namespace, "labels": labels,
+                         **({"annotations": dict(workflow_meta["annotations"])} if workflow_meta.get("annotations") else {}),
+                         "ownerReferences": [{"apiVersion": CRON_WORKFLOW.api_version, "kind": "CronWorkflow",
+                                              "name": meta.get("name"), "uid": meta.get("uid"), "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "spec": spec,
         }
         created = self.api.create(WORKFLOW, command.namespace, workflow)
         return {"kind": "Workflow", "name": created["metadata"]["name"], "run": run}

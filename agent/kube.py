@@ -40,6 +40,7 @@ APPLICATION = Kind("Application", "argoproj.io", "v1alpha1", "applications")
 ROLLOUT = Kind("Rollout", "argoproj.io", "v1alpha1", "rollouts")
 WORKFLOW = Kind("Workflow", "argoproj.io", "v1alpha1", "workflows")
 WORKFLOW_TEMPLATE = Kind("WorkflowTemplate", "argoproj.io", "v1alpha1", "workflowtemplates")
+CRON_WORKFLOW = Kind("CronWorkflow", "argoproj.io", "v1alpha1", "cronworkflows")
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
 JOB = Kind("Job", "batch", "v1", "jobs")
 CRONJOB = Kind("CronJob", "batch", "v1", "cronjobs")
@@ -190,4 +191,4 @@ class KubeApi:
 
 
 __all__ = ["Kind", "KubeApi", "KINDS", "APPLICATION", "ROLLOUT", "WORKFLOW", "WORKFLOW_TEMPLATE", "DEPLOYMENT",
-           "JOB", "CRONJOB", "POD", "EVENT", "NAMESPACE", "CRD", "ApiException", "is_gone"]
+           "JOB", "CRONJOB", "CRON_WORKFLOW", "POD", "EVENT", "NAMESPACE", "CRD", "ApiException", "is_gone"]

@@ -72,6 +72,7 @@ RESOURCES = [
     Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout"),
     Resource("argoproj.io", "v1alpha1", "workflows", "Workflow"),
     Resource("argoproj.io", "v1alpha1", "workflowtemplates", "WorkflowTemplate"),
+    Resource("argoproj.io", "v1alpha1", "cronworkflows", "CronWorkflow"),
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False),
 ]

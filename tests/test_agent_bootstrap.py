@@ -86,7 +86,8 @@ WORKSPACE_RULES = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["list", "watch", "create"]},
-    {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "verbs": ["get"]},
+    {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates", "cronworkflows"], "verbs": ["get"]},
+    {"apiGroups": ["argoproj.io"], "resources": ["cronworkflows/finalizers"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
@@ -95,8 +96,9 @@ WORKSPACE_RULES = [
     {"apiGroups": ["batch"], "resources": ["cronjobs/finalizers"], "verbs": ["update"]},
 ]
 # Not a request the agent sends: the OwnerReferencesPermissionEnforcement admission plugin checks it
-# when the Job from a CronJob names the CronJob as its owner with blockOwnerDeletion.
-ADMISSION_ONLY = {("workspace", "batch", "cronjobs/finalizers", "update")}
+# when the Job from a CronJob (the Workflow from a CronWorkflow) names it as its owner with blockOwnerDeletion.
+ADMISSION_ONLY = {("workspace", "batch", "cronjobs/finalizers", "update"),
+                  ("workspace", "argoproj.io", "cronworkflows/finalizers", "update")}
 
 
 def test_the_rules_are_exactly_what_the_agent_needs():
@@ -271,6 +273,8 @@ def workspace_kube():
                                     "spec": {"template": {"metadata": {}}}}, "storefront")
         kube.create("rollouts", {"metadata": {"name": "api", "labels": MANAGED}, "spec": {}}, "storefront")
         kube.create("workflowtemplates", {"metadata": {"name": "backfill", "labels": MANAGED}, "spec": {}}, "storefront")
+        kube.create("cronworkflows", {"metadata": {"name": "report", "labels": MANAGED},
+                                      "spec": {"workflowSpec": {"entrypoint": "main"}}}, "storefront")
         kube.create("cronjobs", {"metadata": {"name": "nightly", "labels": MANAGED}, "spec": {"jobTemplate": {
             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": []}}}}}}, "storefront")
         kube.create("pods", {"metadata": {"name": "web-1", "labels": MANAGED}}, "payments")
@@ -300,6 +304,7 @@ def test_the_real_agent_needs_every_granted_verb_and_nothing_else(workspace_kube
             ("restart", "Deployment", "storefront", "web", {}),
             ("restart", "Rollout", "storefront", "api", {}),
             ("run-job", "WorkflowTemplate", "storefront", "backfill", {"run_id": "r1"}),
+            ("run-job", "CronWorkflow", "storefront", "report", {"run_id": "r3"}),
             ("run-job", "CronJob", "storefront", "nightly", {"run_id": "r2"}),
             ("logs", "Pod", "payments", "web-1", {}),
         ]

@@ -28,6 +28,13 @@ def kube():
         fake.create("workflowtemplates", {"metadata": {"name": "backfill",
                                                        "labels": {**MANAGED, "shipyard.dev/app": "backfill"}},
                                           "spec": {"entrypoint": "main"}}, "shop")
+        fake.create("cronworkflows", {"metadata": {"name": "report", "labels": {**MANAGED, "shipyard.dev/app": "report"}},
+                                      "spec": {"schedules": ["0 3 * * *"],
+                                               "workflowMetadata": {"labels": {"team": "data"}},
+                                               "workflowSpec": {"entrypoint": "main", "arguments": {"parameters": [
+                                                   {"name": "day", "value": "today"},
+                                                   {"name": "dry", "value": "false", "description": "no writes"}]}}}},
+                    "shop")
         fake.create("cronjobs", {"metadata": {"name": "nightly", "labels": {**MANAGED, "shipyard.dev/app": "nightly"}},
                                  "spec": {"schedule": "0 3 * * *", "jobTemplate": {
                                      "metadata": {"labels": {"team": "data"}},
@@ -80,6 +87,25 @@ def test_run_job_creates_a_workflow_from_its_template(kube, executor):
     assert workflow["metadata"]["labels"] == {**MANAGED, "shipyard.dev/app": "backfill", "shipyard.dev/run": "run-7"}
     assert workflow["spec"] == {"workflowTemplateRef": {"name": "backfill"}, "arguments": {"parameters": [
         {"name": "day", "value": "2026-11-28"}, {"name": "dry", "value": "True"}]}}
+
+
+def test_run_job_creates_a_workflow_from_a_cron_workflow_as_argo_submit_from_does(kube, executor):
+    """A scheduled job on Argo runs now (a manual run, or trigger_on_deploy) as argo submit --from cronwf/...:
+    its workflowSpec with the run's parameters, owned by the CronWorkflow."""
+    result = executor.execute(command("run-job", "CronWorkflow", "shop", "report", parameters={"day": "2026-12-01"},
+                                      run_id="run-8"))
+    assert result.ok, result.error
+    workflow = kube.get("workflows", "shop", result.result["name"])
+    cron = kube.get("cronworkflows", "shop", "report")
+    assert workflow["metadata"]["name"].startswith("report-")
+    assert workflow["metadata"]["labels"] == {"team": "data", "workflows.argoproj.io/cron-workflow": "report",
+                                              **MANAGED, "shipyard.dev/app": "report", "shipyard.dev/run": "run-8"}
+    assert workflow["spec"] == {"entrypoint": "main", "arguments": {"parameters": [
+        {"name": "day", "value": "2026-12-01"}, {"name": "dry", "value": "false", "description": "no writes"}]}}
+    owner = workflow["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "CronWorkflow" and owner["uid"] == cron["metadata"]["uid"] and owner["controller"]
+    wrong = executor.execute(command("run-job", "CronWorkflow", "shop", "report", parameters={"days": "1"}))
+    assert not wrong.ok and "declares no parameter days" in wrong.error
 
 
 def test_run_job_creates_a_job_from_a_cronjob_as_kubectl_does(kube, executor):
