@@ -123,27 +123,22 @@ class Snapshot:
             return {}
         return {entry.name: entry.id for entry in root}
 
-    def files_in_subdirs(self, path: str, prefixes: tuple[str, ...]) -> list[tuple[str, str, object]]:
-        """(subdirectory, file name, blob id) of every file directly inside a subdirectory of ``path`` whose
-        name starts with one of ``prefixes``: one pass over the trees, no file read."""
-        root = self._entry(path)
-        if root is None or root.type != pygit2.GIT_OBJECT_TREE:
-            return []
-        out = []
-        for entry in root:
-            if entry.type_str != "tree":
-                continue
-            for inner in self._repo[entry.id]:
-                if inner.name.startswith(prefixes) and inner.type_str == "blob":
-                    out.append((entry.name, inner.name, inner.id))
-        return out
+    def subtrees_at(self, tree_id: object | None) -> dict[str, object]:
+        """Subdirectory name -> tree id of the tree ``tree_id``; {} for None."""
+        if tree_id is None:
+            return {}
+        return {entry.name: entry.id for entry in self._repo[tree_id] if entry.type_str == "tree"}
+
+    def files_at(self, tree_id: object, prefixes: tuple[str, ...]) -> list[object]:
+        """Blob ids of the files of the tree ``tree_id`` whose names start with one of ``prefixes``."""
+        return [entry.id for entry in self._repo[tree_id] if entry.name.startswith(prefixes) and entry.type_str == "blob"]
 
     def names_at(self, tree_id: object | None) -> list[str]:
         """Entry names of the tree ``tree_id`` (an id from :meth:`ids_in`); [] for None."""
         return [] if tree_id is None else [entry.name for entry in self._repo[tree_id]]
 
     def read_blob(self, blob_id) -> bytes:
-        """The content of a file by its id (from :meth:`files_in_subdirs`)."""
+        """The content of a file by its id (from :meth:`files_at`)."""
         return self._repo[blob_id].data
 
     def walk(self, path: str = "") -> dict[str, bytes]:

@@ -36,10 +36,10 @@ gitops.isolation's host claims, checked first; only routes of the same gateway a
 The others' routes are read from the cluster repository: the VirtualService and HTTPRoute
 files of every app that has its Application (what ArgoCD syncs), matches read as the routers
 read them rather than as today's templates write them. Only files that name one of the hosts
-being deployed are parsed (a route to a host has that host written in it). A workspace read a
-second time by the same process gets an index of the dotted names its route files hold, kept by
-the ids of its trees, and parsed files are kept by blob id: a server's deploys read only the
-workspaces that changed since, and a one-off ``shipyard apply`` searches the files once. The deploy service checks a plan against the repository's tip
+being deployed are parsed (a route to a host has that host written in it). An app directory
+read a second time by the same process gets an index of the dotted names its route files hold,
+kept by its tree id, and parsed files are kept by blob id: a server's deploys read only the
+apps that changed since, and a one-off ``shipyard apply`` searches the files once. The deploy service checks a plan against the repository's tip
 (gitops.deploy), and every commit checks again on the tree it is built on (gitops.apply),
 which holds against concurrent deploys and covers the offline ``shipyard apply --repo``.
 """
@@ -55,7 +55,7 @@ from typing import Any
 
 import yaml
 from contract.errors import Problem
-from contract.repository import APPS_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, workspace_dir
+from contract.repository import APPS_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR
 from renderer.manifest_yaml import load_trusted
 from renderer.render import Rendering
 from renderer.spec import port_exposed
@@ -280,12 +280,12 @@ def locate(rendering: Rendering, match: RouteMatch) -> tuple:
 # --- the repository's routes -------------------------------------------------------------------
 
 
-# Parsed route files by blob id, and each workspace's index of the names its route files hold by the
-# ids of its trees: both content-addressed, so a hit is always what reading again would give.
+# Parsed route files by blob id, and each app directory's index of the names its route files hold by
+# its tree id: both content-addressed, so a hit is always what reading again would give.
 _PARSED: OrderedDict[str, tuple] = OrderedDict()
-_INDEXES: OrderedDict[tuple, dict] = OrderedDict()
-_SEEN: OrderedDict[tuple, None] = OrderedDict()  # the workspace trees read once, indexed when read again
-_PARSED_SIZE, _INDEXES_SIZE = 65536, 4096
+_INDEXES: OrderedDict[object, dict] = OrderedDict()
+_SEEN: OrderedDict[object, None] = OrderedDict()  # the app directories read once, indexed when read again
+_PARSED_SIZE, _INDEXES_SIZE = 65536, 65536
 _CACHE_LOCK = threading.Lock()
 # What a host can be written as in a route file: DNS labels (and "*") joined by dots, lowercase
 _NAME = re.compile(rb"[a-z0-9*][-a-z0-9*]*(?:\.[-a-z0-9*]+)+")
@@ -313,43 +313,79 @@ def _file_matches(snapshot: Snapshot, blob_id: str) -> tuple[RouteMatch, ...]:
     return _remember(_PARSED, _PARSED_SIZE, blob_id, parse)
 
 
-def _route_files(snapshot: Snapshot, workspace: str, applications: object | None) -> list[tuple[str, object]]:
-    """(app, blob id) of the route files of the workspace's apps that have their Application (in the tree
-    ``applications``, the workspace's directory under apps/)."""
-    files = snapshot.files_in_subdirs(workspace_dir(workspace), _ROUTE_PREFIXES)
-    synced = {name[: -len(MANIFEST_SUFFIX)] for name in snapshot.names_at(applications)} if files else set()
-    return [(app, blob_id) for app, _name, blob_id in files if app in synced]
-
-
-def _files_naming(snapshot: Snapshot, workspace: str, key: tuple, hosts: set[str]) -> list[tuple[str, str]]:
-    """(app, blob id) of the workspace's route files that have one of ``hosts`` written in them (a route to a
-    host has it written in its file, so only these need a parse; a name that merely contains a host is
-    parsed and told apart). ``key`` (the ids of the workspace's two trees) keeps an index of the dotted
-    names each file holds, built the second time a process reads the same trees: a server's deploys then
-    read only the workspaces that changed, and a one-off ``shipyard apply`` only searches the files."""
-    needles = [host.encode() for host in hosts]
+def _app_names(snapshot: Snapshot, app_tree: object) -> dict[bytes, tuple[object, ...]] | None:
+    """The dotted names written in an app directory's route files, with the files holding each; kept by the
+    directory's tree id once a process has read that directory twice (None before: search its files)."""
     with _CACHE_LOCK:
-        index = _INDEXES.get(key)
+        index = _INDEXES.get(app_tree)
         if index is not None:
+            _INDEXES.move_to_end(app_tree)
+            return index
+    if not _seen_before(app_tree):
+        return None
+    built: dict[bytes, list[object]] = {}
+    for blob_id in snapshot.files_at(app_tree, _ROUTE_PREFIXES):
+        for name in set(_NAME.findall(snapshot.read_blob(blob_id).lower())):
+            built.setdefault(name, []).append(blob_id)
+    index = {name: tuple(blobs) for name, blobs in built.items()}
+    with _CACHE_LOCK:
+        _INDEXES[app_tree] = index
+        while len(_INDEXES) > _INDEXES_SIZE:
+            _INDEXES.popitem(last=False)
+    return index
+
+
+def _files_naming(snapshot: Snapshot, workspace_tree: object, applications: object | None,
+                  hosts: set[str]) -> list[tuple[str, object]]:
+    """(app, blob id) of the route files of the workspace's synced apps (those with their Application in the
+    tree ``applications``, the workspace's directory under apps/) that have one of ``hosts`` written in them:
+    a route to a host has it written in its file, so only these need a parse (a name that merely contains a
+    host is parsed and told apart). An app directory read a second time by the process gets an index of
+    the names its files hold, kept by its tree id: a server's deploys then read only the apps that changed,
+    and a one-off ``shipyard apply`` searches each file once."""
+    needles = [host.encode() for host in hosts]
+    key = ("workspace", workspace_tree, applications)
+    with _CACHE_LOCK:
+        merged = _INDEXES.get(key)
+        if merged is not None:
             _INDEXES.move_to_end(key)
-        seen = key in _SEEN
-        _SEEN[key] = None
-        while len(_SEEN) > _INDEXES_SIZE:
-            _SEEN.popitem(last=False)
-    if index is None and seen:
-        built: dict[bytes, list[tuple[str, str]]] = {}
-        for app, blob_id in _route_files(snapshot, workspace, key[1]):
-            for name in set(_NAME.findall(snapshot.read_blob(blob_id).lower())):
-                built.setdefault(name, []).append((app, blob_id))
-        index = {name: tuple(entries) for name, entries in built.items()}
+    if merged is not None:  # the workspace's trees as a deploy before saw them: one lookup per host
+        return list(dict.fromkeys(entry for needle in needles for entry in merged.get(needle, ())))
+    synced = {name[: -len(MANIFEST_SUFFIX)] for name in snapshot.names_at(applications)}
+    found, indexes = [], {}
+    for app, app_tree in snapshot.subtrees_at(workspace_tree).items():
+        if app not in synced:
+            continue
+        index = _app_names(snapshot, app_tree)
+        if index is not None:
+            if indexes is not None:
+                indexes[app] = index
+            found += [(app, blob_id) for needle in needles for blob_id in index.get(needle, ())]
+        else:
+            indexes = None
+            found += [(app, blob_id) for blob_id in snapshot.files_at(app_tree, _ROUTE_PREFIXES)
+                      if any(needle in snapshot.read_blob(blob_id).lower() for needle in needles)]
+    if indexes is not None and _seen_before(key):  # every app indexed, and these trees read before: merge
+        combined: dict[bytes, list[tuple[str, object]]] = {}
+        for app, index in indexes.items():
+            for name, blobs in index.items():
+                combined.setdefault(name, []).extend((app, blob_id) for blob_id in blobs)
         with _CACHE_LOCK:
-            _INDEXES[key] = index
+            _INDEXES[key] = {name: tuple(entries) for name, entries in combined.items()}
             while len(_INDEXES) > _INDEXES_SIZE:
                 _INDEXES.popitem(last=False)
-    if index is not None:
-        return sorted({entry for needle in needles for entry in index.get(needle, ())})
-    return [(app, blob_id) for app, blob_id in _route_files(snapshot, workspace, key[1])
-            if any(needle in snapshot.read_blob(blob_id).lower() for needle in needles)]
+    return list(dict.fromkeys(found))
+
+
+def _seen_before(key: object) -> bool:
+    """Whether the process read ``key`` (an app directory's or a workspace's trees) before; marks it read."""
+    with _CACHE_LOCK:
+        seen = key in _SEEN
+        _SEEN[key] = None
+        _SEEN.move_to_end(key)
+        while len(_SEEN) > _INDEXES_SIZE:
+            _SEEN.popitem(last=False)
+    return seen
 
 
 def _repository_routes(snapshot: Snapshot, hosts: set[str]) -> dict[tuple, list[tuple[str, str, RouteMatch]]]:
@@ -358,7 +394,7 @@ def _repository_routes(snapshot: Snapshot, hosts: set[str]) -> dict[tuple, list[
     by_place: dict[tuple, list[tuple[str, str, RouteMatch]]] = {}
     manifests, applications = snapshot.ids_in(WORKSPACES_DIR), snapshot.ids_in(APPS_DIR)
     for workspace, tree in manifests.items():
-        for app, blob_id in _files_naming(snapshot, workspace, (tree, applications.get(workspace)), hosts):
+        for app, blob_id in _files_naming(snapshot, tree, applications.get(workspace), hosts):
             for match in _file_matches(snapshot, blob_id):
                 if match.host in hosts:
                     by_place.setdefault(match.place, []).append((workspace, app, match))

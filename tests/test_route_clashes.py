@@ -229,9 +229,10 @@ def test_overlapping_prefixes_clash_on_istio_and_not_on_the_gateway_api(tmp_path
 
 
 def test_a_process_finds_the_same_clashes_searching_the_files_or_its_index(tmp_path, cluster, specs_for):
-    """The first read of a workspace searches its route files for the hosts; the second builds an index of
-    the names they hold, which later reads use: all three give the same answer, and a host that merely
-    contains another ("a.example.com" inside "shop-a.example.com") is told apart."""
+    """The first read of an app directory searches its route files for the hosts, the second indexes the
+    names they hold, the third reads the apps' indexes and the fourth the workspace's merged one: all give
+    the same answer, and a host that merely contains another ("a.example.com" in "shop-a.example.com") is
+    told apart."""
     profile = cluster("demo")
     repo = ClusterRepo(tmp_path / "repo.git")
     for name, host in (("web", "shop-a.example.com"), ("api", "a.example.com"), ("docs", "docs.example.com")):
@@ -239,8 +240,8 @@ def test_a_process_finds_the_same_clashes_searching_the_files_or_its_index(tmp_p
                             profile, repo)
     snapshot = repo.snapshot()
     mine = [render(spec, profile) for spec in specs_for(profile, routed("copy", "pay", "a.example.com", "/"))]
-    answers = [[p.message for p in routes.clash_problems(snapshot, mine)] for _ in range(3)]
-    assert answers[0] == answers[1] == answers[2]
+    answers = [[p.message for p in routes.clash_problems(snapshot, mine)] for _ in range(4)]
+    assert answers[0] == answers[1] == answers[2] == answers[3]
     (message,) = answers[0]
     assert 'app "shop/api"' in message and "shop/web" not in message
 
