@@ -343,14 +343,14 @@ def _files_naming(snapshot: Snapshot, workspace_tree: object, applications: obje
     host is parsed and told apart). An app directory read a second time by the process gets an index of
     the names its files hold, kept by its tree id: a server's deploys then read only the apps that changed,
     and a one-off ``shipyard apply`` searches each file once."""
-    needles = [host.encode() for host in hosts]
+    needles = {host.encode() for host in hosts}
     key = ("workspace", workspace_tree, applications)
     with _CACHE_LOCK:
         merged = _INDEXES.get(key)
         if merged is not None:
             _INDEXES.move_to_end(key)
     if merged is not None:  # the workspace's trees as a deploy before saw them: one lookup per host
-        return list(dict.fromkeys(entry for needle in needles for entry in merged.get(needle, ())))
+        return list(dict.fromkeys(entry for name in merged.keys() & needles for entry in merged[name]))
     synced = {name[: -len(MANIFEST_SUFFIX)] for name in snapshot.names_at(applications)}
     found, indexes = [], {}
     for app, app_tree in snapshot.subtrees_at(workspace_tree).items():
@@ -360,11 +360,11 @@ def _files_naming(snapshot: Snapshot, workspace_tree: object, applications: obje
         if index is not None:
             if indexes is not None:
                 indexes[app] = index
-            found += [(app, blob_id) for needle in needles for blob_id in index.get(needle, ())]
+            found += [(app, blob_id) for name in index.keys() & needles for blob_id in index[name]]
         else:
             indexes = None
             found += [(app, blob_id) for blob_id in snapshot.files_at(app_tree, _ROUTE_PREFIXES)
-                      if any(needle in snapshot.read_blob(blob_id).lower() for needle in needles)]
+                      if _names_any(snapshot.read_blob(blob_id).lower(), needles)]
     if indexes is not None and _seen_before(key):  # every app indexed, and these trees read before: merge
         combined: dict[bytes, list[tuple[str, object]]] = {}
         for app, index in indexes.items():
@@ -375,6 +375,14 @@ def _files_naming(snapshot: Snapshot, workspace_tree: object, applications: obje
             while len(_INDEXES) > _INDEXES_SIZE:
                 _INDEXES.popitem(last=False)
     return list(dict.fromkeys(found))
+
+
+def _names_any(data: bytes, needles: set[bytes]) -> bool:
+    """Whether a file names one of ``needles``: a substring search for a few (most deploys route one or two
+    hosts), the file's dotted names against the set for many (a batch of thousands stays linear)."""
+    if len(needles) <= 8:
+        return any(needle in data for needle in needles)
+    return not needles.isdisjoint(_NAME.findall(data))
 
 
 def _seen_before(key: object) -> bool:

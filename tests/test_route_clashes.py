@@ -246,6 +246,20 @@ def test_a_process_finds_the_same_clashes_searching_the_files_or_its_index(tmp_p
     assert 'app "shop/api"' in message and "shop/web" not in message
 
 
+def test_a_batch_of_many_hosts_finds_its_clash_as_one_host_does(tmp_path, cluster, specs_for):
+    """A batch routing many hosts (a bulk deploy) searches the files by their names, not host by host."""
+    profile = cluster("demo")
+    repo = ClusterRepo(tmp_path / "repo.git")
+    apply_service.apply([render(spec, profile) for spec in specs_for(profile, routed("api", "shop", "a.example.com"))],
+                        profile, repo)
+    batch = "---\n".join(routed(f"copy-{i}", "pay", f"h{i}.example.com") for i in range(12))
+    batch += "---\n" + routed("copy-a", "pay", "a.example.com")
+    mine = [render(spec, profile) for spec in specs_for(profile, batch)]
+    for _ in range(3):
+        (problem,) = routes.clash_problems(repo.snapshot(), mine)
+        assert 'app "shop/api"' in problem.message and 'host "a.example.com"' in problem.message
+
+
 # --- the routers' rules, on route objects as their documentation writes them ---------------------------------
 
 
