@@ -157,7 +157,7 @@ def apply(
     def build(base: Snapshot):
         _refuse_clashes(base, renderings, deletions)
         known = set(layout.workspaces_in(base)) | set(workspaces)
-        changes = {**layout.bootstrap_changes(profile, sorted(known), schemas), **fixed}
+        changes = {**layout.bootstrap_changes(profile, sorted(known), schemas, base, workspaces), **fixed}
         for workspace, app in deletions:
             if layout.app_exists(base, workspace, app):
                 changes.update(layout.delete_app_changes(workspace, app))

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from renderer.profiles import ClusterProfile
 from renderer.kube import CORE_ONLY, KubeSchemas
@@ -74,8 +75,8 @@ def workspace_changes(profile: ClusterProfile, workspace: str, settings: Workspa
     return dict(_cached(("workspace", _profile_key(profile), workspace, settings, schemas.crd_dir), make))
 
 
-def bootstrap_changes(profile: ClusterProfile, workspaces: list[str],
-                      schemas: KubeSchemas = CORE_ONLY) -> dict[str, object]:
+def bootstrap_changes(profile: ClusterProfile, workspaces: list[str], schemas: KubeSchemas = CORE_ONLY,
+                      base: Snapshot | None = None, touched: Iterable[str] = ()) -> dict[str, object]:
     """The bootstrap, and the agent's Role and RoleBinding in each workspace's directory; rendered
     once per profile and set of workspaces, not per deploy.
 
@@ -83,7 +84,11 @@ def bootstrap_changes(profile: ClusterProfile, workspaces: list[str],
     AppProject and Application when the profile drops its ``agent`` section), and the root
     Application, which syncs the directory, has ArgoCD prune it. The agent's access is rewritten
     in every workspace, so a changed profile reaches all of them with the next commit, and
-    removed from each when there is no agent.
+    removed from each when there is no agent. Given the ``base`` the commit is built on, a
+    workspace that is not ``touched`` gets its access files only when they would change: when
+    bootstrap/ or one workspace's files differ from what base holds (a changed profile, or a new
+    Shipyard), all are written; otherwise only new and touched workspaces are, so a deploy into a
+    cluster of many workspaces does not rebuild every workspace's tree.
     """
     def make():
         objects = render_bootstrap(profile, workspaces, schemas)
@@ -96,7 +101,30 @@ def bootstrap_changes(profile: ClusterProfile, workspaces: list[str],
             changes[agent_rolebinding_file(workspace)] = binding
         return changes
 
-    return dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces), schemas.crd_dir), make))
+    changes = dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces), schemas.crd_dir), make))
+    if base is None:
+        return changes
+    touched = set(touched)
+    existing = set(workspaces_in(base))
+    settled = [w for w in workspaces if w in existing and w not in touched]
+    if not settled or not _as_in(base, changes, settled[0]):
+        return changes
+    for workspace in settled:
+        del changes[agent_role_file(workspace)], changes[agent_rolebinding_file(workspace)]
+    return changes
+
+
+def _as_in(base: Snapshot, changes: dict[str, object], workspace: str) -> bool:
+    """Whether ``base`` already holds the bootstrap of ``changes`` and ``workspace``'s access files as they are:
+    every workspace's are rendered from the same profile and templates, so one stands for all."""
+    bootstrap = changes[BOOTSTRAP_DIR]
+    if base.walk(BOOTSTRAP_DIR) != {f"{BOOTSTRAP_DIR}/{name}": data for name, data in bootstrap.files.items()}:
+        return False
+    for path in (agent_role_file(workspace), agent_rolebinding_file(workspace)):
+        expected = changes[path]
+        if base.read(path) != (None if expected is DELETE else expected):
+            return False
+    return True
 
 
 _CACHE: OrderedDict[tuple, dict[str, object]] = OrderedDict()

@@ -256,6 +256,23 @@ def test_an_unchanged_cluster_makes_no_commit_and_dropping_the_agent_removes_it(
     assert refusals(argocd_view(files)) == []
 
 
+def test_a_deploy_leaves_other_workspaces_alone_and_a_changed_agent_reaches_them_all(eks_repo):
+    """A deploy rewrites the agent's access only where it deploys (the others' trees keep their ids, so a
+    cluster of many workspaces does not rebuild each); a profile whose agent changes rewrites every one."""
+    repo, profile = eks_repo
+    before = repo.snapshot()
+    deploy(repo, profile, "payments", "ledger")
+    after = repo.snapshot()
+    assert after.tree_id(workspace_dir("storefront")) == before.tree_id(workspace_dir("storefront"))
+    renamed = load_profile_text(EKS.read_text().replace("\nagent:\n", "\nagent:\n  namespace: shipyard-agent\n"),
+                                "eks.yaml")
+    assert renamed.agent.namespace == "shipyard-agent"
+    deploy(repo, renamed, "payments", "ledger")
+    for workspace in ("payments", "storefront"):
+        binding = yaml.safe_load(repo.snapshot().read(agent_rolebinding_file(workspace)))
+        assert binding["subjects"][0]["namespace"] == "shipyard-agent", workspace
+
+
 def test_the_bootstrap_is_valid_for_argocds_crds(crd_schemas):
     profile = load_profile(EKS)
     objects = render_bootstrap(profile, ["payments"], crd_schemas)
