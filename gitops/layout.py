@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from renderer.profiles import ClusterProfile
@@ -38,6 +36,7 @@ from renderer.manifest_yaml import dump_manifest
 from contract.repository import (APPS_DIR, BOOTSTRAP_DIR, MANIFEST_SUFFIX, WORKSPACES_DIR, agent_role_file,
                                  agent_rolebinding_file, app_dir, application_file, namespace_file, object_filename,
                                  quota_file, workspace_application_file, workspace_dir)
+from gitops.memo import Memo
 from gitops.repo import DELETE, Changes, Directory, Snapshot
 
 def workspaces_in(snapshot: Snapshot) -> list[str]:
@@ -72,7 +71,7 @@ def workspace_changes(profile: ClusterProfile, workspace: str, settings: Workspa
                 render_application(profile, workspace, None, schemas=schemas)),
         }
 
-    return dict(_cached(("workspace", _profile_key(profile), workspace, settings, schemas.crd_dir), make))
+    return dict(_CACHE.get(("workspace", _profile_key(profile), workspace, settings, schemas.crd_dir), make))
 
 
 def bootstrap_changes(profile: ClusterProfile, workspaces: list[str], schemas: KubeSchemas = CORE_ONLY,
@@ -101,7 +100,7 @@ def bootstrap_changes(profile: ClusterProfile, workspaces: list[str], schemas: K
             changes[agent_rolebinding_file(workspace)] = binding
         return changes
 
-    changes = dict(_cached(("bootstrap", _profile_key(profile), tuple(workspaces), schemas.crd_dir), make))
+    changes = dict(_CACHE.get(("bootstrap", _profile_key(profile), tuple(workspaces), schemas.crd_dir), make))
     if base is None:
         return changes
     touched = set(touched)
@@ -127,28 +126,11 @@ def _as_in(base: Snapshot, changes: dict[str, object], workspace: str) -> bool:
     return True
 
 
-_CACHE: OrderedDict[tuple, dict[str, object]] = OrderedDict()
-_CACHE_SIZE = 1024
-_CACHE_LOCK = threading.Lock()
+_CACHE = Memo(1024)  # rendered files by key; the profile's full content is part of every key
 
 
 def _profile_key(profile: ClusterProfile) -> str:
     return json.dumps(dataclasses.asdict(profile), sort_keys=True, default=str)
-
-
-def _cached(key: tuple, make) -> dict[str, object]:
-    """Rendered files by key (the profile's full content is part of every key)."""
-    with _CACHE_LOCK:
-        value = _CACHE.get(key)
-        if value is not None:
-            _CACHE.move_to_end(key)
-            return value
-    value = make()
-    with _CACHE_LOCK:
-        _CACHE[key] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return value
 
 
 def object_names(rendering: Rendering) -> list[tuple[str, str]]:

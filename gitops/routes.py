@@ -47,8 +47,6 @@ which holds against concurrent deploys and covers the offline ``shipyard apply -
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +58,7 @@ from renderer.manifest_yaml import load_trusted
 from renderer.render import Rendering
 from renderer.spec import port_exposed
 
+from gitops.memo import Memo
 from gitops.repo import Snapshot
 
 ISTIO, GATEWAY_API = "istio", "gateway_api"
@@ -282,26 +281,11 @@ def locate(rendering: Rendering, match: RouteMatch) -> tuple:
 
 # Parsed route files by blob id, and each app directory's index of the names its route files hold by
 # its tree id: both content-addressed, so a hit is always what reading again would give.
-_PARSED: OrderedDict[str, tuple] = OrderedDict()
-_INDEXES: OrderedDict[object, dict] = OrderedDict()
-_SEEN: OrderedDict[object, None] = OrderedDict()  # the app directories read once, indexed when read again
-_PARSED_SIZE, _INDEXES_SIZE = 65536, 65536
-_CACHE_LOCK = threading.Lock()
+_PARSED = Memo(65536)
+_INDEXES = Memo(65536)
+_SEEN = Memo(65536)  # the app directories (and workspaces) read once: indexed when read again
 # What a host can be written as in a route file: DNS labels (and "*") joined by dots, lowercase
 _NAME = re.compile(rb"[a-z0-9*][-a-z0-9*]*(?:\.[-a-z0-9*]+)+")
-
-
-def _remember(cache: OrderedDict, size: int, key: Any, make) -> Any:
-    with _CACHE_LOCK:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-    value = make()
-    with _CACHE_LOCK:
-        cache[key] = value
-        while len(cache) > size:
-            cache.popitem(last=False)
-    return value
 
 
 def _file_matches(snapshot: Snapshot, blob_id: str) -> tuple[RouteMatch, ...]:
@@ -310,17 +294,15 @@ def _file_matches(snapshot: Snapshot, blob_id: str) -> tuple[RouteMatch, ...]:
             return tuple(matches_of([load_trusted(snapshot.read_blob(blob_id))]))
         except yaml.YAMLError:
             return ()  # a file broken by hand in the repository: ArgoCD cannot apply it either
-    return _remember(_PARSED, _PARSED_SIZE, blob_id, parse)
+    return _PARSED.get(blob_id, parse)
 
 
 def _app_names(snapshot: Snapshot, app_tree: object) -> dict[bytes, tuple[object, ...]] | None:
     """The dotted names written in an app directory's route files, with the files holding each; kept by the
     directory's tree id once a process has read that directory twice (None before: search its files)."""
-    with _CACHE_LOCK:
-        index = _INDEXES.get(app_tree)
-        if index is not None:
-            _INDEXES.move_to_end(app_tree)
-            return index
+    index = _INDEXES.peek(app_tree)
+    if index is not None:
+        return index
     if not _seen_before(app_tree):
         return None
     built: dict[bytes, list[object]] = {}
@@ -328,10 +310,7 @@ def _app_names(snapshot: Snapshot, app_tree: object) -> dict[bytes, tuple[object
         for name in set(_NAME.findall(snapshot.read_blob(blob_id).lower())):
             built.setdefault(name, []).append(blob_id)
     index = {name: tuple(blobs) for name, blobs in built.items()}
-    with _CACHE_LOCK:
-        _INDEXES[app_tree] = index
-        while len(_INDEXES) > _INDEXES_SIZE:
-            _INDEXES.popitem(last=False)
+    _INDEXES.put(app_tree, index)
     return index
 
 
@@ -345,10 +324,7 @@ def _files_naming(snapshot: Snapshot, workspace_tree: object, applications: obje
     and a one-off ``shipyard apply`` searches each file once."""
     needles = {host.encode() for host in hosts}
     key = ("workspace", workspace_tree, applications)
-    with _CACHE_LOCK:
-        merged = _INDEXES.get(key)
-        if merged is not None:
-            _INDEXES.move_to_end(key)
+    merged = _INDEXES.peek(key)
     if merged is not None:  # the workspace's trees as a deploy before saw them: one lookup per host
         return list(dict.fromkeys(entry for name in merged.keys() & needles for entry in merged[name]))
     synced = {name[: -len(MANIFEST_SUFFIX)] for name in snapshot.names_at(applications)}
@@ -370,10 +346,7 @@ def _files_naming(snapshot: Snapshot, workspace_tree: object, applications: obje
         for app, index in indexes.items():
             for name, blobs in index.items():
                 combined.setdefault(name, []).extend((app, blob_id) for blob_id in blobs)
-        with _CACHE_LOCK:
-            _INDEXES[key] = {name: tuple(entries) for name, entries in combined.items()}
-            while len(_INDEXES) > _INDEXES_SIZE:
-                _INDEXES.popitem(last=False)
+        _INDEXES.put(key, {name: tuple(entries) for name, entries in combined.items()})
     return list(dict.fromkeys(found))
 
 
@@ -387,12 +360,8 @@ def _names_any(data: bytes, needles: set[bytes]) -> bool:
 
 def _seen_before(key: object) -> bool:
     """Whether the process read ``key`` (an app directory's or a workspace's trees) before; marks it read."""
-    with _CACHE_LOCK:
-        seen = key in _SEEN
-        _SEEN[key] = None
-        _SEEN.move_to_end(key)
-        while len(_SEEN) > _INDEXES_SIZE:
-            _SEEN.popitem(last=False)
+    seen = _SEEN.peek(key) is not None
+    _SEEN.put(key, True)
     return seen
 
 
