@@ -11,18 +11,34 @@ moment from coming back at the same moment.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 
 import httpx
 
 
 class Backoff:
-    """Exponential delays with jitter: base, 2·base, 4·base ... up to the cap, each scaled by 0.5–1."""
+    """Exponential delays with jitter: base, 2·base, 4·base ... up to the cap, each scaled by 0.5–1.
 
-    def __init__(self, base: float, cap: float, rng: random.Random | None = None):
+    With ``reset_after``, the delays start again from the base only once that many seconds went by
+    without asking for one (sustained health), as client-go's reflector does: its backoff manager
+    resets after 2 minutes without a backoff (``wait.NewExponentialBackoffManager(800ms, 30s, 2min,
+    ...)`` in client-go tools/cache/reflector.go). A connection that fails again right after each
+    short success then keeps backing off instead of starting over every time.
+    """
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None, reset_after: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.base, self.cap, self.attempts = base, cap, 0
         self.rng = rng or random.Random()
+        self.reset_after, self.clock = reset_after, clock
+        self._last: float | None = None
 
     def next(self, at_least: float = 0.0) -> float:
+        now = self.clock()
+        if self.reset_after is not None and self._last is not None and now - self._last >= self.reset_after:
+            self.attempts = 0
+        self._last = now
         delay = min(self.cap, self.base * (2 ** self.attempts))
         self.attempts += 1
         return max(at_least, delay * self.rng.uniform(0.5, 1.0))

@@ -4,8 +4,10 @@ The agent checks every command itself before touching the cluster, whatever
 the control plane allowed: the namespace must pass the agent's own allow/deny
 lists (Applications: the ArgoCD namespace, and only Applications Shipyard
 manages), and the kind must be one the command acts on. A refused or failed
-command comes back as ``CommandResult(ok=False, error=...)``; nothing here
-raises to the command loop.
+command comes back as ``CommandResult(ok=False, error=...)``, and so does
+one the Kubernetes API could not be reached for (a cut connection, a
+timeout: urllib3 errors); nothing here raises to the command loop for
+those.
 
 =========  =============================================================================
 refresh    Application: annotation argocd.argoproj.io/refresh = normal | hard (params.hard)
@@ -29,6 +31,8 @@ import json
 import logging
 import re
 import time
+
+import urllib3
 
 from agent.kube import (APPLICATION, CRON_WORKFLOW, CRONJOB, DEPLOYMENT, JOB, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE,
                         ApiException, KubeApi)
@@ -105,6 +109,10 @@ class Executor:
             log.warning("command %s (%s %s/%s/%s) failed: %s %s", command.id, command.type, command.kind,
                         command.namespace, command.name, exc.status, exc.reason)
             return CommandResult(ok=False, error=f"Kubernetes API: {exc.status} {exc.reason}: {_api_message(exc)}")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning("command %s (%s %s/%s/%s) failed: the Kubernetes API could not be reached (%s)", command.id,
+                        command.type, command.kind, command.namespace, command.name, type(exc).__name__)
+            return CommandResult(ok=False, error=f"Kubernetes API unreachable ({type(exc).__name__}); try again")
         log.info("command %s (%s %s/%s/%s) done", command.id, command.type, command.kind,
                  command.namespace, command.name)
         return result

@@ -16,11 +16,15 @@ so the watcher can read its lines as they come.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
+
+from agent.listing import parse_list
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,33 @@ KINDS = {k.kind: k for k in (APPLICATION, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE, 
                              POD, EVENT, NAMESPACE, CRD)}
 
 
+def keepalive_socket_options(idle: int, interval: int, count: int) -> list[tuple[int, int, int]]:
+    """urllib3 socket options: its defaults (no Nagle) plus TCP keepalive, where the platform has them."""
+    options = list(urllib3.connection.HTTPConnection.default_socket_options)
+    options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
+# Kubernetes "API Concepts", "Receiving resources as Table or PartialObjectMetadata": a list of
+# PartialObjectMetadata, with plain JSON as the fallback (client-go k8s.io/client-go/metadata asks the same).
+PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+
+
+def _closing(items, response):
+    """The page's items; the response closed if the caller stops before their end (a connection
+    with unread bytes cannot go back to the pool)."""
+    finished = False
+    try:
+        yield from items
+        finished = True
+    finally:
+        if not finished:
+            response.close()
+
+
 def is_gone(exc: ApiException) -> bool:
     return exc.status == 410
 
@@ -59,7 +90,18 @@ def is_gone(exc: ApiException) -> bool:
 class KubeApi:
     """Raw-JSON list/watch/get/create/patch of the kinds the agent needs."""
 
-    def __init__(self, configuration, request_timeout: float = 60.0):
+    def __init__(self, configuration, request_timeout: float = 60.0, connections: int = 32):
+        # One pooled connection per open watch plus some for lists, facts and commands: a pool smaller
+        # than the connections in use opens the extra ones anyway and throws each away when it comes
+        # back ("Connection pool is full, discarding connection"), so every reconnect pays a new
+        # TCP (and TLS) handshake (urllib3 HTTPConnectionPool, maxsize and block=False).
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, connections)
+        if configuration.socket_options is None:
+            # A peer that vanished (node gone, NAT entry dropped) leaves a half-open connection that
+            # no read notices until the read timeout; TCP keepalive probes it after 30 s idle and
+            # drops it after 5 unanswered probes 10 s apart (client-go dials with a 30 s keepalive:
+            # k8s.io/client-go transport/cache.go).
+            configuration.socket_options = keepalive_socket_options(idle=30, interval=10, count=5)
         self.client = ApiClient(configuration)
         self.custom = CustomObjectsApi(self.client)
         self.request_timeout = request_timeout
@@ -89,15 +131,19 @@ class KubeApi:
 
     # --- list and watch ---------------------------------------------------------------------
 
-    def _list_call(self, kind: Kind, namespace: str | None, stream: bool, timeout, **params):
+    def _list_call(self, kind: Kind, namespace: str | None, stream: bool, timeout, accept: str | None = None,
+                   **params):
         if not kind.group:
             query = [("labelSelector", params.get("label_selector")), ("limit", params.get("limit")),
                      ("continue", params.get("_continue")), ("resourceVersion", params.get("resource_version")),
+                     ("resourceVersionMatch", params.get("resource_version_match")),
                      ("allowWatchBookmarks", params.get("allow_watch_bookmarks")),
                      ("timeoutSeconds", params.get("timeout_seconds")), ("watch", params.get("watch"))]
-            accept = "application/json;stream=watch" if params.get("watch") else "application/json"
+            accept = accept or ("application/json;stream=watch" if params.get("watch") else "application/json")
             return self._core("GET", self._core_path(kind, namespace), query, accept, timeout, stream=stream)
         params = {k: v for k, v in params.items() if v is not None}
+        if accept:
+            params["_headers"] = {"Accept": accept}
         if namespace and kind.namespaced:
             response = self.custom.list_namespaced_custom_object(
                 kind.group, kind.version, namespace, kind.plural,
@@ -108,19 +154,41 @@ class KubeApi:
         return response if stream else response.data
 
     def list(self, kind: Kind, namespace: str | None, label_selector: str | None = None, limit: int = 500,
-             continue_token: str | None = None) -> dict:
-        """One page of a list (``metadata.continue`` names the next), as parsed JSON."""
-        return json.loads(self._list_call(kind, namespace, False, self.request_timeout,
-                                          label_selector=label_selector, limit=limit, _continue=continue_token))
+             continue_token: str | None = None, resource_version: str | None = None,
+             resource_version_match: str | None = None, metadata_only: bool = False) -> dict:
+        """One page of a list (``metadata.continue`` names the next): a dict whose ``items`` is an
+        iterator, each object parsed off the connection as it is reached (agent.listing), so a page
+        costs one object's dicts however large it is. Iterate the items to the end (the connection
+        goes back to the pool then); one left unfinished is closed.
+
+        ``resource_version``/``resource_version_match`` choose where the first page is read from
+        (Kubernetes "API Concepts", resource versions: unset is a quorum read from etcd; "0", or a
+        version with NotOlderThan, may be served from the API server's watch cache).
+        ``metadata_only``: each item is a PartialObjectMetadata (apiVersion, kind, metadata), never
+        the spec or status (Kubernetes "API Concepts", "Receiving resources as Table or
+        PartialObjectMetadata"); a server that cannot, answers whole objects (the plain JSON the
+        Accept header falls back to, as client-go's metadata client asks).
+        """
+        response = self._list_call(kind, namespace, True, self.request_timeout,
+                                   PARTIAL_METADATA_LIST if metadata_only else None,
+                                   label_selector=label_selector, limit=limit, _continue=continue_token,
+                                   resource_version=resource_version, resource_version_match=resource_version_match)
+        try:
+            page = parse_list(response.read, on_done=lambda count, size: response.release_conn())
+        except BaseException:
+            response.close()
+            raise
+        return {**page, "items": _closing(page["items"], response)}
 
     def watch(self, kind: Kind, namespace: str | None, resource_version: str, label_selector: str | None = None,
-              timeout_seconds: int = 300):
+              timeout_seconds: int = 300, read_timeout: float = 90.0):
         """An open watch from ``resource_version``: the urllib3 response, to be read line by line.
 
-        The read timeout outlives the server's timeoutSeconds by a margin, so a connection that
-        went silent (no bookmark, no event, no end) is noticed and replaced.
+        ``read_timeout`` bounds the silence between two reads: the watch asks for bookmarks, which
+        the API server sends about once a minute on a quiet watch, so a connection silent for longer
+        (no bookmark, no event, no end) is dead and is replaced (agent.watch).
         """
-        return self._list_call(kind, namespace, True, (10, timeout_seconds + 30),
+        return self._list_call(kind, namespace, True, (10, read_timeout),
                                label_selector=label_selector, resource_version=resource_version,
                                allow_watch_bookmarks=True, timeout_seconds=timeout_seconds, watch=True)
 
@@ -158,12 +226,13 @@ class KubeApi:
 
     def crds(self, keys: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
         """The installed CRDs by name (``<plural>.<group>``), each with those of ``keys`` its labels or
-        annotations carry (where a project names the release it installed); read page by page, and
-        nothing else of a CRD kept."""
+        annotations carry (where a project names the release it installed); read page by page as
+        metadata only (a CRD's schema is 50-500 KB; 300 of them cost the agent 150 MB read whole),
+        and nothing else of a CRD kept."""
         found: dict[str, dict[str, str]] = {}
         token = None
         while True:
-            page = self.list(CRD, None, limit=100, continue_token=token)
+            page = self.list(CRD, None, limit=500, continue_token=token, metadata_only=True)
             for item in page.get("items") or []:
                 metadata = item["metadata"]
                 tags = {**(metadata.get("annotations") or {}), **(metadata.get("labels") or {})}

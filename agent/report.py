@@ -11,6 +11,13 @@ error the batches not acknowledged are kept as they are and sent again first
 (same seq, same deltas), so a batch the control plane applied but could not
 answer is a duplicate there, never a seq reused for other deltas. Memory stays
 bounded: at most two such batches besides the outbox.
+
+The token goes on every request as ``token_source()`` gives it when there is one
+(agent.credentials: a mounted file followed through rotations), else ``token``.
+A 401/403 raises Unauthorized with the token refused; an answer that is not the
+protocol raises BadAnswer, an httpx.HTTPError, so the loops back off from it as
+from a network error. A command the agent cannot read is answered as failed
+here, and the poll's other commands go on (contract.protocol.decode_command).
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ from contract.protocol import (
     CommandResult,
     Delta,
     Heartbeat,
+    MalformedCommand,
     ObjectKey,
     StatusBatch,
+    decode_command,
     digest_of,
     encode,
 )
@@ -121,7 +130,15 @@ class Outbox:
 
 
 class Unauthorized(Exception):
-    """The control plane refused the agent token (wrong cluster, rotated out)."""
+    """The control plane refused the agent token (wrong cluster, rotated out); ``token`` is the one refused."""
+
+    def __init__(self, message: str, token: str = ""):
+        super().__init__(message)
+        self.token = token
+
+
+class BadAnswer(httpx.HTTPError):
+    """The control plane answered something that is not the protocol (not JSON, not an object)."""
 
 
 @dataclasses.dataclass
@@ -142,25 +159,48 @@ class Reporter:
     resyncs: int = 0
     window: int = 2  # status batches in flight at once
     poll_again_in: float = 0.0  # seconds before the next command poll, as the last answer asked
+    token_source: Callable[[], str] | None = None  # asked before every request; None: ``token``
+    on_answer: Callable[[], None] | None = None  # told of every answer from the control plane (liveness)
+    malformed_commands: int = 0  # commands answered as failed because the agent could not read them
     _unacked: deque[StatusBatch] = dataclasses.field(default_factory=deque, repr=False)  # sent, not yet acknowledged
 
     def _url(self, path: str) -> str:
         return f"{API_PREFIX}/{self.tenant}/{self.cluster}/{path}"
 
-    def _headers(self, compressed: bool = True) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+    def _headers(self, token: str, compressed: bool = True) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         if compressed:
             headers["Content-Encoding"] = "gzip"
         return headers
+
+    def _current_token(self) -> str:
+        if self.token_source is not None:
+            self.token = self.token_source()
+        return self.token
+
+    def _answered(self, response: httpx.Response, token: str) -> httpx.Response:
+        if self.on_answer is not None:
+            self.on_answer()
+        if response.status_code in (401, 403):
+            raise Unauthorized(f"control plane refused the agent token: {response.status_code}", token)
+        return response
 
     def _post(self, path: str, message) -> httpx.Response:
         return self._post_body(path, encode(message))
 
     def _post_body(self, path: str, body: bytes) -> httpx.Response:
-        response = self.client.post(self._url(path), content=body, headers=self._headers())
-        if response.status_code in (401, 403):
-            raise Unauthorized(f"control plane refused the agent token: {response.status_code}")
-        return response
+        token = self._current_token()
+        return self._answered(self.client.post(self._url(path), content=body, headers=self._headers(token)), token)
+
+    @staticmethod
+    def _json_object(response: httpx.Response) -> dict:
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise BadAnswer(f"the control plane's answer is not JSON: {exc}") from exc
+        if not isinstance(answer, dict):
+            raise BadAnswer(f"the control plane's answer is not an object but {type(answer).__name__}")
+        return answer
 
     def _send(self, batch: StatusBatch) -> bool:
         """Post one status batch: True when acknowledged, False when the control plane wants a resync."""
@@ -205,6 +245,11 @@ class Reporter:
             finally:
                 for _, answer in in_flight:  # a refusal or an error: what is still in flight ends unread
                     answer.cancel()
+
+    @property
+    def unacknowledged(self) -> int:
+        """Batches sent whose answer never came (an error, a refused token): they go again first."""
+        return len(self._unacked)
 
     def resync(self) -> None:
         """Start a new stream with a snapshot of everything followed; pending deltas are in it."""
@@ -267,23 +312,49 @@ class Reporter:
     def heartbeat(self, beat: Heartbeat) -> dict:
         response = self._post("heartbeat", beat)
         response.raise_for_status()
-        return response.json()
+        return self._json_object(response)
 
     def poll_commands(self, wait: float) -> list[Command]:
-        response = self.client.get(self._url("commands"), params={"wait": int(wait)},
-                                   headers=self._headers(compressed=False), timeout=wait + 10)
-        if response.status_code in (401, 403):
-            raise Unauthorized(f"control plane refused the agent token: {response.status_code}")
+        """One long-poll: the commands the agent can read. Those it cannot are answered as failed here."""
+        token = self._current_token()
+        response = self._answered(self.client.get(self._url("commands"), params={"wait": int(wait)},
+                                                  headers=self._headers(token, compressed=False),
+                                                  timeout=wait + 10), token)
         response.raise_for_status()
-        answer = response.json()
+        answer = self._json_object(response)
         try:  # the control plane is holding as many long-polls as it may: poll again later, not at once
             self.poll_again_in = min(max(float(answer.get("poll_again_in") or 0.0), 0.0), MAX_POLL_PAUSE)
         except (TypeError, ValueError):
             self.poll_again_in = 0.0
-        return [Command(**c) for c in answer.get("commands", [])]
+        listed = answer.get("commands") or []
+        if not isinstance(listed, list):
+            raise BadAnswer(f"the control plane's commands are not a list but {type(listed).__name__}")
+        commands = []
+        for data in listed:
+            try:
+                command, unknown = decode_command(data)
+            except MalformedCommand as exc:
+                self._refuse_malformed(exc)
+                continue
+            if unknown:
+                log.warning("command %s: ignoring fields this agent does not know: %s (a newer control plane?)",
+                            command.id, ", ".join(unknown))
+            commands.append(command)
+        return commands
+
+    def _refuse_malformed(self, exc: MalformedCommand) -> None:
+        self.malformed_commands += 1
+        if exc.id is None:
+            log.error("a command from the control plane cannot be read, nor answered (no id): %s", exc)
+            return
+        log.error("command %s cannot be read: %s; answering it as failed", exc.id, exc)
+        try:
+            self.send_result(exc.id, CommandResult(ok=False, error=f"the agent could not read the command: {exc}"))
+        except httpx.HTTPError as error:  # the commands it can read still go on; this one stays unanswered
+            log.warning("could not answer command %s (%s)", exc.id, type(error).__name__)
 
     def send_result(self, command_id: int, result: CommandResult) -> None:
         self._post(f"commands/{command_id}/result", result).raise_for_status()
 
 
-__all__ = ["Tracker", "Outbox", "Reporter", "Unauthorized", "BATCH_SIZE"]
+__all__ = ["Tracker", "Outbox", "Reporter", "Unauthorized", "BadAnswer", "BATCH_SIZE"]

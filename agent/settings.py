@@ -6,8 +6,9 @@ variable                           meaning (default)
 SHIPYARD_URL                       the control plane, e.g. https://shipyard.example.com
 SHIPYARD_TENANT / SHIPYARD_CLUSTER which cluster this agent speaks for
 SHIPYARD_AGENT_TOKEN               the cluster's agent token, or SHIPYARD_AGENT_TOKEN_FILE:
-                                   a file holding it (a mounted Secret; re-read on 401 so a
-                                   rotated token is picked up without a restart)
+                                   a file holding it (a mounted Secret; read again when it
+                                   changes and before every retry after a 401, so a rotated
+                                   token is picked up without a restart: agent.credentials)
 ARGOCD_NAMESPACE                   where ArgoCD's Applications live (argocd)
 SHIPYARD_NAMESPACES                allow list, comma-separated, fnmatch patterns (empty: all)
 SHIPYARD_NAMESPACES_DENY           deny list, patterns; kube-* and the ArgoCD namespace are
@@ -15,7 +16,9 @@ SHIPYARD_NAMESPACES_DENY           deny list, patterns; kube-* and the ArgoCD na
 SHIPYARD_BATCH_INTERVAL            seconds between status batches (0.2)
 SHIPYARD_HEARTBEAT_INTERVAL        seconds between heartbeats (15)
 SHIPYARD_BACKOFF_BASE / _MAX       reconnect backoff: first delay and cap, seconds (0.5 / 30)
-SHIPYARD_UNAUTHORIZED_BACKOFF      delay after a 401/403, seconds (60)
+SHIPYARD_UNAUTHORIZED_BACKOFF      after a 401/403 from the control plane: how often the same
+                                   token is tried again (a new one goes at once); after one
+                                   from the API server: the delay before a retry (60)
 SHIPYARD_WATCH_TIMEOUT             timeoutSeconds of each watch request (300)
 SHIPYARD_LIST_PAGE_SIZE            objects per list page (500); lower it where objects are large
 SHIPYARD_METRICS_PORT              Prometheus metrics on 0.0.0.0:<port>; 0 turns them off (9090)

@@ -2,7 +2,8 @@
 
 One ``Watcher`` per (kind, namespace or cluster-wide) in its own thread: the
 kubernetes client is synchronous (urllib3), and a blocked read costs a thread,
-not a busy loop. Each watcher:
+not a busy loop. Each watcher, with the habits of client-go's reflector
+(k8s.io/client-go tools/cache/reflector.go):
 
 1. lists page by page (``limit``), summarising each object (agent.summaries)
    into the Tracker; what the Tracker knew of this kind and scope and the list
@@ -10,9 +11,37 @@ not a busy loop. Each watcher:
 2. watches from the list's resourceVersion with bookmarks; the JSON lines are
    parsed here, never deserialized into client models (memory);
 3. on a normal end of the watch (timeoutSeconds) watches again from the last
-   resourceVersion; on 410 Gone lists again; on errors reconnects after a
-   backoff with jitter (Retry-After honoured); 401/403, and 404 (a CRD not
-   installed), wait longer, since they only change when someone acts.
+   resourceVersion at once; everything else waits a back-off with jitter that
+   starts over only after sustained health (agent.backoff).
+
+=====================================  =============================================================
+what happens                           what the watcher does
+=====================================  =============================================================
+watch ends normally                    watch again now; timeoutSeconds drawn from [T, 2T] (T:
+                                       SHIPYARD_WATCH_TIMEOUT) so watchers do not reconnect in step
+watch ends under a second, no events   a failure (client-go: "very short watch"): back off
+nothing read for ``idle_timeout``      the connection is dead (bookmarks come about once a minute on
+                                       a quiet watch): back off, watch again
+410 Gone on the watch                  back off (so watchers told at once spread out), list again
+                                       NotOlderThan the last resourceVersion seen
+410 Gone on a list                     back off, list again as a quorum read (what was seen is gone
+                                       from the watch cache and etcd alike)
+401 / 403                              record the fault (heartbeat), the scope counts as listed so the
+                                       first snapshot does not wait; retry every
+                                       SHIPYARD_UNAUTHORIZED_BACKOFF: a Role created later is used
+404 (the kind's CRD not installed)     report the kind's objects deleted, record the fault, retry
+                                       every SHIPYARD_UNAUTHORIZED_BACKOFF: a CRD installed later is used
+429 / 5xx / connection problems        back off, at least Retry-After
+=====================================  =============================================================
+
+Lists are served from the API server's watch cache where correctness allows
+(Kubernetes "API Concepts", "Semantics for get and list"): the first with
+``resourceVersion=0`` (any version; client-go's initial list does the same;
+the watch that follows brings it up to date), a relist after a watch's 410
+with ``resourceVersion=<last seen>&resourceVersionMatch=NotOlderThan`` (never
+older than what was already reported, so no object walks back in time). A
+list that itself answered 410 is retried unset: a quorum read from etcd, the
+one case that needs it (client-go's ``isLastSyncResourceVersionUnavailable``).
 
 Events older than or equal to what the watcher has seen (a duplicate, or an
 older resourceVersion delivered after a newer one) are dropped, so redelivery
@@ -31,6 +60,7 @@ import logging
 import random
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +77,15 @@ from contract.labels import MANAGED_SELECTOR
 log = logging.getLogger(__name__)
 
 FOLLOWED_KINDS = {"Application", "Deployment", "Rollout", "Pod", "Workflow", "Job"}
+
+# The API server sends a BOOKMARK about once a minute on a watch that asked for them ("API Concepts",
+# "Watch bookmarks"; the watch cache's bookmark frequency is 1 min): silence for longer than that and
+# a margin means the connection is dead, even where TCP has not noticed.
+WATCH_IDLE_TIMEOUT = 90.0
+# client-go's reflector calls a watch that ends within a second with no event a "very short watch": an error.
+SHORT_WATCH = 1.0
+# The back-off starts over only after this long without a failure (client-go's reflector: 2 minutes).
+HEALTHY_AFTER = 120.0
 
 
 def retry_after(exc: ApiException) -> float:
@@ -65,6 +104,18 @@ def _rv_number(value) -> int | None:
 
 class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
+
+
+class ShortWatch(Exception):
+    """The watch ended under a second with nothing in it: the server or a proxy is closing it, not a timeout."""
+
+
+def _server_message(exc: ApiException) -> str:
+    """The API server's Status message of an error answer, or its HTTP reason."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (ValueError, TypeError, KeyError):
+        return f"{exc.status} {exc.reason}"
 
 
 @dataclass
@@ -90,16 +141,20 @@ class Watcher:
     settings: AgentSettings
     rng: random.Random = field(default_factory=random.Random)
     resource_version: str | None = None  # None: the next step lists
+    idle_timeout: float = WATCH_IDLE_TIMEOUT
     relists: int = 0
     restarts: int = 0
     events: int = 0
-    synced: threading.Event = field(default_factory=threading.Event)  # set after the first complete list
+    synced: threading.Event = field(default_factory=threading.Event)  # set once the scope is listed or refused
+    fault: dict[str, str] | None = None  # why the scope is not followed now (the heartbeat's watch_faults)
     _last_seen: int | None = None
+    _list_from: tuple[str | None, str | None] = ("0", None)  # the next list's resourceVersion and match
     _response: object | None = None
     _closing: bool = False
 
     def __post_init__(self):
-        self.backoff = Backoff(self.settings.backoff_base, self.settings.backoff_max, self.rng)
+        self.backoff = Backoff(self.settings.backoff_base, self.settings.backoff_max, self.rng,
+                               reset_after=HEALTHY_AFTER)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -118,37 +173,73 @@ class Watcher:
                 self.relist()
             else:
                 self.watch_once()
-            self.backoff.reset()
+            self._clear_fault()
             return 0.0
         except Gone:
-            log.info("%s: resourceVersion %s expired, listing again", self.target, self.resource_version)
+            self._list_from = (self.resource_version, "NotOlderThan")
             self.resource_version = None
-            return 0.0
+            delay = self.backoff.next()
+            log.info("%s: resourceVersion expired, listing again in %.1f s", self.target, delay)
+            return delay
+        except ShortWatch:
+            self.restarts += 1
+            delay = self.backoff.next()
+            log.warning("%s: the watch ended at once with nothing in it; retrying in %.1f s", self.target, delay)
+            return delay
         except ApiException as exc:
             self.restarts += 1
             if exc.status == 410:
+                # A watch answered 410: list not older than what was seen. A list answered 410 (its
+                # resourceVersion or continue token is out of the window): only a quorum read is left.
+                listing = self.resource_version is None
+                self._list_from = (None, None) if listing else (self.resource_version, "NotOlderThan")
                 self.resource_version = None
-                return 0.0
-            if exc.status in (401, 403):
-                log.error("%s: the API server refused the agent (%s %s); check its service account and RBAC; "
-                          "retrying in %.0f s", self.target, exc.status, exc.reason, self.settings.unauthorized_backoff)
-                return self.backoff.next(at_least=max(self.settings.unauthorized_backoff, retry_after(exc)))
-            if exc.status == 404:
-                self.synced.set()  # nothing of this kind to follow; the first snapshot need not wait for it
-                log.warning("%s: not served by this cluster (CRD not installed?); retrying in %.0f s",
-                            self.target, self.settings.unauthorized_backoff)
-                return self.settings.unauthorized_backoff
+                return self.backoff.next()
+            if exc.status in (401, 403, 404):
+                return self._refused(exc)
             delay = self.backoff.next(at_least=retry_after(exc))
             log.warning("%s: API error %s %s; retrying in %.1f s", self.target, exc.status, exc.reason, delay)
             return delay
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             if self._closing:
                 return 0.0  # close() interrupted the watch: the agent is stopping
-            # Cut connections, timeouts, refused connections, a garbled line: temporary.
+            # Cut connections, timeouts (a silent, dead watch), refused connections, a garbled line: temporary.
             self.restarts += 1
             delay = self.backoff.next()
             log.warning("%s: connection problem (%s); retrying in %.1f s", self.target, type(exc).__name__, delay)
             return delay
+
+    def _refused(self, exc: ApiException) -> float:
+        """401/403/404: they change only when someone acts (a token, a Role, a CRD), so retry slowly,
+        spread out; record why for the heartbeat; never hold up the first snapshot for a 403 or 404."""
+        reason = {401: "unauthorized", 403: "forbidden", 404: "not_served"}[exc.status]
+        delay = max(retry_after(exc), self.settings.unauthorized_backoff * self.rng.uniform(1.0, 1.5))
+        if exc.status == 404:
+            # The kind is gone (its CRD uninstalled) or never was: what was reported of it is not there.
+            for delta in self.tracker.forget_kind(self.target.kind.kind, (), self.target.namespace):
+                self.outbox.put(delta)
+            self.resource_version, self._list_from = None, ("0", None)
+        if exc.status != 401:
+            # A 401 refuses every scope alike (the agent's token): a snapshot then would say that
+            # everything is gone, so the first one waits for it as for a list (up to SYNC_TIMEOUT).
+            self.synced.set()
+        known = self.fault is not None and self.fault["reason"] == reason
+        self.fault = {"kind": self.target.kind.kind, "namespace": self.target.namespace or "", "reason": reason,
+                      "message": _server_message(exc)}
+        if not known:
+            if exc.status == 404:
+                log.warning("%s: not served by this cluster (CRD not installed?); its objects are reported deleted; "
+                            "retrying every %.0f s", self.target, self.settings.unauthorized_backoff)
+            else:
+                log.error("%s: the API server refused the agent (%s %s: %s); check its service account and RBAC; "
+                          "retrying every %.0f s", self.target, exc.status, exc.reason, self.fault["message"],
+                          self.settings.unauthorized_backoff)
+        return delay
+
+    def _clear_fault(self) -> None:
+        if self.fault is not None:
+            log.info("%s: followed again (was %s)", self.target, self.fault["reason"])
+            self.fault = None
 
     def close(self) -> None:
         """Interrupt an open watch (shutdown)."""
@@ -166,9 +257,13 @@ class Watcher:
         kind, namespace = self.target.kind, self.target.namespace
         seen: set[ObjectKey] = set()
         token, list_rv = None, None
+        resource_version, match = self._list_from
         while True:
+            # Only the first page names a resourceVersion; the continue token carries the list's own.
             page = self.api.list(kind, namespace, self.target.label_selector,
-                                 self.target.page_size or self.settings.list_page_size, token)
+                                 self.target.page_size or self.settings.list_page_size, token,
+                                 resource_version=None if token else resource_version,
+                                 resource_version_match=None if token else match)
             meta = page.get("metadata") or {}
             list_rv = list_rv or meta.get("resourceVersion")
             for obj in page.get("items") or []:
@@ -188,8 +283,12 @@ class Watcher:
     # --- watch ------------------------------------------------------------------------------
 
     def watch_once(self) -> None:
+        # Randomised in [T, 2T] as client-go's reflector draws it (minWatchTimeout * (1 + rand)), so
+        # watchers started together do not all reconnect at the same moment every T seconds.
+        timeout = int(self.settings.watch_timeout * self.rng.uniform(1.0, 2.0))
+        started, received = time.monotonic(), 0
         response = self.api.watch(self.target.kind, self.target.namespace, self.resource_version,
-                                  self.target.label_selector, self.settings.watch_timeout)
+                                  self.target.label_selector, timeout, read_timeout=self.idle_timeout)
         self._response = response
         try:
             buffer = b""
@@ -198,12 +297,16 @@ class Watcher:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
+                        received += 1
                         self.handle_line(line)
             if buffer.strip():
+                received += 1
                 self.handle_line(buffer)
         finally:
             self._response = None
             response.release_conn()
+        if not received and time.monotonic() - started < SHORT_WATCH and not self._closing:
+            raise ShortWatch()
 
     def handle_line(self, line: bytes) -> None:
         event = json.loads(line)
@@ -289,4 +392,4 @@ def targets(settings: AgentSettings, tracker: Tracker) -> list[Target]:
     return result
 
 
-__all__ = ["Watcher", "Target", "Gone", "targets", "retry_after"]
+__all__ = ["Watcher", "Target", "Gone", "ShortWatch", "targets", "retry_after", "WATCH_IDLE_TIMEOUT"]

@@ -37,6 +37,13 @@ tells of its version (contract.addons.addon_versions): ``api_versions``, the
 could not read discovery; ``release``, where its CRDs are labelled with one.
 An agent older than the field sends none, and is checked as before.
 
+A heartbeat's ``watch_faults`` lists what the agent cannot follow right now,
+one entry per kind and namespace (``""``: cluster-wide) with a ``reason`` of
+WATCH_FAULTS and the API server's ``message``: a namespace whose Role does not
+let the agent read it yet (its objects are not in the status), a kind whose
+CRD is not installed (its objects were reported deleted). An agent older than
+the field sends none.
+
 Objects are identified by (kind, namespace, name). A delta carries the
 object's compact state (``ObjectState``: only what status needs, never the
 whole manifest, never Secret data) and its digest, or ``state: null`` when the
@@ -48,7 +55,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -63,6 +70,12 @@ COMMANDS = {
     "restart": "Deployment or Rollout: roll its pods (like kubectl rollout restart)",
     "run-job": "WorkflowTemplate (a Workflow from it, params.parameters) or CronJob (a Job from it)",
     "logs": "Pod: recent log lines of params.container (bounded by params.tail_lines, params.limit_bytes)",
+}
+# Why a heartbeat's watch_faults says a kind in a namespace is not followed.
+WATCH_FAULTS = {
+    "forbidden": "the API server refused the agent (403): RBAC does not let it list and watch there",
+    "unauthorized": "the API server did not accept the agent's credentials (401)",
+    "not_served": "the API server does not serve the kind (404): its CRD is not installed",
 }
 MAX_LOG_BYTES = 256 * 1024
 MAX_LOG_LINES = 2000
@@ -127,6 +140,8 @@ class Heartbeat:
     simulated: bool = False  # True for the simulated compute plane
     # addon -> {"api_versions": ["<group>/<version>", ...], "release": "..."}, each key where known
     addon_versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the agent cannot follow right now: [{"kind", "namespace" ("" cluster-wide), "reason", "message"}]
+    watch_faults: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +152,40 @@ class Command:
     namespace: str
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+
+class MalformedCommand(ValueError):
+    """A command the agent cannot read; ``id`` is its id when that much could be read (so it can be answered)."""
+
+    def __init__(self, message: str, id: int | None = None):
+        super().__init__(message)
+        self.id = id
+
+
+def decode_command(data: Any) -> tuple[Command, list[str]]:
+    """A Command from parsed JSON, and the names of the fields this agent does not know.
+
+    Unknown fields are ignored, not refused: a newer control plane may send more than an older
+    agent knows, and must not stop it from carrying out what it does know. A command that lacks
+    a field, or has one of the wrong type, raises MalformedCommand.
+    """
+    if not isinstance(data, dict):
+        raise MalformedCommand(f"a command must be an object, not {type(data).__name__}")
+    raw_id = data.get("id")
+    command_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
+    if command_id is None:
+        raise MalformedCommand(f"id must be an integer, not {raw_id!r}")
+    for name in ("type", "kind", "namespace", "name"):
+        if not isinstance(data.get(name), str):
+            raise MalformedCommand(f"{name} must be a string, not {data.get(name)!r}", command_id)
+    params = data.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise MalformedCommand(f"params must be an object, not {type(params).__name__}", command_id)
+    unknown = sorted(str(key) for key in data if key not in _COMMAND_FIELDS)
+    return Command(command_id, data["type"], data["kind"], data["namespace"], data["name"], params or {}), unknown
+
+
+_COMMAND_FIELDS = frozenset(f.name for f in fields(Command))
 
 
 @dataclass
@@ -177,6 +226,20 @@ def check_addon_versions(value: Any) -> dict[str, dict[str, Any]]:
     return value
 
 
+def check_watch_faults(value: Any) -> list[dict[str, str]]:
+    """A heartbeat's ``watch_faults`` as sent, or ValueError when it is not one."""
+    if not isinstance(value, list):
+        raise ValueError("watch_faults must be a list")
+    for entry in value:
+        if (not isinstance(entry, dict) or set(entry) - {"kind", "namespace", "reason", "message"}
+                or not all(isinstance(entry.get(key), str) for key in ("kind", "namespace", "reason"))
+                or not isinstance(entry.get("message", ""), str)):
+            raise ValueError("each of watch_faults must be an object of kind, namespace, reason and message strings")
+        if entry["reason"] not in WATCH_FAULTS:
+            raise ValueError(f"watch_faults reason must be one of {', '.join(WATCH_FAULTS)}, not {entry['reason']!r}")
+    return value
+
+
 def decode_batch(data: dict[str, Any]) -> StatusBatch:
     """A StatusBatch from parsed JSON; ValueError when it is not one."""
     try:
@@ -208,9 +271,13 @@ __all__ = [
     "StatusBatch",
     "Heartbeat",
     "Command",
+    "MalformedCommand",
+    "decode_command",
     "CommandResult",
     "digest_of",
     "encode",
     "decode_batch",
     "check_addon_versions",
+    "check_watch_faults",
+    "WATCH_FAULTS",
 ]

@@ -137,11 +137,38 @@ def _bootstrap_labels(profile: ClusterProfile) -> dict:
 AGENT_NAME = "shipyard-agent"
 AGENT_TOKEN_DIR = "/var/run/secrets/shipyard"
 AGENT_METRICS_PORT = 9090
-# The agent stays under 80 MB RSS following 10,000 Applications (benchmarks/agent_rss.py).
-AGENT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}
-# GKE Autopilot sets limits to the requests: ask for what the agent may need.
-AGENT_RESOURCES_AUTOPILOT = {"requests": {"cpu": "100m", "memory": "128Mi"},
-                             "limits": {"cpu": "100m", "memory": "128Mi"}}
+# The agent's memory budget (benchmarks/agent_rss.py): a base (the interpreter, the Kubernetes client,
+# httpx, threads) and what it keeps per followed object (its compact state, digest and key in the
+# Tracker, and a pending delta until the control plane acknowledges it); lists are read an object at
+# a time (agent.listing), so what the agent reads does not add to it. Sized by default for 40,000
+# followed objects (10,000 apps, each a Deployment and two Pods, with their Applications);
+# a profile's agent.resources raises it.
+AGENT_MEMORY_BASE_MB = 55  # the agent's imports, idle: 54.9 MB
+AGENT_MEMORY_PER_1000_MB = 1.3  # (106.9 - 54.9) MB at 40,000; the same for Applications, Deployments, Rollouts, Pods, Workflows, Jobs
+AGENT_FOLLOWED_OBJECTS = 40_000
+AGENT_CPU_LIMIT = "500m"
+
+
+def agent_memory(followed_objects: int) -> str:
+    """The memory request and limit for an agent following this many objects, rounded up to 16Mi."""
+    megabytes = AGENT_MEMORY_BASE_MB + AGENT_MEMORY_PER_1000_MB * followed_objects / 1000
+    return f"{-(-int(megabytes * 1e6 / 2**20) // 16) * 16}Mi"
+
+
+def agent_resources(profile: ClusterProfile) -> dict:
+    """The agent container's resources: memory requested as much as its limit (the agent's memory is
+    what it follows, not a burst; a pod using more than it requested is the first evicted under node
+    memory pressure: Kubernetes "Node-pressure Eviction"), CPU a tenth of its limit (it idles
+    between events). Where pods must have limits equal to requests (GKE Autopilot before Pod
+    bursting), the CPU limit is requested."""
+    agent = profile.agent
+    memory = agent.memory or agent_memory(agent.followed_objects or AGENT_FOLLOWED_OBJECTS)
+    cpu = agent.cpu or AGENT_CPU_LIMIT
+    millicores = int(cpu[:-1]) if cpu.endswith("m") else int(cpu) * 1000
+    request = cpu if flavor_named(profile.flavor).limits_equal_requests(profile.kubernetes_version) \
+        else f"{max(50, millicores // 10)}m"
+    return {"requests": {"cpu": request, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+
 _AGENT_SELECTOR = {"app.kubernetes.io/name": AGENT_NAME, **MANAGED_BY}
 
 
@@ -215,8 +242,7 @@ def render_agent(profile: ClusterProfile, workspaces: list[str], schemas: KubeSc
         "agent/role-argocd.yaml.j2", scoped, version, schemas)
     files[f"agent/21-rolebinding-{profile.argocd_namespace}.yaml"] = render_template(
         "agent/rolebinding.yaml.j2", scoped, version, schemas)
-    resources = (AGENT_RESOURCES_AUTOPILOT if flavor_named(profile.flavor).limits_equal_requests(profile.kubernetes_version)
-                 else AGENT_RESOURCES)
+    resources = agent_resources(profile)
     files["agent/30-deployment.yaml"] = render_template("agent/deployment.yaml.j2", dict(
         context, selector=selector, env=agent_env(profile, workspaces), resources=resources,
         metrics_port=AGENT_METRICS_PORT, token_dir=AGENT_TOKEN_DIR,
@@ -260,6 +286,9 @@ __all__ = [
     "AGENT_NAME",
     "AGENT_TOKEN_DIR",
     "AGENT_METRICS_PORT",
-    "AGENT_RESOURCES",
-    "AGENT_RESOURCES_AUTOPILOT",
+    "AGENT_MEMORY_BASE_MB",
+    "AGENT_MEMORY_PER_1000_MB",
+    "AGENT_FOLLOWED_OBJECTS",
+    "agent_memory",
+    "agent_resources",
 ]

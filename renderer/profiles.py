@@ -66,11 +66,19 @@ class AgentProfile:
     image: str = field(default_factory=default_agent_image)
     token_secret: str = "shipyard-agent-token"
     token_ref: SecretRef | None = None
+    # ``resources``: what the agent's memory is sized for (renderer.bootstrap.agent_resources), or
+    # the memory itself, and the CPU limit.
+    followed_objects: int | None = None
+    memory: str | None = None
+    cpu: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgentProfile":
         given = {k: data[k] for k in ("tenant", "namespace", "image", "token_secret") if k in data}
-        return cls(url=data["url"], token_ref=parse_secret_ref(data.get("token_ref")), **given)
+        resources = data.get("resources") or {}
+        return cls(url=data["url"], token_ref=parse_secret_ref(data.get("token_ref")),
+                   followed_objects=resources.get("followed_objects"), memory=resources.get("memory"),
+                   cpu=resources.get("cpu"), **given)
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,11 @@ def _agent_problems(doc, data: dict) -> list[Problem]:
     taken = {(data.get("argocd") or {}).get("namespace", "argocd"), "default"} | {
         addons[router]["gateway"].split("/", 1)[0] for router in ("istio", "gateway_api") if addons.get(router)
     }
+    memory = (agent.get("resources") or {}).get("memory")
+    if memory is not None and int(memory[:-2]) * (1024 if memory.endswith("Gi") else 1) < 64:
+        problems.append(doc.problem(
+            f"the agent needs at least 64Mi of memory, not {memory} (the interpreter and the Kubernetes client "
+            "alone take about 45 MB)", ("agent", "resources", "memory")))
     namespace = agent.get("namespace", AgentProfile.namespace)
     if namespace in taken or namespace.startswith("kube-"):
         problems.append(doc.problem(

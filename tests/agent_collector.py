@@ -1,8 +1,12 @@
 """A small control-plane stand-in for agent tests: the agent endpoints of contract.protocol on loopback.
 
-It keeps the seq rules the real control plane keeps (a stream starts with a
-snapshot at seq 1; the next seq is applied; a duplicate is acknowledged
-without applying; a gap or an unknown stream is 409), holds the objects it
+It keeps the seq rules the real control plane keeps (gitops.ingest and
+webapp.agent_api's post_status: a stream starts with a snapshot at seq 1; the
+next seq is applied; a duplicate is acknowledged without applying, answered
+with ``duplicate: true``; a batch that arrives ahead of the one it follows --
+the agent keeps two in flight -- waits up to ``gap_wait`` seconds
+(STATUS_GAP_WAIT) for it, then a gap that stays, or an unknown stream, is
+409), holds the objects it
 was told about, records heartbeats and command results, and hands out
 queued commands to the long-poll. It can be stopped and started again on the
 same port (an outage), optionally forgetting everything (a control plane
@@ -23,9 +27,13 @@ from contract.protocol import API_PREFIX, decode_batch
 
 
 class Collector:
-    def __init__(self, tenant: str = "acme", cluster: str = "prod", token: str = "agent-token"):
+    def __init__(self, tenant: str = "acme", cluster: str = "prod", token: str = "agent-token",
+                 gap_wait: float = 2.0):
         self.tenant, self.cluster, self.token = tenant, cluster, token
+        self.gap_wait = gap_wait  # gitops.status.StatusSettings.gap_wait
         self.lock = threading.Lock()
+        self.applied = threading.Condition(self.lock)  # notified whenever the stream moves
+        self.waited = 0  # batches that arrived ahead of their predecessor and waited for it
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.stream: str | None = None
         self.seq = 0
@@ -73,17 +81,27 @@ class Collector:
 
     def apply(self, data: dict) -> tuple[int, dict]:
         batch = decode_batch(data)
+        deadline = time.monotonic() + self.gap_wait
         with self.lock:
-            if batch.stream != self.stream:
-                if not (batch.snapshot and batch.seq == 1):
+            waited = False
+            while True:
+                if batch.stream == self.stream and batch.seq <= self.seq:
+                    return 200, {"acked": batch.seq, "duplicate": True}
+                starts = batch.snapshot and batch.seq == 1
+                follows = batch.stream == self.stream and batch.seq == self.seq + 1
+                if starts or follows:
+                    break
+                # A batch sent while its predecessor was still on the way may come first: wait for it.
+                ahead = batch.seq > self.seq + 1 if batch.stream == self.stream else batch.snapshot and batch.seq > 1
+                left = deadline - time.monotonic()
+                if not ahead or left <= 0:
                     self.conflicts += 1
                     return 409, {"resync": True}
+                if not waited:
+                    self.waited, waited = self.waited + 1, True
+                self.applied.wait(left)
+            if starts:
                 self.stream, self.seq, self._snapshot = batch.stream, 0, {}
-            if batch.seq <= self.seq:
-                return 200, {"acked": batch.seq}
-            if batch.seq != self.seq + 1:
-                self.conflicts += 1
-                return 409, {"resync": True}
             if batch.snapshot:
                 for delta in batch.deltas:
                     self._snapshot[(delta.kind, delta.namespace, delta.name)] = delta.state
@@ -99,7 +117,8 @@ class Collector:
                         self.objects[key] = delta.state
             self.seq = batch.seq
             self.batches += 1
-            return 200, {"acked": batch.seq}
+            self.applied.notify_all()
+            return 200, {"acked": batch.seq, "duplicate": False}
 
     def of_kind(self, kind: str) -> dict[tuple[str, str], dict]:
         with self.lock:

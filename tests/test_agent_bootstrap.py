@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.liveness import LIVENESS_PATH
 from agent.main import Agent
 from contract.protocol import Command
 from agent.report import Tracker
@@ -179,8 +180,8 @@ def test_the_deployment_environment_is_what_the_agent_reads(tmp_path):
     assert all(namespace in ("gitops", "payments", "storefront") for _, namespace in watched)
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["ports"] == [{"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": LIVENESS_PATH, "port": "metrics"}  # agent.liveness
 
 
 def test_without_workspaces_the_agent_follows_applications_only(tmp_path):
@@ -208,8 +209,8 @@ def test_the_deployment_runs_one_locked_down_agent():
     assert container["image"] == f"ghcr.io/shipyard-dev/shipyard-agent:{metadata.version('shipyard')}"
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
-    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                      "limits": {"cpu": "500m", "memory": "128Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "112Mi"},  # 40,000 objects' budget
+                                      "limits": {"cpu": "500m", "memory": "112Mi"}}
     def autopilot(version: str) -> dict:
         profile = load_profile_text(LAB.replace("flavor: kind", f"flavor: gke-autopilot\nkubernetes_version: '{version}'")
                                     + WITH_AGENT, "lab.yaml")
@@ -217,7 +218,7 @@ def test_the_deployment_runs_one_locked_down_agent():
             "resources"]
 
     before_bursting = autopilot("1.30")  # limits must equal requests there
-    assert before_bursting["requests"] == before_bursting["limits"] and before_bursting["limits"]["memory"] == "128Mi"
+    assert before_bursting["requests"] == before_bursting["limits"] and before_bursting["limits"]["memory"] == "112Mi"
     assert autopilot("1.33") == container["resources"]  # Autopilot bursts from 1.30.2 on
 
 

@@ -160,3 +160,23 @@ def test_api_errors_come_back_as_results(kube, executor):
     kube.fail(403)
     result = executor.execute(command("restart", "Deployment", "shop", "web"))
     assert not result.ok and "403" in result.error
+
+
+def test_commands_from_a_newer_control_plane_are_read_and_broken_ones_refused():
+    from contract.protocol import MalformedCommand, decode_command
+
+    command, unknown = decode_command({"id": 3, "type": "restart", "kind": "Deployment", "namespace": "shop",
+                                       "name": "web", "deadline": "5m", "trace": {"id": "x"}})
+    assert command == Command(3, "restart", "Deployment", "shop", "web", {}) and unknown == ["deadline", "trace"]
+    for broken, known_id in (([1], None), ({"type": "restart"}, None), ({"id": True}, None),
+                             ({"id": 4, "type": "restart", "kind": "Deployment", "name": "web"}, 4),
+                             ({"id": 5, "type": "logs", "kind": "Pod", "namespace": "s", "name": "p", "params": [1]}, 5)):
+        with pytest.raises(MalformedCommand) as refused:
+            decode_command(broken)
+        assert refused.value.id == known_id  # answered as failed when the id could be read
+
+
+def test_an_unreachable_api_server_fails_the_command_not_the_loop(kube, executor):
+    kube.stop()
+    result = executor.execute(command("restart", "Deployment", "shop", "web"))
+    assert result.ok is False and "Kubernetes API unreachable" in result.error

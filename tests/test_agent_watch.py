@@ -424,7 +424,8 @@ def test_the_agent_process_reports_and_stops_on_sigterm(kube, tmp_path, entry):
         kube.update("applications", "argocd", "shop.web", {"status": {"health": {"status": "Degraded"}}})
         wait_for(lambda: collector.of_kind("Application")[("argocd", "shop.web")]["health"] == "Degraded",
                  what="the change")
-        assert collector.heartbeats and collector.heartbeats[0]["kubernetes_version"] == "v1.33.1"
+        wait_for(lambda: collector.heartbeats, what="a heartbeat")  # its own loop: not ordered with status
+        assert collector.heartbeats[0]["kubernetes_version"] == "v1.33.1"
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from contract.protocol import CommandResult, Heartbeat, check_addon_versions, decode_batch
+from contract.protocol import CommandResult, Heartbeat, check_addon_versions, check_watch_faults, decode_batch
 from gitops import agents, ingest, status
 from gitops.commands import claim_commands, record_result
 from gitops.models import Cluster, utcnow
@@ -88,11 +88,13 @@ def parse_heartbeat(data: Any) -> Heartbeat:
     for name in ("objects", "pending"):
         if not isinstance(values.get(name, 0), int) or isinstance(values.get(name, 0), bool):
             raise InvalidRequest(f"heartbeat {name} must be a whole number")
-    if values.get("kubernetes_version") is not None and not isinstance(values["kubernetes_version"], str):
+    values.setdefault("kubernetes_version", None)  # unknown, as an agent that could not read /version says
+    if values["kubernetes_version"] is not None and not isinstance(values["kubernetes_version"], str):
         raise InvalidRequest("heartbeat kubernetes_version must be a string")
     values["simulated"] = bool(values.get("simulated", False))
     try:
         values["addon_versions"] = check_addon_versions(values.get("addon_versions", {}))
+        values["watch_faults"] = check_watch_faults(values.get("watch_faults", []))  # none from older agents
     except ValueError as exc:
         raise InvalidRequest(f"heartbeat {exc}") from exc
     return Heartbeat(**values)
