@@ -19,8 +19,10 @@ generated as a target, or every later request would be a 401.
 The stateful phase chains calls along the document's links (a cluster listed
 or created leads to its workspaces, an app listed to its versions, ...), on
 SQLite and on PostgreSQL, which refuses what SQLite keeps (over-long text).
-Each scenario starts from the seeded objects, put back when an earlier one
-deleted them. Every response must be no server error, a status and content
+Each scenario runs on its own copy of one seeded control plane (database and
+repositories): Hypothesis requires the same choices to meet the same answers,
+and a scenario meeting an earlier one's leftovers (a cluster it already
+created answers 409) would make generation inconsistent. Every response must be no server error, a status and content
 type the document declares for the operation, a body its schema allows, and
 an object just created must be there to read. Operations that could take the
 test's own access away (revoking tokens, deleting role bindings, changing
@@ -31,9 +33,13 @@ keeps its state, so Hypothesis could not replay a scenario to report it.
 from __future__ import annotations
 
 import re
+import shutil
+import uuid
+from pathlib import Path
 
 import pytest
 import schemathesis
+from flask import Flask
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -46,9 +52,19 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from gitops.models import ApiToken, RoleBinding
-from tests.plane import DATABASES, add_cluster, add_workspace, deploy_yaml, make_user, service_spec
+from tests.plane import (
+    DATABASES,
+    add_cluster,
+    add_workspace,
+    app_config,
+    deploy_yaml,
+    make_user,
+    service_spec,
+)
+from webapp import create_app
 
 API = "/api/v1"
 MAX_EXAMPLES = 25
@@ -178,30 +194,75 @@ def takes_access_away(context) -> bool:
     return not (operation.method.upper() == "POST" and operation.path.rstrip("/").count("/") == 3)
 
 
-def put_back_seeded(admin) -> None:
+def seed(admin) -> None:
     """Cluster demo, workspace storefront and app web, as the stateless runs have them."""
-    if admin.get(f"{API}/clusters/demo").status_code == 404:
-        add_cluster(admin)
-    if admin.get(f"{API}/clusters/demo/workspaces/storefront").status_code == 404:
-        add_workspace(admin, "demo", "storefront")
-    app = admin.get(f"{API}/apps/demo/storefront/web")
-    if app.status_code == 404 or app.get_json()["deleted"]:
-        assert deploy_yaml(admin, service_spec("web")).status_code == 200
+    add_cluster(admin)
+    add_workspace(admin, "demo", "storefront")
+    assert deploy_yaml(admin, service_spec("web")).status_code == 200
+
+
+class SeededPlanes:
+    """A WSGI app forwarding to the current scenario's control plane; ``fresh()`` starts a new one
+    on a copy of the seeded database and data directory, seeded once (a PostgreSQL database is
+    copied by ``CREATE DATABASE ... TEMPLATE``)."""
+
+    def __init__(self, tmp_path: Path, database_url: str, postgres_server=None):
+        self.tmp_path, self.postgres_server = tmp_path, postgres_server
+        self.template = make_url(database_url).database
+        self.current: Flask | None = None
+        self.scenario: tuple[Path, str | None] | None = None
+        self.started = 0
+        seeded = create_app(app_config(tmp_path / "seed", database_url))
+        self.admin = make_user(seeded, "admin", "tenant-admin")
+        seed(self.admin)
+        seeded.extensions["shipyard"].close()
+
+    def fresh(self) -> Flask:
+        self.close()
+        self.started += 1
+        copy = self.tmp_path / f"scenario-{self.started}"
+        shutil.copytree(self.tmp_path / "seed", copy / "data")
+        if self.postgres_server is None:
+            database, url = None, f"sqlite:///{copy / 'shipyard.db'}"
+            shutil.copyfile(self.template, copy / "shipyard.db")
+        else:
+            database = f"scenario_{uuid.uuid4().hex[:16]}"
+            url = self.postgres_server.create_database(database, template=self.template)
+        self.scenario = (copy, database)
+        self.current = create_app(app_config(copy / "data", url))
+        return self.current
+
+    def close(self) -> None:
+        """Ends the current scenario's plane and throws its copy away."""
+        if self.current is not None:
+            self.current.extensions["shipyard"].close()
+            self.current = None
+        if self.scenario is not None:
+            copy, database = self.scenario
+            shutil.rmtree(copy, ignore_errors=True)
+            if database is not None:
+                self.postgres_server.drop_database(database)
+            self.scenario = None
+
+    def __call__(self, environ, start_response):
+        return self.current(environ, start_response)
 
 
 @pytest.mark.parametrize("database_url", DATABASES, indirect=True)
-def test_stateful_scenarios_conform_to_the_document(plane_app, admin):
-    put_back_seeded(admin)
+def test_stateful_scenarios_conform_to_the_document(request, database_url, tmp_path):
+    postgres = request.getfixturevalue("postgres_server") if database_url.startswith("postgresql") else None
+    planes = SeededPlanes(tmp_path, database_url, postgres)
+    planes.fresh()
     config = SchemathesisConfig.from_dict(DECLARED_LINKS_ONLY)
-    schema = schemathesis.openapi.from_wsgi(f"{API}/openapi.json", plane_app, config=config)
+    schema = schemathesis.openapi.from_wsgi(f"{API}/openapi.json", planes, config=config)
     schema = schema.exclude(func=takes_access_away)
-    headers = {"Authorization": f"Bearer {admin.token}"}
+    headers = {"Authorization": f"Bearer {planes.admin.token}"}
     failures: list[str] = []
     answered: set[tuple[str, int]] = set()
 
     class Scenario(schema.as_state_machine()):
         def setup(self):
-            put_back_seeded(admin)
+            planes.fresh()
 
         def get_call_kwargs(self, case):
             return {"headers": headers}
@@ -214,10 +275,13 @@ def test_stateful_scenarios_conform_to_the_document(plane_app, admin):
             except Exception as exc:  # noqa: BLE001 - collected, reported together below
                 failures.append(f"{case.operation.label}: {exc}"[:3000])
 
-    Scenario.run(settings=STATEFUL_SETTINGS)
+    try:
+        Scenario.run(settings=STATEFUL_SETTINGS)
+    finally:
+        planes.close()
 
     assert failures == [], f"{len(failures)} failure(s):\n\n" + "\n\n".join(failures[:20])
+    assert planes.started >= STATEFUL_SETTINGS.max_examples // 2, planes.started
     # the links were followed: operations on the seeded objects answered with success
     succeeded = {label for label, status in answered if status < 300}
     assert len(succeeded) >= 12, sorted(succeeded)
-    assert plane_app.test_client().get(f"{API}/me", headers=headers).status_code == 200
