@@ -15,7 +15,7 @@ SHIPYARD_NAMESPACES_DENY           deny list, patterns; kube-* and the ArgoCD na
                                    always denied for workloads
 SHIPYARD_BATCH_INTERVAL            seconds between status batches (0.2)
 SHIPYARD_HEARTBEAT_INTERVAL        seconds between heartbeats (15)
-SHIPYARD_BACKOFF_BASE / _MAX       reconnect backoff: first delay and cap, seconds (0.5 / 30)
+SHIPYARD_BACKOFF_BASE / _MAX       reconnect backoff: first delay and cap, seconds (0.8 / 30, client-go reflector's)
 SHIPYARD_UNAUTHORIZED_BACKOFF      after a 401/403 from the control plane: how often the same
                                    token is tried again (a new one goes at once); after one
                                    from the API server: the delay before a retry (60)
@@ -59,7 +59,7 @@ class AgentSettings:
     namespaces_deny: tuple[str, ...] = ()
     batch_interval: float = 0.2
     heartbeat_interval: float = 15.0
-    backoff_base: float = 0.5
+    backoff_base: float = 0.8
     backoff_max: float = 30.0
     unauthorized_backoff: float = 60.0
     watch_timeout: int = 300
@@ -106,7 +106,7 @@ class AgentSettings:
             namespaces_deny=_patterns(env.get("SHIPYARD_NAMESPACES_DENY")),
             batch_interval=number("SHIPYARD_BATCH_INTERVAL", 0.2),
             heartbeat_interval=number("SHIPYARD_HEARTBEAT_INTERVAL", 15.0),
-            backoff_base=number("SHIPYARD_BACKOFF_BASE", 0.5),
+            backoff_base=number("SHIPYARD_BACKOFF_BASE", 0.8),
             backoff_max=number("SHIPYARD_BACKOFF_MAX", 30.0),
             unauthorized_backoff=number("SHIPYARD_UNAUTHORIZED_BACKOFF", 60.0),
             watch_timeout=number("SHIPYARD_WATCH_TIMEOUT", 300, int),

@@ -228,7 +228,7 @@ def test_fifty_namespaces_get_a_pooled_connection_each_and_no_pool_is_full_warni
         for namespace in namespaces:
             kube.create("deployments", deployment("web"), namespace)
         collector = Collector().start()
-        agent = Agent(make_settings(kube, url=collector.url, namespaces=namespaces, watch_timeout=2))
+        agent = Agent(make_settings(kube, url=collector.url, namespaces=namespaces, watch_timeout=30))
         stop = threading.Event()
         with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
             agent.start(stop)
