@@ -41,6 +41,7 @@ import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.internal.floats import float_to_int
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -51,6 +52,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sortedcontainers import SortedSet
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -84,6 +86,21 @@ def database_url(request, tmp_path):
     if getattr(request, "param", "sqlite") == "postgresql":
         return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path / 'shipyard.db'}"
+
+
+@pytest.fixture(autouse=True)
+def same_generation_everywhere(monkeypatch):
+    """Hypothesis also draws literals it finds in the project's imported modules (tests excluded), so
+    what it generated here depended on which other test modules this process had imported, and in
+    what order: a failure would not reproduce alone. Without them the generation is the same alone,
+    in the whole suite and in any order."""
+    from hypothesis.internal.cache import LRUCache
+    from hypothesis.internal.conjecture import providers
+
+    empty = type(providers.GLOBAL_CONSTANTS)(integers=SortedSet(), floats=SortedSet(key=float_to_int),
+                                             bytes=SortedSet(), strings=SortedSet())
+    monkeypatch.setattr(providers, "_get_local_constants", lambda: empty)
+    monkeypatch.setattr(providers, "CONSTANTS_CACHE", LRUCache(1024))
 
 
 @pytest.fixture
