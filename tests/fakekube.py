@@ -67,6 +67,7 @@ import copy
 import json
 import queue
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -255,6 +256,14 @@ class Watcher:
     cut: threading.Event = field(default_factory=threading.Event)
 
 
+class _Server(ThreadingHTTPServer):
+    """Clients that hang up (a cut watch, an agent stopping) are a normal end, not a traceback on stderr."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class FakeKube:
     """The server's state and the test API. Use as a context manager, or start()/stop()."""
 
@@ -309,7 +318,7 @@ class FakeKube:
             kube = fake
 
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fakekube", daemon=True)
         self._thread.start()
