@@ -87,10 +87,9 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
         query = query.where(Workspace.name == workspace)
     if not include_deleted:
         query = query.where(Application.deleted.is_(False))
-    if not any(g.scope.level == "tenant" and "app.read" in ROLES.get(g.role, ()) for g in principal.grants) \
-            or principal.token is not None:
-        readable = _readable_scopes(ctx)
-        query = query.where(or_(Cluster.id.in_(readable[0]), Workspace.id.in_(readable[1])))
+    readable = app_read_filter(ctx)
+    if readable is not None:
+        query = query.where(readable)
     if after:
         parts = after.split("/")
         if len(parts) != 3:
@@ -102,6 +101,17 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
     # Core execution: plain columns need none of the ORM's per-row loading machinery
     return [(ListedApp(*row[:6]), ListedName(row[6]), ListedName(row[7]))
             for row in session.connection().execute(query).all()]
+
+
+def app_read_filter(ctx: Context):
+    """The condition (on Cluster.id and Workspace.id) of the apps the caller may read, or None
+    when they may read every app of the tenant."""
+    principal = ctx.principal
+    if principal.token is None and any(g.scope.level == "tenant" and "app.read" in ROLES.get(g.role, ())
+                                       for g in principal.grants):
+        return None
+    clusters, workspaces = _readable_scopes(ctx)
+    return or_(Cluster.id.in_(clusters), Workspace.id.in_(workspaces))
 
 
 def _readable_scopes(ctx: Context) -> tuple[list[int], list[int]]:
@@ -131,6 +141,11 @@ def version_diff(ctx: Context, app: Application, a: Any, b: Any) -> dict:
         directory = app_dir(app.workspace.name, app.name)
         manifests = file_diff(_files_at(repo, older.commit_id, directory), _files_at(repo, newer.commit_id, directory))
     return {"from": older.number, "to": newer.number, "spec": spec_diff, "manifests": manifests}
+
+
+def spec_text(version: Version) -> str:
+    """A version's spec as YAML, as diffs show it; empty for a delete."""
+    return "".join(_spec_lines(version.spec))
 
 
 def _spec_lines(spec: dict | None) -> list[str]:
@@ -163,5 +178,5 @@ def file_diff(before: dict[str, bytes], after: dict[str, bytes]) -> str:
 
 
 
-__all__ = ["get_app", "get_version", "list_versions", "list_apps", "ListedApp", "ListedName", "version_diff",
+__all__ = ["get_app", "get_version", "list_versions", "list_apps", "app_read_filter", "spec_text", "ListedApp", "ListedName", "version_diff",
            "file_diff"]

@@ -34,11 +34,20 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gitops.models import (Application, AppStatus, Cluster, ClusterObject, Command, StatusEvent, Version,
-                           Workspace, utcnow)
-from gitops.repo import ClusterRepo
 from contract.errors import RepoError
 from contract.repository import application_name
+from gitops.models import (
+    Application,
+    AppStatus,
+    Cluster,
+    ClusterObject,
+    Command,
+    StatusEvent,
+    Version,
+    Workspace,
+    utcnow,
+)
+from gitops.repo import ClusterRepo
 
 # Pod reasons that say why an app is not healthy, worst first.
 POD_PROBLEMS = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
@@ -59,7 +68,7 @@ class StatusSettings:
     gap_wait: float = 2.0  # seconds a batch that came before its predecessor waits for it
 
     @classmethod
-    def from_config(cls, config: Any) -> "StatusSettings":
+    def from_config(cls, config: Any) -> StatusSettings:
         return cls(token_grace=float(config.get("AGENT_TOKEN_GRACE", 3600)),
                    online_within=float(config.get("AGENT_ONLINE_WITHIN", 60)),
                    stale_within=float(config.get("AGENT_STALE_WITHIN", 600)),
@@ -74,9 +83,14 @@ class StatusSettings:
 
 def connectivity(cluster: Cluster, settings: StatusSettings, now: dt.datetime | None = None) -> str:
     """online | stale | offline, by when the cluster's agent was last heard from."""
-    if cluster.last_seen_at is None:
-        return "offline"
-    age = ((now or utcnow()) - cluster.last_seen_at).total_seconds()
+    return reachability(cluster.last_seen_at, settings, now) if cluster.last_seen_at else "offline"
+
+
+def reachability(last_seen: dt.datetime | None, settings: StatusSettings, now: dt.datetime | None = None) -> str:
+    """online | stale | offline by the time of an agent's last call; never when it has made none."""
+    if last_seen is None:
+        return "never"
+    age = ((now or utcnow()) - last_seen).total_seconds()
     if age <= settings.online_within:
         return "online"
     return "stale" if age <= settings.stale_within else "offline"
@@ -332,6 +346,17 @@ def cluster_status(session: Session, cluster: Cluster, settings: StatusSettings,
 
 
 __all__ = [
-    "StatusSettings", "connectivity", "pending_commands", "live_versions", "version_statuses", "statuses_for",
-    "app_pods", "app_status", "status_history", "cluster_status", "ancestry", "POD_PROBLEMS",
+    "POD_PROBLEMS",
+    "StatusSettings",
+    "ancestry",
+    "app_pods",
+    "app_status",
+    "cluster_status",
+    "connectivity",
+    "live_versions",
+    "pending_commands",
+    "reachability",
+    "status_history",
+    "statuses_for",
+    "version_statuses",
 ]

@@ -6,8 +6,9 @@ moves it along lives with the cluster (simulation.cluster), since it is driven
 by the repository, the clock and the switches together. Here, from that state
 and the app's fault, are the Kubernetes objects a real cluster would show at
 that moment: the Application, the Deployment or Argo Rollout with its Pods
-(the old revision's pods stay until the new ones are ready), Workflows and
-Jobs of manual runs. They go through agent.summaries, as a real agent's
+(the old revision's pods stay until the new ones are ready), the Events a
+cluster would show about them (scaling, back-offs), Workflows and Jobs of
+manual runs. They go through agent.summaries, as a real agent's
 objects do, so the control plane receives the very compact states it would
 from a cluster; everything names itself simulated (node names, messages).
 
@@ -114,7 +115,9 @@ def app_states(settings: SimulationSettings, sim: AppSimulation, fault: Fault,
                                 "labels": _labels(source)}, "status": status}
     states = [("Application", source.argocd_namespace, source.application, summaries.application(application))]
     if (source.workload_kind and sim.phase != "outofsync") or sim.previous is not None:
-        states.extend(_workload_states(settings, sim, fault, now))
+        workload = _workload_states(settings, sim, fault, now)
+        states.extend(workload)
+        states.extend(_events(settings, sim, workload))
     for name, (started, template, kind) in sim.workflows.items():
         if kind == "CronJob":  # kubectl create job --from=cronjob/...: a Job
             states.append(("Job", source.namespace, name, summaries.job(_job(
@@ -220,6 +223,39 @@ def _pod(settings: SimulationSettings, sim: AppSimulation, source: AppSource, te
              "state": state, **({"lastState": last_state} if last_state else {})}]},
     }
     return "Pod", source.namespace, name, summaries.pod(raw)
+
+
+def _events(settings: SimulationSettings, sim: AppSimulation,
+            workload: list[tuple[str, str, str, dict]]) -> list[tuple[str, str, str, dict]]:
+    """The Kubernetes Events a cluster would show for these objects: the Deployment scaling its new
+    ReplicaSet, and the kubelet backing off a crashing container or an image it cannot pull."""
+    events = []
+    for kind, namespace, name, state in workload:
+        if kind in ("Deployment", "Rollout") and sim.phase in ("rolling", "done"):
+            template = _short_hash(sim.source.digest, size=10)
+            events.append(_event(namespace, kind, name, "Normal", "ScalingReplicaSet",
+                                 f"Scaled up replica set {name}-{template} to {state.get('replicas') or 0} (simulated)",
+                                 1, sim.since))
+        elif kind == "Pod" and state["reasons"]:
+            if "ImagePullBackOff" in state["reasons"]:
+                reason, message = "BackOff", state.get("message") or "Back-off pulling image (simulated)"
+            else:
+                reason = "BackOff"
+                message = f"Back-off restarting failed container {sim.source.name} in pod {name} (simulated)"
+            count = max(1, state["restarts"])
+            events.append(_event(namespace, "Pod", name, "Warning", reason, message, count,
+                                 sim.since + count * settings.step_seconds))
+    return events
+
+
+def _event(namespace: str, kind: str, name: str, type_: str, reason: str, message: str, count: int,
+           last: float) -> tuple[str, str, str, dict]:
+    """A core/v1 Event about one object, as the API server lists it (name: object name and a hex suffix)."""
+    raw = {"metadata": {"name": f"{name}.{_short_hash(kind, name, reason, size=16)}", "namespace": namespace},
+           "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+           "reason": reason, "message": message, "type": type_, "count": count,
+           "firstTimestamp": kubernetes_time(last - max(0, count - 1)), "lastTimestamp": kubernetes_time(last)}
+    return "Event", namespace, raw["metadata"]["name"], summaries.event(raw)
 
 
 def _workflow(settings: SimulationSettings, source: AppSource, name: str, template: str, started: float,

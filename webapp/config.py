@@ -47,6 +47,8 @@ AGENT_LONG_POLLS           command long-polls one process holds at once, each on
                            limit; `shipyard serve` keeps a quarter of its threads, at least 4, for other
                            requests); past it a poll is answered at once
 AGENT_POLL_PAUSE           ... and the agent is told to poll again within this many seconds (10)
+DASHBOARD_POLL_SECONDS     how often an open dashboard page asks whether what it shows changed (1.0); each
+                           ask that finds nothing new is a signature check and a cached look-up
 =========================  ==================================================================
 """
 
@@ -100,6 +102,7 @@ DEFAULTS = {
     "STATUS_GAP_WAIT": 2.0,
     "AGENT_LONG_POLLS": 0,
     "AGENT_POLL_PAUSE": 10.0,
+    "DASHBOARD_POLL_SECONDS": 1.0,
 }
 
 

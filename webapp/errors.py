@@ -1,4 +1,5 @@
-"""The one error boundary of the web app: every failure becomes a JSON error with a stable code.
+"""The one error boundary of the web app: every failure becomes a JSON error with a stable code,
+or, for a person's browser on a page, the same error as an HTML page in the dashboard's layout.
 
 ``{"error": {"code": "spec_invalid", "message": "...", "problems": [...]}}``;
 spec and profile problems carry file, line, column and JSON path. The codes
@@ -7,13 +8,17 @@ is their one translation to HTTP status. Errors Shipyard raises carry their
 code; Flask's own (no such route, 405 with ``Allow``, a body over
 MAX_CONTENT_LENGTH) answer with the code of their status; anything else is a
 bug: 500 ``internal``, logged with its traceback, never shown.
+
+Pages (the ``pages`` blueprint, and unknown paths outside the API, agent, git and
+metrics routes asked for by a browser) get an HTML page with the same status and
+message: a missing app is a 404 page with a way back, never raw JSON.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask, jsonify, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -52,7 +57,42 @@ _MESSAGES = {
 }
 
 
+_MACHINE_PATHS = ("/api/", "/agent/", "/git/", "/metrics", "/healthz", "/live", "/static/")
+_TITLES = {400: "That request was not right", 401: "Please log in", 403: "Not allowed", 404: "Not found",
+           405: "Not allowed here", 409: "Conflict", 413: "Too large", 422: "Not valid", 500: "Something went wrong",
+           503: "Unavailable"}
+
+
+def _wants_html() -> bool:
+    """A person's browser on a page: the pages blueprint, or an unknown path a browser asked for."""
+    if request.blueprint == "pages" and request.endpoint not in ("pages.live", "pages.static_asset"):
+        return True
+    if request.blueprint is not None or request.path.startswith(_MACHINE_PATHS):
+        return False
+    accepted = request.accept_mimetypes
+    return accepted.best_match(["application/json", "text/html"]) == "text/html" and accepted["text/html"] > 0
+
+
+def _html_error(status: int, message: str):
+    from webapp.auth import current_principal
+
+    try:
+        principal = current_principal()
+    except Exception:  # noqa: BLE001 - a bad token or a broken database: the error page shows no user
+        principal = None
+    try:
+        return make_response(render_template("error.html", status=status, title=_TITLES.get(status, "Error"),
+                                             message=message, principal=principal), status)
+    except Exception:  # noqa: BLE001 - the error page must not fail; the JSON answer says the same
+        log.exception("the error page could not be rendered")
+        return None
+
+
 def error_response(status: int, code: str, message: str, **extra):
+    if _wants_html():
+        page = _html_error(status, message)
+        if page is not None:
+            return page
     body = {"error": {"code": code, "message": message, **extra}}
     response = jsonify(body)
     response.status_code = status

@@ -1,36 +1,33 @@
-"""HTML pages: log in (local password or OIDC), the apps with their state, an app with its versions.
+"""Logging in and out (local password or OIDC), and the caller's own account page.
 
-Forms carry a CSRF token (flask-wtf); pages read through the same services
-and authorization as the API. A login (password or OIDC, webapp.oidc) starts
-a new session: whatever the browser's cookie held before, including its CSRF
-secret, is dropped, so a session planted before the login is worth nothing
-after it.
+A login (password or OIDC, webapp.oidc) starts a new session: whatever the
+browser's cookie held before, including its CSRF secret, is dropped, so a
+session planted before the login is worth nothing after it.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask_login import login_user, logout_user
 
-from gitops import accounts, reads
+from gitops import accounts
 from gitops.models import User
 from webapp import oidc
 from webapp.auth import AUTHENTICATED, SessionUser, current_principal, public, requires
-from webapp.plane import context, db_session, plane
-
-bp = Blueprint("pages", __name__, template_folder="templates")
+from webapp.pages.blueprint import bp
+from webapp.plane import db_session, plane
 
 
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: a login link must not bounce anyone elsewhere."""
     if not target:
-        return url_for("pages.apps")
+        return url_for("pages.overview")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("pages.apps")
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("pages.overview")
     return target
 
 
@@ -95,33 +92,8 @@ def logout():
     return redirect(url_for("pages.login"))
 
 
-@bp.get("/")
-@public("redirects to the apps page or to the login page")
-def index():
-    return redirect(url_for("pages.apps") if current_principal() else url_for("pages.login"))
-
-
-@bp.get("/apps")
-@requires(AUTHENTICATED)  # lists only what the caller may read; someone with no role yet sees an empty page
-def apps():
-    rows = reads.list_apps(context(), limit=1000)
-    return render_template("apps.html", rows=rows, principal=current_principal())
-
-
-@bp.get("/apps/<cluster>/<workspace>/<app>")
-@requires("app.read")
-def app_page(cluster: str, workspace: str, app: str):
-    ctx = context()
-    row = reads.get_app(ctx, cluster, workspace, app)
-    versions = reads.list_versions(ctx, row, limit=100)
-    return render_template("app.html", app=row, versions=versions, cluster=cluster, workspace=workspace,
-                           principal=current_principal())
-
-
 @bp.get("/account")
 @requires(AUTHENTICATED)
 def account():
     return render_template("account.html", principal=current_principal())
 
-
-__all__ = ["bp"]
