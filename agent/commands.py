@@ -20,8 +20,10 @@ run-job    WorkflowTemplate: a Workflow with spec.workflowTemplateRef and
            --from cronwf/...); CronJob: a Job from its jobTemplate
            (kubectl create job --from=cronjob/...). Both labelled shipyard.dev/app and
            shipyard.dev/run (params.run_id, else the command id)
-logs       Pod: the last params.tail_lines lines of params.container, at most
-           MAX_LOG_LINES lines and MAX_LOG_BYTES bytes
+logs       Pod: the last params.tail_lines lines of params.container (params.previous: of
+           the container before its last restart; params.since_time: from that RFC 3339 time;
+           params.timestamps: each line prefixed with its time), at most MAX_LOG_LINES lines
+           and MAX_LOG_BYTES bytes
 =========  =============================================================================
 """
 
@@ -224,14 +226,26 @@ class Executor:
     def logs(self, command: Command) -> dict:
         tail = _bounded(command.params.get("tail_lines"), 200, MAX_LOG_LINES, "tail_lines")
         limit = _bounded(command.params.get("limit_bytes"), MAX_LOG_BYTES, MAX_LOG_BYTES, "limit_bytes")
-        container = command.params.get("container")
+        params = command.params
+        container = params.get("container")
         if container is not None and not isinstance(container, str):
             raise CommandRefused("params.container must be a name")
-        data = self.api.pod_log(command.namespace, command.name, container, tail, limit)
+        for flag in ("previous", "timestamps"):
+            if not isinstance(params.get(flag, False), bool):
+                raise CommandRefused(f"params.{flag} must be true or false")
+        since = params.get("since_time")
+        if since is not None and not (isinstance(since, str) and _RFC3339.fullmatch(since)):
+            raise CommandRefused("params.since_time must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z")
+        data = self.api.pod_log(command.namespace, command.name, container, tail, limit,
+                                previous=params.get("previous", False), since_time=since,
+                                timestamps=params.get("timestamps", False))
         # Whatever the server sent, the answer stays within the bounds.
         lines = data[:limit].decode("utf-8", errors="replace").splitlines()
         truncated = len(data) >= limit or len(lines) > tail
         return {"container": container, "lines": lines[-tail:], "truncated": truncated}
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 
 
 def _api_message(exc: ApiException) -> str:

@@ -212,10 +212,14 @@ class KubeApi:
             kind.group, kind.version, namespace, kind.plural, name, body,
             _preload_content=False, _request_timeout=self.request_timeout).data)
 
-    def pod_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> bytes:
-        return self._core("GET", self._core_path(POD, namespace, name) + "/log",
-                          [("container", container), ("tailLines", tail_lines), ("limitBytes", limit_bytes)],
-                          accept="text/plain")
+    def pod_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int,
+                previous: bool = False, since_time: str | None = None, timestamps: bool = False) -> bytes:
+        """GET pods/<name>/log (PodLogOptions: previous, the container before its last restart;
+        sinceTime, RFC 3339; timestamps, each line prefixed with its RFC 3339 time)."""
+        query = [("container", container), ("tailLines", tail_lines), ("limitBytes", limit_bytes),
+                 ("previous", "true" if previous else None), ("sinceTime", since_time),
+                 ("timestamps", "true" if timestamps else None)]
+        return self._core("GET", self._core_path(POD, namespace, name) + "/log", query, accept="text/plain")
 
     def version(self) -> dict:
         return json.loads(self._core("GET", "/version"))

@@ -69,7 +69,9 @@ COMMANDS = {
     "refresh": "Application: ask ArgoCD to refresh (and hard-refresh with params.hard) now",
     "restart": "Deployment or Rollout: roll its pods (like kubectl rollout restart)",
     "run-job": "WorkflowTemplate (a Workflow from it, params.parameters) or CronJob (a Job from it)",
-    "logs": "Pod: recent log lines of params.container (bounded by params.tail_lines, params.limit_bytes)",
+    "logs": "Pod: recent log lines of params.container (bounded by params.tail_lines, params.limit_bytes; "
+            "params.previous: the container before its last restart; params.since_time: from that RFC 3339 "
+            "time; params.timestamps: each line prefixed with its time)",
 }
 # Why a heartbeat's watch_faults says a kind in a namespace is not followed.
 WATCH_FAULTS = {

@@ -83,7 +83,7 @@ def enqueue_command(ctx: Context, app: Application, kind_of_command: str, params
         target = ("Rollout" if rollout else "Deployment", workspace.name, app.name)
     elif kind_of_command == "logs":
         principal.require("app.read", workspace_scope(workspace), what)
-        unknown = set(params) - {"pod", "container", "tail_lines", "limit_bytes"}
+        unknown = set(params) - {"pod", "container", "tail_lines", "limit_bytes", "previous", "since_time", "timestamps"}
         if unknown:
             raise InvalidRequest(f"unknown logs param(s): {', '.join(sorted(unknown))}")
         pods = app_pods(session, app)
@@ -99,6 +99,11 @@ def enqueue_command(ctx: Context, app: Application, kind_of_command: str, params
         params["limit_bytes"] = _whole(params, "limit_bytes", 1, MAX_LOG_BYTES, MAX_LOG_BYTES)
         if "container" in params and not isinstance(params["container"], str):
             raise InvalidRequest("container must be a string")
+        for flag in ("previous", "timestamps"):
+            if not isinstance(params.get(flag, False), bool):
+                raise InvalidRequest(f"{flag} must be true or false")
+        if "since_time" in params:
+            params["since_time"] = _rfc3339(params["since_time"])
         target = ("Pod", workspace.name, pod)
     else:
         choices = ", ".join(USER_COMMANDS)
@@ -113,6 +118,17 @@ def enqueue_command(ctx: Context, app: Application, kind_of_command: str, params
     record(session, principal, f"app.command.{command.type}", f"{cluster.name}:{workspace.name}/{app.name}",
            {"command": command.id})
     return command
+
+
+def _rfc3339(value: Any) -> str:
+    """An RFC 3339 time as the API server's sinceTime takes it (UTC, ``Z``)."""
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidRequest("since_time must be an RFC 3339 time with its offset, e.g. 2026-01-01T12:00:00Z")
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def get_command(ctx: Context, command_id: int) -> Command:

@@ -26,6 +26,7 @@ long-poll in a second thread.
 
 from __future__ import annotations
 
+import datetime as dt
 import dataclasses
 import logging
 import random
@@ -306,8 +307,12 @@ class SimulatedCluster:
             owner = self._find(lambda s: pod_key in self._owned.get((s.source.workspace, s.source.name), set()))
             if owner is None:
                 return self._not_found(command)
-            return CommandResult(True, {"simulated": True, "container": command.params.get("container") or
-                                        owner.source.name, "lines": self._log_lines(owner, command)})
+            container = command.params.get("container") or owner.source.name
+            lines = self._log_lines(owner, command)
+            if lines is None:  # the API server's answer when no container ran before this one
+                return CommandResult(False, {"simulated": True}, f'previous terminated container "{container}" in '
+                                                                 f'pod "{command.name}" not found (simulated)')
+            return CommandResult(True, {"simulated": True, "container": container, "lines": lines})
 
     def _find(self, match: Callable[[AppSimulation], bool]) -> AppSimulation | None:
         return next((sim for sim in self.apps.values() if match(sim)), None)
@@ -317,18 +322,32 @@ class SimulatedCluster:
         return CommandResult(False, {"simulated": True},
                              f"{command.kind} {command.namespace}/{command.name} not found in the simulated cluster")
 
-    def _log_lines(self, sim: AppSimulation, command: Command) -> list[str]:
-        tail = max(1, min(int(command.params.get("tail_lines") or 20), MAX_LOG_LINES))
-        start = sim.since
-        lines = [f"{kubernetes_time(start)} [simulated] container {sim.source.name} started "
-                 f"({sim.source.images[0] if sim.source.images else 'no image'})",
-                 f"{kubernetes_time(start + 1)} [simulated] listening; "
-                 "this is a simulated compute plane, no process runs",
-                 f"{kubernetes_time(start + 2)} [simulated] revision {sim.revision[:12]}, generation {sim.generation}"]
+    def _log_lines(self, sim: AppSimulation, command: Command) -> list[str] | None:
+        """What a container of the app wrote, by the logs command's params (tail_lines, previous,
+        since_time, timestamps); None for ``previous`` when the container never restarted."""
+        params = command.params
+        tail = max(1, min(int(params.get("tail_lines") or 20), MAX_LOG_LINES))
         fault = self.switches.fault_for(sim.source.workspace, sim.source.name)
-        if fault.pods in ("CrashLoopBackOff", "OOMKilled"):
-            lines.append(f"{kubernetes_time(self.clock())} [simulated] fatal: "
-                         + ("out of memory (killed)" if fault.pods == "OOMKilled" else "exiting with status 1"))
+        crashing = fault.pods in ("CrashLoopBackOff", "OOMKilled")
+        if params.get("previous") and not (crashing or sim.restarts):
+            return None
+        start = sim.since
+        image = sim.source.images[0] if sim.source.images else "no image"
+        entries = [(start, f"[simulated] container {sim.source.name} started ({image})"),
+                   (start + 1, "[simulated] listening; this is a simulated compute plane, no process runs"),
+                   (start + 2, f"[simulated] revision {sim.revision[:12]}, generation {sim.generation}")]
+        if crashing:
+            entries.append((start + 3, "[simulated] fatal: " + (
+                "out of memory (killed)" if fault.pods == "OOMKilled" else "exiting with status 1")))
+            if not params.get("previous"):
+                entries = entries[:1]  # the current container has just started again
+        elif params.get("previous"):
+            entries.append((start + 3, "[simulated] received SIGTERM (restart); shutting down"))
+        since = params.get("since_time")
+        if since:
+            moment = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+            entries = [e for e in entries if e[0] >= moment]
+        lines = [f"{kubernetes_time(at)} {text}" if params.get("timestamps") else text for at, text in entries]
         return lines[-tail:]
 
 

@@ -43,7 +43,8 @@ What it does as the API server does:
 - RBAC when switched on (``restrict``/``grant``/``revoke``): 403 Forbidden
   with the real Status body for a (verb, resource, namespace) not granted;
 - create (POST, ``generateName``), get, merge/strategic-merge patch,
-  pods/<name>/log with ``tailLines``/``limitBytes``/``container``, /version,
+  pods/<name>/log with ``tailLines``/``limitBytes``/``container``/``previous``/``sinceTime``/
+  ``timestamps``, /version,
   /api and /apis discovery (only the groups served).
 
 And what tests need: ``create``/``update``/``delete`` from Python (bumping
@@ -62,6 +63,7 @@ a list was served from; ``request_count``, ``requests_per_minute``).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import collections
 import copy
 import json
@@ -296,7 +298,7 @@ class FakeKube:
         self._watchers: list[Watcher] = []
         self._snapshots: collections.OrderedDict[str, tuple[int, list[dict]]] = collections.OrderedDict()
         self._faults: list[Fault] = []
-        self._logs: dict[tuple[str, str, str | None], str] = {}
+        self._logs: dict[tuple[str, str, str | None, bool], list[tuple[str, str]]] = {}
         self._rbac: set[tuple[str, str, str | None]] | None = None  # None: every request is allowed
         self._stopping = threading.Event()
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query) of every request
@@ -596,8 +598,14 @@ class FakeKube:
 
     # --- the request log ---------------------------------------------------------------------
 
-    def set_log(self, namespace: str, pod: str, text: str, container: str | None = None) -> None:
-        self._logs[(namespace, pod, container)] = text
+    def set_log(self, namespace: str, pod: str, text: str, container: str | None = None, previous: bool = False,
+                start: str = "2026-01-01T00:00:00") -> None:
+        """A container's log (``previous``: the one that ran before its last restart); each line gets a
+        timestamp, one second apart from ``start`` (UTC), for ``timestamps`` and ``sinceTime``."""
+        first = dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc)
+        self._logs[(namespace, pod, container, previous)] = [
+            ((first + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z"), line)
+            for i, line in enumerate(text.splitlines(keepends=True))]
 
     def writes(self) -> list[tuple[str, str, dict]]:
         return [r for r in self.requests if r[0] not in ("GET", "HEAD")]
@@ -973,13 +981,26 @@ class _Handler(BaseHTTPRequestHandler):
              "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in groups]}
 
     def _log(self, namespace: str, name: str, query: dict) -> None:
+        """GET pods/<name>/log with PodLogOptions: container, previous, sinceTime, timestamps, tailLines,
+        limitBytes (applied in that order, as the kubelet does)."""
         if self.kube.get("pods", namespace, name) is None:
             return self._error(404, "NotFound", f'pods "{name}" not found')
-        text = self.kube._logs.get((namespace, name, query.get("container")),
-                                   self.kube._logs.get((namespace, name, None), ""))
+        previous = query.get("previous") == "true"
+        container = query.get("container")
+        logs = self.kube._logs
+        entries = logs.get((namespace, name, container, previous), logs.get((namespace, name, None, previous)))
+        if entries is None:
+            if previous:
+                return self._error(400, "BadRequest", f'previous terminated container "{container or name}" in pod '
+                                                      f'"{name}" not found')
+            entries = []
+        if query.get("sinceTime"):
+            since = dt.datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00"))
+            entries = [e for e in entries if dt.datetime.fromisoformat(e[0][:26] + "+00:00") >= since]
+        lines = [f"{stamp} {line}" if query.get("timestamps") == "true" else line for stamp, line in entries]
         if query.get("tailLines"):
-            lines = text.splitlines(keepends=True)
-            text = "".join(lines[-int(query["tailLines"]):]) if int(query["tailLines"]) else ""
+            lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) else []
+        text = "".join(lines)
         data = text.encode()
         if query.get("limitBytes"):
             data = data[: int(query["limitBytes"])]

@@ -138,6 +138,26 @@ def test_logs_are_bounded(kube, executor):
     assert not executor.execute(command("logs", "Pod", "shop", "web-1", tail_lines=-1)).ok
 
 
+def test_logs_of_the_previous_container_from_a_time_with_timestamps(kube, executor):
+    kube.set_log("shop", "web-1", "booting\nready\n", start="2026-05-01T10:00:00")
+    kube.set_log("shop", "web-1", "panic: nil map\n", previous=True, start="2026-05-01T09:59:00")
+    crashed = executor.execute(command("logs", "Pod", "shop", "web-1", previous=True))
+    assert crashed.ok and crashed.result["lines"] == ["panic: nil map"]
+    asked = [q for m, p, q in kube.requests if p.endswith("/log")][-1]
+    assert asked["previous"] == "true" and "sinceTime" not in asked and "timestamps" not in asked
+    # following: only what came after the last line seen, each line with its time
+    later = executor.execute(command("logs", "Pod", "shop", "web-1", since_time="2026-05-01T10:00:01Z",
+                                     timestamps=True))
+    assert later.result["lines"] == ["2026-05-01T10:00:01.000000000Z ready"]
+    # a pod whose container never restarted: the API server's 400, as the command's error
+    kube.set_log("shop", "web-2", "fine\n")
+    kube.create("pods", {"metadata": {"name": "web-2", "labels": MANAGED}}, "shop")
+    none = executor.execute(command("logs", "Pod", "shop", "web-2", previous=True))
+    assert not none.ok and "previous terminated container" in none.error
+    for bad in ({"previous": "yes"}, {"since_time": "yesterday"}, {"timestamps": 1}):
+        assert not executor.execute(command("logs", "Pod", "shop", "web-1", **bad)).ok
+
+
 @pytest.mark.parametrize("refused", [
     command("restart", "Deployment", "kube-system", "coredns"),
     command("restart", "Deployment", "payments", "ledger"),  # denied by the agent's own list

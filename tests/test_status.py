@@ -476,6 +476,15 @@ def test_commands_go_out_once_and_come_back_with_results(plane_app, world, clien
                            json={"type": "logs", "params": too_much}).status_code == 400
     assert viewer.post(f"{API}/apps/demo/storefront/web/commands",
                        json={"type": "logs", "params": {"pod": "someone-else"}}).status_code == 404
+    # the previous container, from a time on, with timestamps: what following a log needs
+    follow = viewer.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "logs", "params": {
+        "previous": True, "timestamps": True, "since_time": "2026-05-01T12:00:00+02:00"}})
+    assert follow.status_code == 201
+    assert follow.get_json()["params"]["since_time"] == "2026-05-01T10:00:00.000000Z"
+    for bad in ({"previous": "yes"}, {"timestamps": 1}, {"since_time": "2026-05-01T12:00:00"},
+                {"since_time": "yesterday"}, {"since_time": 5}):
+        refused = viewer.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "logs", "params": bad})
+        assert refused.status_code == 400, bad
     assert admin.post(f"{API}/apps/demo/storefront/web/commands", json={"type": "run-job"}).status_code == 400
     # another cluster's agent cannot answer this cluster's command
     other = reporter(client, world["other"], name="other")
