@@ -8,9 +8,10 @@ Details hold names and digests, never secret values or tokens.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gitops.models import AuditEvent, utcnow
@@ -29,12 +30,32 @@ def record(session: Session, actor: Principal, action: str, target: str, detail:
                               "detail": detail or {}, "at": utcnow()})
 
 
-def list_events(ctx: Context, *, limit: int = 100, before_id: int | None = None) -> list[AuditEvent]:
+def list_events(ctx: Context, *, limit: int = 100, before_id: int | None = None, actor: str | None = None,
+                action: str | None = None, target: str | None = None, since: dt.datetime | None = None,
+                until: dt.datetime | None = None) -> list[AuditEvent]:
+    """The tenant's events, newest first: ``limit`` of them, older than event ``before_id`` (keyset pages).
+
+    Each filter is optional: ``actor`` names a person, whose events count whether they were logged
+    in or used one of their API tokens; ``action`` is a prefix ("cluster." or "app.deploy");
+    ``target`` is part of the target, in any case; ``since`` and ``until`` bound the moment
+    (from ``since``, before ``until``).
+    """
     principal = ctx.principal
     principal.require("audit.read", Scope(principal.tenant_id), "the tenant")
     query = select(AuditEvent).where(AuditEvent.tenant_id == principal.tenant_id)
     if before_id is not None:
         query = query.where(AuditEvent.id < before_id)
+    if actor:
+        query = query.where(or_(AuditEvent.actor == actor,
+                                AuditEvent.actor.startswith(f"{actor} (token ", autoescape=True)))
+    if action:
+        query = query.where(AuditEvent.action.startswith(action.lower(), autoescape=True))
+    if target:
+        query = query.where(func.lower(AuditEvent.target).contains(target.lower(), autoescape=True))
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
     return list(ctx.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
 
 

@@ -59,12 +59,16 @@ class Word:
 
 
 def health_word(health: str | None, sync: str | None, operation: str | None, message: str | None = None,
-                stale: bool = False) -> Word:
-    """One app's state: a failed sync first (whatever the old pods' health), then ArgoCD's health."""
+                stale: bool = False, reasons: list[str] = ()) -> Word:
+    """One app's state: a failed sync first (whatever the old pods' health), then pods that crash or
+    cannot start (``reasons``, where the caller has the pods), then ArgoCD's health."""
     if health is None and sync is None:
         return Word("Not reported", "quiet", "no agent has reported this app yet")
     if operation in FAILED_OPERATIONS:
         return Word("Sync failed", "bad", message)
+    problems = [r for r in reasons if r in status.POD_PROBLEMS]
+    if problems and health != "Healthy" and not stale:
+        return Word(f"Failing: {problems[0]}", "bad", message)
     tone = {"Healthy": "ok", "Progressing": "busy", "Degraded": "bad", "Missing": "bad",
             "Suspended": "quiet"}.get(health or "", "quiet")
     word = Word(health or "Unknown", tone, message if tone != "ok" else None)

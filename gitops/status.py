@@ -254,7 +254,10 @@ def _live_status(status: AppStatus, reasons: list[str], pods: list[dict]) -> dic
     own_message = None if status.operation in ("Failed", "Error") else status.message
     if health == "Healthy":
         return {"status": "healthy", "message": own_message, "reasons": reasons}
-    if health in ("Degraded", "Missing"):
+    crashing = [p for p in pods if any(r in POD_PROBLEMS for r in p["reasons"])]
+    if health in ("Degraded", "Missing") or crashing:
+        # pods that crash or cannot start fail the version now, not when ArgoCD's progress deadline
+        # (10 minutes by default) turns the health Degraded
         message = status.message
         troubled = [p for p in pods if p["reasons"]]
         if troubled:

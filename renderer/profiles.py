@@ -88,6 +88,7 @@ class ClusterProfile:
     kubernetes_version: str
     repo_url: str
     branch: str = "main"
+    browse_url: str | None = None  # a commit's web page, "{commit}" standing for its id
     base_domain: str | None = None
     ingress: str | None = None
     argocd_namespace: str = "argocd"
@@ -149,6 +150,7 @@ class ClusterProfile:
             kubernetes_version=data.get("kubernetes_version", DEFAULT_KUBERNETES_VERSION),
             repo_url=git["repo_url"],
             branch=git.get("branch", "main"),
+            browse_url=git.get("browse_url"),
             base_domain=data.get("base_domain"),
             ingress=data.get("ingress"),
             argocd_namespace=argocd.get("namespace", "argocd"),
@@ -256,6 +258,7 @@ def _agent_problems(doc, data: dict) -> list[Problem]:
 # is a credential (a URL's user:password), and no reader takes a local path or file://.
 URL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("git", "repo_url"): ("https", "http", "ssh"),  # and user@host:path, as ArgoCD takes it
+    ("git", "browse_url"): ("https", "http"),  # a link people follow from the dashboard
     ("argocd", "destination_server"): ("https", "http"),
     ("addons", "keda", "prometheus_url"): ("https", "http"),
     ("agent", "url"): ("https", "http"),

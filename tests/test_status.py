@@ -359,6 +359,24 @@ def test_degraded_names_the_pods_reasons(plane_app, world, client):
     assert version_json["status"] == "degraded"
 
 
+def test_crashing_pods_fail_the_version_before_argocd_gives_up(plane_app, world, client):
+    """ArgoCD says Progressing until the progress deadline (10 minutes by default); a pod in
+    CrashLoopBackOff fails the version now, and a merely starting pod does not."""
+    rep = reporter(client, world["demo"])
+    version = deploy(world, "ghcr.io/acme/web:1")
+    observe(rep, "Pod", "storefront", "web-7d9f-abcde", {"app": "web", "phase": "Pending", "ready": False,
+                                                         "reasons": ["ContainerCreating"]})
+    report_app(rep, sync="Synced", revision=version["commit"], health="Progressing")
+    assert by_number(app_status(world))[1]["status"] == "synced"
+    observe(rep, "Pod", "storefront", "web-7d9f-abcde", {"app": "web", "phase": "Running", "ready": False,
+                                                         "restarts": 2, "reasons": ["CrashLoopBackOff"],
+                                                         "message": "back-off 20s restarting failed container"})
+    report_app(rep, sync="Synced", revision=version["commit"], health="Progressing",
+               message="Waiting for rollout to finish")
+    live = by_number(app_status(world))[1]
+    assert live["status"] == "degraded" and "CrashLoopBackOff (pod web-7d9f-abcde" in live["message"]
+
+
 def test_history_records_changes_only(plane_app, world, client):
     rep = reporter(client, world["demo"])
     version = deploy(world, "ghcr.io/acme/web:1")

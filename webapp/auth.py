@@ -126,7 +126,9 @@ def requires(permission: str) -> Callable:
                 raise Unauthorized("log in or send an API token")
             if request.method not in _SAFE_METHODS and not g.via_token:
                 try:
-                    validate_csrf(request.headers.get("X-CSRFToken"))
+                    # the header for API calls, the form's field for a page's form post
+                    validate_csrf(request.headers.get("X-CSRFToken") or
+                                  (request.form.get("csrf_token") if request.blueprint == "pages" else None))
                 except ValidationError as exc:
                     raise CSRFError(f"CSRF token missing or invalid: {exc}") from exc
             if permission != AUTHENTICATED and not principal.can_anywhere(permission):

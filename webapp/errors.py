@@ -64,7 +64,10 @@ _TITLES = {400: "That request was not right", 401: "Please log in", 403: "Not al
 
 
 def _wants_html() -> bool:
-    """A person's browser on a page: the pages blueprint, or an unknown path a browser asked for."""
+    """A person's browser on a page: the pages blueprint, or an unknown path a browser asked for; a
+    client sending an API token is a program, and gets JSON wherever it calls."""
+    if request.authorization is not None:
+        return False
     if request.blueprint == "pages" and request.endpoint not in ("pages.live", "pages.static_asset"):
         return True
     if request.blueprint is not None or request.path.startswith(_MACHINE_PATHS):

@@ -47,7 +47,7 @@ def _spec_input() -> tuple[str, str, dict]:
     return text, field(data, "filename", str, required=False, default="<request>"), options
 
 
-def _check_spec_limits(text: str, filename: str) -> None:
+def check_spec_limits(text: str, filename: str) -> None:
     """Refuse (413) a deploy over MAX_SPECS_PER_REQUEST specs or MAX_SPEC_BYTES in one, before parsing any.
 
     Every spec of a request is parsed, validated and rendered before anything is decided:
@@ -77,7 +77,7 @@ def _refuse_spec_count(count: int) -> None:
 @requires("app.deploy")
 def deploy_apps():
     text, filename, options = _spec_input()
-    _check_spec_limits(text, filename)
+    check_spec_limits(text, filename)
     if options["source"] not in SOURCES:
         raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}")
     if options["source_commit"] is not None and len(options["source_commit"]) > 255:

@@ -11,9 +11,10 @@ from flask import current_app, render_template, request
 
 from contract.errors import InvalidRequest
 from gitops import commands, dashboard, reads, status
+from gitops.clusters import profile_of
 from gitops.models import Application
-from gitops.workspaces import workspace_scope
 from webapp.auth import AUTHENTICATED, current_principal, requires
+from webapp.pages.actions import allowed_actions
 from webapp.pages.blueprint import bp
 from webapp.pages.live import scope_fingerprint, ticket
 from webapp.plane import context
@@ -98,18 +99,17 @@ def app_page(cluster: str, workspace: str, app: str):
     state = status.app_status(ctx.session, repo, row, _settings(), versions)
     runs = commands.list_runs(ctx.session, row, limit=20) if row.kind == "job" else []
     events = dashboard.app_events(ctx.session, row, state["pods"], [r.workflow for r, _ in runs if r.workflow])
-    scope = workspace_scope(row.workspace)
     return render_template(
         "app.html", app=row, cluster=cluster, workspace=workspace, state=state, versions=versions,
         statuses={v["number"]: v for v in state["versions"]}, origin_text=_origin_text, runs=runs, events=events,
         workload=dashboard.app_workload(ctx.session, row),
         word=dashboard.health_word(state["health"], state["sync"], state["operation"], state["message"],
-                                   stale=state["connectivity"] in ("stale", "offline") and state["known"]),
+                                   stale=state["connectivity"] in ("stale", "offline") and state["known"],
+                                   reasons=state["reasons"]),
         sync=dashboard.sync_word(state["sync"], state["operation"]),
         connectivity=dashboard.connectivity_word(status.reachability(row.workspace.cluster.last_seen_at, _settings())),
-        may_deploy=ctx.principal.can("app.deploy", scope) and not row.deleted,
-        may_delete=ctx.principal.can("app.delete", scope) and not row.deleted,
-        live=live, principal=ctx.principal)
+        browse_url=profile_of(row.workspace.cluster).browse_url, actions=allowed_actions(ctx, row), live=live,
+        principal=ctx.principal)
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/versions/<int:number>")
@@ -120,7 +120,8 @@ def version_page(cluster: str, workspace: str, app: str, number: int):
     version = reads.get_version(ctx, row, number)
     spec = reads.spec_text(version)
     return render_template("version.html", app=row, cluster=cluster, workspace=workspace, version=version,
-                           spec=spec, origin=_origin_text(version.origin), principal=ctx.principal)
+                           spec=spec, origin=_origin_text(version.origin),
+                           browse_url=profile_of(row.workspace.cluster).browse_url, principal=ctx.principal)
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/diff")
