@@ -332,15 +332,30 @@ def app_workload(session: Session, app: Application) -> dict | None:
 # --- fingerprints ---------------------------------------------------------------------------------
 
 
+NAMESPACE_KINDS = ("Pod", "Event", "Deployment", "Rollout", "Workflow", "Job")
+
+
 def fingerprint(session: Session, app_id: int, settings: status.StatusSettings,
                 now: dt.datetime | None = None) -> str:
-    """Changes when anything an app's page shows may have: its cluster's reports, versions, status, runs."""
+    """Changes when anything an app's page shows may have: its versions, its ArgoCD status, the
+    objects of its namespace (pods, events, workload, runs), its commands and runs, and whether its
+    cluster's agent is heard from; not when other namespaces of a busy cluster change."""
+    app = session.execute(select(Application.workspace_id, Workspace.cluster_id, Workspace.name)
+                          .join(Workspace, Application.workspace_id == Workspace.id)
+                          .where(Application.id == app_id)).first()
+    if app is None:
+        return "gone"
+    _, cluster_id, namespace = app
+    objects = (select(func.count(ClusterObject.id), func.max(ClusterObject.updated_at))
+               .where(ClusterObject.cluster_id == cluster_id, ClusterObject.namespace == namespace,
+                      ClusterObject.kind.in_(NAMESPACE_KINDS)))
     row = session.execute(
-        select(Cluster.stream, Cluster.stream_seq, Cluster.last_seen_at, Application.version_counter,
-               Application.updated_at, Application.deleted, AppStatus.updated_at,
+        select(Cluster.last_seen_at, Application.version_counter, Application.updated_at, Application.deleted,
+               AppStatus.updated_at,
                select(func.max(Version.id)).where(Version.application_id == app_id).scalar_subquery(),
                select(func.count(Version.committed_at)).where(Version.application_id == app_id).scalar_subquery(),
                select(func.max(JobRun.id)).where(JobRun.application_id == app_id).scalar_subquery(),
+               select(func.count(JobRun.finished_at)).where(JobRun.application_id == app_id).scalar_subquery(),
                select(func.max(func.coalesce(Command.done_at, Command.sent_at, Command.created_at)))
                .where(Command.application_id == app_id).scalar_subquery())
         .select_from(Application)
@@ -348,11 +363,9 @@ def fingerprint(session: Session, app_id: int, settings: status.StatusSettings,
         .join(Cluster, Workspace.cluster_id == Cluster.id)
         .outerjoin(AppStatus, AppStatus.application_id == Application.id)
         .where(Application.id == app_id)).first()
-    if row is None:
-        return "gone"
-    stream, seq, last_seen = row[0], row[1], row[2]
-    reach = status.reachability(last_seen, settings, now)
-    return "|".join(str(v) for v in (stream, seq, reach, *row[3:]))
+    count, newest = session.execute(objects).first()
+    reach = status.reachability(row[0], settings, now)
+    return "|".join(str(v) for v in (reach, *row[1:], count, newest))
 
 
 def tenant_fingerprint(session: Session, tenant_id: int, settings: status.StatusSettings,
