@@ -67,7 +67,8 @@ def health_word(health: str | None, sync: str | None, operation: str | None, mes
     if operation in FAILED_OPERATIONS:
         return Word("Sync failed", "bad", message)
     problems = [r for r in reasons if r in status.POD_PROBLEMS]
-    if problems and health != "Healthy" and not stale:
+    if problems and health in ("Progressing", "Unknown") and not stale:
+        # ArgoCD waits for its progress deadline (10 minutes by default) before it says Degraded
         return Word(f"Failing: {problems[0]}", "bad", message)
     tone = {"Healthy": "ok", "Progressing": "busy", "Degraded": "bad", "Missing": "bad",
             "Suspended": "quiet"}.get(health or "", "quiet")

@@ -44,7 +44,7 @@ from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from simulation.errors import SimulationError
 from simulation.repository import GitMirror
 from simulation.settings import SimulationSettings
-from simulation.switches import Fault, Switches
+from simulation.switches import NO_FAULT, Fault, Switches
 from simulation.workloads import AppSimulation, app_health, app_states, kubernetes_time, rollout_seconds
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class SimulatedCluster:
                     self.apps[key] = AppSimulation(source, revision, "outofsync", now)
                 elif sim.source.digest != source.digest:
                     previous = sim.source if sim.phase == "done" else sim.previous
-                    health = app_health(sim, self.switches.fault_for(sim.source.workspace, sim.source.name))[0]
+                    health = app_health(sim, self.fault(sim))[0]
                     self.apps[key] = dataclasses.replace(
                         sim, source=source, revision=revision, phase="outofsync", since=now, previous=previous,
                         previous_health=health, generation=sim.generation + 1)
@@ -212,7 +212,7 @@ class SimulatedCluster:
         step = self.settings.step_seconds
         with self._lock:
             for sim in self.apps.values():
-                fault = self.switches.fault_for(sim.source.workspace, sim.source.name)
+                fault = self.fault(sim)
                 if sim.phase == "outofsync" and now - sim.since >= step:
                     sim.phase, sim.since = "syncing", sim.since + step
                 if sim.phase == "syncing" and now - sim.since >= step:
@@ -314,6 +314,11 @@ class SimulatedCluster:
                                                                  f'pod "{command.name}" not found (simulated)')
             return CommandResult(True, {"simulated": True, "container": container, "lines": lines})
 
+    def fault(self, sim: AppSimulation) -> Fault:
+        """The app's switch, unless it names an image the app does not run now."""
+        fault = self.switches.fault_for(sim.source.workspace, sim.source.name)
+        return NO_FAULT if fault.image is not None and fault.image not in sim.source.images else fault
+
     def _find(self, match: Callable[[AppSimulation], bool]) -> AppSimulation | None:
         return next((sim for sim in self.apps.values() if match(sim)), None)
 
@@ -327,7 +332,7 @@ class SimulatedCluster:
         since_time, timestamps); None for ``previous`` when the container never restarted."""
         params = command.params
         tail = max(1, min(int(params.get("tail_lines") or 20), MAX_LOG_LINES))
-        fault = self.switches.fault_for(sim.source.workspace, sim.source.name)
+        fault = self.fault(sim)
         crashing = fault.pods in ("CrashLoopBackOff", "OOMKilled")
         if params.get("previous") and not (crashing or sim.restarts):
             return None

@@ -7,6 +7,7 @@ the ``"*"`` one, and switches set in code over those from the file::
     storefront/web: {health: Degraded, message: "..."}
     payments/ledger: {sync: Failed}                  # sync operations fail (ArgoCD-like message)
     storefront/catalog: {pods: CrashLoopBackOff}     # or ImagePullBackOff, OOMKilled
+    storefront/cart: {pods: CrashLoopBackOff, image: "ghcr.io/acme/cart:2.0"}  # a bad release only
 
 The file (``simulate.yaml`` in the data directory of ``shipyard up``) is
 edited by hand while the simulation runs, so a broken edit is logged and the
@@ -39,6 +40,7 @@ class Fault:
     pods: str | None = None  # one of POD_FAULTS
     message: str | None = None  # the message ArgoCD / the pods show with the fault
     rollout_seconds: float | None = None  # a slow rollout
+    image: str | None = None  # only while the app runs this image: a bad release, which a rollback cures
 
     @classmethod
     def parse(cls, where: str, data: Any) -> Fault:
@@ -52,6 +54,8 @@ class Fault:
             raise SimulationError(f"switch {where}: pods must be one of {', '.join(POD_FAULTS)}, not {fault.pods!r}")
         if fault.sync is not None and fault.sync != "Failed":
             raise SimulationError(f"switch {where}: sync can only be Failed, not {fault.sync!r}")
+        if fault.image is not None and not (isinstance(fault.image, str) and fault.image):
+            raise SimulationError(f"switch {where}: image must be an image reference such as ghcr.io/acme/web:2.0")
         if fault.rollout_seconds is not None and not (isinstance(fault.rollout_seconds, (int, float))
                                                       and fault.rollout_seconds >= 0):
             raise SimulationError(f"switch {where}: rollout_seconds must be a number >= 0")

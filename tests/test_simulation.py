@@ -4,6 +4,7 @@ and end to end against the real control plane served on loopback."""
 
 from __future__ import annotations
 
+import re
 import dataclasses
 
 import subprocess
@@ -157,6 +158,37 @@ def test_switches_inject_degraded_health_failed_syncs_and_pod_failures(offline):
         assert states["Deployment"]["payments/ledger"]["ready"] == 0
     cluster.switches.set("payments/ledger")
     assert _at(cluster, clock, 1)["Application"]["argocd/payments.ledger"]["health"] == "Healthy"
+
+
+def test_a_fault_bound_to_an_image_hits_that_release_only_and_events_tell_of_it(offline, tmp_path):
+    repo, cluster, clock = offline
+    spec = (ROOT / "fixtures" / "specs" / "rolling-update.yaml").read_text()
+    first = re.search(r"image_uri: (\S+)", spec).group(1)
+    _apply(repo, ROOT / "fixtures" / "specs" / "rolling-update.yaml")
+    cluster.switches.set("payments/ledger", pods="CrashLoopBackOff", image="ghcr.io/acme/ledger:bad")
+    cluster.sync_repository()
+    states = _at(cluster, clock, 3) and _at(cluster, clock, 5)
+    assert states["Application"]["argocd/payments.ledger"]["health"] == "Healthy"
+    scaled = [e for e in states["Event"].values() if e["object"] == "Deployment/ledger"]
+    assert scaled and scaled[0]["reason"] == "ScalingReplicaSet" and scaled[0]["type"] == "Normal"
+
+    bad = tmp_path / "ledger.yaml"
+    bad.write_text(spec.replace(first, "ghcr.io/acme/ledger:bad"))
+    _apply(repo, bad)
+    cluster.sync_repository()
+    states = _at(cluster, clock, 3) and _at(cluster, clock, 5)
+    crashing = [p for p in states["Pod"].values() if p["app"] == "ledger" and p["reasons"]]
+    assert crashing and all(p["reasons"] == ["CrashLoopBackOff"] for p in crashing)
+    backoffs = [e for e in states["Event"].values() if e["reason"] == "BackOff"]
+    assert {e["object"] for e in backoffs} == {f"Pod/{name.split('/')[1]}" for name, p in states["Pod"].items()
+                                                if p["app"] == "ledger" and p["reasons"]}
+    assert all(e["type"] == "Warning" and "Back-off restarting failed container" in e["message"] for e in backoffs)
+
+    _apply(repo, ROOT / "fixtures" / "specs" / "rolling-update.yaml")  # the rollback: the good image again
+    cluster.sync_repository()
+    states = _at(cluster, clock, 3) and _at(cluster, clock, 5)
+    assert states["Application"]["argocd/payments.ledger"]["health"] == "Healthy"
+    assert not any(p["reasons"] for p in states["Pod"].values() if p["app"] == "ledger")
 
 
 def test_slow_rollouts_bring_pods_up_one_by_one(offline):
