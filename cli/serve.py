@@ -153,7 +153,10 @@ def _gunicorn(options: dict):
                    "command long-poll holds one).")
 @click.option("--timeout", default=120, show_default=True, type=click.IntRange(10, 3600),
               help="Seconds a request may take before its worker is restarted.")
-def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
+@click.option("--connections", default=4000, show_default=True, type=click.IntRange(16, 100_000),
+              help="Open connections per worker (gunicorn's worker_connections): idle keep-alive connections, "
+                   "such as open dashboard pages between their asks, wait without a thread.")
+def serve(bind: str, workers: int, threads: int, timeout: int, connections: int) -> None:
     """Run the control plane for production with gunicorn; settings from SHIPYARD_* (see README).
 
     A PostgreSQL database is never migrated here: when it is not at the head
@@ -175,6 +178,7 @@ def serve(bind: str, workers: int, threads: int, timeout: int) -> None:
         _gunicorn({
             "bind": [bind], "workers": workers, "threads": threads, "worker_class": _worker_class(),
             "timeout": timeout, "graceful_timeout": 30, "accesslog": None, "errorlog": "-",
+            "worker_connections": connections,
             # agents and CLIs reuse their connections; with gunicorn's 2 s a request sent on a connection
             # idle for 2-5 s (httpx keeps them 5 s) raced the server closing it, and failed
             "keepalive": KEEPALIVE_SECONDS,

@@ -20,6 +20,8 @@ anything an open page shows may have changed: the pages poll them
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -369,17 +371,28 @@ def fingerprint(session: Session, app_id: int, settings: status.StatusSettings,
     return "|".join(str(v) for v in (reach, *row[1:], count, newest))
 
 
+def _shown_agent_info(info: dict | None) -> str:
+    """What the overview shows of an agent's heartbeat (not its times, which move every beat); a
+    digest that is the same in every process, as every fingerprint must be."""
+    info = info or {}
+    shown = json.dumps([info.get(k) for k in ("agent_version", "kubernetes_version", "addons", "watch_faults",
+                                              "simulated")], sort_keys=True, default=str)
+    return hashlib.blake2b(shown.encode(), digest_size=6).hexdigest()
+
+
 def tenant_fingerprint(session: Session, tenant_id: int, settings: status.StatusSettings,
                        now: dt.datetime | None = None) -> str:
     """Changes when anything the overview or the apps table shows may have, tenant-wide."""
-    clusters = session.execute(select(Cluster.id, Cluster.stream, Cluster.stream_seq, Cluster.last_seen_at)
+    clusters = session.execute(select(Cluster.id, Cluster.stream, Cluster.stream_seq, Cluster.last_seen_at,
+                                      Cluster.agent_info)
                                .where(Cluster.tenant_id == tenant_id).order_by(Cluster.id)).all()
     apps = session.execute(select(func.count(Application.id), func.max(Application.updated_at))
                            .where(Application.tenant_id == tenant_id)).first()
     newest = session.scalar(select(func.max(Version.id)).join(Application, Version.application_id == Application.id)
                             .where(Application.tenant_id == tenant_id))
     workspaces = session.scalar(select(func.count(Workspace.id)).where(Workspace.tenant_id == tenant_id))
-    parts = [f"{c}:{stream}:{seq}:{status.reachability(seen, settings, now)}" for c, stream, seq, seen in clusters]
+    parts = [f"{c}:{stream}:{seq}:{status.reachability(seen, settings, now)}:{_shown_agent_info(info)}"
+             for c, stream, seq, seen, info in clusters]
     return "|".join([*parts, str(apps[0]), str(apps[1]), str(newest), str(workspaces)])
 
 

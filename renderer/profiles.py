@@ -287,6 +287,11 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
 
 def _url_problems(doc, data: dict) -> list[Problem]:
     problems = []
+    browse = data["git"].get("browse_url") if isinstance(data.get("git"), dict) else None
+    if isinstance(browse, str) and "{commit}" not in browse \
+            and url_problem(browse, URL_FIELDS[("git", "browse_url")]) is None:
+        problems.append(doc.problem("browse_url must hold {commit} where a commit's id goes, e.g. "
+                                    "https://github.com/acme/cluster-demo/commit/{commit}", ("git", "browse_url")))
     for path, schemes in URL_FIELDS.items():
         value: Any = data
         for key in path:

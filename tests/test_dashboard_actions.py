@@ -155,6 +155,9 @@ def test_commits_link_to_the_repository_browser_the_profile_names(plane_app, adm
     hostile = PROFILE.replace("  branch: main\n", "  branch: main\n  browse_url: javascript:alert('{commit}')\n")
     refused = admin.post("/api/v1/clusters", json={"name": "demo", "profile": hostile})
     assert refused.status_code == 422 and "browse_url" in refused.get_data(True)
+    without = PROFILE.replace("  branch: main\n", "  branch: main\n  browse_url: https://git.example.com/acme/demo\n")
+    refused = admin.post("/api/v1/clusters", json={"name": "demo", "profile": without})
+    assert refused.status_code == 422 and "must hold {commit}" in refused.get_data(True)
     profile = PROFILE.replace("  branch: main\n",
                               "  branch: main\n  browse_url: https://git.example.com/acme/demo/commit/{commit}\n")
     assert admin.post("/api/v1/clusters", json={"name": "demo", "profile": profile}).status_code == 201

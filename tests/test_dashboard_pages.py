@@ -394,6 +394,20 @@ def test_live_answers_204_until_the_scope_changes_then_200_with_the_new_fingerpr
     assert live(client, tenant_ticket, tenant_seen).status_code == 200
 
 
+def test_the_overview_follows_what_heartbeats_say_but_not_their_beat(plane_app, world):
+    client = logged_in(plane_app)
+    ticket, seen = live_page(client, "/")
+    world.agent.heartbeat(Heartbeat("1.0", "1.33", simulated=True))  # the same news, a beat later
+    fresh(plane_app)
+    assert live(client, ticket, seen).status_code == 204
+    fault = {"kind": "Deployment", "namespace": "payments", "reason": "forbidden", "message": "cannot list"}
+    world.agent.heartbeat(Heartbeat("1.0", "1.33", simulated=True, watch_faults=[fault]))
+    fresh(plane_app)
+    moved = live(client, ticket, seen)
+    assert moved.status_code == 200
+    assert "cannot list" in html_page(client, "/")
+
+
 def test_a_ticket_is_bound_to_its_scope(plane_app, world):
     make_user(plane_app, "viewer", "workspace-viewer", cluster="demo", workspace="storefront")
     viewer = logged_in(plane_app, "viewer")
@@ -432,7 +446,10 @@ def test_live_refuses_missing_forged_and_expired_tickets(plane_app, world):
     secret = plane_app.config["SECRET_KEY"]
     assert live(client, _ticket(secret, [1, "app:1"]), None).status_code == 200  # signed as the app signs
 
-    flipped = ticket[:-1] + ("A" if ticket[-1] != "A" else "B")
+    # a changed signature (its first character: the last one also holds base64 padding bits, which a
+    # change may leave the decoded signature without)
+    payload, _, signature = ticket.rpartition(".")
+    flipped = f"{payload}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
     for bad in (None, "", "not-a-ticket", flipped, _ticket("another key", [1, "app:1"]),
                 _ticket(secret, [1, "app:1"], age=TICKET_SECONDS + 5), _ticket(secret, [1, "app:one"]),
                 _ticket(secret, [1, {"app": 1}]), _ticket(secret, "app:1")):

@@ -124,7 +124,8 @@ def test_the_control_plane_never_connects_to_a_profile_url(plane_app, admin, lis
         node = data
         for key in path[:-1]:
             node = node[key]
-        node[path[-1]] = f"http://127.0.0.1:{port}/{'/'.join(path)}"
+        commit = "/{commit}" if path == ("git", "browse_url") else ""  # a commit's page names the commit
+        node[path[-1]] = f"http://127.0.0.1:{port}/{'/'.join(path)}{commit}"
     response = admin.post(f"{API}/clusters", json={"name": "demo", "profile": yaml.safe_dump(data)})
     assert response.status_code == 201, response.get_json()
     add_workspace(admin, "demo", "storefront")

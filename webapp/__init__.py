@@ -36,6 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     githttp_routes.init_app(app)
     agent_api.init_app(app)
     app.register_blueprint(pages.bp)
+    pages.live.init_app(app)
     return app
 
 

@@ -70,6 +70,8 @@ def init_app(app: Flask) -> None:
         method = request.method if request.method in _METHODS else "other"
         metrics.REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
         metrics.REQUEST_SECONDS.labels(endpoint).observe(elapsed)
+        if response.status_code == 204 and request.endpoint == "pages.live":
+            return response  # an open page asking whether anything changed, every second: counted, not logged
         principal = g.get("principal")
         log.info("request", extra={
             "method": method, "path": _PRINTABLE.sub(_escaped, request.path), "status": response.status_code,

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from flask import abort, current_app, request, send_file
+from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from gitops import dashboard, status
@@ -88,15 +89,32 @@ def _read(scope: str) -> str:
         return dashboard.tenant_fingerprint(session, int(ident), settings)
 
 
+def _scope_of(presented: str) -> str | None:
+    """The scope of a live ticket, or None when it is forged or expired. A ticket is checked once
+    and remembered until it expires: an open page presents the same one every second."""
+    tickets: dict = current_app.extensions.setdefault("shipyard.live_tickets", {})
+    now = time.time()
+    known = tickets.get(presented)
+    if known is not None:
+        return known[1] if now < known[0] else None
+    try:
+        (_user, scope), issued = _serializer().loads(presented, max_age=TICKET_SECONDS, return_timestamp=True)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(scope, str) or not scope.partition(":")[2].isdigit():
+        return None
+    if len(tickets) >= 50_000:
+        tickets.clear()
+    tickets[presented] = (issued.timestamp() + TICKET_SECONDS, scope)
+    return scope
+
+
 @bp.get("/live")
 @public("authorized by the signed ticket its page was rendered with (user, scope, 10 minutes); says only "
         "whether that page's scope changed, and the page fetches the change with the caller's session")
 def live():
-    try:
-        _user, scope = _serializer().loads(request.args.get("t", ""), max_age=TICKET_SECONDS)
-    except (BadSignature, ValueError, TypeError):
-        return "", 401, {"Cache-Control": "no-store"}
-    if not isinstance(scope, str) or not scope.partition(":")[2].isdigit():
+    scope = _scope_of(request.args.get("t", ""))
+    if scope is None:
         return "", 401, {"Cache-Control": "no-store"}
     current = scope_fingerprint(scope)
     if current == request.args.get("seen"):
@@ -131,4 +149,18 @@ def _assets() -> dict:
     return {"asset_url": asset_url}
 
 
-__all__ = ["ticket", "scope_fingerprint", "asset_url", "TICKET_SECONDS"]
+class SessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, left unopened for ``/live``: its ticket is its authorization, and
+    checking the session cookie's signature on every ask would double what a 204 costs."""
+
+    def open_session(self, app, request):
+        if request.path == "/live":
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
+def init_app(app) -> None:
+    app.session_interface = SessionInterface()
+
+
+__all__ = ["ticket", "scope_fingerprint", "asset_url", "init_app", "SessionInterface", "TICKET_SECONDS"]
