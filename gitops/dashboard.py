@@ -76,7 +76,8 @@ def health_word(health: str | None, sync: str | None, operation: str | None, mes
             "Suspended": "quiet"}.get(health or "", "quiet")
     word = Word(health or "Unknown", tone, message if tone != "ok" else None)
     if stale:
-        return Word(f"{word.text} (stale)", "quiet", "the cluster's agent has not reported lately; this is what it last said")
+        return Word(f"{word.text} (stale)", "quiet",
+                    "the cluster's agent has not reported lately; this is what it last said")
     return word
 
 

@@ -408,6 +408,25 @@ def test_the_overview_follows_what_heartbeats_say_but_not_their_beat(plane_app, 
     assert "cannot list" in html_page(client, "/")
 
 
+def test_the_fast_answer_says_only_what_live_said_and_never_past_a_tickets_life(plane_app, world, monkeypatch):
+    client = logged_in(plane_app)
+    ticket, seen = live_page(client, "/apps/demo/storefront/web")
+    assert live(plane_app.test_client(), ticket, seen).status_code == 204  # through Flask: ticket checked
+    # from now on Flask's view answers 418, so what it would have answered shows
+    monkeypatch.setitem(plane_app.view_functions, "pages.live", lambda: ("", 418, {"Cache-Control": "no-store"}))
+    again = live(plane_app.test_client(), ticket, seen)
+    assert again.status_code == 204 and "Set-Cookie" not in again.headers  # answered before Flask
+    assert live(plane_app.test_client(), ticket, "another").status_code == 418  # anything else goes to the view
+    assert live(plane_app.test_client(), ticket[:-3] + "xyz", seen).status_code == 418
+    monkeypatch.undo()
+    deploy(world.admin, service_spec("web", image="ghcr.io/acme/web:3.0"))
+    fresh(plane_app)
+    assert live(plane_app.test_client(), ticket, seen).status_code == 200  # a change is never answered fast
+    expired = {ticket: (0.0, "app:1")}
+    plane_app.extensions["shipyard.live_tickets"].update(expired)  # remembered, but its life is over
+    assert live(plane_app.test_client(), ticket, seen).status_code == 401
+
+
 def test_a_ticket_is_bound_to_its_scope(plane_app, world):
     make_user(plane_app, "viewer", "workspace-viewer", cluster="demo", workspace="storefront")
     viewer = logged_in(plane_app, "viewer")

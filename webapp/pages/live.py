@@ -5,9 +5,11 @@ app's secret key: the user, the page's scope, an expiry) and the *fingerprint*
 of that scope (gitops.dashboard). Its script asks ``GET /live?t=<ticket>&seen=
 <fingerprint>`` every ``DASHBOARD_POLL_SECONDS`` while the tab is visible:
 
-- 204 when the fingerprint is unchanged: a signature check and a dictionary
-  look-up, no session, no user and no database read (fingerprints are read at
-  most every ``FINGERPRINT_SECONDS`` per scope and process, whoever asks);
+- 204 when the fingerprint is unchanged: a signature check (once per ticket,
+  remembered until it expires) and a dictionary look-up, no session, no user
+  and no database read (fingerprints are read at most every
+  ``FINGERPRINT_SECONDS`` per scope and process, whoever asks); answered before
+  Flask (``UnchangedFastPath``) when this process has just said the same;
 - 200 when it moved: the page then fetches itself again, through its own view
   with the caller's session and every authorization check, and swaps the
   regions marked ``data-live``; the new render carries a new ticket;
@@ -29,12 +31,13 @@ import hashlib
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from flask import abort, current_app, request, send_file
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from gitops import dashboard, status
+from gitops import dashboard, metrics, status
 from webapp.auth import public
 from webapp.pages.blueprint import bp
 from webapp.plane import plane
@@ -66,12 +69,16 @@ class _Fingerprints:
         self._values: dict[str, tuple[float, str]] = {}
         self._size = size
 
+    def fresh(self, scope: str) -> str | None:
+        """The scope's fingerprint if it was read within FINGERPRINT_SECONDS, else None."""
+        known = self._values.get(scope)
+        return known[1] if known is not None and time.monotonic() - known[0] < FINGERPRINT_SECONDS else None
+
     def get(self, scope: str) -> str:
+        value = self.fresh(scope)
+        if value is not None:
+            return value
         now = time.monotonic()
-        with self._lock:
-            known = self._values.get(scope)
-        if known is not None and now - known[0] < FINGERPRINT_SECONDS:
-            return known[1]
         value = _read(scope)
         with self._lock:
             if len(self._values) >= self._size:
@@ -159,8 +166,37 @@ class SessionInterface(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+class UnchangedFastPath:
+    """WSGI middleware answering the commonest ask, "has my page changed?" with "no", before Flask.
+
+    Only from what ``live`` itself already decided in this process: a ticket it checked (and that
+    has not expired) and a fingerprint it read within FINGERPRINT_SECONDS, equal to the one the
+    page shows. Anything else (a ticket not seen yet, a stale fingerprint, a change) goes through
+    Flask to ``live``, which is the route's authority. It saves Flask's request context, hooks and
+    response machinery: what a thousand open pages cost is mostly these answers.
+    """
+
+    def __init__(self, app, wsgi_app):
+        self.app, self.wsgi_app = app, wsgi_app
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/live" and environ.get("REQUEST_METHOD") == "GET":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            presented, seen = query.get("t", [""])[0], query.get("seen", [None])[0]
+            known = self.app.extensions.get("shipyard.live_tickets", {}).get(presented)
+            fingerprints = self.app.extensions.get("shipyard.fingerprints")
+            if known is not None and time.time() < known[0] and fingerprints is not None \
+                    and seen is not None and fingerprints.fresh(known[1]) == seen:
+                metrics.REQUESTS.labels("GET", "/live", "204").inc()
+                start_response("204 NO CONTENT", [("Cache-Control", "no-store")])
+                return [b""]
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app) -> None:
     app.session_interface = SessionInterface()
+    app.wsgi_app = UnchangedFastPath(app, app.wsgi_app)
 
 
-__all__ = ["ticket", "scope_fingerprint", "asset_url", "init_app", "SessionInterface", "TICKET_SECONDS"]
+__all__ = ["ticket", "scope_fingerprint", "asset_url", "init_app", "SessionInterface", "UnchangedFastPath",
+           "TICKET_SECONDS"]

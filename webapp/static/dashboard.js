@@ -1,7 +1,8 @@
 // Shipyard's dashboard: keep an open page current, and show times as "12 s ago".
 //
 // A live page carries a ticket and the fingerprint of what it shows (webapp/pages/live.py).
-// While the tab is visible it asks /live whether that fingerprint moved: 204 means no; 200
+// While the tab is visible it asks /live whether that fingerprint moved (every live-poll
+// seconds, or three times that after a minute without a change): 204 means no; 200
 // means yes, and the page fetches itself again and swaps its [data-live] regions (a region
 // holding the focus or an open form is left alone until it is done). 401: the ticket ran out
 // or the key changed; the page fetches itself again, which gives a new ticket or, when the
@@ -10,6 +11,7 @@
 
 (function () {
   const meta = (name) => document.querySelector(`meta[name="${name}"]`);
+  const QUIET_AFTER_MS = 60000;
 
   function ago(iso) {
     const seconds = Math.round((Date.now() - Date.parse(iso)) / 1000);
@@ -71,6 +73,10 @@
     if (!meta("live-ticket")) return;
     const every = Math.max(0.25, parseFloat(meta("live-poll").content) || 1) * 1000;
     let failures = 0;
+    let changed = Date.now();
+    // while what the page shows keeps changing (a deploy rolling out), ask every `every`; a page
+    // left open with nothing happening asks a third as often
+    const pause = () => (Date.now() - changed < QUIET_AFTER_MS ? every : every * 3);
 
     async function poll() {
       let again = true;
@@ -78,6 +84,7 @@
         try {
           const query = new URLSearchParams({ t: meta("live-ticket").content, seen: meta("live-fingerprint").content });
           const response = await fetch(`/live?${query}`, { credentials: "same-origin", cache: "no-store" });
+          if (response.status === 200) changed = Date.now();
           if (response.status === 200 || response.status === 401) again = await reload();
           failures = 0;
           if (response.status === 204) banner("");
@@ -86,7 +93,7 @@
           if (failures >= 3) banner("The control plane cannot be reached; this page shows what it last said.", true);
         }
       }
-      if (again) setTimeout(poll, every * (0.8 + Math.random() * 0.4) * Math.min(1 + failures, 10));
+      if (again) setTimeout(poll, pause() * (0.8 + Math.random() * 0.4) * Math.min(1 + failures, 10));
     }
     setTimeout(poll, every);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshTimes(document); });
