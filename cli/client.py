@@ -305,16 +305,56 @@ def _exit_if_failed(versions: list[dict], output: str) -> None:
     raise Failure(f"{len(failed)} version(s) failed", EXIT_INVALID, kind="failed")
 
 
+class Duration(click.ParamType):
+    """A duration: 90, 90s, 10m or 1h."""
+
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = self._UNITS.get(text[-1:], None)
+        number = text[:-1] if unit else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 90s, 10m or 1h", param, ctx)
+        if not 0 < seconds <= 24 * 3600:
+            self.fail(f"{value!r}: a wait lasts more than 0 s and at most 24h", param, ctx)
+        return seconds
+
+
+def wait_options(command):
+    command = click.option("--timeout", type=Duration(), default="10m", show_default=True,
+                           help="With --wait: how long to wait (90s, 10m, 1h).")(command)
+    return click.option("--wait", is_flag=True,
+                        help="Follow each new version until its cluster runs it (Healthy; a job: synced); "
+                             "exit 8 sync failed, 9 degraded, 10 timed out, 11 agent not reporting.")(command)
+
+
+def _waited(api, versions: list[dict], wait: bool, timeout: float, output: str) -> None:
+    if wait:
+        from cli.wait import raise_for, wait_for
+
+        raise_for(wait_for(api, versions, timeout, output), output)
+
+
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("files", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Show what would change, as diffs; change nothing.")
 @click.option("--source-commit", help="Commit of the spec repository this deploy comes from.")
+@wait_options
 @api_options
-def deploy(files: tuple[str, ...], dry_run: bool, source_commit: str | None, url, token, output: str) -> None:
+def deploy(files: tuple[str, ...], dry_run: bool, source_commit: str | None, wait: bool, timeout: float, url, token,
+           output: str) -> None:
     """Deploy spec FILES (or directories of them) through the control plane; one request per file.
 
     Prints each new version (app, number, state, commit), or with --dry-run the diff
-    of what would change. Spec problems are printed as FILE:LINE:COL: message.
+    of what would change. Spec problems are printed as FILE:LINE:COL: message. With
+    --wait, follows the new versions until their clusters run them (a pipeline step
+    that fails on a broken release).
     """
     api = client(url, token, output)
     results, first_failure = [], None
@@ -347,12 +387,13 @@ def deploy(files: tuple[str, ...], dry_run: bool, source_commit: str | None, url
                 failure.show()
             first_failure = first_failure or failure
     created = [v for r in results for v in r.get("versions", [])]
-    if output == "json":
+    if output == "json" and not (wait and not dry_run):
         ok = first_failure is None and all(v["state"] != "failed" for v in created)
         print_json({"ok": ok, "dry_run": dry_run, "files": results})
     if first_failure is not None:
         sys.exit(first_failure.exit_code)
     _exit_if_failed(created, output)
+    _waited(api, created, wait and not dry_run, timeout, output)
 
 
 def _show_deploy(body: dict) -> None:
@@ -370,12 +411,14 @@ def _show_deploy(body: dict) -> None:
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("app")
 @click.argument("version", type=click.IntRange(1))
+@wait_options
 @api_options
-def rollback(app: str, version: int, url, token, output: str) -> None:
+def rollback(app: str, version: int, wait: bool, timeout: float, url, token, output: str) -> None:
     """Deploy APP (CLUSTER:WORKSPACE/APP) as it was at VERSION; a new version records it."""
     api = client(url, token, output)
     created = api.call("POST", f"{_app_path(app)}/rollback", json={"version": version, "source": "cli"})
-    _show_versions([created], output)
+    _show_versions([created], output, quiet=wait)
+    _waited(api, [created], wait, timeout, output)
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -412,9 +455,10 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
               help="Change a field of the spec, e.g. --set replicas=3 --set env.LOG_LEVEL=debug (repeatable).")
 @click.option("--keep-overrides/--no-keep-overrides", default=True, show_default=True,
               help="Apply again the overrides the target app was promoted with, under these --set ones.")
+@wait_options
 @api_options
 def promote(app: str, target: str, number: int | None, name: str | None, settings: tuple[str, ...],
-            keep_overrides: bool, url, token, output: str) -> None:
+            keep_overrides: bool, wait: bool, timeout: float, url, token, output: str) -> None:
     """Deploy a version of APP (CLUSTER:WORKSPACE/APP) into another workspace or cluster."""
     if target.count(":") != 1 or not all(target.split(":")):
         raise click.BadParameter(f"{target!r}: write the target as CLUSTER:WORKSPACE", param_hint="--to")
@@ -425,12 +469,16 @@ def promote(app: str, target: str, number: int | None, name: str | None, setting
     if name is not None:
         body["name"] = name
     api = client(url, token, output)
-    _show_versions([api.call("POST", f"{_app_path(app)}/promote", json=body)], output)
+    created = api.call("POST", f"{_app_path(app)}/promote", json=body)
+    _show_versions([created], output, quiet=wait)
+    _waited(api, [created], wait, timeout, output)
 
 
-def _show_versions(versions: list[dict], output: str) -> None:
+def _show_versions(versions: list[dict], output: str, quiet: bool = False) -> None:
+    """The versions made, as a table (or one JSON document, unless a --wait prints its own)."""
     if output == "json":
-        print_json({"ok": True, "versions": versions})
+        if not quiet:
+            print_json({"ok": True, "versions": versions})
     else:
         _versions_table(versions)
     _exit_if_failed(versions, output)

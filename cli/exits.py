@@ -28,6 +28,10 @@ EXIT_NOT_FOUND = 4
 EXIT_INTERNAL = 5
 EXIT_UNAUTHORIZED = 6
 EXIT_NOT_READY = 7
+EXIT_SYNC_FAILED = 8
+EXIT_DEGRADED = 9
+EXIT_TIMEOUT = 10
+EXIT_OFFLINE = 11
 
 # The one translation of Shipyard's error codes (contract.errors.ERROR_CODES) to exit codes: for an
 # error raised here (offline commands) and for an API error answer (client commands) alike.
@@ -57,6 +61,10 @@ EXIT_CODES = {
     EXIT_INTERNAL: "internal error (a bug)",
     EXIT_UNAUTHORIZED: "not authorized: no valid token or password, or your role does not allow it",
     EXIT_NOT_READY: "the server cannot start: database not at the head revision, address in use",
+    EXIT_SYNC_FAILED: "--wait: ArgoCD could not sync a version (its message is printed)",
+    EXIT_DEGRADED: "--wait: a version is degraded: its pods crash or cannot start (their reasons are printed)",
+    EXIT_TIMEOUT: "--wait: a version was not running before --timeout",
+    EXIT_OFFLINE: "--wait: a cluster's agent is not reporting, so its status cannot be known",
 }
 
 # \b keeps click from rewrapping the table into one paragraph

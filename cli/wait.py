@@ -1,0 +1,199 @@
+"""``--wait``: follow new versions on their clusters until each is running, or say why not.
+
+A version is done when its cluster reports it Healthy (a job: when its definition is synced,
+since a job has nothing running until it is run). It has failed when ArgoCD could not sync it
+(``failed``), when its pods crash or cannot start or ArgoCD calls it Degraded for longer than
+``DEGRADED_GRACE`` (``degraded``: a rollout's first crash may still be retried away), when its
+cluster's agent is not heard from (the status would be stale), or when ``--timeout`` passes
+first. Each has its own exit code (cli.exits), so a pipeline tells them apart.
+
+It asks the app's status API every ``POLL_SECONDS``. On a terminal it keeps one live line per
+app (rich); elsewhere (CI logs) it prints a timestamped line each time an app's state changes;
+with ``--output json`` it prints nothing until the end, then one document.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from cli.exits import EXIT_DEGRADED, EXIT_OFFLINE, EXIT_OK, EXIT_SYNC_FAILED, EXIT_TIMEOUT, Failure
+
+POLL_SECONDS = 0.5
+DEGRADED_GRACE = 10.0
+STILL_GOING = ("pending", "committed", "syncing", "synced")
+# how each end is told, and what it exits with
+ENDS = {
+    "healthy": ("running", EXIT_OK),
+    "replaced": ("replaced by a newer version before this wait saw it healthy", EXIT_OK),
+    "failed": ("the sync failed", EXIT_SYNC_FAILED),
+    "degraded": ("degraded", EXIT_DEGRADED),
+    "offline": ("the cluster's agent is not reporting", EXIT_OFFLINE),
+    "timeout": ("not running before the timeout", EXIT_TIMEOUT),
+}
+
+
+@dataclass
+class Followed:
+    """One version being waited for, and what its cluster last said of it."""
+
+    app: str  # cluster:workspace/app
+    number: int
+    kind: str = "service"
+    status: str = "pending"
+    message: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    pods: list[dict] = field(default_factory=list)
+    degraded_since: float | None = None
+    end: str | None = None
+
+    @property
+    def path(self) -> str:
+        cluster, _, rest = self.app.partition(":")
+        workspace, _, name = rest.partition("/")
+        return f"/api/v1/apps/{cluster}/{workspace}/{name}"
+
+    def as_dict(self) -> dict:
+        return {"app": self.app, "version": self.number, "status": self.status, "end": self.end,
+                "message": self.message, "reasons": self.reasons,
+                "pods": [{"name": p["name"], "restarts": p["restarts"], "reasons": p["reasons"]}
+                         for p in self.pods if p["reasons"]]}
+
+
+def observe(item: Followed, answer: dict, now: float) -> None:
+    """Take in the app's status answer; set ``item.end`` when the version reached an end."""
+    if answer.get("connectivity") != "online":
+        item.status, item.end = "offline", "offline"
+        item.message = f"the cluster's agent is {answer.get('connectivity')}: its status of the app would be stale"
+        return
+    mine = next((v for v in answer.get("versions") or [] if v["number"] == item.number), None)
+    if mine is None:
+        item.status, item.end = "replaced", "replaced"
+        return
+    item.status, item.message = mine.get("status") or mine.get("state"), mine.get("message")
+    item.reasons, item.pods = list(answer.get("reasons") or []), list(answer.get("pods") or [])
+    if item.status == "healthy" or (item.kind == "job" and item.status == "synced"):
+        item.end = "healthy"
+    elif item.status in ("failed", "replaced"):
+        item.end = item.status
+    elif item.status == "degraded":
+        item.degraded_since = item.degraded_since if item.degraded_since is not None else now
+        if now - item.degraded_since >= DEGRADED_GRACE:
+            item.end = "degraded"
+    else:
+        item.degraded_since = None
+
+
+def wait_for(api, versions: list[dict], timeout: float, output: str, clock=time.monotonic, sleep=time.sleep) -> int:
+    """Follow ``versions`` (as the API answered them) until each ends; returns the exit code to leave with."""
+    items = [Followed(v["app"], v["number"]) for v in versions if v.get("state") != "failed"]
+    for item in items:
+        item.kind = (api.call("GET", item.path) or {}).get("kind", "service")
+    started = clock()
+    show = _Shower(output, items)
+    try:
+        while True:
+            now = clock()
+            for item in items:
+                if item.end is None:
+                    observe(item, api.call("GET", f"{item.path}/status", params={"versions": 20}), now)
+                    show.update(item, now - started)
+            if all(item.end for item in items):
+                break
+            if now - started >= timeout:
+                for item in items:
+                    if item.end is None:
+                        item.end = "timeout"
+                        show.update(item, now - started)
+                break
+            sleep(POLL_SECONDS)
+    finally:
+        show.close()
+    code = max((ENDS[item.end][1] for item in items), default=EXIT_OK, key=_severity)
+    show.summary(items, clock() - started, code)
+    return code
+
+
+def _severity(code: int) -> tuple:
+    """The exit code that says most: any failure over success; among failures, the first in this order."""
+    order = (EXIT_SYNC_FAILED, EXIT_DEGRADED, EXIT_OFFLINE, EXIT_TIMEOUT)
+    return (code != EXIT_OK, -order.index(code) if code in order else 0)
+
+
+class _Shower:
+    """How the wait shows itself: a live table on a terminal, lines in a log, nothing until the end in JSON."""
+
+    def __init__(self, output: str, items: list[Followed]):
+        from cli.output import stderr
+
+        self.output, self.items, self.console = output, items, stderr
+        self.shown: dict[str, str] = {}
+        self.live = None
+        if output == "text" and stderr.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(0.0), console=stderr.console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def _table(self, elapsed: float):
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, pad_edge=False, title=f"waiting {elapsed:.0f} s", title_justify="left")
+        for column in ("APP", "VERSION", "STATUS", "WHY"):
+            table.add_column(column)
+        for item in self.items:
+            style = {"healthy": "green", "failed": "red", "degraded": "red", "offline": "red",
+                     "timeout": "red"}.get(item.end or "", "yellow")
+            why = ", ".join(item.reasons) if item.status == "degraded" and item.reasons else (item.message or "")
+            table.add_row(Text(item.app), Text(f"v{item.number}"), Text(item.status, style=style), Text(why))
+        return table
+
+    def update(self, item: Followed, elapsed: float) -> None:
+        if self.output != "text":
+            return
+        if self.live is not None:
+            self.live.update(self._table(elapsed))
+            return
+        said = f"{item.status}|{item.end}|{item.message}"
+        if self.shown.get(item.app) != said:
+            self.shown[item.app] = said
+            stamp = time.strftime("%H:%M:%S")
+            detail = f": {item.message}" if item.message else ""
+            print(f"{stamp} {item.app} v{item.number} {item.status}{detail}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def summary(self, items: list[Followed], elapsed: float, code: int) -> None:
+        if self.output == "json":
+            from cli.output import print_json
+
+            print_json({"ok": code == EXIT_OK, "waited_seconds": round(elapsed, 2),
+                        "apps": [item.as_dict() for item in items]})
+            return
+        from rich.markup import escape
+
+        for item in items:
+            what, exit_code = ENDS[item.end]
+            colour = "green" if exit_code == EXIT_OK else "red"
+            self.console.print(f"[{colour}]{escape(item.app)} v{item.number}: {escape(what)}[/{colour}]"
+                               + (f" ({escape(item.message)})" if item.message and exit_code else ""))
+            for pod in item.pods if item.end == "degraded" else []:
+                if pod["reasons"]:
+                    self.console.print(f"  pod {escape(pod['name'])}: {escape(', '.join(pod['reasons']))}, "
+                                       f"{pod['restarts']} restart(s)"
+                                       + (f": {escape(pod['message'])}" if pod.get("message") else ""))
+
+
+def raise_for(code: int, output: str) -> None:
+    """Leave with ``code`` when the wait did not end well (the summary already said why)."""
+    if code != EXIT_OK:
+        if output == "json":
+            sys.exit(code)
+        raise Failure("the wait ended without every version running", code, kind="wait")
+
+
+__all__ = ["wait_for", "observe", "Followed", "raise_for", "DEGRADED_GRACE", "POLL_SECONDS"]

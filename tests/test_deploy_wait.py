@@ -1,0 +1,124 @@
+"""``shipyard deploy --wait``: a pipeline step that fails on a broken release, with a code per reason.
+
+The real ``shipyard`` command, as a CI job runs it (no terminal: timestamped lines), against a
+control plane on loopback with a SIMULATED cluster reporting to it (tests/browser.py's
+``live_plane``, no browser): a good release exits 0 once Healthy; pods that crash exit 9 with the
+reason; a failed sync 8 with ArgoCD's message; a rollout slower than --timeout 10; a cluster
+whose agent is not heard from 11; an invalid spec 1 with FILE:LINE:COL. The wait's own rules
+(cli.wait.observe) are checked directly too: the grace a degraded version gets, a job done when
+synced, a replaced version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import wait
+from tests.browser import live_plane  # noqa: F401 - the fixture
+from tests.plane import service_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPYARD = str(Path(sys.executable).parent / "shipyard")
+
+
+def shipyard(plane, *args: str, spec: str | None = None, tmp_path: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SHIPYARD_URL": plane.url, "SHIPYARD_TOKEN": plane.admin.token,
+           "XDG_CONFIG_HOME": str(tmp_path or ROOT / "nowhere")}
+    if spec is not None:
+        path = tmp_path / "web.yaml"
+        path.write_text(spec)
+        args = (*args, str(path))
+    return subprocess.run([SHIPYARD, *args], capture_output=True, text=True, env=env, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_a_good_release_exits_0_once_healthy_a_broken_one_with_its_reason(live_plane, tmp_path):  # noqa: F811
+    live_plane.wait_healthy("storefront/web")
+    good = shipyard(live_plane, "deploy", "--wait", "--timeout", "60s",
+                    spec=service_spec("web", image="ghcr.io/acme/web:2.0", extra="replicas: 2\n"), tmp_path=tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert "demo:storefront/web v2: running" in good.stderr
+    assert live_plane.status("storefront", "web")["versions"][0]["status"] == "healthy"
+    # no terminal: one timestamped line per state change, for CI logs
+    assert any(line[:8].count(":") == 2 and "v2" in line for line in good.stderr.splitlines())
+
+    live_plane.inject("storefront/web", pods="CrashLoopBackOff", image="ghcr.io/acme/web:3.0")
+    broken = shipyard(live_plane, "deploy", "--wait", "--timeout", "60s",
+                      spec=service_spec("web", image="ghcr.io/acme/web:3.0", extra="replicas: 2\n"), tmp_path=tmp_path)
+    assert broken.returncode == 9, broken.stderr
+    assert "v3: degraded" in broken.stderr and "CrashLoopBackOff" in broken.stderr
+
+    rolled = shipyard(live_plane, "rollback", "demo:storefront/web", "2", "--wait", "--timeout", "60s",
+                      "--output", "json", tmp_path=tmp_path)
+    assert rolled.returncode == 0, rolled.stderr
+    document = json.loads(rolled.stdout)
+    assert document["ok"] and document["apps"][0]["end"] == "healthy" and document["apps"][0]["version"] == 4
+
+
+@pytest.mark.slow
+def test_a_failed_sync_a_timeout_an_offline_agent_and_an_invalid_spec(live_plane, tmp_path):  # noqa: F811
+    live_plane.wait_healthy("storefront/web")
+    live_plane.inject("storefront/web", sync="Failed")
+    failed = shipyard(live_plane, "deploy", "--wait", "--timeout", "60s",
+                      spec=service_spec("web", image="ghcr.io/acme/web:2.0"), tmp_path=tmp_path)
+    assert failed.returncode == 8, failed.stderr
+    assert "the sync failed" in failed.stderr and "failed to apply" in failed.stderr
+
+    live_plane.inject("storefront/web", rollout_seconds=60)
+    slow = shipyard(live_plane, "deploy", "--wait", "--timeout", "3s",
+                    spec=service_spec("web", image="ghcr.io/acme/web:3.0"), tmp_path=tmp_path)
+    assert slow.returncode == 10, slow.stderr
+    assert "not running before the timeout" in slow.stderr
+    live_plane.clear()
+
+    live_plane.app.config["AGENT_ONLINE_WITHIN"] = 0.0  # the agent is not heard from "within" anything now
+    try:
+        offline = shipyard(live_plane, "deploy", "--wait", "--timeout", "60s",
+                           spec=service_spec("web", image="ghcr.io/acme/web:4.0"), tmp_path=tmp_path)
+    finally:
+        live_plane.app.config["AGENT_ONLINE_WITHIN"] = 60.0
+    assert offline.returncode == 11, offline.stderr
+    assert "agent is" in offline.stderr
+
+    invalid = shipyard(live_plane, "deploy", "--wait", spec=service_spec("web").replace("ports:", "portz:"),
+                       tmp_path=tmp_path)
+    assert invalid.returncode == 1
+    assert f"{tmp_path / 'web.yaml'}:5:1:" in invalid.stderr and 'unknown field "portz"' in invalid.stderr
+
+
+def answer(number: int, status: str, connectivity: str = "online", reasons=()) -> dict:
+    return {"connectivity": connectivity, "reasons": list(reasons), "pods": [],
+            "versions": [{"number": number, "status": status, "message": None}]}
+
+
+def test_the_wait_gives_a_degraded_version_its_grace_and_takes_a_synced_job_as_done():
+    item = wait.Followed("demo:shop/web", 3)
+    wait.observe(item, answer(3, "degraded", reasons=["CrashLoopBackOff"]), now=100.0)
+    assert item.end is None  # a first crash may still be retried away
+    wait.observe(item, answer(3, "synced"), now=103.0)
+    wait.observe(item, answer(3, "degraded"), now=104.0)
+    wait.observe(item, answer(3, "degraded"), now=104.0 + wait.DEGRADED_GRACE - 0.1)
+    assert item.end is None  # the grace starts again after a recovery
+    wait.observe(item, answer(3, "degraded"), now=104.0 + wait.DEGRADED_GRACE)
+    assert item.end == "degraded"
+
+    job = wait.Followed("demo:data/backfill", 1, kind="job")
+    wait.observe(job, answer(1, "synced"), now=0.0)
+    assert job.end == "healthy"
+    service = wait.Followed("demo:shop/web", 1)
+    wait.observe(service, answer(1, "synced"), now=0.0)
+    assert service.end is None  # a service is done when Healthy, not when synced
+
+    gone = wait.Followed("demo:shop/web", 1)
+    wait.observe(gone, answer(7, "healthy"), now=0.0)
+    assert gone.end == "replaced"
+    stale = wait.Followed("demo:shop/web", 1)
+    wait.observe(stale, answer(1, "healthy", connectivity="stale"), now=0.0)
+    assert stale.end == "offline"
