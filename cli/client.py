@@ -523,9 +523,57 @@ def versions(app: str, limit: int, url, token, output: str) -> None:
         print_json({"versions": rows})
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("VERSION", "ACTION", "STATE", "COMMIT", "AUTHOR", "SOURCE", "CREATED"):
+    for column in ("VERSION", "ACTION", "STATUS", "COMMIT", "AUTHOR", "SOURCE", "CREATED"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        add_text_row(table, str(row["number"]), row["action"], row["state"], (row.get("commit") or "-")[:12],
+        add_text_row(table, str(row["number"]), row["action"], _version_status(row),
+                      "-" if row.get("changed") is False else (row.get("commit") or "-")[:12],
                       row["author"], row["source"], (row["created_at"] or "")[:19])
     stdout_console().print(table)
+    for row in rows:
+        if row.get("status") in ("failed", "degraded") and row.get("status_message"):
+            stderr.print(f"[red]v{row['number']} {row['status']}:[/red] {shown(row['status_message'])}")
+
+
+def _version_status(row: dict) -> str:
+    """What the cluster says of a version (healthy, degraded, failed, ...), or its state before any report."""
+    status = row.get("status") or row["state"]
+    if row.get("changed") is False and status in ("committed", "replaced"):
+        return f"{status} (no change)"
+    return status
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("app")
+@api_options
+def status(app: str, url, token, output: str) -> None:
+    """Show APP's (CLUSTER:WORKSPACE/APP) live status: health, sync, live and newest version, pods and why."""
+    api = client(url, token, output)
+    answer = api.call("GET", f"{_app_path(app)}/status", params={"versions": 5})
+    if output == "json":
+        print_json(answer)
+        return
+    console = stdout_console()
+    newest = answer["versions"][0]["number"] if answer["versions"] else None
+    live = answer.get("live_version")
+    console.print(f"app {shown(answer['app'])}   agent {shown(answer['connectivity'])}"
+                  + ("   (status is stale)" if answer.get("stale") and answer.get("known") else ""), markup=False)
+    if not answer.get("known"):
+        console.print("no agent has reported this app yet", markup=False)
+    else:
+        console.print(f"health {shown(answer['health'])}   sync {shown(answer['sync'])}"
+                      + (f" ({shown(answer['operation'])})" if answer.get("operation") else "")
+                      + f"   live v{live or '-'}   newest v{newest or '-'}", markup=False)
+        if answer.get("message"):
+            console.print(f"message {shown(answer['message'])}", markup=False)
+    if answer.get("pods"):
+        table = Table(box=None, pad_edge=False)
+        for column in ("POD", "PHASE", "READY", "RESTARTS", "REASONS"):
+            table.add_column(column, no_wrap=True)
+        for pod in answer["pods"]:
+            add_text_row(table, pod["name"], pod.get("phase") or "-", "yes" if pod["ready"] else "no",
+                         str(pod["restarts"]), ", ".join(pod["reasons"]) or "-")
+        console.print(table)
+    for version in answer["versions"]:
+        if version.get("status") in ("failed", "degraded") and version.get("message"):
+            stderr.print(f"[red]v{version['number']} {version['status']}:[/red] {shown(version['message'])}")

@@ -39,6 +39,7 @@ COMMANDS = {
     "promote": "cli.client:promote",
     "apps": "cli.client:apps",
     "versions": "cli.client:versions",
+    "status": "cli.client:status",
 }
 
 # the commands that need an extra of the install, by name
@@ -79,5 +80,5 @@ def main() -> None:
     \b
     Offline:        validate, render, apply, delete
     Control plane:  up (embedded), serve (production), db, admin
-    API client:     login, deploy, rollback, promote, apps, versions
+    API client:     login, deploy, rollback, promote, apps, versions, status
     """

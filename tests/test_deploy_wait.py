@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,13 @@ def test_a_good_release_exits_0_once_healthy_a_broken_one_with_its_reason(live_p
                       spec=service_spec("web", image="ghcr.io/acme/web:3.0", extra="replicas: 2\n"), tmp_path=tmp_path)
     assert broken.returncode == 9, broken.stderr
     assert "v3: degraded" in broken.stderr and "CrashLoopBackOff" in broken.stderr
+
+    shown = shipyard(live_plane, "status", "demo:storefront/web", tmp_path=tmp_path)
+    assert shown.returncode == 0 and "CrashLoopBackOff" in shown.stdout and "newest v3" in shown.stdout
+    listed = shipyard(live_plane, "versions", "demo:storefront/web", tmp_path=tmp_path)
+    assert re.search(r"^\s*3\s+deploy\s+degraded\s", listed.stdout, re.M), listed.stdout
+    assert re.search(r"^\s*2\s+deploy\s+replaced\s", listed.stdout, re.M)
+    assert "v3 degraded:" in listed.stderr and "CrashLoopBackOff" in listed.stderr
 
     rolled = shipyard(live_plane, "rollback", "demo:storefront/web", "2", "--wait", "--timeout", "60s",
                       "--output", "json", tmp_path=tmp_path)
