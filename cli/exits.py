@@ -32,6 +32,7 @@ EXIT_SYNC_FAILED = 8
 EXIT_DEGRADED = 9
 EXIT_TIMEOUT = 10
 EXIT_OFFLINE = 11
+EXIT_RUN_FAILED = 12
 
 # The one translation of Shipyard's error codes (contract.errors.ERROR_CODES) to exit codes: for an
 # error raised here (offline commands) and for an API error answer (client commands) alike.
@@ -65,6 +66,7 @@ EXIT_CODES = {
     EXIT_DEGRADED: "--wait: a version is degraded: its pods crash or cannot start (their reasons are printed)",
     EXIT_TIMEOUT: "--wait: a version was not running before --timeout",
     EXIT_OFFLINE: "--wait: a cluster's agent is not reporting, so its status cannot be known",
+    EXIT_RUN_FAILED: "run --wait: the job run failed",
 }
 
 # \b keeps click from rewrapping the table into one paragraph

@@ -40,6 +40,11 @@ COMMANDS = {
     "apps": "cli.client:apps",
     "versions": "cli.client:versions",
     "status": "cli.client:status",
+    "logs": "cli.operate:logs",
+    "restart": "cli.operate:restart",
+    "refresh": "cli.operate:refresh",
+    "run": "cli.operate:run",
+    "runs": "cli.operate:runs",
 }
 
 # the commands that need an extra of the install, by name
@@ -80,5 +85,6 @@ def main() -> None:
     \b
     Offline:        validate, render, apply, delete
     Control plane:  up (embedded), serve (production), db, admin
-    API client:     login, deploy, rollback, promote, apps, versions, status
+    API client:     login, deploy, rollback, promote, apps, versions, status, logs, restart,
+                    refresh, run, runs
     """

@@ -130,3 +130,33 @@ def test_the_wait_gives_a_degraded_version_its_grace_and_takes_a_synced_job_as_d
     stale = wait.Followed("demo:shop/web", 1)
     wait.observe(stale, answer(1, "healthy", connectivity="stale"), now=0.0)
     assert stale.end == "offline"
+
+
+@pytest.mark.slow
+def test_logs_restart_refresh_and_a_job_run_followed_to_its_end(live_plane, tmp_path):  # noqa: F811
+    live_plane.wait_healthy()
+    live_plane.inject("storefront/web", pods="CrashLoopBackOff")
+    live_plane.wait_until(lambda: "CrashLoopBackOff" in live_plane.status("storefront", "web")["reasons"],
+                          "web crash-looping")
+    previous = shipyard(live_plane, "logs", "demo:storefront/web", "--previous", tmp_path=tmp_path)
+    assert previous.returncode == 0, previous.stderr
+    assert previous.stdout.splitlines()[-1] == "[simulated] fatal: exiting with status 1"  # no timestamps shown
+    document = json.loads(shipyard(live_plane, "logs", "demo:storefront/web", "--tail", "1", "--output", "json",
+                                   tmp_path=tmp_path).stdout)
+    assert document["ok"] and len(document["lines"]) == 1
+    live_plane.clear()
+
+    restarted = shipyard(live_plane, "restart", "demo:storefront/web", tmp_path=tmp_path)
+    assert restarted.returncode == 0 and "restarting (Deployment web)" in restarted.stderr
+    assert shipyard(live_plane, "refresh", "demo:storefront/web", "--hard", tmp_path=tmp_path).returncode == 0
+    refused = shipyard(live_plane, "restart", "demo:data/backfill", tmp_path=tmp_path)
+    assert refused.returncode == 1 and "only services have pods" in refused.stderr
+
+    missing = shipyard(live_plane, "run", "demo:data/backfill", "--wait", tmp_path=tmp_path)
+    assert missing.returncode == 1 and "since" in missing.stderr  # a param without a default is required
+    ran = shipyard(live_plane, "run", "demo:data/backfill", "--param", "since=2026-11-01", "--wait",
+                   "--timeout", "60s", tmp_path=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert re.search(r"run \d+ succeeded", ran.stderr)
+    listed = shipyard(live_plane, "runs", "demo:data/backfill", tmp_path=tmp_path)
+    assert re.search(r"succeeded\s+\S+\s+since=2026-11-01", listed.stdout), listed.stdout
