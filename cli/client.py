@@ -489,7 +489,7 @@ def _show_versions(versions: list[dict], output: str, quiet: bool = False) -> No
 @click.option("--workspace", help="Only this workspace's apps (with --cluster).")
 @api_options
 def apps(cluster: str | None, workspace: str | None, url, token, output: str) -> None:
-    """List the apps you may read, with their current version."""
+    """List the apps you may read: health and sync as their clusters report them, live and newest version."""
     api = client(url, token, output)
     rows, after = [], None
     while True:
@@ -503,12 +503,24 @@ def apps(cluster: str | None, workspace: str | None, url, token, output: str) ->
         print_json({"apps": rows})
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("APP", "KIND", "CURRENT", "VERSIONS", "UPDATED"):
+    for column in ("APP", "KIND", "HEALTH", "SYNC", "LIVE", "NEWEST", "UPDATED"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        add_text_row(table, f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"],
-                      str(row["current_version"] or "-"), str(row["versions"]), (row["updated_at"] or "")[:19])
+        add_text_row(table, f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"], _health(row),
+                      _sync(row), str(row.get("live_version") or "-"), str(row["current_version"] or "-"),
+                      (row["updated_at"] or "")[:19])
     stdout_console().print(table)
+
+
+def _health(row: dict) -> str:
+    """An app's health as people read it: a failed sync first, whatever the old pods' health."""
+    if row.get("operation") in ("Failed", "Error"):
+        return "SyncFailed"
+    return row.get("health") or "NotReported"
+
+
+def _sync(row: dict) -> str:
+    return "Syncing" if row.get("operation") == "Running" else row.get("sync") or "-"
 
 
 @click.command(epilog=EXIT_CODES_HELP)

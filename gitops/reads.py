@@ -15,7 +15,7 @@ from contract.repository import app_dir
 from renderer.manifest_yaml import dump_manifest
 from sqlalchemy import or_, select
 
-from gitops.models import Application, Cluster, Version, Workspace
+from gitops.models import Application, AppStatus, Cluster, Version, Workspace
 from gitops.policy import ROLES, Scope
 from gitops.repo import ClusterRepo
 from gitops.service_context import Context
@@ -66,9 +66,18 @@ class ListedName(NamedTuple):
     name: str
 
 
+class ListedStatus(NamedTuple):
+    """What the app's cluster last said of it (all None before any report)."""
+
+    health: str | None
+    sync: str | None
+    operation: str | None
+    live_version: int | None
+
+
 def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None = None,
               include_deleted: bool = False, limit: int = 1000,
-              after: str | None = None) -> list[tuple[ListedApp, ListedName, ListedName]]:
+              after: str | None = None) -> list[tuple[ListedApp, ListedName, ListedName, ListedStatus]]:
     """Apps the caller may read, ordered by cluster, workspace and name; ``after`` pages on.
 
     Rows are (app, workspace, cluster) records of the listed columns, not ORM entities: a
@@ -77,9 +86,11 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
     """
     session, principal = ctx.session, ctx.principal
     query = (select(Application.name, Application.kind, Application.current_version, Application.version_counter,
-                    Application.deleted, Application.updated_at, Workspace.name, Cluster.name)
+                    Application.deleted, Application.updated_at, Workspace.name, Cluster.name,
+                    AppStatus.health, AppStatus.sync, AppStatus.operation, AppStatus.live_version)
              .join(Workspace, Application.workspace_id == Workspace.id)
              .join(Cluster, Workspace.cluster_id == Cluster.id)
+             .outerjoin(AppStatus, AppStatus.application_id == Application.id)
              .where(Application.tenant_id == principal.tenant_id))
     if cluster:
         query = query.where(Cluster.name == cluster)
@@ -99,7 +110,7 @@ def list_apps(ctx: Context, *, cluster: str | None = None, workspace: str | None
                             (Cluster.name == parts[0]) & (Workspace.name == parts[1]) & (Application.name > parts[2])))
     query = query.order_by(Cluster.name, Workspace.name, Application.name).limit(limit)
     # Core execution: plain columns need none of the ORM's per-row loading machinery
-    return [(ListedApp(*row[:6]), ListedName(row[6]), ListedName(row[7]))
+    return [(ListedApp(*row[:6]), ListedName(row[6]), ListedName(row[7]), ListedStatus(*row[8:12]))
             for row in session.connection().execute(query).all()]
 
 
@@ -178,5 +189,6 @@ def file_diff(before: dict[str, bytes], after: dict[str, bytes]) -> str:
 
 
 
-__all__ = ["get_app", "get_version", "list_versions", "list_apps", "app_read_filter", "spec_text", "ListedApp", "ListedName", "version_diff",
+__all__ = ["get_app", "get_version", "list_versions", "list_apps", "app_read_filter", "spec_text", "ListedApp",
+           "ListedName", "ListedStatus", "version_diff",
            "file_diff"]

@@ -78,6 +78,9 @@ def test_a_failed_sync_a_timeout_an_offline_agent_and_an_invalid_spec(live_plane
                       spec=service_spec("web", image="ghcr.io/acme/web:2.0"), tmp_path=tmp_path)
     assert failed.returncode == 8, failed.stderr
     assert "the sync failed" in failed.stderr and "failed to apply" in failed.stderr
+    table = shipyard(live_plane, "apps", tmp_path=tmp_path).stdout
+    assert re.search(r"demo:storefront/web\s+service\s+SyncFailed\s", table), table
+    assert re.search(r"demo:data/backfill\s+job\s+Healthy\s+Synced\s+1\s+1\s", table), table
 
     live_plane.inject("storefront/web", rollout_seconds=60)
     slow = shipyard(live_plane, "deploy", "--wait", "--timeout", "3s",
