@@ -14,8 +14,8 @@ What it measures
                          1 worker x 8 threads) on loopback with httpx; the
                          body is read, not parsed
     SELECT Core          the bare query: the same join of application,
-                         workspace and cluster, the same columns, filter, order
-                         and limit, through SQLAlchemy Core
+                         workspace, cluster and (outer) app_status, the same
+                         columns, filter, order and limit, through SQLAlchemy Core
     SELECT raw cursor    the same SQL on a raw DB-API cursor (psycopg;
                          sqlite3 on SQLite), ``fetchall``
 
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import synthetic
-from api_deploys import CLUSTER, Server, seed, serve
+from api_deploys import Server, seed, serve
 from timing import interleave, ratio
 
 APPS = 10_000
@@ -55,10 +55,12 @@ PATH = f"/api/v1/apps?limit={APPS}"
 # The listing's own query (gitops.reads.list_apps), written out for the raw cursor.
 RAW_SQL = """
 SELECT cluster.name, workspace.name, application.name, application.kind, application.current_version,
-       application.version_counter, application.deleted, application.updated_at
+       application.version_counter, application.deleted, application.updated_at,
+       app_status.health, app_status.sync, app_status.operation, app_status.live_version
 FROM application
 JOIN workspace ON application.workspace_id = workspace.id
 JOIN cluster ON workspace.cluster_id = cluster.id
+LEFT OUTER JOIN app_status ON app_status.application_id = application.id
 WHERE application.tenant_id = {param} AND application.deleted = {false}
 ORDER BY cluster.name, workspace.name, application.name
 LIMIT {limit}
@@ -134,7 +136,7 @@ def main() -> None:
     from pgserver import PostgresServer
     from sqlalchemy import false, select
 
-    from gitops.models import Application, Cluster, Workspace
+    from gitops.models import Application, AppStatus, Cluster, Workspace
 
     logging.getLogger().setLevel(logging.ERROR)  # create_app would log every in-process request at INFO
     rounds = args.rounds or (5 if args.quick else 31)
@@ -163,9 +165,11 @@ def main() -> None:
 
         core_query = (
             select(Cluster.name, Workspace.name, Application.name, Application.kind, Application.current_version,
-                   Application.version_counter, Application.deleted, Application.updated_at)
+                   Application.version_counter, Application.deleted, Application.updated_at, AppStatus.health,
+                   AppStatus.sync, AppStatus.operation, AppStatus.live_version)
             .join(Workspace, Application.workspace_id == Workspace.id)
             .join(Cluster, Workspace.cluster_id == Cluster.id)
+            .outerjoin(AppStatus, AppStatus.application_id == Application.id)
             .order_by(Cluster.name, Workspace.name, Application.name)
             .limit(APPS))
 

@@ -100,9 +100,7 @@ def list_apps():
     rows = reads.list_apps(context(), cluster=argument("cluster"), workspace=argument("workspace"),
                             include_deleted=argument("include_deleted"), limit=argument("limit"),
                             after=argument("after"))
-    apps = [{**app_json(app, workspace, cluster), "health": live.health, "sync": live.sync,
-             "operation": live.operation, "live_version": live.live_version}
-            for app, workspace, cluster, live in rows]
+    apps = [app_json(*row) for row in rows]
     next_after = f"{apps[-1]['cluster']}/{apps[-1]['workspace']}/{apps[-1]['name']}" if apps else None
     return {"apps": apps, "next": next_after if len(apps) == argument("limit") else None}
 

@@ -48,8 +48,9 @@ def workspace_json(workspace: Workspace) -> dict:
     }
 
 
-def app_json(app: Application, workspace: Workspace, cluster: Cluster) -> dict:
-    return {
+def app_json(app: Application, workspace: Workspace, cluster: Cluster, live=None) -> dict:
+    """An app; with ``live`` (gitops.reads.ListedStatus, in listings) what its cluster last said of it."""
+    out = {
         "cluster": cluster.name,
         "workspace": workspace.name,
         "name": app.name,
@@ -59,6 +60,9 @@ def app_json(app: Application, workspace: Workspace, cluster: Cluster) -> dict:
         "deleted": app.deleted,
         "updated_at": iso(app.updated_at),
     }
+    if live is not None:
+        out.update(health=live.health, sync=live.sync, operation=live.operation, live_version=live.live_version)
+    return out
 
 
 def version_json(version: Version, with_spec: bool = True, live: dict | None = None) -> dict:
