@@ -23,11 +23,10 @@ from urllib.parse import quote
 
 import click
 import httpx
-from rich.table import Table
 
 from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_REPO, EXIT_UNAUTHORIZED, EXIT_USAGE,
                        Failure, exit_of)
-from cli.output import add_text_row, output_option, print_json, shown, stderr, stdout_console
+from cli.output import output_option, print_json, print_table, shown, stderr, stdout_console
 from contract.errors import Problem, SpecError
 from renderer.paths import expand_paths
 
@@ -275,16 +274,10 @@ def _app_path(ref: str) -> str:
 
 
 def _versions_table(versions: list[dict]) -> None:
-    table = Table(box=None, pad_edge=False)
-    for column in ("APP", "VERSION", "ACTION", "STATE", "COMMIT"):
-        table.add_column(column, no_wrap=True)
-    for version in versions:
-        state = version["state"]
-        if state == "committed" and version.get("changed") is False:
-            state = "committed (no change)"
-        add_text_row(table, version["app"], str(version["number"]), version["action"], state,
-                      (version.get("commit") or "-")[:12])
-    stdout_console().print(table)
+    print_table(("APP", "VERSION", "ACTION", "STATE", "COMMIT"), (
+        (v["app"], str(v["number"]), v["action"],
+         "committed (no change)" if v["state"] == "committed" and v.get("changed") is False else v["state"],
+         (v.get("commit") or "-")[:12]) for v in versions))
     for version in versions:
         for note in version.get("notes") or []:
             stderr.print(f"[yellow]note:[/yellow] {shown(version['app'])}: {shown(note)}")
@@ -502,14 +495,10 @@ def apps(cluster: str | None, workspace: str | None, url, token, output: str) ->
     if output == "json":
         print_json({"apps": rows})
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("APP", "KIND", "HEALTH", "SYNC", "LIVE", "NEWEST", "UPDATED"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        add_text_row(table, f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"], _health(row),
-                      _sync(row), str(row.get("live_version") or "-"), str(row["current_version"] or "-"),
-                      (row["updated_at"] or "")[:19])
-    stdout_console().print(table)
+    print_table(("APP", "KIND", "HEALTH", "SYNC", "LIVE", "NEWEST", "UPDATED"), (
+        (f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"], _health(row), _sync(row),
+         str(row.get("live_version") or "-"), str(row["current_version"] or "-"), (row["updated_at"] or "")[:19])
+        for row in rows))
 
 
 def _health(row: dict) -> str:
@@ -534,14 +523,10 @@ def versions(app: str, limit: int, url, token, output: str) -> None:
     if output == "json":
         print_json({"versions": rows})
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("VERSION", "ACTION", "STATUS", "COMMIT", "AUTHOR", "SOURCE", "CREATED"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        add_text_row(table, str(row["number"]), row["action"], _version_status(row),
-                      "-" if row.get("changed") is False else (row.get("commit") or "-")[:12],
-                      row["author"], row["source"], (row["created_at"] or "")[:19])
-    stdout_console().print(table)
+    print_table(("VERSION", "ACTION", "STATUS", "COMMIT", "AUTHOR", "SOURCE", "CREATED"), (
+        (str(row["number"]), row["action"], _version_status(row),
+         "-" if row.get("changed") is False else (row.get("commit") or "-")[:12],
+         row["author"], row["source"], (row["created_at"] or "")[:19]) for row in rows))
     for row in rows:
         if row.get("status") in ("failed", "degraded") and row.get("status_message"):
             stderr.print(f"[red]v{row['number']} {row['status']}:[/red] {shown(row['status_message'])}")
@@ -579,13 +564,9 @@ def status(app: str, url, token, output: str) -> None:
         if answer.get("message"):
             console.print(f"message {shown(answer['message'])}", markup=False)
     if answer.get("pods"):
-        table = Table(box=None, pad_edge=False)
-        for column in ("POD", "PHASE", "READY", "RESTARTS", "REASONS"):
-            table.add_column(column, no_wrap=True)
-        for pod in answer["pods"]:
-            add_text_row(table, pod["name"], pod.get("phase") or "-", "yes" if pod["ready"] else "no",
-                         str(pod["restarts"]), ", ".join(pod["reasons"]) or "-")
-        console.print(table)
+        print_table(("POD", "PHASE", "READY", "RESTARTS", "REASONS"), (
+            (pod["name"], pod.get("phase") or "-", "yes" if pod["ready"] else "no", str(pod["restarts"]),
+             ", ".join(pod["reasons"]) or "-") for pod in answer["pods"]))
     for version in answer["versions"]:
         if version.get("status") in ("failed", "degraded") and version.get("message"):
             stderr.print(f"[red]v{version['number']} {version['status']}:[/red] {shown(version['message'])}")

@@ -14,7 +14,7 @@ import click
 
 from cli.client import _app_path, api_options, client, wait_options
 from cli.exits import EXIT_CODES_HELP, EXIT_INVALID, EXIT_OFFLINE, EXIT_RUN_FAILED, EXIT_TIMEOUT, Failure
-from cli.output import add_text_row, print_json, shown, stderr, stdout_console
+from cli.output import print_json, print_table, shown, stderr
 
 ANSWER_WAIT = 60.0  # seconds an agent has to answer a command before the command gives up on it
 POLL_SECONDS = 0.5
@@ -37,17 +37,21 @@ def _command(api, app: str, kind: str, params: dict, output: str) -> dict:
     return command
 
 
+def _send(app: str, kind: str, params: dict, url, token, output: str, said: str) -> None:
+    """Send ``kind`` to the app's agent, wait for its answer, say ``said`` (or the command as JSON)."""
+    command = _command(client(url, token, output), app, kind, params, output)
+    if output == "json":
+        print_json({"ok": True, "command": command})
+    else:
+        stderr.print(f"{shown(app)}: {said.format(**command)}", markup=False)
+
+
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("app")
 @api_options
 def restart(app: str, url, token, output: str) -> None:
     """Restart the pods of APP (CLUSTER:WORKSPACE/APP), as a rollout would, without a new version."""
-    api = client(url, token, output)
-    command = _command(api, app, "restart", {}, output)
-    if output == "json":
-        print_json({"ok": True, "command": command})
-    else:
-        stderr.print(f"{shown(app)}: restarting ({shown(command['kind'])} {shown(command['name'])})", markup=False)
+    _send(app, "restart", {}, url, token, output, "restarting ({kind} {name})")
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -56,12 +60,7 @@ def restart(app: str, url, token, output: str) -> None:
 @api_options
 def refresh(app: str, hard: bool, url, token, output: str) -> None:
     """Ask ArgoCD to compare APP (CLUSTER:WORKSPACE/APP) with its repository now."""
-    api = client(url, token, output)
-    command = _command(api, app, "refresh", {"hard": True} if hard else {}, output)
-    if output == "json":
-        print_json({"ok": True, "command": command})
-    else:
-        stderr.print(f"{shown(app)}: refresh asked", markup=False)
+    _send(app, "refresh", {"hard": True} if hard else {}, url, token, output, "refresh asked")
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -163,21 +162,15 @@ def _end(job: str, run: dict, output: str, code: int, what: str) -> None:
 @api_options
 def runs(job: str, limit: int, url, token, output: str) -> None:
     """List the runs of JOB (CLUSTER:WORKSPACE/APP), newest first."""
-    from rich.table import Table
-
     api = client(url, token, output)
     rows = api.call("GET", f"{_app_path(job)}/runs", params={"limit": limit})["runs"]
     if output == "json":
         print_json({"runs": rows})
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("RUN", "STATE", "WORKFLOW", "PARAMS", "BY", "CREATED", "FINISHED"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        add_text_row(table, str(row["id"]), row["state"], row.get("workflow") or "-",
-                     " ".join(f"{k}={v}" for k, v in sorted((row.get("params") or {}).items())) or "-",
-                     row["created_by"], (row["created_at"] or "")[:19], (row.get("finished_at") or "-")[:19])
-    stdout_console().print(table)
+    print_table(("RUN", "STATE", "WORKFLOW", "PARAMS", "BY", "CREATED", "FINISHED"), (
+        (str(row["id"]), row["state"], row.get("workflow") or "-",
+         " ".join(f"{k}={v}" for k, v in sorted((row.get("params") or {}).items())) or "-",
+         row["created_by"], (row["created_at"] or "")[:19], (row.get("finished_at") or "-")[:19]) for row in rows))
 
 
 __all__ = ["restart", "refresh", "logs", "run", "runs"]

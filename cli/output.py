@@ -70,6 +70,18 @@ def add_text_row(table: Table, *cells: Any) -> None:
     table.add_row(*(Text(str(cell)) for cell in cells))
 
 
+def print_table(columns: tuple[str, ...], rows) -> None:
+    """A table of plain-text rows on stdout, kubectl's way: headers, no borders, no wrapping."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        add_text_row(table, *row)
+    stdout_console().print(table)
+
+
 def note(subject: str, text: str) -> None:
     """``note: <subject>: <text>`` on stderr, the label in yellow on a terminal (plain click: no markup
     to read into the text, and no rich to import for one line)."""

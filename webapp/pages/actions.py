@@ -27,7 +27,7 @@ from renderer.yamlio import load_documents
 from webapp.api.apps import check_spec_limits
 from webapp.auth import requires
 from webapp.pages.blueprint import bp
-from webapp.plane import context
+from webapp.plane import context, plane
 
 REFUSALS = (SpecError, InvalidRequest, Conflict, NotFound, PermissionDenied, RequestEntityTooLarge)
 
@@ -199,7 +199,7 @@ def command_action(cluster: str, workspace: str, app: str):
         params = {"hard": True} if kind == "refresh" and request.form.get("hard") else {}
         command = commands.enqueue_command(ctx, row, kind, params)
         ctx.session.commit()
-        current_app.extensions["shipyard"].bell.ring(command.cluster_id)
+        plane().bell.ring(command.cluster_id)
         flash(f"{kind.capitalize()} sent to the cluster's agent (command {command.id}).")
     except REFUSALS as exc:
         flash(f"Not sent: {_message(exc)}")
@@ -221,7 +221,7 @@ def run_page(cluster: str, workspace: str, app: str):
         try:
             run = commands.trigger_run(ctx, row, given)
             ctx.session.commit()
-            current_app.extensions["shipyard"].bell.ring(row.workspace.cluster_id)
+            plane().bell.ring(row.workspace.cluster_id)
             flash(f"Run {run.id} queued; it follows below.")
             return redirect(_app_url(row) + "#runs-title")
         except REFUSALS as exc:
