@@ -79,7 +79,7 @@ _INSERT_VERSION = _VERSIONS.insert().returning(_VERSIONS.c.id)
 
 
 @dataclass
-class _Planned:
+class Planned:
     spec: Spec | None
     cluster: Cluster
     workspace: Workspace
@@ -89,7 +89,7 @@ class _Planned:
     claims: list[isolation.Route] = field(default_factory=list)  # hosts it routes that nobody holds yet
 
 
-def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
+def plan_specs(ctx: Context, specs: list[Spec]) -> list[Planned]:
     """Find each spec's workspace (authorized) and render it for its cluster.
 
     A cluster whose agent has reported in is held to what it reported: rendered objects are
@@ -133,7 +133,7 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
         if live is not None and (missing := live.problems(rendering)):
             problems.extend(missing)
             continue
-        planned.append(_Planned(spec, workspace.cluster, workspace, profile, rendering, spec.name))
+        planned.append(Planned(spec, workspace.cluster, workspace, profile, rendering, spec.name))
     clashes = _route_clashes(ctx, planned)
     taken, claims = isolation.host_problems(ctx.session, [(item.workspace, item.rendering) for item in planned])
     for item, hosts in zip(planned, claims):
@@ -147,13 +147,13 @@ def _plan(ctx: Context, specs: list[Spec]) -> list[_Planned]:
     return planned
 
 
-def _route_clashes(ctx: Context, planned: list[_Planned]) -> list[Problem]:
+def _route_clashes(ctx: Context, planned: list[Planned]) -> list[Problem]:
     """Routes of the plan that another app of its cluster takes, read from the repository's tip.
 
     The commit checks again on the tree it is built on (gitops.apply); this check refuses a
     deploy before its intent is written, so a refused deploy leaves no failed Version.
     """
-    by_cluster: dict[int, list[_Planned]] = {}
+    by_cluster: dict[int, list[Planned]] = {}
     for item in planned:
         by_cluster.setdefault(item.cluster.id, []).append(item)
     problems: list[Problem] = []
@@ -188,7 +188,7 @@ def _application(session: Session, workspace: Workspace, name: str, kind: str | 
     return app
 
 
-def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, source_commit: str | None,
+def _submit(ctx: Context, planned: list[Planned], *, action: str, source: str, source_commit: str | None,
             origin: dict | None) -> list[Version]:
     committers, worker = ctx.committing()  # before anything is written
     session, now = ctx.session, utcnow()
@@ -198,7 +198,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
     except SpecError:
         session.rollback()
         raise
-    versions: list[tuple[_Planned, Version]] = []
+    versions: list[tuple[Planned, Version]] = []
     for item in sorted(planned, key=lambda p: (p.workspace.id, p.name)):
         app = _application(session, item.workspace, item.name, item.spec.kind if item.spec else None)
         # Core statements: the intent is a few rows, and the ORM's unit of work cost more than writing them.
@@ -221,7 +221,7 @@ def _submit(ctx: Context, planned: list[_Planned], *, action: str, source: str, 
         versions.append((item, version))
     session.commit()  # the intent: from here on the deploy is accepted
 
-    by_cluster: dict[int, list[tuple[_Planned, Version]]] = {}
+    by_cluster: dict[int, list[tuple[Planned, Version]]] = {}
     for item, version in versions:
         by_cluster.setdefault(item.cluster.id, []).append((item, version))
     failures: list[ShipyardError] = []
@@ -269,7 +269,7 @@ def _render_digest(rendering: Rendering | None) -> str | None:
 def deploy(ctx: Context, text: str | bytes, *, filename: str = "<request>", source: str = "api",
            source_commit: str | None = None, action: str = "deploy", origin: dict | None = None) -> list[Version]:
     """Validate, render and commit every spec in ``text``; one new Version per spec."""
-    planned = _plan(ctx, load_specs(text, filename))
+    planned = plan_specs(ctx, load_specs(text, filename))
     return _submit(ctx, planned, action=action, source=source, source_commit=source_commit, origin=origin)
 
 
@@ -286,7 +286,7 @@ class PlannedChange:
 def dry_run(ctx: Context, text: str | bytes, *, filename: str = "<request>") -> list[PlannedChange]:
     """What ``deploy`` would change in the repositories, as unified diffs; commits nothing."""
     changes = []
-    planned = _plan(ctx, load_specs(text, filename))
+    planned = plan_specs(ctx, load_specs(text, filename))
     if ctx.session.get_bind().dialect.name == "sqlite":
         ctx.session.commit()  # the claims' read began a transaction, which on SQLite holds the write lock
     for item in planned:
@@ -426,13 +426,15 @@ def delete_app(ctx: Context, app: Application, *, source: str = "api") -> Versio
     ctx.principal.require("app.delete", workspace_scope(workspace), f'app "{app.name}"')
     if app.deleted:
         raise NotFound(f'app "{app.name}" is already deleted')
-    planned = _Planned(None, workspace.cluster, workspace, profile_of(workspace.cluster), None, app.name)
+    planned = Planned(None, workspace.cluster, workspace, profile_of(workspace.cluster), None, app.name)
     (version,) = _submit(ctx, [planned], action="delete", source=source, source_commit=None, origin=None)
     return version
 
 
 __all__ = [
+    "Planned",
     "PlannedChange",
+    "plan_specs",
     "deploy",
     "dry_run",
     "rollback",

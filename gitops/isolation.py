@@ -3,7 +3,7 @@
 The workspaces of a cluster share its secret store and its gateway. Left alone, an editor of
 one workspace could read another's secrets (an ExternalSecret names any store path) or take
 its traffic (a route for a host it serves). Two rules stop that; the deploy service checks
-both where it plans a deploy (``gitops.deploy._plan``), so deploy, dry run, promote and
+both where it plans a deploy (``gitops.deploy.plan_specs``), so deploy, dry run, promote and
 rollback all pass through them, each spec against its own target workspace:
 
 ============  ===========================================  =====================================
