@@ -89,8 +89,8 @@ class Planned:
     claims: list[isolation.Route] = field(default_factory=list)  # hosts it routes that nobody holds yet
 
 
-def plan_specs(ctx: Context, specs: list[Spec]) -> list[Planned]:
-    """Find each spec's workspace (authorized) and render it for its cluster.
+def plan_specs(ctx: Context, specs: list[Spec], permission: str = "app.deploy") -> list[Planned]:
+    """Find each spec's workspace (``permission`` required there) and render it for its cluster.
 
     A cluster whose agent has reported in is held to what it reported: rendered objects are
     validated against the Kubernetes version it runs, and a custom resource whose CRD it
@@ -103,7 +103,7 @@ def plan_specs(ctx: Context, specs: list[Spec]) -> list[Planned]:
     """
     targets, profiles, facts = [], {}, {}
     for spec in specs:
-        workspace = find_workspace(ctx, spec.cluster, spec.workspace, "app.deploy")
+        workspace = find_workspace(ctx, spec.cluster, spec.workspace, permission)
         if workspace.cluster_id not in profiles:
             live = facts[workspace.cluster_id] = live_facts(workspace.cluster)
             profile = profile_of(workspace.cluster)
