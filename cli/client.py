@@ -275,10 +275,11 @@ def _app_path(ref: str) -> str:
 
 def _versions_table(versions: list[dict]) -> None:
     print_table(("APP", "VERSION", "ACTION", "STATE", "COMMIT"), (
-        (v["app"], str(v["number"]), v["action"],
-         "committed (no change)" if v["state"] == "committed" and v.get("changed") is False else v["state"],
-         (v.get("commit") or "-")[:12]) for v in versions))
+        (v["app"], str(v["number"]), v["action"], _state(v), (v.get("commit") or "-")[:12]) for v in versions))
     for version in versions:
+        if version.get("unchanged"):
+            stderr.print(f"{shown(version['app'])}: unchanged; version {version['number']} already deploys this "
+                         "spec, no new version made")
         for note in version.get("notes") or []:
             stderr.print(f"[yellow]note:[/yellow] {shown(version['app'])}: {shown(note)}")
         if version["state"] == "pending":
@@ -286,6 +287,14 @@ def _versions_table(versions: list[dict]) -> None:
                          "now, the reconciler commits it")
         elif version["state"] == "failed":
             stderr.print(f"[red]failed:[/red] {shown(version['app'])} v{version['number']}: {shown(version.get('error'))}")
+
+
+def _state(version: dict) -> str:
+    if version.get("unchanged"):
+        return "unchanged"
+    if version["state"] == "committed" and version.get("changed") is False:
+        return "committed (no change)"
+    return version["state"]
 
 
 def _exit_if_failed(versions: list[dict], output: str) -> None:

@@ -199,14 +199,24 @@ def _submit(ctx: Context, planned: list[Planned], *, action: str, source: str, s
         session.rollback()
         raise
     versions: list[tuple[Planned, Version]] = []
+    answers: list[Version] = []  # what the caller gets back, a version per planned app
     for item in sorted(planned, key=lambda p: (p.workspace.id, p.name)):
         app = _application(session, item.workspace, item.name, item.spec.kind if item.spec else None)
+        target = f"{item.cluster.name}:{item.workspace.name}/{item.name}"
+        render_digest = _render_digest(item.rendering)
+        if (same := _same_as_newest(session, app, item.spec, render_digest)) is not None:
+            # A redeploy that changes nothing makes no version; the request is still on record.
+            record(session, ctx.principal, f"app.{action}", target,
+                   {"version": same.number, "unchanged": True, "spec_digest": same.spec_digest})
+            same.unchanged = True
+            answers.append(same)
+            continue
         # Core statements: the intent is a few rows, and the ORM's unit of work cost more than writing them.
         number = session.execute(_NEXT_NUMBER, {"app_id": app.id, "now": now}).scalar_one()
         values = dict(
             application_id=app.id, number=number, action=action, deployment_id=str(uuid.uuid4()),
             spec=item.spec.body if item.spec else None, spec_digest=item.spec.digest if item.spec else None,
-            render_digest=_render_digest(item.rendering), state="pending", author=ctx.principal.name,
+            render_digest=render_digest, state="pending", author=ctx.principal.name,
             source=source, source_commit=source_commit, origin=origin,
             notes=list(item.rendering.notes) if item.rendering else [],
             claimed_by=worker, claimed_until=now + LEASE, created_at=now,
@@ -215,10 +225,10 @@ def _submit(ctx: Context, planned: list[Planned], *, action: str, source: str, s
         # what the caller gets back: the row as written, not attached to the session
         version = Version(id=version_id, commit_id=None, changed=None, error=None, committed_at=None, **values)
         set_committed_value(version, "application", app)
-        record(session, ctx.principal, f"app.{action}",
-               f"{item.cluster.name}:{item.workspace.name}/{item.name}",
+        record(session, ctx.principal, f"app.{action}", target,
                {"version": number, "spec_digest": version.spec_digest, "deployment_id": version.deployment_id})
         versions.append((item, version))
+        answers.append(version)
     session.commit()  # the intent: from here on the deploy is accepted
 
     by_cluster: dict[int, list[tuple[Planned, Version]]] = {}
@@ -237,11 +247,12 @@ def _submit(ctx: Context, planned: list[Planned], *, action: str, source: str, s
         committers.run(cluster, profile, tickets)
         failures += [t.error for t in tickets if t.state == "failed" and t.error is not None]
         outcomes.update((t.version_id, t) for t in tickets)
-    result = [version for _, version in versions]
-    for index, version in enumerate(result):  # what the committers wrote, without reading it back
-        ticket = outcomes[version.id]
+    for index, version in enumerate(answers):  # what the committers wrote, without reading it back
+        ticket = outcomes.get(version.id)
+        if ticket is None:  # unchanged: no new version
+            continue
         if ticket.elsewhere:
-            result[index] = session.get(Version, version.id, populate_existing=True)
+            answers[index] = session.get(Version, version.id, populate_existing=True)
             continue
         if ticket.state in ("pending", None):
             continue
@@ -249,11 +260,32 @@ def _submit(ctx: Context, planned: list[Planned], *, action: str, source: str, s
                             ("committed_at", ticket.committed_at), ("claimed_by", None), ("claimed_until", None),
                             ("error", str(ticket.error) if ticket.state == "failed" and ticket.error else None)):
             set_committed_value(version, name, value)
-    if failures and all(v.state == "failed" for v in result):
+    if failures and all(v.state == "failed" for v in answers if v.id in outcomes):
         problems = [p for e in failures if isinstance(e, SpecError) for p in e.problems]
         if problems:
             raise SpecError(problems)
-    return result
+    return answers
+
+
+_NEWEST = (select(Version).options(lazyload(Version.application))
+           .where(Version.application_id == bindparam("app_id"), Version.number == bindparam("number")))
+
+
+def _same_as_newest(session: Session, app: Application, spec: Spec | None, render_digest: str | None) -> Version | None:
+    """The app's newest version when ``spec`` would deploy exactly it again (same spec, same manifests).
+
+    Only a version on its way to the cluster or there counts: after a failed one (or a delete) the
+    same spec is tried again as a new version. The manifests are compared, not only the spec, so a
+    spec deployed again after its cluster's profile or live facts changed does make a new version.
+    """
+    if spec is None or app.deleted or not app.version_counter:
+        return None
+    newest = session.scalar(_NEWEST, {"app_id": app.id, "number": app.version_counter})
+    if (newest is None or newest.state not in ("pending", "committed") or newest.spec_digest != spec.digest
+            or newest.render_digest != render_digest):
+        return None
+    set_committed_value(newest, "application", app)
+    return newest
 
 
 def _render_digest(rendering: Rendering | None) -> str | None:

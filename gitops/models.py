@@ -271,6 +271,10 @@ class Version(Base):
 
     application: Mapped[Application] = relationship(lazy="joined")
 
+    # Not stored: set on the version a deploy answers with when it changed nothing (gitops.deploy),
+    # which is the app's newest version, not a new one.
+    unchanged = False
+
 
 class AuditEvent(Base):
     __tablename__ = "audit_event"

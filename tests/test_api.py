@@ -415,15 +415,31 @@ def test_dry_run_commits_nothing(plane_app, seeded):
     error(deploy_yaml(admin, service_spec("web"), dry_run="perhaps"), 400)
 
 
-def test_identical_redeploy_makes_no_commit(plane_app, seeded):
+def test_identical_redeploy_makes_no_version(plane_app, seeded):
     admin = seeded
     (first,) = deploy_ok(admin, service_spec("web"))
     repo = repo_of(plane_app)
     tip = repo.tip()
     (again,) = deploy_ok(admin, service_spec("web"))
-    assert again["number"] == 2 and again["changed"] is False and again["state"] == "committed"
-    assert repo.tip() == tip and again["commit"] == first["commit"]
-    assert again["spec_digest"] == first["spec_digest"]
+    assert (again["number"], again["unchanged"], again["commit"]) == (1, True, first["commit"])
+    assert repo.tip() == tip
+    assert [v["number"] for v in ok(admin.get(f"{API}/apps/demo/storefront/web/versions"))["versions"]] == [1]
+    # the request is on record all the same, naming the version it left in place
+    latest = ok(admin.get(f"{API}/audit", query_string={"limit": 1}))["events"][0]
+    assert (latest["action"], latest["detail"]["version"], latest["detail"]["unchanged"]) == ("app.deploy", 1, True)
+    # a rollback to the version running is no version either
+    rolled = ok(admin.post(f"{API}/apps/demo/storefront/web/rollback", json={"version": 1}), 201)
+    assert (rolled["number"], rolled["unchanged"]) == (1, True)
+
+    # the same spec written otherwise (comments, order of fields) is the same spec
+    (reordered,) = deploy_ok(admin, "# the storefront\n" + "\n".join(reversed(service_spec("web").splitlines())))
+    assert (reordered["number"], reordered["unchanged"]) == (1, True)
+
+    # The same spec for a cluster whose profile changed renders other bytes: a new version.
+    profile = ok(admin.get(f"{API}/clusters/demo"))["profile"]
+    ok(admin.patch(f"{API}/clusters/demo", json={"profile": profile.replace("project: shipyard", "project: shop")}))
+    (changed,) = deploy_ok(admin, service_spec("web"))
+    assert (changed["number"], changed["unchanged"], changed["changed"]) == (2, False, True)
 
 
 def test_diff_between_versions(plane_app, seeded):
@@ -580,15 +596,16 @@ def test_request_errors_are_json(plane_app, seeded):
 def test_audit_log_records_who_did_what(plane_app, seeded):
     admin = seeded
     deploy_ok(admin, service_spec("web"))
+    deploy_ok(admin, service_spec("web", image="ghcr.io/acme/web:2.0"))
     ok(admin.post(f"{API}/apps/demo/storefront/web/rollback", json={"version": 1}), 201)
     ok(admin.delete(f"{API}/apps/demo/storefront/web"))
     events = ok(admin.get(f"{API}/audit"))["events"]
     seen = [(e["action"], e["target"]) for e in reversed(events)]
     assert seen == [("cluster.create", "demo"), ("workspace.create", "demo:storefront"),
-                    ("app.deploy", "demo:storefront/web"), ("app.rollback", "demo:storefront/web"),
-                    ("app.delete", "demo:storefront/web")]
+                    ("app.deploy", "demo:storefront/web"), ("app.deploy", "demo:storefront/web"),
+                    ("app.rollback", "demo:storefront/web"), ("app.delete", "demo:storefront/web")]
     assert all(e["actor"].startswith("admin (token ") for e in events)
-    assert events[1]["detail"]["version"] == 2 and events[2]["detail"]["version"] == 1
+    assert events[1]["detail"]["version"] == 3 and events[2]["detail"]["version"] == 2
     assert [e["id"] for e in ok(admin.get(f"{API}/audit", query_string={"limit": 2}))["events"]] == \
         [events[0]["id"], events[1]["id"]]
     older = ok(admin.get(f"{API}/audit", query_string={"before": events[1]["id"]}))["events"]

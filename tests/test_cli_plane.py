@@ -249,6 +249,17 @@ def test_deploy_prints_the_new_version(logged_in, tmp_path):
     assert "-        image: ghcr.io/acme/api:1.0" in dry.stdout and "+        image: ghcr.io/acme/api:1.1" in dry.stdout
     assert len(api(logged_in).get("/api/v1/apps/demo/storefront/cli-api/versions").json()["versions"]) == 1
 
+    # The same spec deployed again (as a pipeline does on every merge) makes no version and says so.
+    spec.write_text(spec.read_text().replace("api:1.1", "api:1.0"))
+    same = logged_in.cli("deploy", str(spec))
+    assert same.returncode == 0, same.stderr
+    row = next(line.split() for line in same.stdout.splitlines() if line.startswith("demo:storefront/cli-api"))
+    assert row[1:4] == ["1", "deploy", "unchanged"]
+    assert "cli-api: unchanged; version 1 already deploys this spec" in same.stderr
+    as_json = json.loads(logged_in.cli("deploy", str(spec), "--output", "json").stdout)
+    assert [(v["number"], v["unchanged"]) for v in as_json["files"][0]["versions"]] == [(1, True)]
+    assert len(api(logged_in).get("/api/v1/apps/demo/storefront/cli-api/versions").json()["versions"]) == 1
+
 
 def test_deploy_of_a_bad_spec_points_at_file_line_and_column(logged_in):
     bad = "fixtures/invalid/several-problems.yaml"

@@ -76,6 +76,9 @@ def test_deploy_shows_problems_at_their_line_then_diffs_then_deploys(world):
     assert deployed.status_code == 302 and deployed.location.endswith(APP)
     assert versions(world)[-1] == (3, "deploy", "dashboard")
     assert any("version 3 is committed" in f for f in flashes(client.get(APP).get_data(True)))
+    again = post(client, "/deploy", {"spec": fixed, "intent": "deploy"}, page="/deploy")
+    assert again.status_code == 302 and versions(world)[-1] == (3, "deploy", "dashboard")
+    assert any("unchanged: version 3 already deploys this spec" in f for f in flashes(client.get(APP).get_data(True)))
 
     uploaded = post(client, "/deploy", {"intent": "deploy", "spec": "",
                                         "file": (io.BytesIO(service_spec("web", image="ghcr.io/acme/web:4.0").encode()),

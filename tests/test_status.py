@@ -316,26 +316,24 @@ def test_versions_follow_the_synced_revision(plane_app, world, client):
     listed = world["admin"].get(f"{API}/apps/demo/storefront/web/versions").get_json()["versions"]
     assert {v["number"]: v["status"] for v in listed} == {1: "replaced", 2: "healthy"}
 
-    # The same spec again changes no bytes: its version records the commit that already holds them,
-    # which ArgoCD has synced, so it is the live one at once
-    again = deploy(world, "ghcr.io/acme/web:2")
-    assert (again["number"], again["commit"], again["changed"]) == (3, second["commit"], False)
-    versions = by_number(app_status(world))
-    assert (versions[2]["status"], versions[3]["status"]) == ("replaced", "healthy")
+    # The same spec again makes no version: the answer is version 2, live already.
+    same = deploy(world, "ghcr.io/acme/web:2")
+    assert (same["number"], same["unchanged"], same["commit"]) == (2, True, second["commit"])
+    assert by_number(app_status(world))[2]["status"] == "healthy"
 
-    # A commit for another app moves the revision on; version 3 is still the live one.
+    # A commit for another app moves the revision on; version 2 is still the live one.
     response = deploy_yaml(world["admin"], service_spec("api", image="ghcr.io/acme/api:1"))
     other_commit = response.get_json()["versions"][0]["commit"]
     report_app(rep, sync="Synced", revision=other_commit, health="Healthy")
-    assert app_status(world)["live_version"] == 3
+    assert app_status(world)["live_version"] == 2
 
     # A sync that fails names ArgoCD's message on the version it could not apply.
-    fourth = deploy(world, "ghcr.io/acme/web:4")
-    report_app(rep, sync="OutOfSync", revision=fourth["commit"], health="Healthy", operation="Failed",
+    third = deploy(world, "ghcr.io/acme/web:3")
+    report_app(rep, sync="OutOfSync", revision=third["commit"], health="Healthy", operation="Failed",
                message="one or more objects failed to apply")
     versions = by_number(app_status(world))
-    assert versions[4]["status"] == "failed" and "failed to apply" in versions[4]["message"]
-    assert versions[3]["status"] == "healthy" and versions[3]["message"] is None  # not version 4's failure
+    assert versions[3]["status"] == "failed" and "failed to apply" in versions[3]["message"]
+    assert versions[2]["status"] == "healthy" and versions[2]["message"] is None  # not version 3's failure
 
 
 def test_degraded_names_the_pods_reasons(plane_app, world, client):

@@ -76,6 +76,7 @@ def version_json(version: Version, with_spec: bool = True, live: dict | None = N
         "deployment_id": version.deployment_id,
         "commit": version.commit_id,
         "changed": version.changed,
+        "unchanged": version.unchanged,  # a deploy answered with this version: it changed nothing
         "spec_digest": version.spec_digest,
         "render_digest": version.render_digest,
         "author": version.author,

@@ -52,6 +52,8 @@ def _app_url(app: Application) -> str:
 def _version_flash(version: Version, what: str) -> None:
     if version.state == "failed":
         flash(f"{what}: version {version.number} failed: {version.error}")
+    elif version.unchanged:
+        flash(f"{what}: unchanged: version {version.number} already deploys this spec; no new version was made.")
     elif version.changed is False:
         flash(f"{what}: version {version.number} changed nothing: the rendered manifests were already there.")
     else:
