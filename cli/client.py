@@ -10,23 +10,26 @@ imports the server stack: a client starts as fast as httpx and rich allow.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import click
 import httpx
 
+from cli.contexts import CONTEXT_ENV, Contexts, context_option, selected_name, store
 from cli.exits import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INVALID, EXIT_REPO, EXIT_UNAUTHORIZED, EXIT_USAGE,
                        Failure, exit_of)
-from cli.output import output_option, print_json, print_table, shown, stderr, stdout_console
+from cli.output import output_option, print_json, print_table, shown, stderr
+from cli.prompts import read_password
+from cli.watch import show_apps, show_status, watch_option
 from contract.errors import Problem, SpecError
 from renderer.paths import expand_paths
 
@@ -34,34 +37,10 @@ from renderer.paths import expand_paths
 # --- the API client: settings and credentials -------------------------------------------------------------
 
 
-def credentials_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
-    return root / "shipyard" / "credentials.json"
-
-
 def read_credentials() -> dict:
-    path = credentials_path()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise Failure(f"cannot read {path}: {exc}; run `shipyard login` again", EXIT_USAGE) from exc
-    return data if isinstance(data, dict) else {}
-
-
-def write_credentials(url: str, token: str) -> Path:
-    """Store URL and token readable by the owner only (0600), replacing the file atomically."""
-    path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        json.dump({"url": url, "token": token}, handle)
-    os.replace(partial, path)
-    return path
+    """The context this command uses (``--context``, SHIPYARD_CONTEXT or the current one): url, token and
+    whose token it is; empty when nothing is stored."""
+    return Contexts.load().selected(selected_name()) or {}
 
 
 def _normalize_url(url: str) -> str:
@@ -141,7 +120,8 @@ def failure_of(response: httpx.Response, output: str, filename: str | None = Non
 
 
 def api_options(command):
-    """--url, --token and --output for the commands that call the API."""
+    """--context, --url, --token and --output for the commands that call the API."""
+    command = context_option(command)
     command = click.option("--token", envvar="SHIPYARD_TOKEN", show_envvar=True,
                            help="API token (default: the one `shipyard login` stored).")(command)
     command = click.option("--url", envvar="SHIPYARD_URL", show_envvar=True,
@@ -150,13 +130,18 @@ def api_options(command):
 
 
 def client(url: str | None, token: str | None, output: str) -> Client:
-    stored = read_credentials()
-    url = _normalize_url(url) if url else stored.get("url")
+    """The API client of the server and token given, else of the context in use (kubectl's habit)."""
+    stored = Contexts.load()
+    name = selected_name()
+    if url:
+        url = _normalize_url(url)
+    else:
+        url = (stored.selected(name) or {}).get("url")
     if not url:
         raise Failure("no control plane URL: run `shipyard login --url URL`, or set SHIPYARD_URL", EXIT_USAGE,
                       output=output)
-    if not token and stored.get("url") == url:
-        token = stored.get("token")  # a stored token goes only to the server it was made for
+    if not token:
+        token = stored.token_for(url, name)  # a stored token goes only to the server it was made for
     if not token:
         raise Failure(f"no API token for {url}: run `shipyard login --url {url}`, or set SHIPYARD_TOKEN",
                       EXIT_USAGE, output=output)
@@ -189,76 +174,160 @@ def _csrf_token(html: str) -> str | None:
 @click.option("--url", envvar="SHIPYARD_URL", show_envvar=True, help="Control plane URL.")
 @click.option("--token", "given_token", help="Store this API token (for CI) instead of logging in.")
 @click.option("--username", help="Local user (asked when not given).")
-@click.option("--role", help="The token's role (default: tenant-admin if you hold it, else required).")
+@click.option("--role", help="The token's role (default: the one role binding you hold, or tenant-admin).")
 @click.option("--cluster", help="The token's cluster, for a cluster or workspace role.")
 @click.option("--workspace", help="The token's workspace, for a workspace role.")
 @click.option("--expires-in-days", default=90, show_default=True, type=click.IntRange(1, 366))
+@click.option("--context", "context", help="Store it as this context (default: USER@HOST[/CLUSTER[:WORKSPACE]]).")
 def login(url: str | None, given_token: str | None, username: str | None, role: str | None, cluster: str | None,
-          workspace: str | None, expires_in_days: int) -> None:
-    """Log in with a local user and store an API token for the other commands.
+          workspace: str | None, expires_in_days: int, context: str | None) -> None:
+    """Log in with a local user and store an API token for the other commands, as a context.
 
     The token is created through the web login (password never stored) and kept
     with the URL in $XDG_CONFIG_HOME/shipyard/credentials.json (~/.config by
-    default), readable by you only. The password is read from the terminal, or from
-    stdin when that is not a terminal.
+    default), readable by you only, as a context that becomes the current one:
+    log in once per server and role, then switch with `shipyard contexts use`.
+    Holding one role binding, you get a token of it; holding several, choose
+    with --role (--cluster, --workspace), or from a list on a terminal. The
+    password is read from the terminal, or from stdin when that is not a terminal.
     """
     url = _normalize_url(url or read_credentials().get("url") or click.prompt("Control plane URL",
                                                                                 default="http://127.0.0.1:8080"))
     if given_token:
-        whoami = Client(url, given_token).call("GET", "/api/v1/me")
-        path = write_credentials(url, given_token)
-        stderr.print(f"token of {shown(whoami['user']['username'])} for {shown(url)} stored in {shown(path)}")
+        api = Client(url, given_token)
+        whoami = api.call("GET", "/api/v1/me")
+        name, path = store(url, given_token, _identity(whoami, _token_row(api, whoami.get("token_id"))), context)
+        stderr.print(f"token of {shown(whoami['user']['username'])} for {shown(url)} stored in {shown(path)} "
+                     f"as context {shown(name)}")
         return
     username = username or click.prompt("Username")
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True)
-    else:  # piped in (scripts, tests): getpass would warn that it cannot hide what is not typed
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password("Password")
+    with web_session(url, username, password, "text") as session:
+        me = session.call("GET", "/api/v1/me")
+        if role is None:
+            role, cluster, workspace = _chosen_grant(username, me["grants"], cluster, workspace)
+        body = {"name": f"shipyard login on {socket.gethostname()}", "role": role,
+                "expires_in_days": expires_in_days, "cluster": cluster, "workspace": workspace}
+        created = session.call("POST", "/api/v1/tokens", json=body)
+    name, path = store(url, created["token"], _identity(me, created), context)
+    scope = f" on {cluster}" + (f":{workspace}" if workspace else "") if cluster else ""
+    stderr.print(f"logged in to {shown(url)} as {shown(username)}; a {role}{shown(scope)} token "
+                 f"(expires {created['expires_at'][:10]}) is stored in {shown(path)} as context {shown(name)}")
+
+
+def _token_row(api: Client, token_id: int | None) -> dict | None:
+    """The token as GET /tokens lists it (a token always sees itself): its role and scope."""
+    return next((row for row in api.call("GET", "/api/v1/tokens")["tokens"] if row["id"] == token_id), None)
+
+
+def _identity(me: dict, token: dict | None) -> dict:
+    """Whose token a context holds: the user, and the token's role and scope when known."""
+    identity = {"user": me["user"]["username"]}
+    if token:
+        identity.update({k: token.get(k) for k in ("role", "cluster", "workspace") if token.get(k)})
+    return identity
+
+
+def _grant_words(grant: dict) -> str:
+    scope = (f" on {grant['cluster']}" + (f":{grant['workspace']}" if grant.get("workspace") else "")
+             if grant.get("cluster") else "")
+    return f"{grant['role']}{scope}"
+
+
+def _chosen_grant(username: str, grants: list[dict], cluster: str | None,
+                  workspace: str | None) -> tuple[str, str | None, str | None]:
+    """The role (and scope) of the token when --role was not given: tenant-admin if held; else the one
+    role binding held (within --cluster/--workspace when given); else chosen from a list on a terminal."""
+    if cluster is None and any(g["role"] == "tenant-admin" and not g.get("cluster") for g in grants):
+        return "tenant-admin", None, None
+    fitting = [g for g in grants if (cluster is None or g.get("cluster") == cluster)
+               and (workspace is None or g.get("workspace") == workspace)]
+    if len(fitting) == 1:
+        grant = fitting[0]
+        return grant["role"], grant.get("cluster"), grant.get("workspace")
+    if not fitting:
+        held = ", ".join(_grant_words(g) for g in grants) or "no roles yet; ask a tenant-admin for a role binding"
+        raise Failure(f"{username} holds no role there; what {username} holds: {held}", EXIT_USAGE)
+    if not sys.stdin.isatty():
+        raise Failure(f"{username} holds several roles; choose the token's --role (and --cluster, --workspace) "
+                      f"from: {', '.join(_grant_words(g) for g in fitting)}", EXIT_USAGE)
+    for number, grant in enumerate(fitting, 1):
+        click.echo(f"  {number}. {_grant_words(grant)}", err=True)
+    picked = fitting[click.prompt("The token's role", type=click.IntRange(1, len(fitting)), err=True) - 1]
+    return picked["role"], picked.get("cluster"), picked.get("workspace")
+
+
+@dataclass
+class WebSession:
+    """A logged-in web session: what only a person's login may do (an API token cannot make tokens)."""
+
+    http: httpx.Client
+    url: str
+    csrf: str
+    output: str
+
+    def call(self, method: str, path: str, **kwargs) -> Any:
+        response = _send(self.http, self.url, method, path, headers={"X-CSRFToken": self.csrf}, **kwargs)
+        if response.status_code >= 400:
+            raise failure_of(response, self.output)
+        return response.json() if response.content else None
+
+
+@contextmanager
+def web_session(url: str, username: str, password: str, output: str) -> Iterator[WebSession]:
+    """A logged-in web session of ``username`` at ``url``, logged out when the block ends; the password
+    is sent once, to the login form."""
     with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0, connect=10.0), verify=verifies_tls(url)) as http:
         page = _send(http, url, "GET", "/login")
         csrf = _csrf_token(page.text) if page.status_code == 200 else None
         if csrf is None:
             raise Failure(f"{url}/login did not serve the login form ({page.status_code}); is that a Shipyard "
-                          "control plane?", EXIT_INTERNAL)
-        response = _send(http, url, "POST", "/login",
-                         data={"csrf_token": csrf, "username": username, "password": password})
+                          "control plane?", EXIT_INTERNAL, output=output)
+        response = _send(http, url, "POST", "/login", data={"csrf_token": csrf, "username": username,
+                                                            "password": password})
         if response.status_code == 401:
-            raise Failure("wrong username or password", EXIT_UNAUTHORIZED)
+            raise Failure("wrong username or password", EXIT_UNAUTHORIZED, kind="unauthorized", output=output)
         if response.status_code not in (302, 303):
-            raise failure_of(response, "text")
-        # A login starts a new session with a new CSRF secret: take the token a logged-in page carries.
-        csrf = _csrf_token(_checked_page(_send(http, url, "GET", "/account")))
+            raise failure_of(response, output)
+        # a login starts a new session with a new CSRF secret: take the token a logged-in page carries
+        account = _send(http, url, "GET", "/account")
+        if account.status_code >= 400:
+            raise failure_of(account, output)
+        csrf = _csrf_token(account.text)
         if csrf is None:
-            raise Failure(f"{url}/account carries no CSRF token after the login", EXIT_INTERNAL)
-        headers = {"X-CSRFToken": csrf}
-        me = _checked(_send(http, url, "GET", "/api/v1/me"))
-        if role is None:
-            if not any(g["role"] == "tenant-admin" and not g.get("cluster") for g in me["grants"]):
-                held = ", ".join(f"{g['role']}" + (f" on {g['cluster']}" if g.get("cluster") else "")
-                                 + (f":{g['workspace']}" if g.get("workspace") else "") for g in me["grants"])
-                raise Failure(f"{username} is not tenant-admin; choose the token's --role (and --cluster, "
-                              f"--workspace) from what you hold: {held or 'no roles yet'}", EXIT_USAGE)
-            role = "tenant-admin"
-        body = {"name": f"shipyard login on {socket.gethostname()}", "role": role,
-                "expires_in_days": expires_in_days, "cluster": cluster, "workspace": workspace}
-        created = _checked(_send(http, url, "POST", "/api/v1/tokens", json=body, headers=headers))
-        _send(http, url, "POST", "/logout", data={"csrf_token": csrf})
-    path = write_credentials(url, created["token"])
-    scope = f" on {cluster}" + (f":{workspace}" if workspace else "") if cluster else ""
-    stderr.print(f"logged in to {shown(url)} as {shown(username)}; a {role}{shown(scope)} token "
-                 f"(expires {created['expires_at'][:10]}) is stored in {shown(path)}")
+            raise Failure(f"{url}/account carries no CSRF token after the login", EXIT_INTERNAL, output=output)
+        try:
+            yield WebSession(http, url, csrf, output)
+        finally:
+            _send(http, url, "POST", "/logout", data={"csrf_token": csrf})
 
 
-def _checked_page(response: httpx.Response) -> str:
-    if response.status_code >= 400:
-        raise failure_of(response, "text")
-    return response.text
-
-
-def _checked(response: httpx.Response) -> dict:
-    if response.status_code >= 400:
-        raise failure_of(response, "text")
-    return response.json()
+@click.command(epilog=EXIT_CODES_HELP)
+@context_option
+@click.option("--keep-token", is_flag=True, help="Forget the context here without revoking its token.")
+def logout(keep_token: bool) -> None:
+    """Revoke the token of the context in use (--context, or the current one) and forget the context."""
+    stored = Contexts.load()
+    name = selected_name() or os.environ.get(CONTEXT_ENV) or stored.current
+    entry = stored.selected(name)
+    if entry is None:
+        raise Failure("not logged in: no context is current (see `shipyard contexts`)", EXIT_USAGE)
+    said = "forgotten; its token stays valid until it expires"
+    if not keep_token:
+        api = Client(entry["url"], entry["token"])
+        me = api.send("GET", "/api/v1/me")
+        if me.status_code == 401:
+            said = "forgotten; its token was no longer valid"
+        elif me.status_code >= 400:
+            raise failure_of(me, "text")
+        else:
+            api.call("DELETE", f"/api/v1/tokens/{me.json()['token_id']}")
+            said = "forgotten and its token revoked"
+    del stored.contexts[name]
+    if stored.current == name:
+        stored.current = None
+    stored.save()
+    stderr.print(f"context {shown(name)} ({shown(entry['url'])}) {said}")
 
 
 # --- shipyard deploy / rollback / promote / apps / versions --------------------------------------------------------
@@ -489,36 +558,11 @@ def _show_versions(versions: list[dict], output: str, quiet: bool = False) -> No
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--cluster", help="Only this cluster's apps.")
 @click.option("--workspace", help="Only this workspace's apps (with --cluster).")
+@watch_option
 @api_options
-def apps(cluster: str | None, workspace: str | None, url, token, output: str) -> None:
+def apps(cluster: str | None, workspace: str | None, watch: bool, url, token, output: str) -> None:
     """List the apps you may read: health and sync as their clusters report them, live and newest version."""
-    api = client(url, token, output)
-    rows, after = [], None
-    while True:
-        params = {k: v for k, v in {"cluster": cluster, "workspace": workspace, "after": after}.items() if v}
-        page = api.call("GET", "/api/v1/apps", params=params)
-        rows.extend(page["apps"])
-        after = page.get("next")
-        if not after:
-            break
-    if output == "json":
-        print_json({"apps": rows})
-        return
-    print_table(("APP", "KIND", "HEALTH", "SYNC", "LIVE", "NEWEST", "UPDATED"), (
-        (f"{row['cluster']}:{row['workspace']}/{row['name']}", row["kind"], _health(row), _sync(row),
-         str(row.get("live_version") or "-"), str(row["current_version"] or "-"), (row["updated_at"] or "")[:19])
-        for row in rows))
-
-
-def _health(row: dict) -> str:
-    """An app's health as people read it: a failed sync first, whatever the old pods' health."""
-    if row.get("operation") in ("Failed", "Error"):
-        return "SyncFailed"
-    return row.get("health") or "NotReported"
-
-
-def _sync(row: dict) -> str:
-    return "Syncing" if row.get("operation") == "Running" else row.get("sync") or "-"
+    show_apps(client(url, token, output), cluster, workspace, output, watch)
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -551,31 +595,8 @@ def _version_status(row: dict) -> str:
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("app")
+@watch_option
 @api_options
-def status(app: str, url, token, output: str) -> None:
+def status(app: str, watch: bool, url, token, output: str) -> None:
     """Show APP's (CLUSTER:WORKSPACE/APP) live status: health, sync, live and newest version, pods and why."""
-    api = client(url, token, output)
-    answer = api.call("GET", f"{_app_path(app)}/status", params={"versions": 5})
-    if output == "json":
-        print_json(answer)
-        return
-    console = stdout_console()
-    newest = answer["versions"][0]["number"] if answer["versions"] else None
-    live = answer.get("live_version")
-    console.print(f"app {shown(answer['app'])}   agent {shown(answer['connectivity'])}"
-                  + ("   (status is stale)" if answer.get("stale") and answer.get("known") else ""), markup=False)
-    if not answer.get("known"):
-        console.print("no agent has reported this app yet", markup=False)
-    else:
-        console.print(f"health {shown(answer['health'])}   sync {shown(answer['sync'])}"
-                      + (f" ({shown(answer['operation'])})" if answer.get("operation") else "")
-                      + f"   live v{live or '-'}   newest v{newest or '-'}", markup=False)
-        if answer.get("message"):
-            console.print(f"message {shown(answer['message'])}", markup=False)
-    if answer.get("pods"):
-        print_table(("POD", "PHASE", "READY", "RESTARTS", "REASONS"), (
-            (pod["name"], pod.get("phase") or "-", "yes" if pod["ready"] else "no", str(pod["restarts"]),
-             ", ".join(pod["reasons"]) or "-") for pod in answer["pods"]))
-    for version in answer["versions"]:
-        if version.get("status") in ("failed", "degraded") and version.get("message"):
-            stderr.print(f"[red]v{version['number']} {version['status']}:[/red] {shown(version['message'])}")
+    show_status(client(url, token, output), _app_path(app), output, watch)

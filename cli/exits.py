@@ -5,8 +5,10 @@ Scripts and CI rely on the codes; they mean the same for every command, and
 the README repeats it for readers).
 
 A command fails by raising ``Failure``: click's top-level handler calls its
-``show`` (the one error printer: text on stderr, or with ``--output json`` one
-JSON document on stdout) and exits with its code. This module imports click
+``show`` (the one error printer: text on stderr, or with ``--output json`` or
+``yaml`` one document on stdout) and exits with its code. The handler runs after
+the command's click context has closed, so a failure notes the document encoding
+asked for (cli.output) when it is made. This module imports click
 alone, so that the group's help can carry the table without slowing
 ``shipyard --version``; rich is imported when a failure is shown.
 """
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_PLANNED_CHANGES = 2  # plan --detailed-exitcode: something would change (terraform plan's 2)
 EXIT_REPO = 3
 EXIT_NOT_FOUND = 4
 EXIT_INTERNAL = 5
@@ -56,7 +59,7 @@ EXIT_OF_CODE = {
 EXIT_CODES = {
     EXIT_OK: 'success (including "nothing changed")',
     EXIT_INVALID: "invalid input: spec problems (FILE:LINE:COL: message), or a request the server refused",
-    EXIT_USAGE: "usage error; also: no server URL or API token configured",
+    EXIT_USAGE: "usage error; also: no server URL or API token configured; plan --detailed-exitcode: changes",
     EXIT_REPO: "repository error, or the control plane cannot be reached",
     EXIT_NOT_FOUND: "not found: no such app, version, cluster or workspace",
     EXIT_INTERNAL: "internal error (a bug)",
@@ -88,13 +91,18 @@ class Failure(click.ClickException):
         self.problems = problems or []
         self.kind = kind
         self.output = output
+        self.encoding = None
+        if output == "json":
+            from cli.output import document_encoding
+
+            self.encoding = document_encoding()
 
     def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
         from cli.output import print_json, stderr
 
         if self.output == "json":
             print_json({"ok": False, "error": self.kind, "message": self.message,
-                        "problems": [p.as_dict() for p in self.problems]})
+                        "problems": [p.as_dict() for p in self.problems]}, encoding=self.encoding)
             return
         for problem in self.problems:
             click.echo(str(problem), err=True)

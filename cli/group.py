@@ -27,24 +27,34 @@ COMMANDS = {
     "validate": "cli.offline:validate",
     "render": "cli.offline:render",
     "apply": "cli.offline:apply",
-    "delete": "cli.offline:delete",
+    "delete": "cli.history:delete",
     "up": "cli.up:up",
     "serve": "cli.serve:serve",
     "db": "cli.server:db_group",
     "admin": "cli.server:admin_group",
     "agent": "cli.server:agent_command",
     "login": "cli.client:login",
+    "logout": "cli.client:logout",
+    "contexts": "cli.contexts:contexts",
     "deploy": "cli.client:deploy",
+    "plan": "cli.plan:plan",
     "rollback": "cli.client:rollback",
     "promote": "cli.client:promote",
     "apps": "cli.client:apps",
     "versions": "cli.client:versions",
     "status": "cli.client:status",
+    "diff": "cli.history:diff",
     "logs": "cli.operate:logs",
     "restart": "cli.operate:restart",
     "refresh": "cli.operate:refresh",
     "run": "cli.operate:run",
     "runs": "cli.operate:runs",
+    "clusters": "cli.places:clusters_group",
+    "workspaces": "cli.places:workspaces_group",
+    "users": "cli.access:users_group",
+    "bindings": "cli.access:bindings_group",
+    "tokens": "cli.access:tokens_group",
+    "audit": "cli.access:audit",
 }
 
 # the commands that need an extra of the install, by name
@@ -83,8 +93,9 @@ def main() -> None:
     """Shipyard: deploy specs in, validated manifests committed for ArgoCD out.
 
     \b
-    Offline:        validate, render, apply, delete
+    Offline:        validate, render, apply, delete (--repo)
     Control plane:  up (embedded), serve (production), db, admin
-    API client:     login, deploy, rollback, promote, apps, versions, status, logs, restart,
-                    refresh, run, runs
+    API client:     login, logout, contexts, deploy, plan (also --offline), rollback, promote,
+                    apps, versions, status, diff, delete, logs, restart, refresh, run, runs,
+                    clusters, workspaces, users, bindings, tokens, audit
     """

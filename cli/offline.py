@@ -1,7 +1,9 @@
 """The offline commands: ``validate``, ``render``, ``apply``, ``delete``, on files and repositories alone.
 
 They need no control plane and no database: specs and a cluster profile in,
-problems, manifests or a commit out. What each needs is imported when it runs
+problems, manifests or a commit out. ``delete`` is one command with the
+control plane's delete (cli.history, which names it and calls
+``delete_in_repository`` here when it is given a repository). What each needs is imported when it runs
 (the renderer's schemas, pygit2 for a repository), so that ``validate``, the
 command an editor or a pre-commit hook runs on every save, stays quick.
 Failures go through ``cli.exits`` (codes 1-5).
@@ -9,7 +11,6 @@ Failures go through ``cli.exits`` (codes 1-5).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cli.exits import EXIT_INVALID, Failure
-from cli.output import note, output_option, say
+from cli.output import note, output_option, print_json, say
 from contract.errors import ProfileError, ShipyardError, SpecError
 from renderer.spec import load_spec_files
 
@@ -75,8 +76,8 @@ def validate(files: tuple[str, ...], cluster_path: Path | None, output: str) -> 
     except ShipyardError as error:
         raise Failure.of(error, output) from error
     if output == "json":
-        click.echo(json.dumps({"ok": True, "specs": [{"app": s.key, "kind": s.kind, "cluster": s.cluster,
-                                                      "file": s.file, "digest": s.digest} for s in specs]}, indent=2))
+        print_json({"ok": True, "specs": [{"app": s.key, "kind": s.kind, "cluster": s.cluster, "file": s.file,
+                                           "digest": s.digest} for s in specs]})
     else:
         click.echo(click.style(f"{len(specs)} spec{'s' if len(specs) != 1 else ''} valid", fg="green"), err=True)
 
@@ -98,8 +99,8 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
             note(rendering.spec.key, text)
     if out_dir is None:
         if output == "json":
-            click.echo(json.dumps([{"app": r.spec.key, "objects": r.objects, "application": r.application}
-                                   for r in renderings], indent=2, ensure_ascii=False))
+            print_json([{"app": r.spec.key, "objects": r.objects, "application": r.application}
+                        for r in renderings])
         else:
             from renderer.manifest_yaml import dump_all
 
@@ -107,7 +108,7 @@ def render(files: tuple[str, ...], cluster_path: Path, out_dir: Path | None, out
         return
     written = [str(rendering.write_tree(out_dir)) for rendering in renderings]
     if output == "json":
-        click.echo(json.dumps({"ok": True, "directories": written}, indent=2))
+        print_json({"ok": True, "directories": written})
     else:
         for path in written:
             click.echo(path)
@@ -138,15 +139,9 @@ def apply(files, cluster_path, repo_path, remote, author, source_commit, deploym
     _report(result, output)
 
 
-@click.command()
-@click.argument("app")
-@cluster_option
-@click.option("--repo", "repo_path", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--remote", help="Push the commit to this git remote (URL or path).")
-@click.option("--author", default="shipyard", show_default=True)
-@output_option
-def delete(app: str, cluster_path: Path, repo_path: Path, remote: str | None, author: str, output: str) -> None:
-    """Delete APP (WORKSPACE/APP): its manifests and Application go in one commit."""
+def delete_in_repository(app: str, cluster_path: Path, repo_path: Path, remote: str | None, author: str,
+                         output: str) -> None:
+    """Delete APP (WORKSPACE/APP) from the cluster repository: its manifests and Application go in one commit."""
     workspace, _, name = app.partition("/")
     if not workspace or not name or "/" in name:
         raise click.BadParameter("write the app as WORKSPACE/APP", param_hint="APP")
@@ -165,7 +160,7 @@ def delete(app: str, cluster_path: Path, repo_path: Path, remote: str | None, au
 
 def _report(result: ApplyResult, output: str) -> None:
     if output == "json":
-        click.echo(json.dumps({"ok": True, **result.as_dict()}, indent=2, ensure_ascii=False))
+        print_json({"ok": True, **result.as_dict()})
         return
     for outcome in result.apps:
         for text in outcome.notes:

@@ -1,8 +1,14 @@
-"""How commands print: ``--output text|json``, JSON documents, and rich consoles.
+"""How commands print: ``--output text|json|yaml``, documents for scripts, and rich consoles.
 
 Text is for people and goes through rich (colour on a terminal, tables); with
 ``--output json`` a command prints one JSON document on stdout instead, for
 scripts. Notes and progress go to stderr, so stdout stays what a script reads.
+
+``--output yaml`` is the same document written as YAML. A command never tells the two
+apart: the option hands it ``json`` for both (a document for scripts, not text for
+people), keeps the encoding asked for in the click context's ``meta``, and
+``print_json`` writes the document in it. So every command that prints a document,
+and every failure shown as one (cli.exits), honours ``yaml`` without a branch of its own.
 """
 
 from __future__ import annotations
@@ -38,14 +44,37 @@ class _Stderr:
 
 stderr = _Stderr()
 
+_ENCODING = "shipyard.document_encoding"  # the key of click's context meta that holds json or yaml
+
+
+def _document_output(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    ctx.meta[_ENCODING] = value
+    return "json" if value == "yaml" else value
+
+
 output_option = click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
-    help="text for people, json for scripts.",
+    "--output", "-o", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True,
+    callback=_document_output, help="text for people; json or yaml for scripts.",
 )
 
 
-def print_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+def document_encoding() -> str:
+    """json or yaml: how the running command's --output asked for its documents (json outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return "yaml" if ctx is not None and ctx.meta.get(_ENCODING) == "yaml" else "json"
+
+
+def print_json(payload: Any, *, encoding: str | None = None, in_stream: bool = False) -> None:
+    """One document on stdout, in JSON or YAML (``encoding``, by default what --output asked for).
+
+    ``in_stream``: one of several documents printed one after another (a --watch), which YAML
+    separates with ``---`` and JSON prints back to back, as kubectl does."""
+    if (encoding or document_encoding()) == "yaml":
+        from renderer.manifest_yaml import dump_manifest  # YAML's libraries load only when asked for
+
+        click.echo(("---\n" if in_stream else "") + dump_manifest(payload).decode(), nl=False)
+    else:
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def stdout_console() -> Console:
@@ -70,13 +99,16 @@ def add_text_row(table: Table, *cells: Any) -> None:
     table.add_row(*(Text(str(cell)) for cell in cells))
 
 
-def print_table(columns: tuple[str, ...], rows) -> None:
-    """A table of plain-text rows on stdout, kubectl's way: headers, no borders, no wrapping."""
+def print_table(columns: tuple[str, ...], rows, *, widths: tuple[int, ...] | None = None, header: bool = True) -> None:
+    """A table of plain-text rows on stdout, kubectl's way: headers, no borders, no wrapping.
+
+    ``widths``: each column's least width, so that rows printed later (a --watch, without
+    ``header``) line up under the first table."""
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False)
-    for column in columns:
-        table.add_column(column, no_wrap=True)
+    table = Table(box=None, pad_edge=False, show_header=header)
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=True, min_width=widths[index] if widths else None)
     for row in rows:
         add_text_row(table, *row)
     stdout_console().print(table)

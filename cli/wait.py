@@ -7,6 +7,11 @@ since a job has nothing running until it is run). It has failed when ArgoCD coul
 cluster's agent is not heard from (the status would be stale), or when ``--timeout`` passes
 first. Each has its own exit code (cli.exits), so a pipeline tells them apart.
 
+A delete is done when the app is gone from its cluster: ArgoCD pruned its Application (whose
+resources finalizer deletes the app's objects first) and the agent reported it gone, which the
+status API shows as health ``Missing`` at no revision (gitops.ingest); or when no agent ever
+reported the app, so there was nothing of it in the cluster to remove.
+
 It asks the app's status API every ``POLL_SECONDS``. On a terminal it keeps one live line per
 app (rich); elsewhere (CI logs) it prints a timestamped line each time an app's state changes;
 with ``--output json`` it prints nothing until the end, then one document.
@@ -27,6 +32,7 @@ STILL_GOING = ("pending", "committed", "syncing", "synced")
 ENDS = {
     "healthy": ("running", EXIT_OK),
     "replaced": ("replaced by a newer version before this wait saw it healthy", EXIT_OK),
+    "gone": ("gone from its cluster", EXIT_OK),
     "failed": ("the sync failed", EXIT_SYNC_FAILED),
     "degraded": ("degraded", EXIT_DEGRADED),
     "offline": ("the cluster's agent is not reporting", EXIT_OFFLINE),
@@ -40,6 +46,7 @@ class Followed:
 
     app: str  # cluster:workspace/app
     number: int
+    action: str = "deploy"  # the version's: deploy, rollback, promote or delete
     kind: str = "service"
     status: str = "pending"
     message: str | None = None
@@ -71,6 +78,10 @@ def observe(item: Followed, answer: dict, now: float) -> None:
     if mine is None:
         item.status, item.end = "replaced", "replaced"
         return
+    if item.action == "delete":
+        gone = not answer.get("known") or (answer.get("health") == "Missing" and answer.get("revision") is None)
+        item.status, item.end = ("gone", "gone") if gone else ("deleting", None)
+        return
     item.status, item.message = mine.get("status") or mine.get("state"), mine.get("message")
     item.reasons, item.pods = list(answer.get("reasons") or []), list(answer.get("pods") or [])
     if item.status == "healthy" or (item.kind == "job" and item.status == "synced"):
@@ -87,7 +98,7 @@ def observe(item: Followed, answer: dict, now: float) -> None:
 
 def wait_for(api, versions: list[dict], timeout: float, output: str, clock=time.monotonic, sleep=time.sleep) -> int:
     """Follow ``versions`` (as the API answered them) until each ends; returns the exit code to leave with."""
-    items = [Followed(v["app"], v["number"]) for v in versions if v.get("state") != "failed"]
+    items = [Followed(v["app"], v["number"], v.get("action", "deploy")) for v in versions if v.get("state") != "failed"]
     for item in items:
         item.kind = (api.call("GET", item.path) or {}).get("kind", "service")
     started = clock()
@@ -144,7 +155,7 @@ class _Shower:
         for column in ("APP", "VERSION", "STATUS", "WHY"):
             table.add_column(column)
         for item in self.items:
-            style = {"healthy": "green", "failed": "red", "degraded": "red", "offline": "red",
+            style = {"healthy": "green", "gone": "green", "failed": "red", "degraded": "red", "offline": "red",
                      "timeout": "red"}.get(item.end or "", "yellow")
             why = ", ".join(item.reasons) if item.status == "degraded" and item.reasons else (item.message or "")
             table.add_row(Text(item.app), Text(f"v{item.number}"), Text(item.status, style=style), Text(why))

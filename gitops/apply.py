@@ -102,7 +102,7 @@ def _title(verb: str, keys: list[str]) -> str:
     return f"{verb} {len(keys)} apps"
 
 
-def _refuse_clashes(base: Snapshot, renderings: list[Rendering], deletions: Sequence[tuple[str, str]] = ()) -> None:
+def refuse_clashes(base: Snapshot, renderings: list[Rendering], deletions: Sequence[tuple[str, str]] = ()) -> None:
     """Refuse an object name another app of the workspace holds, and a route another app of the cluster
     takes (gitops.routes), on the tree the commit is built on; ``deletions`` free their routes."""
     names: dict[str, dict[str, set[tuple[str, str]]]] = {}
@@ -155,7 +155,7 @@ def apply(
         fixed.update(layout.rendering_changes(rendering))
 
     def build(base: Snapshot):
-        _refuse_clashes(base, renderings, deletions)
+        refuse_clashes(base, renderings, deletions)
         known = set(layout.workspaces_in(base)) | set(workspaces)
         changes = {**layout.bootstrap_changes(profile, sorted(known), schemas, base, workspaces), **fixed}
         for workspace, app in deletions:
@@ -280,4 +280,4 @@ def delete(
     return ApplyResult(result.commit_id, deployment_id, [outcome], profile.name, result.attempts, result.pushed)
 
 
-__all__ = ["apply", "rewrite_for_profile", "delete", "ApplyResult", "AppOutcome"]
+__all__ = ["apply", "rewrite_for_profile", "delete", "refuse_clashes", "ApplyResult", "AppOutcome"]

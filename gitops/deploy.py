@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract.errors import InvalidRequest, NotFound, Problem, RenderError, ShipyardError, SpecError
-from contract.repository import app_dir, application_file
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
@@ -57,7 +56,8 @@ from gitops.audit import record
 from gitops.clusters import profile_of
 from gitops.commit_step import Ticket
 from gitops.models import Application, Cluster, Version, Workspace, utcnow
-from gitops.reads import file_diff, get_version
+from gitops.plan import app_plan
+from gitops.reads import get_version
 from gitops.reconciler import LEASE
 from gitops.service_context import Context
 from gitops.workspaces import find_workspace, workspace_scope, workspace_settings
@@ -315,6 +315,9 @@ class PlannedChange:
     notes: list[str]
 
 
+_DRY_RUN_WORDS = {"added": "created", "changed": "updated", "unchanged": "unchanged"}  # the API's words
+
+
 def dry_run(ctx: Context, text: str | bytes, *, filename: str = "<request>") -> list[PlannedChange]:
     """What ``deploy`` would change in the repositories, as unified diffs; commits nothing."""
     changes = []
@@ -322,19 +325,9 @@ def dry_run(ctx: Context, text: str | bytes, *, filename: str = "<request>") -> 
     if ctx.session.get_bind().dialect.name == "sqlite":
         ctx.session.commit()  # the claims' read began a transaction, which on SQLite holds the write lock
     for item in planned:
-        snapshot = ctx.repos.open(item.cluster).snapshot()
-        rendering = item.rendering
-        directory = app_dir(rendering.workspace, rendering.name)
-        before = snapshot.walk(directory)  # keyed by full path already
-        app_file = application_file(rendering.workspace, rendering.name)
-        if (existing := snapshot.read(app_file)) is not None:
-            before[app_file] = existing
-        after = {f"{directory}/{name}": data for name, data in rendering.files.items()}
-        after[app_file] = rendering.application_bytes
-        diff = file_diff(before, after)
-        action = "created" if not before else ("updated" if diff else "unchanged")
-        changes.append(PlannedChange(item.cluster.name, item.workspace.name, item.name, action, diff,
-                                     list(rendering.notes)))
+        app = app_plan(ctx.repos.open(item.cluster).snapshot(), item.workspace.name, item.name, item.rendering)
+        changes.append(PlannedChange(item.cluster.name, item.workspace.name, item.name, _DRY_RUN_WORDS[app["action"]],
+                                     app["diff"], app["notes"]))
     return changes
 
 

@@ -16,6 +16,7 @@ from renderer.manifest_yaml import dump_manifest
 from sqlalchemy import or_, select
 
 from gitops.models import Application, AppStatus, Cluster, Version, Workspace
+from gitops.plan import file_changes
 from gitops.policy import ROLES, Scope
 from gitops.repo import ClusterRepo
 from gitops.service_context import Context
@@ -150,7 +151,8 @@ def version_diff(ctx: Context, app: Application, a: Any, b: Any) -> dict:
     if older.commit_id and newer.commit_id:
         repo = ctx.repos.open(app.workspace.cluster)
         directory = app_dir(app.workspace.name, app.name)
-        manifests = file_diff(_files_at(repo, older.commit_id, directory), _files_at(repo, newer.commit_id, directory))
+        before, after = _files_at(repo, older.commit_id, directory), _files_at(repo, newer.commit_id, directory)
+        manifests = file_changes(before, after)[1]
     return {"from": older.number, "to": newer.number, "spec": spec_diff, "manifests": manifests}
 
 
@@ -174,21 +176,5 @@ def _files_at(repo: ClusterRepo, commit_id: str, directory: str) -> dict[str, by
 
 
 
-def file_diff(before: dict[str, bytes], after: dict[str, bytes]) -> str:
-    """A unified diff of two sets of files, by path."""
-    out = []
-    for path in sorted(set(before) | set(after)):
-        old, new = before.get(path), after.get(path)
-        if old == new:
-            continue
-        out.extend(difflib.unified_diff(
-            (old or b"").decode().splitlines(keepends=True), (new or b"").decode().splitlines(keepends=True),
-            fromfile=f"a/{path}" if old is not None else "/dev/null",
-            tofile=f"b/{path}" if new is not None else "/dev/null"))
-    return "".join(out)
-
-
-
 __all__ = ["get_app", "get_version", "list_versions", "list_apps", "app_read_filter", "spec_text", "ListedApp",
-           "ListedName", "ListedStatus", "version_diff",
-           "file_diff"]
+           "ListedName", "ListedStatus", "version_diff"]

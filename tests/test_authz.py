@@ -383,6 +383,11 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
         "PUT", f"{API}/apps", "app.deploy",
         yaml=lambda w, c, ws: service_spec("web", workspace=ws, cluster=c, image=f"ghcr.io/acme/web:{next(w.serial)}")),
     "api.list_apps": _list_apps,
+    "api.plan": workspace_case(
+        "POST", f"{API}/plan", "app.read",
+        json=lambda w, c, ws: {"files": [{"name": "web.yaml", "content": service_spec("web", workspace=ws, cluster=c,
+                                                                                       image="ghcr.io/acme/web:9")}],
+                               "prune": True}),
     "api.get_app": workspace_case("GET", API + "/apps/{c}/{w}/web", "app.read"),
     "api.delete_app": workspace_case("DELETE", API + "/apps/{c}/{w}/web", "app.delete"),
     "api.list_versions": workspace_case("GET", API + "/apps/{c}/{w}/web/versions", "app.read"),
@@ -418,6 +423,8 @@ KEY_EXPECTATIONS = [
     # (subject, endpoint, target, allowed)
     ("workspace-viewer", "api.get_app", "inside", True),
     ("workspace-viewer", "api.deploy_apps", "inside", False),
+    ("workspace-viewer", "api.plan", "inside", True),
+    ("workspace-viewer", "api.plan", "other-workspace", False),
     ("workspace-viewer", "api.rollback_app", "inside", False),
     ("workspace-viewer", "api.delete_app", "inside", False),
     ("workspace-editor", "api.deploy_apps", "inside", True),

@@ -99,15 +99,30 @@ OFFLINE = {
     "render --out": (["render", SPEC, "--cluster", DEMO, "--out", "{tmp}/out"], 0),
     "apply": (["apply", SPEC, "--cluster", DEMO, "--repo", "{tmp}/demo.git"], 0),
     "delete": (["delete", "nowhere/nothing", "--cluster", DEMO, "--repo", "{tmp}/demo.git"], 4),
+    # rendered, then refused for want of a clone to plan against (exit 3): every import on its way happened
+    "plan --offline": (["plan", SPEC, "--offline", "--cluster", DEMO, "--repo", "{tmp}/demo.git"], 3),
 }
 
 CLIENT = {
     "login": ["login", "--url", "{url}", "--token", "not-a-token"],
     "deploy": ["deploy", SPEC],
+    "plan": ["plan", SPEC],
     "apps": ["apps"],
     "versions": ["versions", "demo:team/app"],
     "rollback": ["rollback", "demo:team/app", "1"],
     "promote": ["promote", "demo:team/app", "--to", "demo:other", "--set", "replicas=3"],
+    "apps --watch": ["apps", "--watch"],
+    "status": ["status", "demo:team/app"],
+    "diff": ["diff", "demo:team/app", "1", "2"],
+    "delete": ["delete", "demo:team/app", "--yes", "--output", "yaml"],
+    "clusters": ["clusters"],
+    "clusters install-agent": ["clusters", "install-agent", "demo"],
+    "workspaces": ["workspaces", "--cluster", "demo"],
+    "users": ["users"],
+    "bindings": ["bindings"],
+    "tokens": ["tokens"],
+    "tokens create": ["tokens", "create", "ci", "--role", "workspace-viewer", "--username", "admin"],
+    "audit": ["audit"],
 }
 
 

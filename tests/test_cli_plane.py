@@ -128,9 +128,15 @@ def logged_in(plane):
     return plane
 
 
+def stored_token(config_home: Path) -> str:
+    """The token of the current context `shipyard login` stored."""
+    stored = json.loads((config_home / "shipyard" / "credentials.json").read_text())
+    return stored["contexts"][stored["current"]]["token"]
+
+
 def api(plane: Embedded) -> httpx.Client:
-    stored = json.loads((plane.config_home / "shipyard" / "credentials.json").read_text())
-    return httpx.Client(base_url=plane.url, headers={"Authorization": f"Bearer {stored['token']}"}, timeout=60)
+    return httpx.Client(base_url=plane.url, headers={"Authorization": f"Bearer {stored_token(plane.config_home)}"},
+                        timeout=60)
 
 
 # --- shipyard up ------------------------------------------------------------------------------------
@@ -192,7 +198,11 @@ def test_login_stores_url_and_token_owner_only(logged_in):
     path = logged_in.config_home / "shipyard" / "credentials.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     stored = json.loads(path.read_text())
-    assert stored["url"] == logged_in.url and stored["token"].startswith("shy_")
+    host = logged_in.url.removeprefix("http://")
+    assert stored["current"] == f"admin@{host}"
+    assert stored["contexts"][f"admin@{host}"] == {"url": logged_in.url, "token": stored_token(logged_in.config_home),
+                                                   "user": "admin", "role": "tenant-admin"}
+    assert stored_token(logged_in.config_home).startswith("shy_")
     me = api(logged_in).get("/api/v1/me").json()
     assert me["user"]["username"] == "admin" and me["via_token"] is True
     assert logged_in.password not in path.read_text()
@@ -207,13 +217,72 @@ def test_login_with_a_wrong_password_exits_6(plane, tmp_path):
 
 
 def test_login_with_a_token_checks_it_before_storing(logged_in, tmp_path):
-    token = json.loads((logged_in.config_home / "shipyard" / "credentials.json").read_text())["token"]
+    token = stored_token(logged_in.config_home)
     bad = logged_in.cli("login", "--url", logged_in.url, "--token", "shy_0000_nope", XDG_CONFIG_HOME=str(tmp_path))
     assert bad.returncode == 6
     assert not (tmp_path / "shipyard" / "credentials.json").exists()
     good = logged_in.cli("login", "--url", logged_in.url, "--token", token, XDG_CONFIG_HOME=str(tmp_path))
     assert good.returncode == 0, good.stderr
+    (context,) = json.loads(logged_in.cli("contexts", "-o", "json", XDG_CONFIG_HOME=str(tmp_path)).stdout)["contexts"]
+    assert (context["user"], context["role"], context["current"]) == ("admin", "tenant-admin", True)
     listed = logged_in.cli("apps", "--output", "json", XDG_CONFIG_HOME=str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_contexts_hold_several_identities_switched_like_kubectl(logged_in, tmp_path):
+    """One user with two workspaces logs in once per role, then switches without logging in again."""
+    client = api(logged_in)
+    assert client.post("/api/v1/users", json={"username": "dana", "password": "dana password 1"}).status_code == 201
+    for workspace in ("storefront", "data"):
+        assert client.post("/api/v1/role-bindings", json={"role": "workspace-editor", "subject": "dana",
+                                                          "cluster": "demo", "workspace": workspace}).status_code == 201
+    home = tmp_path / "dana"
+    env = {"XDG_CONFIG_HOME": str(home)}
+    host = logged_in.url.removeprefix("http://")
+    # two role bindings and no terminal: which one is asked for, naming both
+    several = logged_in.cli("login", "--url", logged_in.url, stdin="dana\ndana password 1\n", **env)
+    assert several.returncode == 2
+    assert "workspace-editor on demo:storefront" in several.stderr and "workspace-editor on demo:data" in several.stderr
+    for workspace in ("storefront", "data"):  # --workspace alone narrows it to one binding
+        login = logged_in.cli("login", "--url", logged_in.url, "--username", "dana", "--workspace", workspace,
+                              stdin="dana password 1\n", **env)
+        assert login.returncode == 0, login.stderr
+        assert f"as context dana@{host}/demo:{workspace}" in login.stderr
+    listed = json.loads(logged_in.cli("contexts", "--output", "json", **env).stdout)
+    assert listed["current"] == f"dana@{host}/demo:data"
+    assert [(c["name"], c["current"], c["role"], c["workspace"]) for c in listed["contexts"]] == [
+        (f"dana@{host}/demo:data", True, "workspace-editor", "data"),
+        (f"dana@{host}/demo:storefront", False, "workspace-editor", "storefront")]
+    table = logged_in.cli("contexts", **env).stdout
+    assert re.search(rf"^\*\s+dana@{re.escape(host)}/demo:data\s", table, re.MULTILINE) and "shy_" not in table
+
+    spec = tmp_path / "ctx.yaml"
+    spec.write_text("type: service\nname: ctx-web\nworkspace_fqn: demo:storefront\n"
+                    "image: {type: image, image_uri: 'ghcr.io/acme/web:1.0'}\nports: [{port: 8000}]\n")
+    # the current context is the data one, whose token does not even see the storefront workspace
+    assert logged_in.cli("deploy", str(spec), **env).returncode == 4
+    storefront = f"dana@{host}/demo:storefront"
+    assert logged_in.cli("deploy", str(spec), "--context", storefront, **env).returncode == 0
+    assert logged_in.cli("versions", "demo:storefront/ctx-web", **env, SHIPYARD_CONTEXT=storefront).returncode == 0
+    missing = logged_in.cli("apps", "--context", "nope", **env)
+    assert missing.returncode == 4 and storefront in missing.stderr
+    used = logged_in.cli("contexts", "use", storefront, **env)
+    assert used.returncode == 0 and logged_in.cli("versions", "demo:storefront/ctx-web", **env).returncode == 0
+
+    # logout revokes the token of the context in use and forgets it; the other context still works
+    token = json.loads((home / "shipyard" / "credentials.json").read_text())["contexts"][storefront]["token"]
+    out = logged_in.cli("logout", **env)
+    assert out.returncode == 0 and "forgotten and its token revoked" in out.stderr
+    assert httpx.get(f"{logged_in.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert logged_in.cli("apps", **env).returncode == 2  # nothing current now
+    assert logged_in.cli("apps", "--context", f"dana@{host}/demo:data", **env).returncode == 0
+
+
+def test_a_credentials_file_from_before_contexts_still_works(logged_in, tmp_path):
+    old = tmp_path / "old" / "shipyard" / "credentials.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"url": logged_in.url, "token": stored_token(logged_in.config_home)}))
+    listed = logged_in.cli("apps", "--output", "json", XDG_CONFIG_HOME=str(tmp_path / "old"))
     assert listed.returncode == 0, listed.stderr
 
 
@@ -291,13 +360,11 @@ def test_not_authorized_and_unreachable_have_their_exit_codes(logged_in, tmp_pat
     assert client.post("/api/v1/role-bindings", json={"role": "workspace-viewer", "subject": "viewer",
                                                       "cluster": "demo", "workspace": "storefront"}).status_code == 201
     viewer_home = str(tmp_path / "viewer")
-    no_role = logged_in.cli("login", "--url", logged_in.url, stdin="viewer\nviewer password 1\n",
-                            XDG_CONFIG_HOME=viewer_home)
-    assert no_role.returncode == 2 and "workspace-viewer on demo:storefront" in no_role.stderr
-    login = logged_in.cli("login", "--url", logged_in.url, "--username", "viewer", "--role", "workspace-viewer",
-                          "--cluster", "demo", "--workspace", "storefront", stdin="viewer password 1\n",
+    # holding one role binding, the viewer is asked for no --role
+    login = logged_in.cli("login", "--url", logged_in.url, stdin="viewer\nviewer password 1\n",
                           XDG_CONFIG_HOME=viewer_home)
     assert login.returncode == 0, login.stderr
+    assert "a workspace-viewer on demo:storefront token" in login.stderr
     assert logged_in.cli("versions", "demo:storefront/web", XDG_CONFIG_HOME=viewer_home).returncode == 0
     forbidden = logged_in.cli("deploy", spec, XDG_CONFIG_HOME=viewer_home)
     assert forbidden.returncode == 6 and "may not app.deploy" in forbidden.stderr

@@ -124,6 +124,18 @@ BODIES: dict[str, dict] = {
             "source": {"enum": list(SOURCES)}, "filename": {"type": "string"},
         },
     },
+    "api.plan": {
+        "type": "object", "required": ["files"],
+        "properties": {
+            "files": {"type": "array", "description": "the spec files, each named as problems will name it",
+                      "items": {"type": "object", "required": ["name", "content"],
+                                "properties": {"name": {"type": "string", "minLength": 1},
+                                               "content": {"type": "string",
+                                                           "description": "YAML, one or more deploy specs"}}}},
+            "prune": {"type": "boolean", "description": "apps of the workspaces the specs name that no spec "
+                                                        "defines are planned as removed"},
+        },
+    },
     "api.rollback_app": {
         "type": "object", "required": ["version"],
         "properties": {"version": {"type": "integer", "minimum": 1, "maximum": INT_MAX},
@@ -170,12 +182,13 @@ SUCCESS: dict[str, tuple[int, ...]] = {
     "api.rollback_app": (201, 202), "api.promote_app": (201, 202),
     "api.move_host_claim": (200, 201),  # 201: the host was claimed now, 200: moved
     "api.delete_cluster": (200,),  # says where the repository was archived
+    "api.plan": (200,),  # creates nothing
 }
 _USUAL_SUCCESS = {"GET": (200,), "POST": (201,), "PUT": (200,), "PATCH": (200,), "DELETE": (204,)}
 _SUCCESS_TEXT = {200: "OK", 201: "Created", 202: "Accepted: committed later by the reconciler", 204: "Done"}
 
 # Operations whose body names a cluster, workspace or scope that may not exist (404).
-NAMES_IN_BODY = frozenset({"api.create_binding", "api.create_token", "api.deploy_apps"})
+NAMES_IN_BODY = frozenset({"api.create_binding", "api.create_token", "api.deploy_apps", "api.plan"})
 _ERROR_TEXT = {
     400: "Bad request: malformed body or parameter", 401: "No or bad credentials", 403: "Not permitted",
     404: "No such object, or not visible to the caller", 409: "Conflict: name taken, object in use",

@@ -24,7 +24,7 @@ def me():
     user = db_session().get(User, principal.user_id)
     grants = [{"role": grant.role, **accounts.scope_names(db_session(), grant.scope)} for grant in principal.grants]
     return {"user": user_json(user), "tenant": user.tenant.name, "grants": grants,
-            "via_token": principal.token_id is not None}
+            "via_token": principal.token_id is not None, "token_id": principal.token_id}
 
 
 @bp.get("/users")

@@ -32,7 +32,6 @@ kept nowhere else: not in the session, a flash message or a log.
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 from dataclasses import dataclass
 
 from flask import current_app, flash, g, make_response, redirect, render_template, request, url_for
@@ -50,8 +49,8 @@ from contract.errors import (
 from gitops import accounts, audit, clusters, dashboard, status, tokens, workspaces
 from gitops.models import ApiToken, Cluster, RoleBinding, Workspace, utcnow
 from gitops.policy import ROLES, Principal, Scope, may_grant
-from renderer.manifest_yaml import dump_manifest
-from renderer.profiles import ClusterProfile
+from renderer.install_steps import AGENT_TOKEN, READ_TOKEN, InstallSteps, agent_secret_command
+from renderer.install_steps import install_steps as steps_for
 from webapp.api.requests import scope_from, visible_cluster
 from webapp.auth import AUTHENTICATED, requires
 from webapp.errors import HTTP_STATUS
@@ -339,65 +338,13 @@ def _connectivity(cluster: Cluster, settings: status.StatusSettings) -> dashboar
     return dashboard.connectivity_word(status.reachability(cluster.last_seen_at, settings))
 
 
-@dataclass(frozen=True)
-class InstallSteps:
-    """What an operator runs to put a cluster under Shipyard: README, "The cluster repository" and
-    "The agent in the cluster". Built with the real tokens once, or with placeholders later."""
-
-    served_url: str  # the cluster repository as this control plane serves it
-    clone: str  # git clone of it with the read token, as `shipyard up` prints it
-    repo_url: str  # the profile's git.repo_url: the repository ArgoCD's Applications name
-    repository_secret: str | None  # ArgoCD's repository Secret for it, when ArgoCD reads this control plane
-    argocd_namespace: str
-    apply_root: str
-    agent_namespace: str | None  # None: the profile installs no agent
-    agent_secret: str | None  # the command that puts the agent token into its Secret (None with token_ref)
-    agent_token_ref: str | None
-
-
-READ_TOKEN, AGENT_TOKEN = "READ_TOKEN", "AGENT_TOKEN"
-
-
-def _served_url(cluster: Cluster, read_token: str | None = None) -> str:
-    scheme, _, rest = current_app.config["PUBLIC_URL"].rstrip("/").partition("://")
-    userinfo = f"x:{read_token}@" if read_token else ""
-    return f"{scheme}://{userinfo}{rest}/git/{cluster.tenant.name}/{cluster.name}.git"
-
-
-def repository_secret(cluster: Cluster, profile: ClusterProfile, read_token: str) -> str:
-    """ArgoCD's declarative repository Secret: how ArgoCD reads the repository with the read token."""
-    return dump_manifest({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": f"shipyard-repo-{cluster.name}", "namespace": profile.argocd_namespace,
-                     "labels": {"argocd.argoproj.io/secret-type": "repository"}},
-        "stringData": {"type": "git", "url": profile.repo_url, "username": "x", "password": read_token},
-    }).decode()
-
-
-def agent_secret_command(profile: ClusterProfile, agent_token: str, *, replace: bool = False) -> str:
-    """The token Secret the agent mounts (the profile's agent namespace and token_secret, key ``token``)."""
-    agent = profile.agent
-    command = (f"kubectl -n {shlex.quote(agent.namespace)} create secret generic {shlex.quote(agent.token_secret)} "
-               f"--from-literal=token={shlex.quote(agent_token)}")
-    return f"{command} --dry-run=client -o yaml | kubectl apply -f -" if replace else command
+def _served_url(cluster: Cluster) -> str:
+    return f"{current_app.config['PUBLIC_URL'].rstrip('/')}/git/{cluster.tenant.name}/{cluster.name}.git"
 
 
 def install_steps(cluster: Cluster, read_token: str = READ_TOKEN, agent_token: str = AGENT_TOKEN) -> InstallSteps:
-    profile = clusters.profile_of(cluster)
-    served = _served_url(cluster)
-    agent = profile.agent
-    return InstallSteps(
-        served_url=served,
-        clone=f"git clone {shlex.quote(_served_url(cluster, read_token))}",
-        repo_url=profile.repo_url,
-        repository_secret=(repository_secret(cluster, profile, read_token)
-                           if profile.repo_url.rstrip("/") == served else None),
-        argocd_namespace=profile.argocd_namespace,
-        apply_root=f"kubectl apply -f {shlex.quote(cluster.name)}/bootstrap/root.yaml",
-        agent_namespace=agent.namespace if agent else None,
-        agent_secret=agent_secret_command(profile, agent_token) if agent and agent.token_ref is None else None,
-        agent_token_ref=str(agent.token_ref) if agent and agent.token_ref is not None else None,
-    )
+    """The steps that put ``cluster`` under Shipyard (renderer.install_steps), with the address this plane serves."""
+    return steps_for(cluster.name, clusters.profile_of(cluster), _served_url(cluster), read_token, agent_token)
 
 
 @bp.get("/admin/clusters")
@@ -629,5 +576,4 @@ def admin_audit():
                  paged=filters["before_id"] is not None)
 
 
-__all__ = ["SECTIONS", "Section", "sections_for", "InstallSteps", "install_steps", "repository_secret",
-           "agent_secret_command"]
+__all__ = ["SECTIONS", "Section", "sections_for", "install_steps"]
