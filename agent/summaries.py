@@ -52,6 +52,10 @@ def application(obj: dict) -> dict:
         "revision": _get(status, "sync", "revision"),
         "health": _get(status, "health", "status", default="Unknown"),
         "operation": operation.get("phase"),
+        # the revision that operation syncs: a failed operation is about it, not about a newer revision
+        # ArgoCD compares against meanwhile
+        "operation_revision": _get(operation, "syncResult", "revision") or _get(operation, "operation", "sync",
+                                                                                 "revision"),
         "message": _message(message),
         "conditions": sorted({str(c.get("type")) for c in conditions}),
     }

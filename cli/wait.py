@@ -12,9 +12,10 @@ resources finalizer deletes the app's objects first) and the agent reported it g
 status API shows as health ``Missing`` at no revision (gitops.ingest); or when no agent ever
 reported the app, so there was nothing of it in the cluster to remove.
 
-It asks the app's status API every ``POLL_SECONDS``. On a terminal it keeps one live line per
-app (rich); elsewhere (CI logs) it prints a timestamped line each time an app's state changes;
-with ``--output json`` it prints nothing until the end, then one document.
+It asks the status of every app it still follows every ``POLL_SECONDS``, in one request
+(``POST /api/v1/apps/status``, up to ``STATUS_BATCH`` apps each). On a terminal it keeps one
+live line per app (rich); elsewhere (CI logs) it prints a timestamped line each time an app's
+state changes; with ``--output json`` it prints nothing until the end, then one document.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 
 from cli.exits import EXIT_DEGRADED, EXIT_OFFLINE, EXIT_OK, EXIT_SYNC_FAILED, EXIT_TIMEOUT, Failure
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
+STATUS_BATCH = 100  # apps per status request: the most POST /api/v1/apps/status takes
 DEGRADED_GRACE = 10.0
 STILL_GOING = ("pending", "committed", "syncing", "synced")
 # how each end is told, and what it exits with
@@ -55,12 +57,6 @@ class Followed:
     degraded_since: float | None = None
     end: str | None = None
 
-    @property
-    def path(self) -> str:
-        cluster, _, rest = self.app.partition(":")
-        workspace, _, name = rest.partition("/")
-        return f"/api/v1/apps/{cluster}/{workspace}/{name}"
-
     def as_dict(self) -> dict:
         return {"app": self.app, "version": self.number, "status": self.status, "end": self.end,
                 "message": self.message, "reasons": self.reasons,
@@ -70,6 +66,7 @@ class Followed:
 
 def observe(item: Followed, answer: dict, now: float) -> None:
     """Take in the app's status answer; set ``item.end`` when the version reached an end."""
+    item.kind = answer.get("kind") or item.kind
     if answer.get("connectivity") != "online":
         item.status, item.end = "offline", "offline"
         item.message = f"the cluster's agent is {answer.get('connectivity')}: its status of the app would be stale"
@@ -99,17 +96,15 @@ def observe(item: Followed, answer: dict, now: float) -> None:
 def wait_for(api, versions: list[dict], timeout: float, output: str, clock=time.monotonic, sleep=time.sleep) -> int:
     """Follow ``versions`` (as the API answered them) until each ends; returns the exit code to leave with."""
     items = [Followed(v["app"], v["number"], v.get("action", "deploy")) for v in versions if v.get("state") != "failed"]
-    for item in items:
-        item.kind = (api.call("GET", item.path) or {}).get("kind", "service")
     started = clock()
     show = _Shower(output, items)
     try:
         while True:
             now = clock()
-            for item in items:
-                if item.end is None:
-                    observe(item, api.call("GET", f"{item.path}/status", params={"versions": 20}), now)
-                    show.update(item, now - started)
+            going = [item for item in items if item.end is None]
+            for item, answer in zip(going, statuses(api, [item.app for item in going])):
+                observe(item, answer, now)
+                show.update(item, now - started)
             if all(item.end for item in items):
                 break
             if now - started >= timeout:
@@ -124,6 +119,16 @@ def wait_for(api, versions: list[dict], timeout: float, output: str, clock=time.
     code = max((ENDS[item.end][1] for item in items), default=EXIT_OK, key=_severity)
     show.summary(items, clock() - started, code)
     return code
+
+
+def statuses(api, apps: list[str]) -> list[dict]:
+    """The status of each of ``apps`` (cluster:workspace/app), as GET .../status answers it: one request
+    per ``STATUS_BATCH`` apps (POST /api/v1/apps/status), however many a pipeline follows."""
+    answers = []
+    for start in range(0, len(apps), STATUS_BATCH):
+        answers += api.call("POST", "/api/v1/apps/status",
+                            json={"apps": apps[start:start + STATUS_BATCH], "versions": 20})["apps"]
+    return answers
 
 
 def _severity(code: int) -> tuple:

@@ -110,7 +110,7 @@ def _app_of(name: str, state: dict | None) -> tuple[str, str] | None:
     return parse_application_name(name)
 
 
-_GONE = {"sync": "Unknown", "health": "Missing", "operation": None, "revision": None,
+_GONE = {"sync": "Unknown", "health": "Missing", "operation": None, "operation_revision": None, "revision": None,
          "message": "the ArgoCD Application is gone from the cluster"}
 _COMPARED = ("sync", "health", "revision", "message")  # a change in any of them is a StatusEvent
 
@@ -120,6 +120,7 @@ def _status_values(state: dict | None) -> dict[str, Any]:
         return dict(_GONE)
     return {"sync": str(state.get("sync") or "Unknown")[:32], "health": str(state.get("health") or "Unknown")[:32],
             "operation": (str(state["operation"])[:32] if state.get("operation") else None),
+            "operation_revision": (str(state["operation_revision"])[:64] if state.get("operation_revision") else None),
             "revision": (str(state["revision"])[:64] if state.get("revision") else None),
             "message": state.get("message")}
 

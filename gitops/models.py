@@ -320,6 +320,7 @@ class AppStatus(Base):
     sync: Mapped[str] = mapped_column(String(32))  # ArgoCD: Synced | OutOfSync | Unknown
     health: Mapped[str] = mapped_column(String(32))  # Healthy | Progressing | Degraded | Suspended | Missing | Unknown
     operation: Mapped[str | None] = mapped_column(String(32))  # the sync operation's phase: Running | Failed | ...
+    operation_revision: Mapped[str | None] = mapped_column(String(64))  # the revision that operation syncs
     revision: Mapped[str | None] = mapped_column(String(64))  # the revision ArgoCD compared against
     synced_revision: Mapped[str | None] = mapped_column(String(64))  # the last revision seen Synced
     message: Mapped[str | None] = mapped_column(Text)

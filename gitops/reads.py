@@ -32,6 +32,25 @@ def get_app(ctx: Context, cluster: str, workspace: str, name: str, permission: s
     return app
 
 
+def get_apps(ctx: Context, names: list[tuple[str, str, str]], permission: str = "app.read") -> list[Application]:
+    """The apps named (cluster, workspace, app), in that order, as ``get_app`` finds each (the same
+    refusals), with one read per workspace: each workspace found and authorized once."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for cluster, workspace, name in names:
+        wanted.setdefault((cluster, workspace), set()).add(name)
+    found: dict[tuple[str, str, str], Application] = {}
+    for (cluster, workspace), apps in wanted.items():
+        ws = find_workspace(ctx, cluster, workspace, "workspace.read")
+        ctx.principal.require(permission, workspace_scope(ws), f'app "{cluster}:{workspace}/{min(apps)}"')
+        for app in ctx.session.scalars(select(Application).where(Application.workspace_id == ws.id,
+                                                                  Application.name.in_(apps))):
+            found[cluster, workspace, app.name] = app
+    for cluster, workspace, name in names:
+        if (cluster, workspace, name) not in found:
+            raise NotFound(f'no app "{name}" in workspace "{cluster}:{workspace}"')
+    return [found[name] for name in names]
+
+
 def get_version(ctx: Context, app: Application, number: Any) -> Version:
     if not isinstance(number, int) or isinstance(number, bool):
         raise InvalidRequest("a version is a whole number")
@@ -176,5 +195,5 @@ def _files_at(repo: ClusterRepo, commit_id: str, directory: str) -> dict[str, by
 
 
 
-__all__ = ["get_app", "get_version", "list_versions", "list_apps", "app_read_filter", "spec_text", "ListedApp",
+__all__ = ["get_app", "get_apps", "get_version", "list_versions", "list_apps", "app_read_filter", "spec_text", "ListedApp",
            "ListedName", "ListedStatus", "version_diff"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from contract.errors import RepoError
 from contract.repository import application_name
@@ -231,7 +231,7 @@ def version_statuses(status: AppStatus | None, versions: list[Version], repo: Cl
             else:
                 entry["status"] = "replaced"
         elif status.revision and ancestry.reachable(repo, status.revision, version.commit_id):
-            if status.operation in ("Failed", "Error"):
+            if status.operation in ("Failed", "Error") and _operation_reaches(repo, status, version):
                 entry["status"], entry["message"] = "failed", status.message
             elif status.operation == "Running" or status.sync == "OutOfSync":
                 entry["status"] = "syncing"
@@ -241,6 +241,13 @@ def version_statuses(status: AppStatus | None, versions: list[Version], repo: Cl
             entry["status"] = "committed"
         out[version.number] = entry
     return out
+
+
+def _operation_reaches(repo: ClusterRepo, status: AppStatus, version: Version) -> bool:
+    """Whether ArgoCD's last sync operation tried ``version``: ArgoCD keeps a failed operation's state
+    after it compares a newer revision, until its next sync starts, and that failure is not the newer
+    version's. An agent that does not report the operation's revision leaves it to the compared one."""
+    return status.operation_revision is None or ancestry.reachable(repo, status.operation_revision, version.commit_id)
 
 
 def _problem_rank(reason: str) -> tuple[int, str]:
@@ -269,16 +276,29 @@ def _live_status(status: AppStatus, reasons: list[str], pods: list[dict]) -> dic
     return {"status": "synced", "message": own_message, "reasons": reasons}
 
 
+def workspace_pods(session: Session, cluster_id: int, namespace: str) -> dict[str, list[dict]]:
+    """The pods of a workspace's namespace as the agent last reported them, by their app, troubled ones first.
+
+    One read for every app of the workspace: a status of many apps (POST /apps/status) reads the
+    namespace once, not once per app.
+    """
+    rows = session.execute(select(ClusterObject.name, ClusterObject.state).where(
+        ClusterObject.cluster_id == cluster_id, ClusterObject.kind == "Pod", ClusterObject.namespace == namespace))
+    by_app: dict[str, list[dict]] = {}
+    for name, state in rows:
+        if state.get("app"):
+            by_app.setdefault(state["app"], []).append({
+                "name": name, "phase": state.get("phase"), "ready": bool(state.get("ready")),
+                "restarts": int(state.get("restarts") or 0), "reasons": list(state.get("reasons") or []),
+                "message": state.get("message")})
+    for pods in by_app.values():
+        pods.sort(key=lambda p: (not p["reasons"], [_problem_rank(r) for r in p["reasons"]], p["name"]))
+    return by_app
+
+
 def app_pods(session: Session, app: Application) -> list[dict]:
     """The app's pods as the agent last reported them, troubled ones first."""
-    rows = session.execute(select(ClusterObject.name, ClusterObject.state).where(
-        ClusterObject.cluster_id == app.workspace.cluster_id, ClusterObject.kind == "Pod",
-        ClusterObject.namespace == app.workspace.name)).all()
-    pods = [{"name": name, "phase": state.get("phase"), "ready": bool(state.get("ready")),
-             "restarts": int(state.get("restarts") or 0), "reasons": list(state.get("reasons") or []),
-             "message": state.get("message")}
-            for name, state in rows if state.get("app") == app.name]
-    return sorted(pods, key=lambda p: (not p["reasons"], [_problem_rank(r) for r in p["reasons"]], p["name"]))
+    return workspace_pods(session, app.workspace.cluster_id, app.workspace.name).get(app.name, [])
 
 
 def statuses_for(session: Session, repo: ClusterRepo | None, app: Application, versions: list[Version]) -> dict[int, dict] | None:
@@ -292,13 +312,45 @@ def statuses_for(session: Session, repo: ClusterRepo | None, app: Application, v
 def app_status(session: Session, repo: ClusterRepo | None, app: Application, settings: StatusSettings,
                versions: list[Version], now: dt.datetime | None = None) -> dict:
     """Everything about an app's live state, as plain data for the API."""
-    cluster = app.workspace.cluster
     status = session.scalar(select(AppStatus).where(AppStatus.application_id == app.id))
-    pods = app_pods(session, app)
-    reachability = connectivity(cluster, settings, now)
+    return _status_document(app, status, app_pods(session, app), versions, repo,
+                            connectivity(app.workspace.cluster, settings, now))
+
+
+def apps_status(session: Session, repos, apps: list[Application], settings: StatusSettings, versions: int,
+                now: dt.datetime | None = None) -> list[dict]:
+    """``app_status`` of each of ``apps``, in their order, with one read of each kind for all of them:
+    their statuses, their ``versions`` most recent versions, and each workspace's pods (``repos``:
+    the process's cluster repositories, gitops.repo_store)."""
+    ids = [app.id for app in apps]
+    statuses = {row.application_id: row for row in session.scalars(
+        select(AppStatus).where(AppStatus.application_id.in_(ids)))}
+    ranked = (select(Version.id, func.row_number().over(partition_by=Version.application_id,
+                                                        order_by=Version.number.desc()).label("rank"))
+              .where(Version.application_id.in_(ids)).subquery())
+    recent: dict[int, list[Version]] = {}
+    for version in session.scalars(select(Version).options(lazyload(Version.application))
+                                   .join(ranked, ranked.c.id == Version.id).where(ranked.c.rank <= versions)
+                                   .order_by(Version.application_id, Version.number.desc())):
+        recent.setdefault(version.application_id, []).append(version)
+    pods: dict[tuple[int, str], dict[str, list[dict]]] = {}
+    out = []
+    for app in apps:
+        workspace, cluster = app.workspace, app.workspace.cluster
+        if (where := (cluster.id, workspace.name)) not in pods:
+            pods[where] = workspace_pods(session, *where)
+        out.append(_status_document(app, statuses.get(app.id), pods[where].get(app.name, []), recent.get(app.id, []),
+                                    repos.open(cluster), connectivity(cluster, settings, now)))
+    return out
+
+
+def _status_document(app: Application, status: AppStatus | None, pods: list[dict], versions: list[Version],
+                     repo: ClusterRepo | None, reachability: str) -> dict:
+    cluster = app.workspace.cluster
     per_version = version_statuses(status, versions, repo, pods)
     return {
         "app": f"{cluster.name}:{app.workspace.name}/{app.name}",
+        "kind": app.kind,
         "application": application_name(app.workspace.name, app.name),
         "connectivity": reachability,
         "stale": reachability != "online",
@@ -353,6 +405,8 @@ __all__ = [
     "StatusSettings",
     "ancestry",
     "app_pods",
+    "apps_status",
+    "workspace_pods",
     "app_status",
     "cluster_status",
     "connectivity",

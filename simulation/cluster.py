@@ -214,7 +214,7 @@ class SimulatedCluster:
             for sim in self.apps.values():
                 fault = self.fault(sim)
                 if sim.phase == "outofsync" and now - sim.since >= step:
-                    sim.phase, sim.since = "syncing", sim.since + step
+                    sim.phase, sim.since, sim.operation_revision = "syncing", sim.since + step, sim.revision
                 if sim.phase == "syncing" and now - sim.since >= step:
                     if fault.sync == "Failed":
                         sim.phase, sim.since = "failed", sim.since + step
@@ -228,7 +228,7 @@ class SimulatedCluster:
                         sim.operation, sim.operation_message = "Succeeded", "successfully synced (all tasks run)"
                 if sim.phase == "failed" and fault.sync != "Failed" and now - sim.since >= step:
                     # the switch is off: ArgoCD's retry (or selfHeal) syncs again
-                    sim.phase, sim.since = "syncing", now
+                    sim.phase, sim.since, sim.operation_revision = "syncing", now, sim.revision
                 if sim.phase == "rolling" and now - sim.since >= rollout_seconds(self.settings, fault):
                     sim.phase, sim.since, sim.previous = "done", sim.since + rollout_seconds(self.settings, fault), None
                 self._observe(sim, fault, now)

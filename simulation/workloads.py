@@ -44,6 +44,7 @@ class AppSimulation:
     previous_health: str = "Missing"
     operation: str | None = None  # phase of the last finished sync operation
     operation_message: str | None = None
+    operation_revision: str | None = None  # the revision of the last (or running) sync operation
     generation: int = 1
     restarts: int = 0  # bumped by the restart command
     # name -> (started, template, kind of template): runs of its WorkflowTemplates and CronJobs
@@ -108,7 +109,11 @@ def app_states(settings: SimulationSettings, sim: AppSimulation, fault: Fault,
         "health": {"status": health, **({"message": message} if message else {})},
     }
     if operation:
-        status["operationState"] = {"phase": operation, "message": op_message}
+        # ArgoCD keeps the last operation's state, its revision with it, until the next operation starts
+        status["operationState"] = {"phase": operation, "message": op_message,
+                                    "operation": {"sync": {"revision": sim.operation_revision}}}
+        if operation != "Running":
+            status["operationState"]["syncResult"] = {"revision": sim.operation_revision}
     if sim.phase == "failed":
         status["conditions"] = [{"type": "SyncError", "message": sim.operation_message}]
     application = {"metadata": {"name": source.application, "namespace": source.argocd_namespace,

@@ -2,7 +2,7 @@
 
 from contract.protocol import Delta, decode_batch, digest_of
 from agent.report import Outbox, Tracker
-from agent.summaries import pod
+from agent.summaries import application, pod
 
 
 def test_tracker_reports_changes_only():
@@ -51,6 +51,20 @@ def test_pod_summary_names_the_reasons_users_look_for():
     assert state["app"] == "web" and state["ready"] is False and state["message"] == "back-off 40s"
     raw["metadata"]["resourceVersion"] = "10"  # churn that means nothing keeps the digest
     assert digest_of(pod(raw)) == digest_of(state)
+
+
+def test_application_summary_names_the_revision_of_the_last_sync_operation():
+    """ArgoCD keeps the last operation's state after it compares a newer revision: the summary says
+    which revision that operation synced (its syncResult's, else the one the operation asked for)."""
+    def summary(operation_state: dict) -> dict:
+        return application({"metadata": {"name": "shop.web", "labels": {}},
+                            "status": {"sync": {"status": "OutOfSync", "revision": "c3"},
+                                       "health": {"status": "Healthy"}, "operationState": operation_state}})
+
+    failed = summary({"phase": "Failed", "operation": {"sync": {"revision": "c2"}}, "syncResult": {"revision": "c2"}})
+    assert (failed["revision"], failed["operation"], failed["operation_revision"]) == ("c3", "Failed", "c2")
+    assert summary({"phase": "Running", "operation": {"sync": {"revision": "c3"}}})["operation_revision"] == "c3"
+    assert summary({"phase": "Succeeded"})["operation_revision"] is None
 
 
 def test_batches_are_checked_on_the_way_in():

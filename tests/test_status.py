@@ -252,16 +252,21 @@ def test_rotated_token_works_within_grace_only(plane_app, world, client):
 
 
 def argocd_application(workspace: str, app: str, sync: str, revision: str | None, health: str,
-                       message: str | None = None, operation: str = "Succeeded") -> dict:
-    """An ArgoCD Application as the API server sends it, through the agent's own summary."""
+                       message: str | None = None, operation: str = "Succeeded",
+                       operation_revision: str | None = None) -> dict:
+    """An ArgoCD Application as the API server sends it, through the agent's own summary
+    (``operation_revision``: the revision of the last sync operation, its syncResult's)."""
     from agent.summaries import application
 
+    state = {"phase": operation}
+    if operation_revision is not None:
+        state.update(operation={"sync": {"revision": operation_revision}}, syncResult={"revision": operation_revision})
     return application({
         "metadata": {"name": application_name(workspace, app), "namespace": "argocd",
                      "labels": {"shipyard.dev/workspace": workspace, "shipyard.dev/app": app}},
         "status": {"sync": {"status": sync, "revision": revision},
                    "health": {"status": health, **({"message": message} if message else {})},
-                   "operationState": {"phase": operation}},
+                   "operationState": state},
     })
 
 
@@ -334,6 +339,55 @@ def test_versions_follow_the_synced_revision(plane_app, world, client):
     versions = by_number(app_status(world))
     assert versions[3]["status"] == "failed" and "failed to apply" in versions[3]["message"]
     assert versions[2]["status"] == "healthy" and versions[2]["message"] is None  # not version 3's failure
+
+
+def test_a_failed_sync_is_not_the_next_versions_while_argocd_keeps_its_state(plane_app, world, client):
+    """ArgoCD keeps the last operation's state (Failed) after it compares a newer revision, until its
+    next sync starts: the failure belongs to the revision that operation synced, not to the newer one."""
+    rep = reporter(client, world["demo"])
+    rep.heartbeat(Heartbeat("1.0", "1.33", simulated=True))
+    first = deploy(world, "ghcr.io/acme/web:1")
+    report_app(rep, sync="Synced", revision=first["commit"], health="Healthy", operation_revision=first["commit"])
+    second = deploy(world, "ghcr.io/acme/web:2")
+    report_app(rep, sync="OutOfSync", revision=second["commit"], health="Healthy", operation="Failed",
+               operation_revision=second["commit"], message="one or more objects failed to apply")
+    assert by_number(app_status(world))[2]["status"] == "failed"
+    third = deploy(world, "ghcr.io/acme/web:3")
+    report_app(rep, sync="OutOfSync", revision=third["commit"], health="Healthy", operation="Failed",
+               operation_revision=second["commit"], message="one or more objects failed to apply")
+    versions = by_number(app_status(world))
+    assert (versions[2]["status"], versions[3]["status"]) == ("failed", "syncing")
+    # the next operation, on the third version, fails: now the failure is the third's
+    report_app(rep, sync="OutOfSync", revision=third["commit"], health="Healthy", operation="Failed",
+               operation_revision=third["commit"], message="one or more objects failed to apply")
+    assert by_number(app_status(world))[3]["status"] == "failed"
+
+
+def test_the_status_of_several_apps_in_one_answer(plane_app, world, client):
+    """POST /apps/status answers for each app what its own GET .../status answers, in the order asked."""
+    rep = reporter(client, world["demo"])
+    rep.heartbeat(Heartbeat("1.0", "1.33", simulated=True))
+    web = deploy(world, "ghcr.io/acme/web:1")
+    deploy_yaml(world["admin"], service_spec("api", image="ghcr.io/acme/api:1"))
+    observe(rep, "Pod", "storefront", "web-1", {"app": "web", "phase": "Running", "ready": False, "restarts": 2,
+                                               "reasons": ["CrashLoopBackOff"]})
+    observe(rep, "Pod", "storefront", "api-1", {"app": "api", "phase": "Running", "ready": True, "restarts": 0,
+                                               "reasons": []})
+    report_app(rep, sync="Synced", revision=web["commit"], health="Healthy")
+    admin, names = world["admin"], ["demo:storefront/api", "demo:storefront/web"]
+    answer = admin.post(f"{API}/apps/status", json={"apps": names, "versions": 3})
+    assert answer.status_code == 200, answer.get_json()
+    each = [admin.get(f"{API}/apps/demo/storefront/{name}/status", query_string={"versions": 3}).get_json()
+            for name in ("api", "web")]
+    assert answer.get_json()["apps"] == each
+    assert [(a["app"], a["kind"], a["health"], [p["name"] for p in a["pods"]]) for a in each] == [
+        ("demo:storefront/api", "service", None, ["api-1"]), ("demo:storefront/web", "service", "Healthy", ["web-1"])]
+
+    for body, status_code in (({"apps": []}, 400), ({"apps": ["demo:storefront/web"] * 101}, 400),
+                              ({"apps": ["storefront/web"]}, 400), ({"apps": "demo:storefront/web"}, 400),
+                              ({"apps": [7]}, 400), ({"apps": names, "versions": 0}, 400),
+                              ({"apps": ["demo:storefront/nope", *names]}, 404)):
+        assert admin.post(f"{API}/apps/status", json=body).status_code == status_code, body
 
 
 def test_degraded_names_the_pods_reasons(plane_app, world, client):

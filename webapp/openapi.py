@@ -136,6 +136,16 @@ BODIES: dict[str, dict] = {
                                                         "defines are planned as removed"},
         },
     },
+    "api.apps_status": {
+        "type": "object", "required": ["apps"],
+        "properties": {
+            "apps": {"type": "array", "minItems": 1, "maxItems": 100,
+                     "items": {"type": "string", "pattern": "^[^:/]+:[^:/]+/[^:/]+$",
+                               "description": "<cluster>:<workspace>/<app>"}},
+            "versions": {"type": "integer", "minimum": 1, "maximum": 100,
+                         "description": "how many recent versions of each (default 10)"},
+        },
+    },
     "api.rollback_app": {
         "type": "object", "required": ["version"],
         "properties": {"version": {"type": "integer", "minimum": 1, "maximum": INT_MAX},
@@ -183,12 +193,14 @@ SUCCESS: dict[str, tuple[int, ...]] = {
     "api.move_host_claim": (200, 201),  # 201: the host was claimed now, 200: moved
     "api.delete_cluster": (200,),  # says where the repository was archived
     "api.plan": (200,),  # creates nothing
+    "api.apps_status": (200,),  # reads
 }
 _USUAL_SUCCESS = {"GET": (200,), "POST": (201,), "PUT": (200,), "PATCH": (200,), "DELETE": (204,)}
 _SUCCESS_TEXT = {200: "OK", 201: "Created", 202: "Accepted: committed later by the reconciler", 204: "Done"}
 
 # Operations whose body names a cluster, workspace or scope that may not exist (404).
-NAMES_IN_BODY = frozenset({"api.create_binding", "api.create_token", "api.deploy_apps", "api.plan"})
+NAMES_IN_BODY = frozenset({"api.create_binding", "api.create_token", "api.deploy_apps", "api.plan",
+                           "api.apps_status"})
 _ERROR_TEXT = {
     400: "Bad request: malformed body or parameter", 401: "No or bad credentials", 403: "Not permitted",
     404: "No such object, or not visible to the caller", 409: "Conflict: name taken, object in use",

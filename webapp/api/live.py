@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import current_app
+
+from contract.errors import InvalidRequest
 
 from gitops import clusters, commands, reads, status
 from gitops.models import Command
@@ -34,6 +38,32 @@ def app_status(cluster: str, workspace: str, app: str):
     versions = reads.list_versions(context(), row, limit=argument("versions"))
     return status.app_status(db_session(), context().repos.open(row.workspace.cluster), row, _status_settings(),
                              versions)
+
+
+MAX_APPS_PER_STATUS = 100
+_APP_NAME = re.compile(r"^(?P<cluster>[^:/]+):(?P<workspace>[^:/]+)/(?P<app>[^:/]+)$")
+
+
+@bp.post("/apps/status")
+@requires("app.read")
+def apps_status():
+    """The status of several apps in one answer, each as GET .../status gives it: what a pipeline's wait asks"""
+    data = json_body()
+    names = field(data, "apps", list)
+    versions = field(data, "versions", int, required=False, default=10)
+    if not 1 <= len(names) <= MAX_APPS_PER_STATUS:
+        raise InvalidRequest(f'"apps" names from 1 to {MAX_APPS_PER_STATUS} apps; ask again for more')
+    if not 1 <= versions <= 100:
+        raise InvalidRequest('"versions" must be a whole number from 1 to 100')
+    wanted = []
+    for name in names:
+        match = _APP_NAME.match(name) if isinstance(name, str) else None
+        if match is None:
+            raise InvalidRequest(f'"apps" holds {str(name)[:100]!r}: name each app as <cluster>:<workspace>/<app>')
+        wanted.append((match["cluster"], match["workspace"], match["app"]))
+    ctx = context()
+    return {"apps": status.apps_status(ctx.session, ctx.repos, reads.get_apps(ctx, wanted), _status_settings(),
+                                       versions)}
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/status/history")
