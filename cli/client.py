@@ -335,7 +335,7 @@ def logout(keep_token: bool) -> None:
 APP_REF = re.compile(r"^(?P<cluster>[^:/\s]+):(?P<workspace>[^:/\s]+)/(?P<app>[^:/\s]+)$")
 
 
-def _app_path(ref: str) -> str:
+def app_path(ref: str) -> str:
     match = APP_REF.match(ref)
     if not match:
         raise click.BadParameter(f"{ref!r}: write the app as CLUSTER:WORKSPACE/APP", param_hint="APP")
@@ -487,7 +487,7 @@ def _show_deploy(body: dict) -> None:
 def rollback(app: str, version: int, wait: bool, timeout: float, url, token, output: str) -> None:
     """Deploy APP (CLUSTER:WORKSPACE/APP) as it was at VERSION; a new version records it."""
     api = client(url, token, output)
-    created = api.call("POST", f"{_app_path(app)}/rollback", json={"version": version, "source": "cli"})
+    created = api.call("POST", f"{app_path(app)}/rollback", json={"version": version, "source": "cli"})
     _show_versions([created], output, quiet=wait)
     _waited(api, [created], wait, timeout, output)
 
@@ -540,7 +540,7 @@ def promote(app: str, target: str, number: int | None, name: str | None, setting
     if name is not None:
         body["name"] = name
     api = client(url, token, output)
-    created = api.call("POST", f"{_app_path(app)}/promote", json=body)
+    created = api.call("POST", f"{app_path(app)}/promote", json=body)
     _show_versions([created], output, quiet=wait)
     _waited(api, [created], wait, timeout, output)
 
@@ -572,7 +572,7 @@ def apps(cluster: str | None, workspace: str | None, watch: bool, url, token, ou
 def versions(app: str, limit: int, url, token, output: str) -> None:
     """List the versions of APP (CLUSTER:WORKSPACE/APP), newest first."""
     api = client(url, token, output)
-    rows = api.call("GET", f"{_app_path(app)}/versions", params={"limit": limit})["versions"]
+    rows = api.call("GET", f"{app_path(app)}/versions", params={"limit": limit})["versions"]
     if output == "json":
         print_json({"versions": rows})
         return
@@ -599,4 +599,4 @@ def _version_status(row: dict) -> str:
 @api_options
 def status(app: str, watch: bool, url, token, output: str) -> None:
     """Show APP's (CLUSTER:WORKSPACE/APP) live status: health, sync, live and newest version, pods and why."""
-    show_status(client(url, token, output), _app_path(app), output, watch)
+    show_status(client(url, token, output), app_path(app), output, watch)

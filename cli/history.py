@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from cli.client import Duration, _app_path, _show_versions, _waited, api_options, client
+from cli.client import Duration, app_path, _show_versions, _waited, api_options, client
 from cli.exits import EXIT_CODES_HELP, EXIT_NOT_FOUND, Failure
 from cli.output import note, print_json, say
 from cli.prompts import confirm, yes_option
@@ -38,7 +38,7 @@ def diff(app: str, older: int, newer: int | None, of_spec: bool, url, token, out
     terminal; --output json gives both diffs, the manifests' and the specs'.
     """
     api = client(url, token, output)
-    path = _app_path(app)
+    path = app_path(app)
     if newer is None:
         newer = api.call("GET", path)["current_version"]
         if newer is None:
@@ -100,7 +100,7 @@ def delete(app: str, repo_path: Path | None, cluster_path: Path | None, remote: 
         return
     if remote is not None or author is not None:
         raise click.UsageError("--remote and --author go with --cluster and --repo (an offline delete)")
-    path = _app_path(app)
+    path = app_path(app)
     api = client(url, token, output)
     existing = api.call("GET", path)
     if existing["deleted"]:

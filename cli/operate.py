@@ -12,7 +12,7 @@ import time
 
 import click
 
-from cli.client import _app_path, api_options, client, wait_options
+from cli.client import app_path, api_options, client, wait_options
 from cli.exits import EXIT_CODES_HELP, EXIT_INVALID, EXIT_OFFLINE, EXIT_RUN_FAILED, EXIT_TIMEOUT, Failure
 from cli.output import print_json, print_table, shown, stderr
 
@@ -22,7 +22,7 @@ POLL_SECONDS = 0.5
 
 def _command(api, app: str, kind: str, params: dict, output: str) -> dict:
     """Send a command and wait for the agent's answer; returns the command as finally answered."""
-    command = api.call("POST", f"{_app_path(app)}/commands", json={"type": kind, "params": params})
+    command = api.call("POST", f"{app_path(app)}/commands", json={"type": kind, "params": params})
     deadline = time.monotonic() + ANSWER_WAIT
     while command["state"] in ("queued", "sent"):
         if time.monotonic() >= deadline:
@@ -122,7 +122,7 @@ def run(job: str, params: tuple[str, ...], wait: bool, timeout: float, url, toke
             raise click.BadParameter(f"{pair!r}: write NAME=VALUE", param_hint="--param")
         given[name] = value
     api = client(url, token, output)
-    started = api.call("POST", f"{_app_path(job)}/runs", json={"params": given})
+    started = api.call("POST", f"{app_path(job)}/runs", json={"params": given})
     if not wait:
         if output == "json":
             print_json({"ok": True, "run": started})
@@ -138,7 +138,7 @@ def run(job: str, params: tuple[str, ...], wait: bool, timeout: float, url, toke
             said = current["state"]
             print(f"{time.strftime('%H:%M:%S')} {job} run {current['id']} {said}", file=sys.stderr, flush=True)
         time.sleep(POLL_SECONDS)
-        runs = api.call("GET", f"{_app_path(job)}/runs", params={"limit": 50})["runs"]
+        runs = api.call("GET", f"{app_path(job)}/runs", params={"limit": 50})["runs"]
         current = next((r for r in runs if r["id"] == started["id"]), current)
     if current["state"] == "succeeded":
         _end(job, current, output, 0, "succeeded")
@@ -163,7 +163,7 @@ def _end(job: str, run: dict, output: str, code: int, what: str) -> None:
 def runs(job: str, limit: int, url, token, output: str) -> None:
     """List the runs of JOB (CLUSTER:WORKSPACE/APP), newest first."""
     api = client(url, token, output)
-    rows = api.call("GET", f"{_app_path(job)}/runs", params={"limit": limit})["runs"]
+    rows = api.call("GET", f"{app_path(job)}/runs", params={"limit": limit})["runs"]
     if output == "json":
         print_json({"runs": rows})
         return

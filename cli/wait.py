@@ -24,10 +24,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from cli.client import app_path
 from cli.exits import EXIT_DEGRADED, EXIT_OFFLINE, EXIT_OK, EXIT_SYNC_FAILED, EXIT_TIMEOUT, Failure
 
 POLL_SECONDS = 0.25
 STATUS_BATCH = 100  # apps per status request: the most POST /api/v1/apps/status takes
+LAST_EVENTS = 5  # the Kubernetes Events a degraded version's summary prints
 DEGRADED_GRACE = 10.0
 STILL_GOING = ("pending", "committed", "syncing", "synced")
 # how each end is told, and what it exits with
@@ -56,12 +58,13 @@ class Followed:
     pods: list[dict] = field(default_factory=list)
     degraded_since: float | None = None
     end: str | None = None
+    events: list[dict] = field(default_factory=list)  # a degraded version's last Kubernetes Events
 
     def as_dict(self) -> dict:
         return {"app": self.app, "version": self.number, "status": self.status, "end": self.end,
                 "message": self.message, "reasons": self.reasons,
                 "pods": [{"name": p["name"], "restarts": p["restarts"], "reasons": p["reasons"]}
-                         for p in self.pods if p["reasons"]]}
+                         for p in self.pods if p["reasons"]], "events": self.events}
 
 
 def observe(item: Followed, answer: dict, now: float) -> None:
@@ -116,6 +119,9 @@ def wait_for(api, versions: list[dict], timeout: float, output: str, clock=time.
             sleep(POLL_SECONDS)
     finally:
         show.close()
+    for item in items:
+        if item.end == "degraded":  # why, as kubectl describe would say it
+            item.events = api.call("GET", f"{app_path(item.app)}/events", params={"limit": LAST_EVENTS})["events"]
     code = max((ENDS[item.end][1] for item in items), default=EXIT_OK, key=_severity)
     show.summary(items, clock() - started, code)
     return code
@@ -202,6 +208,15 @@ class _Shower:
                     self.console.print(f"  pod {escape(pod['name'])}: {escape(', '.join(pod['reasons']))}, "
                                        f"{pod['restarts']} restart(s)"
                                        + (f": {escape(pod['message'])}" if pod.get("message") else ""))
+            for event in item.events:
+                self.console.print(f"  event {escape(event_line(event))}")
+
+
+def event_line(event: dict) -> str:
+    """A Kubernetes Event on one line, as kubectl describe lists them: when, type, reason, object, message."""
+    count = f" (x{event['count']})" if (event.get("count") or 1) > 1 else ""
+    return (f"{(event.get('last') or '-')[:19]} {event.get('type') or '-'} {event.get('reason') or '-'} "
+            f"{event.get('object') or '-'}: {event.get('message') or ''}{count}")
 
 
 def raise_for(code: int, output: str) -> None:
@@ -212,4 +227,4 @@ def raise_for(code: int, output: str) -> None:
         raise Failure("the wait ended without every version running", code, kind="wait")
 
 
-__all__ = ["wait_for", "observe", "Followed", "raise_for", "DEGRADED_GRACE", "POLL_SECONDS"]
+__all__ = ["wait_for", "observe", "Followed", "raise_for", "event_line", "DEGRADED_GRACE", "POLL_SECONDS"]

@@ -32,6 +32,7 @@ import click
 from cli.output import print_json, print_table, shown, stderr, stdout_console
 
 POLL_SECONDS = 1.0
+STATUS_EVENTS = 8  # the recent Kubernetes Events `shipyard status` shows
 APP_COLUMNS = ("APP", "KIND", "HEALTH", "SYNC", "LIVE", "NEWEST", "UPDATED")
 
 watch_option = click.option("--watch", "-w", is_flag=True,
@@ -149,12 +150,17 @@ def show_status(api, path: str, output: str, watch: bool) -> None:
             click.echo()
         print_status(current)
 
-    follow(lambda: api.call("GET", f"{path}/status", params={"versions": 5}), show, watch=watch,
+    def read() -> dict:
+        answer = api.call("GET", f"{path}/status", params={"versions": 5})
+        return {**answer, "events": api.call("GET", f"{path}/events", params={"limit": STATUS_EVENTS})["events"]}
+
+    follow(read, show, watch=watch,
            compared=lambda answer: {k: v for k, v in answer.items() if k not in _UNCOMPARED[output]})
 
 
 def print_status(answer: dict) -> None:
-    """An app's status answer as people read it: health, sync, versions, the pods and why they fail."""
+    """An app's status answer as people read it: health, sync, versions, the pods and why they fail, and
+    the recent Kubernetes Events of its objects."""
     console = stdout_console()
     newest = answer["versions"][0]["number"] if answer["versions"] else None
     live = answer.get("live_version")
@@ -172,6 +178,11 @@ def print_status(answer: dict) -> None:
         print_table(("POD", "PHASE", "READY", "RESTARTS", "REASONS"), (
             (pod["name"], pod.get("phase") or "-", "yes" if pod["ready"] else "no", str(pod["restarts"]),
              ", ".join(pod["reasons"]) or "-") for pod in answer["pods"]))
+    if answer.get("events"):
+        print_table(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), (
+            ((event.get("last") or "-")[:19], event.get("type") or "-", event.get("reason") or "-",
+             event.get("object") or "-", (event.get("message") or "")
+             + (f" (x{event['count']})" if (event.get("count") or 1) > 1 else "")) for event in answer["events"]))
     for version in answer["versions"]:
         if version.get("status") in ("failed", "degraded") and version.get("message"):
             stderr.print(f"[red]v{version['number']} {version['status']}:[/red] {shown(version['message'])}")

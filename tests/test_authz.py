@@ -402,6 +402,7 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
     "api.cluster_status": cluster_case("GET", API + "/clusters/{c}/status", "cluster.read"),
     "api.app_status": workspace_case("GET", API + "/apps/{c}/{w}/web/status", "app.read"),
     "api.app_status_history": workspace_case("GET", API + "/apps/{c}/{w}/web/status/history", "app.read"),
+    "api.app_events": workspace_case("GET", API + "/apps/{c}/{w}/web/events", "app.read"),
     # refresh and restart need app.deploy (logs only app.read): the route checks the command's own permission
     "api.create_command": workspace_case("POST", API + "/apps/{c}/{w}/web/commands", "app.deploy",
                                          json={"type": "refresh"}),

@@ -55,9 +55,13 @@ def test_a_good_release_exits_0_once_healthy_a_broken_one_with_its_reason(live_p
                       spec=service_spec("web", image="ghcr.io/acme/web:3.0", extra="replicas: 2\n"), tmp_path=tmp_path)
     assert broken.returncode == 9, broken.stderr
     assert "v3: degraded" in broken.stderr and "CrashLoopBackOff" in broken.stderr
+    # and the last Kubernetes Events of its objects, as kubectl describe shows them
+    assert re.search(r"^  event \S+ Warning BackOff Pod/web-\S+: Back-off restarting failed container", broken.stderr,
+                     re.M), broken.stderr
 
     shown = shipyard(live_plane, "status", "demo:storefront/web", tmp_path=tmp_path)
     assert shown.returncode == 0 and "CrashLoopBackOff" in shown.stdout and "newest v3" in shown.stdout
+    assert re.search(r"^\S+\s+Warning\s+BackOff\s+Pod/web-\S+\s+Back-off restarting", shown.stdout, re.M), shown.stdout
     listed = shipyard(live_plane, "versions", "demo:storefront/web", tmp_path=tmp_path)
     assert re.search(r"^\s*3\s+deploy\s+degraded\s", listed.stdout, re.M), listed.stdout
     assert re.search(r"^\s*2\s+deploy\s+replaced\s", listed.stdout, re.M)

@@ -216,7 +216,7 @@ _WORKSPACE_OPERATIONS = (("api.get_workspace", "GET"), ("api.update_workspace", 
                          ("api.delete_workspace", "DELETE"))
 _APP_OPERATIONS = (("api.get_app", "GET"), ("api.list_versions", "GET"), ("api.get_version", "GET"),
                    ("api.diff_versions", "GET"), ("api.app_status", "GET"), ("api.app_status_history", "GET"),
-                   ("api.list_runs", "GET"), ("api.create_command", "POST"), ("api.create_run", "POST"),
+                   ("api.app_events", "GET"), ("api.list_runs", "GET"), ("api.create_command", "POST"), ("api.create_run", "POST"),
                    ("api.rollback_app", "POST"), ("api.promote_app", "POST"), ("api.delete_app", "DELETE"))
 LINKS: dict[tuple[str, str], tuple[int, tuple[tuple[str, str], ...], dict[str, str]]] = {
     ("api.create_cluster", "POST"): (201, _CLUSTER_OPERATIONS, {"cluster": "$response.body#/name"}),

@@ -130,6 +130,7 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
     "api.app_status_history": {"limit": _PAGE,
                                "before": WholeNumber(high=INT_MAX, description="events with a smaller id")},
     "api.list_runs": {"limit": WholeNumber(high=1000, default=50, description="how many, newest first")},
+    "api.app_events": {"limit": WholeNumber(high=500, default=50, description="how many, newest first")},
     # read with a YAML body (a JSON body carries them as fields)
     "api.deploy_apps": {
         "dry_run": Flag(description="show what would change; change nothing"),

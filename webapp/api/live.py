@@ -8,7 +8,7 @@ from flask import current_app
 
 from contract.errors import InvalidRequest
 
-from gitops import clusters, commands, reads, status
+from gitops import clusters, commands, dashboard, reads, status
 from gitops.models import Command
 from webapp.api.blueprint import bp
 from webapp.api.requests import app_row, field, json_body
@@ -74,6 +74,17 @@ def app_status_history(cluster: str, workspace: str, app: str):
     events = status.status_history(db_session(), row, limit=argument("limit"), before=argument("before"))
     return {"events": [{"id": e.id, "at": iso(e.at), "sync": e.sync, "health": e.health, "revision": e.revision,
                         "message": e.message} for e in events]}
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/events")
+@requires("app.read")
+def app_events(cluster: str, workspace: str, app: str):
+    """Kubernetes Events of the app's objects (its workload, ReplicaSets, pods, a job's runs), newest first"""
+    ctx = context()
+    row = app_row(cluster, workspace, app)
+    runs = commands.list_runs(ctx.session, row, limit=20) if row.kind == "job" else []
+    return {"events": dashboard.app_events(ctx.session, row, status.app_pods(ctx.session, row),
+                                           [run.workflow for run, _ in runs if run.workflow], limit=argument("limit"))}
 
 
 def _ring(cluster_id: int) -> None:
