@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import click
 import httpx
@@ -44,9 +44,20 @@ def read_credentials() -> dict:
 
 
 def _normalize_url(url: str) -> str:
+    """The control plane's URL as stored and shown: http(s), no credentials, query or fragment in it."""
     url = url.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - a port out of range raises here
+    except ValueError:
+        raise click.BadParameter("the URL's port is not a number from 1 to 65535", param_hint="--url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", url):
+        raise click.BadParameter("the control plane's URL is http(s)://HOST[:PORT][/PATH]", param_hint="--url")
+    if parts.username is not None or parts.password is not None:
+        raise click.BadParameter("the URL carries credentials; give the API token with --token or SHIPYARD_TOKEN "
+                                 "(or log in), never in the URL", param_hint="--url")
+    if parts.query or parts.fragment:
+        raise click.BadParameter("the control plane's URL takes no query or fragment", param_hint="--url")
     return url
 
 

@@ -160,3 +160,17 @@ def test_repository_errors_exit_3(spec_file, tmp_path):
     result = shipyard("apply", str(spec_file), "--cluster", PROFILE, "--repo", str(tmp_path / "r.git"),
                       "--remote", str(tmp_path / "no-such-remote.git"))
     assert result.returncode == 3 and "remote" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("http://admin:hunter2@shipyard.example.com", "carries credentials"),
+    ("ftp://shipyard.example.com", "http(s)://HOST"),
+    ("https://shipyard.example.com/?token=shy_1_x", "no query or fragment"),
+    ("http://shipyard.example.com:99999", "port is not a number"),
+])
+def test_a_control_plane_url_with_credentials_or_junk_is_refused_before_anything_is_sent(url, said, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cli", "apps", "--url", url, "--token", "shy_1_x"],
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
+    assert result.returncode == 2 and said in result.stderr
+    assert "hunter2" not in result.stderr  # the refusal does not echo a password
