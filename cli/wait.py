@@ -200,6 +200,8 @@ class _Shower:
 
         for item in items:
             what, exit_code = ENDS[item.end]
+            if item.action == "delete" and item.end == "timeout":
+                what = "still in its cluster at the timeout"
             colour = "green" if exit_code == EXIT_OK else "red"
             self.console.print(f"[{colour}]{escape(item.app)} v{item.number}: {escape(what)}[/{colour}]"
                                + (f" ({escape(item.message)})" if item.message and exit_code else ""))

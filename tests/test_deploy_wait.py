@@ -139,6 +139,29 @@ def test_the_wait_gives_a_degraded_version_its_grace_and_takes_a_synced_job_as_d
     assert stale.end == "offline"
 
 
+class StatusOnly:
+    """The API as the wait asks it: every app's status, always the same answer."""
+
+    def __init__(self, reply: dict):
+        self.reply, self.asked = reply, []
+
+    def call(self, method: str, path: str, **kwargs):
+        self.asked.append((method, path))
+        return {"apps": [self.reply for _ in kwargs["json"]["apps"]]}
+
+
+def test_a_wait_asks_for_every_app_in_one_request_and_a_delete_timing_out_says_so(capsys):
+    still_there = {**answer(4, "healthy"), "known": True, "health": "Healthy", "revision": "abc"}
+    api = StatusOnly(still_there)
+    ticks = iter(range(0, 1000, 5))
+    code = wait.wait_for(api, [{"app": f"demo:shop/app-{n}", "number": 4, "action": "delete"} for n in range(150)],
+                         timeout=12, output="text", clock=lambda: float(next(ticks)), sleep=lambda seconds: None)
+    assert code == 10
+    assert api.asked[:2] == [("POST", "/api/v1/apps/status")] * 2  # 150 apps: 100, then 50, each round
+    assert len(api.asked) == 2 * 3  # rounds 5, 10 and 15 s after the start, the last past the timeout
+    assert "demo:shop/app-0 v4: still in its cluster at the timeout" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_logs_restart_refresh_and_a_job_run_followed_to_its_end(live_plane, tmp_path):  # noqa: F811
     live_plane.wait_healthy()
