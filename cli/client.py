@@ -88,7 +88,7 @@ class Client:
             "Authorization": f"Bearer {self.token}", "User-Agent": f"shipyard-cli/{version('shipyard')}"})
 
     def send(self, method: str, path: str, **kwargs) -> httpx.Response:
-        return _send(self.http, self.url, method, path, **kwargs)
+        return _send(self.http, self.url, method, path, self.output, **kwargs)
 
     def call(self, method: str, path: str, *, filename: str | None = None, **kwargs) -> Any:
         response = self.send(method, path, **kwargs)
@@ -97,12 +97,12 @@ class Client:
         return response.json() if response.content else None
 
 
-def _send(http: httpx.Client, url: str, method: str, path: str, **kwargs) -> httpx.Response:
+def _send(http: httpx.Client, url: str, method: str, path: str, output: str = "text", **kwargs) -> httpx.Response:
     try:
         return http.request(method, path, **kwargs)
     except httpx.TransportError as exc:
         raise Failure(f"cannot reach the control plane at {url}: {exc.__class__.__name__}: {exc}",
-                      EXIT_REPO, kind="unreachable") from exc
+                      EXIT_REPO, kind="unreachable", output=output) from exc
 
 
 def failure_of(response: httpx.Response, output: str, filename: str | None = None) -> Failure:
@@ -278,7 +278,8 @@ class WebSession:
     output: str
 
     def call(self, method: str, path: str, **kwargs) -> Any:
-        response = _send(self.http, self.url, method, path, headers={"X-CSRFToken": self.csrf}, **kwargs)
+        response = _send(self.http, self.url, method, path, self.output, headers={"X-CSRFToken": self.csrf},
+                         **kwargs)
         if response.status_code >= 400:
             raise failure_of(response, self.output)
         return response.json() if response.content else None

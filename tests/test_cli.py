@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,14 @@ def test_a_control_plane_url_with_credentials_or_junk_is_refused_before_anything
                             env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
     assert result.returncode == 2 and said in result.stderr
     assert "hunter2" not in result.stderr  # the refusal does not echo a password
+
+
+def test_an_unreachable_control_plane_is_a_json_document_when_json_was_asked(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = subprocess.run([sys.executable, "-m", "cli", "apps", "--url", url, "--token", "shy_1_x", "-o", "json"],
+                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)})
+    assert result.returncode == 3
+    document = json.loads(result.stdout)
+    assert document["ok"] is False and document["error"] == "unreachable" and url in document["message"]
