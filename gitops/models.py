@@ -109,7 +109,7 @@ class RoleBinding(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(32))
-    subject_kind: Mapped[str] = mapped_column(String(8))  # "user" | "group"
+    subject_kind: Mapped[str] = mapped_column(String(8))  # "user" | "group" | "repo" (a spec repository)
     subject: Mapped[str] = mapped_column(String(255))  # username or group name
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
     workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
@@ -274,6 +274,56 @@ class Version(Base):
     # Not stored: set on the version a deploy answers with when it changed nothing (gitops.deploy),
     # which is the app's newest version, not a new one.
     unchanged = False
+
+
+class SpecRepo(Base):
+    """A git repository of deploy specs the control plane deploys from (gitops.spec_repos).
+
+    It deploys as itself: its grants are the role bindings whose subject is its name
+    (``subject_kind`` "repo"). ``credentials`` and ``webhook_secret`` are sealed at rest
+    (gitops.credentials) and never shown; ``synced_commit`` is the branch's commit last synced.
+    """
+
+    __tablename__ = "spec_repo"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    url: Mapped[str] = mapped_column(String(2048))  # never holds credentials
+    branch: Mapped[str] = mapped_column(String(255))
+    globs: Mapped[list[Any]] = mapped_column(default=list)
+    prune: Mapped[bool] = mapped_column(default=False)  # a deleted spec file deletes its apps
+    credentials: Mapped[str | None] = mapped_column(Text)  # sealed
+    auth: Mapped[str | None] = mapped_column(String(16))  # "password" | "ssh-key"
+    webhook_secret: Mapped[str] = mapped_column(Text)  # sealed
+    synced_commit: Mapped[str | None] = mapped_column(String(64))
+    synced_at: Mapped[dt.datetime | None]
+    state: Mapped[str] = mapped_column(String(16), default="new")  # new | synced | failing | behind
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SpecSync(Base):
+    """One sync of a spec repository: what moved it (a push's delivery, a poll, a person), from which
+    commit to which, and what came of it: the versions made and each spec file's problems."""
+
+    __tablename__ = "spec_sync"
+    __table_args__ = (Index("ix_spec_sync_repo", "repo_id", "id"), UniqueConstraint("repo_id", "delivery"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("spec_repo.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(16))  # webhook | poll | api
+    delivery: Mapped[str | None] = mapped_column(String(128))  # the webhook delivery's id: each is taken once
+    old: Mapped[str | None] = mapped_column(String(64))
+    new: Mapped[str | None] = mapped_column(String(64))
+    relation: Mapped[str | None] = mapped_column(String(16))  # gitops.spec_changes.RELATIONS
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued | deployed | partial | unchanged | refused | failed
+    problems: Mapped[list[Any]] = mapped_column(default=list)  # [{file, line, column, message, path}]
+    versions: Mapped[list[Any]] = mapped_column(default=list)  # [{app, number, action, unchanged}]
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
 
 
 class AuditEvent(Base):
