@@ -24,7 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from gitops.audit import record
 from gitops.clusters import token_matches
-from gitops.models import ApiToken, Cluster, RoleBinding, Tenant, User, Workspace, utcnow
+from gitops.models import ApiToken, Cluster, RoleBinding, SpecRepo, Tenant, User, Workspace, utcnow
 from gitops.policy import Grant, Principal, Scope, check_binding, may_grant
 from gitops.service_context import Context
 from gitops.tokens import TOKEN_PREFIX
@@ -358,10 +358,13 @@ def create_binding(ctx: Context, role: Any, subject_kind: Any, subject: Any, sco
     problem = check_binding(role, scope) if isinstance(role, str) else "role must be a string"
     if problem:
         raise InvalidRequest(problem)
-    if subject_kind not in ("user", "group"):
-        raise InvalidRequest('subject_kind must be "user" or "group"')
+    if subject_kind not in ("user", "group", "repo"):
+        raise InvalidRequest('subject_kind must be "user", "group" or "repo" (a spec repository)')
     if not isinstance(subject, str) or not subject or len(subject) > 255:
-        raise InvalidRequest("subject must be a username or group name")
+        raise InvalidRequest("subject must be a username, a group name or a spec repository's name")
+    if subject_kind == "repo" and session.scalar(select(SpecRepo.id).where(
+            SpecRepo.tenant_id == principal.tenant_id, SpecRepo.name == subject)) is None:
+        raise NotFound(f'no spec repository "{subject}"')
     if not may_grant(principal, role, scope):
         raise PermissionDenied(f"{principal.name} may not grant {role} at this scope")
     binding = RoleBinding(tenant_id=principal.tenant_id, role=role, subject_kind=subject_kind, subject=subject,

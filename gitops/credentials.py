@@ -123,6 +123,17 @@ class CredentialsKey:
     def seal(self, credentials: RemoteCredentials) -> str:
         return self._fernet.encrypt(json.dumps(asdict(credentials)).encode()).decode("ascii")
 
+    def seal_text(self, text: str) -> str:
+        """A secret that is not a remote's credentials (a webhook secret), sealed the same way."""
+        return self._fernet.encrypt(text.encode()).decode("ascii")
+
+    def open_text(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode("ascii")).decode()
+        except (InvalidToken, ValueError) as exc:
+            raise RepoError("a stored secret cannot be opened with this server's CREDENTIALS_KEY (was SECRET_KEY "
+                            "changed?); a tenant-admin must set it again") from exc
+
     def open(self, sealed: str) -> RemoteCredentials:
         try:
             fields = json.loads(self._fernet.decrypt(sealed.encode("ascii")))

@@ -305,6 +305,28 @@ def deploy(ctx: Context, text: str | bytes, *, filename: str = "<request>", sour
     return _submit(ctx, planned, action=action, source=source, source_commit=source_commit, origin=origin)
 
 
+def deploy_files(ctx: Context, files: list[tuple[str, str | bytes]], *, source: str,
+                 source_commit: str | None) -> tuple[list[Version], list[Problem]]:
+    """Deploy the specs of several files, each file on its own merit: a file with problems is left out
+    (its problems returned, against its path), the others go into one submit (one commit per cluster)."""
+    planned: list[Planned] = []
+    problems: list[Problem] = []
+    for name, text in files:
+        try:
+            planned += plan_specs(ctx, load_specs(text, name))
+        except SpecError as exc:
+            problems += exc.problems
+        except ShipyardError as exc:  # a workspace not found, not permitted there
+            problems.append(Problem(name, 0, 0, str(exc)))
+    if not planned:
+        return [], problems
+    try:
+        versions = _submit(ctx, planned, action="deploy", source=source, source_commit=source_commit, origin=None)
+    except SpecError as exc:  # the commit refused every one of them (a clash with another app)
+        return [], problems + exc.problems
+    return versions, problems
+
+
 @dataclass
 class PlannedChange:
     cluster: str
@@ -457,6 +479,7 @@ def delete_app(ctx: Context, app: Application, *, source: str = "api") -> Versio
 
 
 __all__ = [
+    "deploy_files",
     "Planned",
     "PlannedChange",
     "plan_specs",

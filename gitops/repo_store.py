@@ -99,6 +99,23 @@ class RepoStore:
             raise InvalidRequest("this server has no credentials key: it cannot keep remote credentials")
         return self.credentials_key.seal(credentials)
 
+    def seal_text(self, text: str) -> str:
+        if self.credentials_key is None:
+            raise InvalidRequest("this server has no credentials key: it cannot keep secrets")
+        return self.credentials_key.seal_text(text)
+
+    def open_text(self, sealed: str) -> str:
+        if self.credentials_key is None:
+            raise RepoError("this server has no credentials key to open the secrets it keeps")
+        return self.credentials_key.open_text(sealed)
+
+    def open_credentials(self, sealed: str | None) -> RemoteCredentials | None:
+        if not sealed:
+            return None
+        if self.credentials_key is None:
+            raise RepoError("this server has no credentials key to open the credentials it keeps")
+        return self.credentials_key.open(sealed)
+
     def forget(self, cluster_id: int) -> None:
         with self._lock:
             self._repos.pop(cluster_id, None)

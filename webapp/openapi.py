@@ -100,7 +100,7 @@ BODIES: dict[str, dict] = {
     },
     "api.create_binding": {
         "type": "object", "required": ["role", "subject"],
-        "properties": {"role": {"enum": list(ROLES)}, "subject_kind": {"enum": ["user", "group"]},
+        "properties": {"role": {"enum": list(ROLES)}, "subject_kind": {"enum": ["user", "group", "repo"]},
                        "subject": {"type": "string", "minLength": 1, "maxLength": 255}, **_SCOPE},
     },
     "api.create_token": {

@@ -1,0 +1,277 @@
+"""Spec repositories: git repositories of deploy specs that the control plane deploys from.
+
+**Registering** one (``register``, a tenant-admin or a cluster-admin): its clone URL (https or
+ssh, held to the tenant's egress policy like a cluster's remote, gitops.egress), branch, path
+globs (the spec files it owns, gitops.spec_changes.PathGlobs), credentials (sealed at rest,
+never shown), prune (whether deleting a spec file deletes its apps; off by default), and a
+webhook secret made here, sealed, and shown once. A spec repository deploys as itself: its
+grants are the role bindings whose subject is its name (``subject_kind`` "repo"), so where it
+may deploy is decided as for anyone (``principal_of``); without a binding it deploys nowhere.
+
+**Syncing** one (``sync``) brings the deployed apps to its branch's tip:
+
+1. fetch the branch into the repository's bare mirror (``<DATA_DIR>/spec-repos/<tenant id>/<id>.git``),
+   through the egress policy with its credentials (gitops.remote);
+2. read what changed since the commit last synced (gitops.spec_changes);
+3. a rewritten history, or a last-synced commit the branch no longer holds, deploys nothing:
+   the sync is ``refused`` and the repository ``behind``, since the tip may hold older specs than
+   those running; ``whole`` (a person's decision) syncs the tip as a whole instead: every spec
+   file deployed, those unchanged making no version (also the way to retry files refused before,
+   say for want of a role binding);
+4. deploy the added and changed files (gitops.deploy.deploy_files: each file on its own merit,
+   one bad file blocking no other, the good ones in one commit per cluster), each version tagged
+   with source ``spec-repo`` and source commit ``<repository>@<commit>`` (the manifest commit's
+   ``Shipyard-Source-Commit`` trailer); a file deployed unchanged makes no version;
+5. with prune, delete the apps each deleted file defined at the old commit;
+6. record it all in a ``SpecSync`` (versions made, each problem with its file, line and column)
+   and move ``synced_commit`` to the tip, even past a file with problems: that file is tried
+   again when a later commit changes it.
+
+A fetch that fails (an unreachable remote, refused credentials) is recorded on the sync and
+the repository (``failing``) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from contract.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, Problem, RepoError, ShipyardError, SpecError
+from renderer.spec import load_specs
+
+from gitops import egress
+from gitops.audit import record
+from gitops.clusters import remote_credentials
+from gitops.deploy import delete_app, deploy_files
+from gitops.models import RoleBinding, SpecRepo, SpecSync, Tenant, utcnow
+from gitops.policy import Grant, Principal, Scope
+from gitops.reads import get_app
+from gitops.remote import Refused, Remote, connect, remote_error
+from gitops.repo_store import RepoStore
+from gitops.service_context import Context
+from gitops.spec_changes import DEFAULT_GLOBS, PathGlobs, SpecChanges, read_changes
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+CREDENTIAL_FIELDS = ("username", "password", "ssh_key", "ssh_passphrase", "known_hosts")
+
+
+@dataclass
+class NewSpecRepo:
+    repo: SpecRepo
+    webhook_secret: str  # shown once, when registered
+
+
+def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: Any = DEFAULT_GLOBS,
+             prune: Any = False, credentials: dict | None = None) -> NewSpecRepo:
+    """Register a spec repository (see the module's docstring); its webhook secret is answered once."""
+    session, principal = ctx.session, ctx.principal
+    if not principal.can_anywhere("cluster.update"):
+        raise PermissionDenied(f"{principal.name} may not register a spec repository: a tenant-admin or a "
+                               "cluster-admin does")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise InvalidRequest("a spec repository's name is 1 to 63 lowercase letters, digits and dashes")
+    if not isinstance(branch, str) or not branch or not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
+        raise InvalidRequest(f"{str(branch)[:100]!r} is not a branch name git takes")
+    if not isinstance(prune, bool):
+        raise InvalidRequest("prune is true or false")
+    if not isinstance(globs, (list, tuple)):
+        raise InvalidRequest("globs is a list of path globs, e.g. [\"deploy/**/*.yaml\"]")
+    path_globs = PathGlobs(list(globs))
+    fields = {f"remote_{key}": value for key, value in (credentials or {}).items() if key in CREDENTIAL_FIELDS}
+    if set(credentials or {}) - set(CREDENTIAL_FIELDS):
+        raise InvalidRequest(f"credentials take {', '.join(CREDENTIAL_FIELDS)}")
+    parsed, userinfo = egress.parse_remote_url(url)
+    tenant = session.get(Tenant, principal.tenant_id)
+    try:
+        ctx.repos.policy(tenant.remote_allowed_hosts or ()).addresses(parsed.host, parsed.port)
+    except RepoError as exc:
+        raise InvalidRequest(f"cannot use {egress.redact_url(str(url))}: {exc}") from exc
+    sealed_credentials = remote_credentials(parsed, userinfo, fields)
+    secret = secrets.token_urlsafe(32)
+    row = SpecRepo(tenant_id=principal.tenant_id, name=name, url=str(parsed), branch=branch,
+                   globs=list(path_globs.globs), prune=prune,
+                   credentials=ctx.repos.seal(sealed_credentials) if sealed_credentials else None,
+                   auth=sealed_credentials.kind if sealed_credentials else None,
+                   webhook_secret=ctx.repos.seal_text(secret), created_by=principal.name)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        raise Conflict(f'a spec repository "{name}" exists already') from exc
+    record(session, principal, "spec_repo.create", name,
+           {"url": row.url, "branch": branch, "globs": row.globs, "prune": prune, "auth": row.auth})
+    return NewSpecRepo(row, secret)
+
+
+def list_repos(ctx: Context) -> list[SpecRepo]:
+    if not ctx.principal.can_anywhere("cluster.read"):
+        raise PermissionDenied(f"{ctx.principal.name} may not read spec repositories")
+    return list(ctx.session.scalars(select(SpecRepo).where(SpecRepo.tenant_id == ctx.principal.tenant_id)
+                                    .order_by(SpecRepo.name)))
+
+
+def get_repo(ctx: Context, name: Any) -> SpecRepo:
+    if not ctx.principal.can_anywhere("cluster.read"):
+        raise NotFound(f'no spec repository "{name}"')
+    row = ctx.session.scalar(select(SpecRepo).where(SpecRepo.tenant_id == ctx.principal.tenant_id,
+                                                    SpecRepo.name == name))
+    if row is None:
+        raise NotFound(f'no spec repository "{name}"')
+    return row
+
+
+def delete_repo(ctx: Context, repo: SpecRepo) -> None:
+    """Forget the repository, its role bindings and its mirror; the apps it deployed stay."""
+    if not ctx.principal.can_anywhere("cluster.update"):
+        raise PermissionDenied(f"{ctx.principal.name} may not delete a spec repository")
+    for binding in ctx.session.scalars(select(RoleBinding).where(
+            RoleBinding.tenant_id == repo.tenant_id, RoleBinding.subject_kind == "repo",
+            RoleBinding.subject == repo.name)):
+        ctx.session.delete(binding)
+    ctx.session.delete(repo)
+    record(ctx.session, ctx.principal, "spec_repo.delete", repo.name, {})
+    shutil.rmtree(mirror_path(ctx.repos, repo), ignore_errors=True)
+
+
+def principal_of(ctx: Context, repo: SpecRepo) -> Principal:
+    """The repository as a principal: the grants of the role bindings whose subject it is."""
+    grants = tuple(Grant(b.role, Scope(b.tenant_id, b.cluster_id, b.workspace_id)) for b in ctx.session.scalars(
+        select(RoleBinding).where(RoleBinding.tenant_id == repo.tenant_id, RoleBinding.subject_kind == "repo",
+                                  RoleBinding.subject == repo.name)))
+    return Principal(repo.tenant_id, 0, f"spec repository {repo.name}", grants)
+
+
+def mirror_path(repos: RepoStore, repo: SpecRepo) -> Path:
+    return repos.data_dir / "spec-repos" / str(repo.tenant_id) / f"{repo.id}.git"
+
+
+def sync(ctx: Context, repo: SpecRepo, *, trigger: str, delivery: str | None = None,
+         whole: bool = False) -> SpecSync:
+    """Bring the apps of ``repo`` to its branch's tip (the module's docstring); ``ctx``'s principal is
+    whoever asked, the deploys are the repository's own. A delivery already taken is answered with
+    the sync it made, doing nothing again."""
+    session = ctx.session
+    run = SpecSync(repo_id=repo.id, trigger=trigger, delivery=delivery, old=repo.synced_commit, state="queued",
+                   problems=[], versions=[])
+    try:
+        with session.begin_nested():
+            session.add(run)
+    except IntegrityError:
+        session.rollback()  # ends the transaction (on SQLite it holds the write lock)
+        taken = session.scalar(select(SpecSync).where(SpecSync.repo_id == repo.id, SpecSync.delivery == delivery))
+        session.commit()
+        return taken
+    session.commit()
+    try:
+        mirror = _mirror(mirror_path(ctx.repos, repo))
+        tip = _fetch(mirror, _remote(ctx, repo), repo.branch)
+        if tip is None:
+            raise RepoError(f'the repository has no branch "{repo.branch}"')
+        changes = read_changes(mirror, None if whole else repo.synced_commit, tip, PathGlobs(repo.globs))
+    except RepoError as exc:
+        return _finish(session, repo, run, "failed", [Problem("", 0, 0, str(exc))], [], failing=str(exc))
+    run.new, run.relation = changes.new, changes.relation
+    if changes.behind:
+        reason = (f"the branch {repo.branch} moved from {(changes.old or '')[:12]} to {changes.new[:12]} without "
+                  f"{(changes.old or '')[:12]} in its history (a force-push or a rewritten history): nothing was "
+                  "deployed, since its specs may be older than those running; sync it as a whole to deploy the tip "
+                  "as it is")
+        return _finish(session, repo, run, "refused", [Problem("", 0, 0, reason)], [], behind=reason)
+    as_repo = replace(ctx, principal=principal_of(ctx, repo))
+    files = [(f.path, f.data) for f in changes.files if f.action != "deleted"]
+    versions, problems = deploy_files(as_repo, files, source="spec-repo", source_commit=f"{repo.name}@{changes.new}")
+    made = [_made(v) for v in versions]
+    if repo.prune:
+        pruned, prune_problems = _prune(as_repo, mirror, changes)
+        made += pruned
+        problems += prune_problems
+    if problems:
+        state = "partial" if made else "failed"
+    else:
+        state = "deployed" if any(not v["unchanged"] for v in made) else "unchanged"
+    return _finish(session, repo, run, state, problems, made, synced=changes.new)
+
+
+def _made(version) -> dict:
+    app = version.application
+    return {"app": f"{app.workspace.cluster.name}:{app.workspace.name}/{app.name}", "number": version.number,
+            "action": version.action, "state": version.state, "unchanged": bool(version.unchanged)}
+
+
+def _prune(ctx: Context, mirror: pygit2.Repository, changes: SpecChanges) -> tuple[list[dict], list[Problem]]:
+    """Delete the apps each deleted file defined at the old commit."""
+    made, problems = [], []
+    old = mirror.revparse_single(changes.old).peel(pygit2.Commit) if changes.old else None
+    for spec_file in (f for f in changes.files if f.action == "deleted"):
+        if old is None:
+            continue
+        try:
+            specs = load_specs(old.tree[spec_file.path].data, spec_file.path)
+        except (SpecError, KeyError):
+            continue  # it was not a valid spec: it deployed nothing to delete
+        for spec in specs:
+            try:
+                app = get_app(ctx, spec.cluster, spec.workspace, spec.name, "app.delete")
+                if not app.deleted:
+                    made.append(_made(delete_app(ctx, app, source="spec-repo")))
+            except NotFound:
+                continue  # gone already
+            except ShipyardError as exc:
+                problems.append(Problem(spec_file.path, 0, 0, f"cannot delete {spec.cluster}:{spec.workspace}/"
+                                                              f"{spec.name}: {exc}"))
+    return made, problems
+
+
+def _finish(session, repo: SpecRepo, run: SpecSync, state: str, problems: list[Problem], made: list[dict], *,
+            synced: str | None = None, failing: str | None = None, behind: str | None = None) -> SpecSync:
+    now = utcnow()
+    run.state, run.finished_at, run.versions = state, now, made
+    run.problems = [problem.as_dict() for problem in problems]
+    if synced is not None:
+        repo.synced_commit, repo.synced_at = synced, now
+        repo.state = "failing" if problems else "synced"
+        repo.last_error = f"{len(problems)} problem(s) at {synced[:12]}: see its last sync" if problems else None
+    else:
+        repo.state, repo.last_error = ("behind", behind) if behind else ("failing", failing)
+    session.commit()
+    return run
+
+
+def _mirror(path: Path) -> pygit2.Repository:
+    if path.exists():
+        return pygit2.Repository(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return pygit2.init_repository(str(path), bare=True)
+
+
+def _remote(ctx: Context, repo: SpecRepo) -> Remote:
+    tenant = ctx.session.get(Tenant, repo.tenant_id)
+    return Remote(repo.url, ctx.repos.open_credentials(repo.credentials),
+                  ctx.repos.policy(tenant.remote_allowed_hosts or ()))
+
+
+def _fetch(mirror: pygit2.Repository, remote: Remote, branch: str) -> str | None:
+    """Fetch the branch into the mirror; its tip, or None when the remote has no such branch."""
+    tracking = f"refs/remotes/origin/{branch}"
+    with connect(remote, "fetch from") as connection:
+        try:
+            mirror.remotes.create_anonymous(connection.url).fetch([f"+refs/heads/{branch}:{tracking}"],
+                                                                 callbacks=connection.callbacks)
+        except (pygit2.GitError, Refused) as exc:
+            if "couldn't find remote ref" in str(exc).lower():
+                return None
+            raise remote_error(remote, "fetch from", connection, exc) from exc
+    ref = mirror.references.get(tracking)
+    return str(ref.target) if ref is not None else None
+
+
+__all__ = ["register", "list_repos", "get_repo", "delete_repo", "principal_of", "sync", "mirror_path",
+           "NewSpecRepo", "NAME"]

@@ -1,0 +1,194 @@
+"""Spec repositories synced from a real git server (https on loopback, basic auth: tests/gitserver.py).
+
+The repository deploys as itself, with the role binding it is given; each push's added and
+changed spec files are deployed (a bad file blocking no other), deleted ones delete their apps
+only with prune, a rewritten history deploys nothing, a delivery is taken once, and a remote that
+cannot be reached changes nothing and names no secret.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from contract.errors import Conflict, InvalidRequest, PermissionDenied
+from gitops import spec_repos
+from gitops.models import SpecRepo, Tenant, Version
+from gitops.policy import Grant, Principal, Scope
+from gitops.service_context import Context
+from tests.gitserver import TOKEN, USER, git_server  # noqa: F401 - git_server: a fixture
+from tests.plane import add_cluster, add_workspace, app_config, make_user, service_spec
+from webapp import create_app
+
+API = "/api/v1"
+GIT_ENV = {"GIT_AUTHOR_NAME": "ana", "GIT_AUTHOR_EMAIL": "ana@example.com", "GIT_COMMITTER_NAME": "ana",
+           "GIT_COMMITTER_EMAIL": "ana@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+@pytest.fixture
+def plane_app(database_url, tmp_path, git_server):  # noqa: F811
+    app = create_app(app_config(tmp_path / "data", database_url, GIT_CA_BUNDLE=str(git_server.cert)))
+    yield app
+    app.extensions["shipyard"].close()
+
+
+@pytest.fixture
+def world(plane_app, git_server, tmp_path):  # noqa: F811
+    admin = make_user(plane_app, "admin", "tenant-admin")
+    add_cluster(admin, "demo")
+    for workspace in ("storefront", "data"):
+        add_workspace(admin, "demo", workspace)
+    assert admin.patch(f"{API}/tenant", json={"remote_allowed_hosts": ["127.0.0.1"]}).status_code == 200
+    url = git_server.new_repository("specs.git")
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(git_server.root / "specs.git"), str(work))
+    git(work, "checkout", "-q", "-b", "main")
+    return {"admin": admin, "url": url, "work": work, "app": plane_app}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def push(work: Path, files: dict[str, str | None], message: str = "change", force: bool = False) -> str:
+    for path, text in files.items():
+        if text is None:
+            (work / path).unlink()
+        else:
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "--allow-empty", "-m", message)
+    git(work, "push", "-q", *(["--force"] if force else []), "origin", "main")
+    return git(work, "rev-parse", "HEAD")
+
+
+def context(app) -> Context:
+    """A tenant-admin's Context, as a request's would be."""
+    plane = app.extensions["shipyard"]
+    session = plane.sessions()
+    tenant = session.scalar(select(Tenant))
+    principal = Principal(tenant.id, 0, "admin", (Grant("tenant-admin", Scope(tenant.id)),))
+    return Context(session, principal, plane.repos, committers=plane.committers, worker=plane.worker,
+                   schemas=plane.schemas)
+
+
+def register(world, **options) -> spec_repos.NewSpecRepo:
+    ctx = context(world["app"])
+    new = spec_repos.register(ctx, "specs", world["url"], credentials={"username": USER, "password": TOKEN},
+                              globs=["deploy/**/*.yaml"], **options)
+    ctx.session.commit()
+    return new
+
+
+def sync(world, **options):
+    ctx = context(world["app"])
+    repo = ctx.session.scalar(select(SpecRepo).where(SpecRepo.name == "specs"))
+    run = spec_repos.sync(ctx, repo, trigger="api", **options)
+    return run, repo
+
+
+def bind(world, workspace: str = "storefront") -> None:
+    response = world["admin"].post(f"{API}/role-bindings", json={
+        "role": "workspace-editor", "subject_kind": "repo", "subject": "specs", "cluster": "demo",
+        "workspace": workspace})
+    assert response.status_code == 201, response.get_json()
+
+
+def versions_of(world, app: str, workspace: str = "storefront") -> list[dict]:
+    return world["admin"].get(f"{API}/apps/demo/{workspace}/{app}/versions").get_json().get("versions", [])
+
+
+def test_registering_checks_what_it_is_given_and_keeps_secrets_sealed(world):
+    new = register(world)
+    assert len(new.webhook_secret) >= 40
+    ctx = context(world["app"])
+    row = ctx.session.scalar(select(SpecRepo))
+    assert TOKEN not in (row.credentials or "") and new.webhook_secret not in row.webhook_secret
+    assert row.url == world["url"] and row.auth == "password" and row.state == "new"
+    with pytest.raises(Conflict):
+        spec_repos.register(ctx, "specs", world["url"])
+    for bad in ({"name": "Specs!"}, {"branch": "a..b"}, {"globs": ["/etc/*"]}, {"url": "file:///etc"},
+                {"url": "https://169.254.169.254/x.git"}, {"prune": "yes"}):
+        arguments = {"name": "other", "url": world["url"], **bad}
+        with pytest.raises(InvalidRequest):
+            spec_repos.register(ctx, arguments.pop("name"), arguments.pop("url"), **arguments)
+    viewer = Principal(row.tenant_id, 0, "viewer", ())
+    with pytest.raises(PermissionDenied):
+        spec_repos.register(Context(ctx.session, viewer, ctx.repos), "mine", world["url"])
+
+
+def test_a_push_deploys_its_specs_as_the_repository_and_one_bad_file_blocks_no_other(world):
+    first = push(world["work"], {"deploy/web.yaml": service_spec("web"), "README.md": "not a spec\n",
+                                 "deploy/broken.yaml": service_spec("broken").replace("ports:", "portz:")})
+    register(world)
+    run, repo = sync(world)  # no role binding yet: the repository may deploy nowhere
+    assert run.state == "failed" and repo.state == "failing" and versions_of(world, "web") == []
+
+    bind(world)
+    run, repo = sync(world)  # the files refused are tried again when they change, or in a sync as a whole
+    assert run.state == "unchanged" and run.versions == []
+    run, repo = sync(world, whole=True)
+    assert run.state == "partial" and run.relation == "initial" and repo.synced_commit == run.new == first
+    assert [v["app"] for v in run.versions] == ["demo:storefront/web"]
+    assert [(p["file"], p["line"], p["column"]) for p in run.problems] == [("deploy/broken.yaml", 5, 1)]
+    (web,) = versions_of(world, "web")
+    assert (web["source"], web["source_commit"], web["author"]) == ("spec-repo", f"specs@{run.new}",
+                                                                    "spec repository specs")
+
+    # A change to one file deploys that file alone; a deleted file keeps its app without prune.
+    second = push(world["work"], {"deploy/web.yaml": service_spec("web", image="ghcr.io/acme/web:2.0"),
+                                  "deploy/broken.yaml": None, "deploy/api.yaml": service_spec("api")})
+    run, repo = sync(world)
+    assert run.state == "deployed" and repo.state == "synced" and repo.synced_commit == second
+    assert sorted(v["app"] for v in run.versions) == ["demo:storefront/api", "demo:storefront/web"]
+    assert [v["number"] for v in versions_of(world, "web")] == [2, 1]
+    again, _ = sync(world)
+    assert again.state == "unchanged" and again.versions == []  # nothing new on the branch
+
+    with context(world["app"]).session as session:
+        session.get(SpecRepo, repo.id).prune = True
+        session.commit()
+    push(world["work"], {"deploy/api.yaml": None})
+    run, _ = sync(world)
+    assert [(v["app"], v["action"]) for v in run.versions] == [("demo:storefront/api", "delete")]
+    assert world["admin"].get(f"{API}/apps/demo/storefront/api").get_json()["deleted"] is True
+
+
+def test_a_rewritten_history_deploys_nothing_until_a_person_accepts_it(world):
+    push(world["work"], {"deploy/web.yaml": service_spec("web")})
+    register(world)
+    bind(world)
+    run, _ = sync(world)
+    newer = push(world["work"], {"deploy/web.yaml": service_spec("web", image="ghcr.io/acme/web:2.0")})
+    sync(world)
+    git(world["work"], "reset", "-q", "--hard", "HEAD~1")
+    rewritten = push(world["work"], {"deploy/api.yaml": service_spec("api")}, force=True)
+    run, repo = sync(world)
+    assert (run.state, run.relation, repo.state, repo.synced_commit) == ("refused", "rewritten", "behind", newer)
+    assert "force-push" in run.problems[0]["message"] and versions_of(world, "api") == []
+    run, repo = sync(world, whole=True)
+    assert run.state == "deployed" and repo.synced_commit == rewritten and repo.state == "synced"
+    ctx = context(world["app"])
+    web = ctx.session.scalars(select(Version).where(Version.source_commit == f"specs@{rewritten}")).all()
+    assert sorted(v.spec["name"] for v in web) == ["api", "web"]  # the tip as it is, the older web included
+
+
+def test_a_delivery_is_taken_once_and_an_unreachable_remote_changes_nothing(world, git_server):  # noqa: F811
+    push(world["work"], {"deploy/web.yaml": service_spec("web")})
+    register(world)
+    bind(world)
+    first, _ = sync(world, delivery="d-1")
+    replayed, _ = sync(world, delivery="d-1")
+    assert replayed.id == first.id and len(versions_of(world, "web")) == 1
+
+    git_server.password = "changed"  # the stored credentials no longer open the server
+    push(world["work"], {"deploy/web.yaml": service_spec("web", image="ghcr.io/acme/web:2.0")})
+    run, repo = sync(world)
+    assert run.state == "failed" and repo.state == "failing" and len(versions_of(world, "web")) == 1
+    assert TOKEN not in run.problems[0]["message"] and "changed" not in repo.last_error
