@@ -319,11 +319,14 @@ class SpecSync(Base):
     old: Mapped[str | None] = mapped_column(String(64))
     new: Mapped[str | None] = mapped_column(String(64))
     relation: Mapped[str | None] = mapped_column(String(16))  # gitops.spec_changes.RELATIONS
-    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued | deployed | partial | unchanged | refused | failed
+    # queued | running | deployed | partial | unchanged | refused | failed
+    state: Mapped[str] = mapped_column(String(16), default="queued")
     problems: Mapped[list[Any]] = mapped_column(default=list)  # [{file, line, column, message, path}]
     versions: Mapped[list[Any]] = mapped_column(default=list)  # [{app, number, action, unchanged}]
-    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)  # when it was asked for
     finished_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the worker running it (gitops.spec_worker)
+    claimed_until: Mapped[dt.datetime | None]
 
 
 class AuditEvent(Base):

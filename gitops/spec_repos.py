@@ -153,23 +153,36 @@ def mirror_path(repos: RepoStore, repo: SpecRepo) -> Path:
     return repos.data_dir / "spec-repos" / str(repo.tenant_id) / f"{repo.id}.git"
 
 
-def sync(ctx: Context, repo: SpecRepo, *, trigger: str, delivery: str | None = None,
-         whole: bool = False) -> SpecSync:
-    """Bring the apps of ``repo`` to its branch's tip (the module's docstring); ``ctx``'s principal is
-    whoever asked, the deploys are the repository's own. A delivery already taken is answered with
-    the sync it made, doing nothing again."""
-    session = ctx.session
-    run = SpecSync(repo_id=repo.id, trigger=trigger, delivery=delivery, old=repo.synced_commit, state="queued",
-                   problems=[], versions=[])
+def enqueue(session, repo: SpecRepo, *, trigger: str, delivery: str | None = None) -> SpecSync | None:
+    """A sync of ``repo`` asked for and committed, to be run (``execute``, gitops.spec_worker); None when
+    ``delivery`` was taken already: a provider's redelivery, or a replay, syncs nothing again."""
+    run = SpecSync(repo_id=repo.id, trigger=trigger, delivery=delivery, state="queued", problems=[], versions=[])
     try:
         with session.begin_nested():
             session.add(run)
     except IntegrityError:
         session.rollback()  # ends the transaction (on SQLite it holds the write lock)
-        taken = session.scalar(select(SpecSync).where(SpecSync.repo_id == repo.id, SpecSync.delivery == delivery))
-        session.commit()
-        return taken
+        return None
     session.commit()
+    return run
+
+
+def sync(ctx: Context, repo: SpecRepo, *, trigger: str, delivery: str | None = None,
+         whole: bool = False) -> SpecSync:
+    """Sync ``repo`` now (the module's docstring). A delivery taken already is answered with the sync
+    it made, doing nothing again."""
+    run = enqueue(ctx.session, repo, trigger=trigger, delivery=delivery)
+    if run is None:
+        taken = ctx.session.scalar(select(SpecSync).where(SpecSync.repo_id == repo.id, SpecSync.delivery == delivery))
+        ctx.session.commit()
+        return taken
+    return execute(ctx, repo, run, whole=whole)
+
+
+def execute(ctx: Context, repo: SpecRepo, run: SpecSync, *, whole: bool = False) -> SpecSync:
+    """Run a sync asked for: ``ctx``'s principal is whoever runs it, the deploys are the repository's own."""
+    session = ctx.session
+    run.old = repo.synced_commit
     try:
         mirror = _mirror(mirror_path(ctx.repos, repo))
         tip = _fetch(mirror, _remote(ctx, repo), repo.branch)
@@ -234,6 +247,7 @@ def _finish(session, repo: SpecRepo, run: SpecSync, state: str, problems: list[P
             synced: str | None = None, failing: str | None = None, behind: str | None = None) -> SpecSync:
     now = utcnow()
     run.state, run.finished_at, run.versions = state, now, made
+    run.claimed_by = run.claimed_until = None
     run.problems = [problem.as_dict() for problem in problems]
     if synced is not None:
         repo.synced_commit, repo.synced_at = synced, now
@@ -273,5 +287,6 @@ def _fetch(mirror: pygit2.Repository, remote: Remote, branch: str) -> str | None
     return str(ref.target) if ref is not None else None
 
 
-__all__ = ["register", "list_repos", "get_repo", "delete_repo", "principal_of", "sync", "mirror_path",
+__all__ = ["register", "list_repos", "get_repo", "delete_repo", "principal_of", "enqueue", "sync", "execute",
+           "mirror_path",
            "NewSpecRepo", "NAME"]

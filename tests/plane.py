@@ -37,6 +37,7 @@ def app_config(data_dir: Path, database_url: str, **extra) -> dict:
         "DATABASE_URL": database_url,
         "AUTO_MIGRATE": True,
         "RECONCILE_INTERVAL": 0,
+        "SPEC_REPO_WORKER_INTERVAL": 0,
         "SECRET_KEY": "test-secret-key",
         "LOG_FORMAT": "text",
         **extra,

@@ -8,6 +8,10 @@ cannot be reached changes nothing and names no secret.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -17,7 +21,7 @@ from sqlalchemy import select
 
 from contract.errors import Conflict, InvalidRequest, PermissionDenied
 from gitops import spec_repos
-from gitops.models import SpecRepo, Tenant, Version
+from gitops.models import SpecRepo, SpecSync, Tenant, Version, utcnow
 from gitops.policy import Grant, Principal, Scope
 from gitops.service_context import Context
 from tests.gitserver import TOKEN, USER, git_server  # noqa: F401 - git_server: a fixture
@@ -25,6 +29,7 @@ from tests.plane import add_cluster, add_workspace, app_config, make_user, servi
 from webapp import create_app
 
 API = "/api/v1"
+ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "ana", "GIT_AUTHOR_EMAIL": "ana@example.com", "GIT_COMMITTER_NAME": "ana",
            "GIT_COMMITTER_EMAIL": "ana@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -192,3 +197,72 @@ def test_a_delivery_is_taken_once_and_an_unreachable_remote_changes_nothing(worl
     run, repo = sync(world)
     assert run.state == "failed" and repo.state == "failing" and len(versions_of(world, "web")) == 1
     assert TOKEN not in run.problems[0]["message"] and "changed" not in repo.last_error
+
+
+# --- pushes through the webhook, the background worker, polling ------------------------------------------------
+
+
+def github_delivery(before: str, after: str, secret: str, delivery: str, ref: str = "refs/heads/main"):
+    """A GitHub push delivery (fixtures/webhooks/github-push.json) for these commits, signed as GitHub signs it."""
+    payload = json.loads((ROOT / "fixtures" / "webhooks" / "github-push.json").read_text())
+    payload.update(ref=ref, before=before, after=after)
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": delivery,
+                  "X-Hub-Signature-256": signature, "User-Agent": "GitHub-Hookshot/7f3c2a1"}
+
+
+def hook(app, body: bytes, headers: dict, path: str = "/hooks/default/specs"):
+    return app.test_client().post(path, data=body, headers=headers)
+
+
+def syncs(app) -> list[SpecSync]:
+    with app.extensions["shipyard"].sessions() as session:
+        return session.scalars(select(SpecSync).order_by(SpecSync.id)).all()
+
+
+def test_a_signed_push_is_answered_at_once_and_deployed_by_the_worker_even_across_a_restart(world, database_url,
+                                                                                              tmp_path, git_server):  # noqa: F811
+    app = world["app"]
+    first = push(world["work"], {"deploy/web.yaml": service_spec("web")})
+    secret = register(world).webhook_secret
+    bind(world)
+    body, headers = github_delivery("0" * 40, first, secret, "d-1")
+
+    for refused in (hook(app, body, {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}),
+                    hook(app, body[:-1] + b" ", headers), hook(app, body, headers, "/hooks/default/nope"),
+                    hook(app, body, headers, "/hooks/elsewhere/specs")):
+        assert refused.status_code == 401 and secret not in refused.get_data(as_text=True)
+    assert syncs(app) == []  # nothing asked for, nothing deployed
+    other_branch = hook(app, *github_delivery("0" * 40, first, secret, "d-0", ref="refs/heads/feature"))
+    assert other_branch.status_code == 200 and other_branch.get_json()["accepted"] is False
+
+    accepted = hook(app, body, headers)
+    assert accepted.status_code == 202 and accepted.get_json()["accepted"] is True
+    assert hook(app, body, headers).status_code == 200  # the provider's redelivery: taken once
+    assert [s.state for s in syncs(app)] == ["queued"]
+
+    # The control plane restarts before the worker ran: the next one runs what was asked for.
+    app.extensions["shipyard"].close()
+    again = create_app(app_config(tmp_path / "data", database_url, GIT_CA_BUNDLE=str(git_server.cert)))
+    try:
+        assert again.extensions["shipyard"].spec_worker.run_once() == 1
+        assert [(s.trigger, s.delivery, s.state) for s in syncs(again)] == [("webhook", "d-1", "deployed")]
+        (version,) = versions_of({"admin": admin_of(again)}, "web")
+        assert version["source_commit"] == f"specs@{first}"
+
+        # Polling catches up a push whose webhook never came.
+        second = push(world["work"], {"deploy/web.yaml": service_spec("web", image="ghcr.io/acme/web:2.0")})
+        worker = again.extensions["shipyard"].spec_worker
+        worker.poll_seconds = 300
+        assert worker.run_once() == 0  # a sync was asked for within the last 5 minutes
+        later = utcnow() + dt.timedelta(seconds=301)
+        assert worker.run_once(now=later) == 1
+        assert [(s.trigger, s.new, s.state) for s in syncs(again)][-1] == ("poll", second, "deployed")
+    finally:
+        again.extensions["shipyard"].close()
+
+
+def admin_of(app):
+    """An admin API client of ``app`` (another process's app, after the restart)."""
+    return make_user(app, "admin-again", "tenant-admin")

@@ -19,7 +19,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config_module.load(app, test_config)
     config_module.configure_logging(app)
 
-    from webapp import agent_api, api, auth, errors, githttp_routes, observability, oidc, pages, request_text
+    from webapp import agent_api, api, auth, errors, githttp_routes, hooks, observability, oidc, pages, request_text
     from webapp.plane import ControlPlane
 
     # First of the before-request functions: text no database can hold is refused before CSRF,
@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     githttp_routes.init_app(app)
     agent_api.init_app(app)
+    hooks.init_app(app)
     app.register_blueprint(pages.bp)
     pages.live.init_app(app)
     return app

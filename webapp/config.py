@@ -22,6 +22,10 @@ OIDC_CLIENT_ID/SECRET      this server's client at that provider
 OIDC_GROUPS_CLAIM          the ID-token claim holding group names ("groups")
 OIDC_GROUP_ROLES           tenant-wide roles by group, e.g. ``{"platform": "tenant-admin"}``
 RECONCILE_INTERVAL         seconds between reconciler passes; 0 disables the background thread
+SPEC_REPO_WORKER_INTERVAL  seconds between the spec repositories' worker passes when no webhook wakes it;
+                           0 disables the background thread
+SPEC_REPO_POLL_SECONDS     each spec repository is fetched at least this often, webhooks or not (300);
+                           0: only on webhooks and on demand
 METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <token>``; when unset,
                            /metrics is refused (401) unless METRICS_PUBLIC
 METRICS_PUBLIC             serve /metrics to anyone when no METRICS_TOKEN is set (false; `shipyard up`,
@@ -80,6 +84,8 @@ DEFAULTS = {
     "OIDC_GROUP_ROLES": {},
     "OIDC_SCOPES": "openid email profile",
     "RECONCILE_INTERVAL": 30.0,
+    "SPEC_REPO_WORKER_INTERVAL": 1.0,
+    "SPEC_REPO_POLL_SECONDS": 300.0,
     "METRICS_TOKEN": None,
     "METRICS_PUBLIC": False,
     "MAX_CONTENT_LENGTH": 1024 * 1024,

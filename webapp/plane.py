@@ -21,8 +21,10 @@ from gitops.credentials import CredentialsKey
 from gitops.https_gateway import tls_context
 from gitops.commit_step import Committers
 from gitops.reconciler import Reconciler, worker_id
+from gitops.policy import Principal
 from gitops.repo_store import RepoStore
 from gitops.service_context import Context
+from gitops.spec_worker import SpecWorker
 from renderer.kube import KubeSchemas
 from webapp.command_bell import CommandBell, CommandWatch
 
@@ -50,6 +52,9 @@ class ControlPlane:
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
         self.reconciler = Reconciler(self.sessions, self.repos, self.committers, self.worker,
                                      float(config["RECONCILE_INTERVAL"] or 0), self.schemas)
+        self.spec_worker = SpecWorker(self.sessions, self.system_context, self.worker,
+                                      float(config["SPEC_REPO_WORKER_INTERVAL"] or 0),
+                                      float(config["SPEC_REPO_POLL_SECONDS"] or 0))
         # the agents' command long-polls: woken by the bell, each holding a thread, at most AGENT_LONG_POLLS
         self.bell = CommandBell()
         self.command_watch = CommandWatch(self.read_sessions, self.bell)
@@ -63,6 +68,13 @@ class ControlPlane:
         app.teardown_appcontext(_close_session)
         if self.reconciler.interval > 0:
             self.reconciler.start()
+        if self.spec_worker.interval > 0:
+            self.spec_worker.start()
+
+    def system_context(self, session: Session, principal: Principal) -> Context:
+        """A Context for work the control plane does on its own (a spec repository's sync)."""
+        return Context(session, principal, self.repos, committers=self.committers, worker=self.worker,
+                       schemas=self.schemas)
 
     @property
     def long_polls(self) -> threading.BoundedSemaphore:
@@ -75,6 +87,7 @@ class ControlPlane:
     def close(self) -> None:
         self.bell.close()
         self.reconciler.stop()
+        self.spec_worker.stop()
         self.engine.dispose()
 
 
