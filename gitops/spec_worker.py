@@ -36,8 +36,10 @@ class SpecWorker:
     """Runs queued syncs and asks for polls; ``run_once`` is one pass (tests call it), ``start`` a thread."""
 
     def __init__(self, sessions: sessionmaker[Session], context_for: Callable[[Session, Principal], Context],
-                 worker: str, interval: float, poll_seconds: float):
+                 worker: str, interval: float, poll_seconds: float, read_sessions: sessionmaker[Session] | None = None):
         self.sessions, self.context_for, self.worker = sessions, context_for, worker
+        # a pass that finds nothing to do looks with these: on SQLite they take no write lock (gitops.db)
+        self.read_sessions = read_sessions or sessions
         self.interval, self.poll_seconds = interval, poll_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -81,16 +83,21 @@ class SpecWorker:
 
     def _ask_polls(self, now: dt.datetime) -> None:
         since = now - dt.timedelta(seconds=self.poll_seconds)
+        due = select(SpecRepo.id).where(~exists().where(SpecSync.repo_id == SpecRepo.id, SpecSync.started_at > since))
+        with self.read_sessions() as session:
+            if not session.scalars(due).first():
+                return
         with self.sessions() as session:
-            due = session.scalars(select(SpecRepo).where(~exists().where(
-                SpecSync.repo_id == SpecRepo.id, SpecSync.started_at > since))).all()
-            for repo in due:
+            for repo in session.scalars(select(SpecRepo).where(SpecRepo.id.in_(due))).all():
                 spec_repos.enqueue(session, repo, trigger="poll")
 
     def _claim(self, now: dt.datetime) -> list[int]:
         """Queued syncs (or ones whose worker's claim ran out), at most one per repository, now this worker's."""
         open_ = or_(SpecSync.state == "queued", and_(SpecSync.state == "running", SpecSync.claimed_until < now))
         busy = select(SpecSync.repo_id).where(SpecSync.state == "running", SpecSync.claimed_until >= now)
+        with self.read_sessions() as session:
+            if session.scalar(select(SpecSync.id).where(open_).limit(1)) is None:
+                return []
         with self.sessions.begin() as session:
             candidates = session.execute(select(SpecSync.id, SpecSync.repo_id).where(
                 open_, SpecSync.repo_id.not_in(busy)).order_by(SpecSync.id).limit(BATCH)).all()

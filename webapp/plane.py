@@ -54,7 +54,7 @@ class ControlPlane:
                                      float(config["RECONCILE_INTERVAL"] or 0), self.schemas)
         self.spec_worker = SpecWorker(self.sessions, self.system_context, self.worker,
                                       float(config["SPEC_REPO_WORKER_INTERVAL"] or 0),
-                                      float(config["SPEC_REPO_POLL_SECONDS"] or 0))
+                                      float(config["SPEC_REPO_POLL_SECONDS"] or 0), self.read_sessions)
         # the agents' command long-polls: woken by the bell, each holding a thread, at most AGENT_LONG_POLLS
         self.bell = CommandBell()
         self.command_watch = CommandWatch(self.read_sessions, self.bell)
