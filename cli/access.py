@@ -138,13 +138,15 @@ def bindings_group(ctx: click.Context, url, token, output: str) -> None:
 @click.argument("subject")
 @click.argument("role")
 @scope_options
-@click.option("--group", "is_group", is_flag=True, help="SUBJECT is an identity-provider group, not a user.")
+@click.option("--group", "kind", flag_value="group", help="SUBJECT is an identity-provider group, not a user.")
+@click.option("--repo", "kind", flag_value="repo",
+              help="SUBJECT is a spec repository (`shipyard repos`): where it may deploy.")
 @api_options
-def create_binding(subject: str, role: str, cluster: str | None, workspace: str | None, is_group: bool, url, token,
+def create_binding(subject: str, role: str, cluster: str | None, workspace: str | None, kind: str | None, url, token,
                    output: str) -> None:
-    """Give SUBJECT (a user, or a group with --group) ROLE, e.g. workspace-editor, where --cluster/--workspace say."""
-    body = {"subject": subject, "subject_kind": "group" if is_group else "user", "role": role,
-            **_scope_fields(cluster, workspace)}
+    """Give SUBJECT (a user; a group with --group; a spec repository with --repo) ROLE, e.g. workspace-editor,
+    where --cluster/--workspace say."""
+    body = {"subject": subject, "subject_kind": kind or "user", "role": role, **_scope_fields(cluster, workspace)}
     created = client(url, token, output).call("POST", "/api/v1/role-bindings", json=body)
     if output == "json":
         print_json(created)

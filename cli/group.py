@@ -44,6 +44,7 @@ COMMANDS = {
     "versions": "cli.client:versions",
     "status": "cli.client:status",
     "diff": "cli.history:diff",
+    "trace": "cli.history:trace",
     "logs": "cli.operate:logs",
     "restart": "cli.operate:restart",
     "refresh": "cli.operate:refresh",
@@ -55,6 +56,8 @@ COMMANDS = {
     "bindings": "cli.access:bindings_group",
     "tokens": "cli.access:tokens_group",
     "audit": "cli.access:audit",
+    "repos": "cli.repos:repos",
+    "repo": "cli.repos:repo_group",
 }
 
 # the commands that need an extra of the install, by name
@@ -96,6 +99,7 @@ def main() -> None:
     Offline:        validate, render, apply, delete (--repo)
     Control plane:  up (embedded), serve (production), db, admin
     API client:     login, logout, contexts, deploy, plan (also --offline), rollback, promote,
-                    apps, versions, status, diff, delete, logs, restart, refresh, run, runs,
-                    clusters, workspaces, users, bindings, tokens, audit
+                    apps, versions, status, diff, trace, delete, logs, restart, refresh, run, runs,
+                    clusters, workspaces, users, bindings, tokens, audit,
+                    repos, repo (spec repositories: register, status, sync, delete)
     """

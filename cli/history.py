@@ -1,4 +1,9 @@
-"""An app's history through the control plane: ``diff`` between two of its versions, and ``delete``, its end.
+"""An app's history through the control plane: ``diff`` between two of its versions, ``trace`` of one
+version's way to Healthy, and ``delete``, its end.
+
+``trace`` asks GET .../trace: the spec repository commit a version came from (when it came
+from one), when its deploy was accepted, the manifest commit, when ArgoCD was seen synced to
+it and when Healthy, each with how long after the step before (gitops.trace).
 
 ``diff`` asks the API for what changed between two versions (GET .../diff?from=V1&to=V2:
 the unified diff of the manifests each committed, and of their specs). ``delete`` is one
@@ -17,8 +22,37 @@ import click
 
 from cli.client import Duration, app_path, _show_versions, _waited, api_options, client
 from cli.exits import EXIT_CODES_HELP, EXIT_NOT_FOUND, Failure
-from cli.output import note, print_json, say
+from cli.output import note, print_json, print_table, say
 from cli.prompts import confirm, yes_option
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("app")
+@click.argument("version", type=click.IntRange(1), required=False)
+@api_options
+def trace(app: str, version: int | None, url, token, output: str) -> None:
+    """Show VERSION of APP (CLUSTER:WORKSPACE/APP; default: the current one) from its spec commit to Healthy.
+
+    Each step with its time and how long after the step before: spec commit (for a version
+    from a spec repository), accepted, committed, synced, healthy; "-" for a step not reached.
+    """
+    answer = client(url, token, output).call("GET", f"{app_path(app)}/trace",
+                                              params={"version": version} if version else {})
+    if output == "json":
+        print_json(answer)
+        return
+    print_table(("STEP", "AT", "AFTER", "DETAIL"), (
+        (step["step"], (step["at"] or "-")[:23],
+         "-" if step.get("after_seconds") is None else f"{step['after_seconds']:.1f} s", _trace_detail(step))
+        for step in answer["steps"]))
+
+
+def _trace_detail(step: dict) -> str:
+    if step["at"] is None and step["step"] != "spec commit":
+        return "not yet"
+    parts = [f"{key} {str(value)[:12] if key in ('commit', 'revision') else value}"
+             for key, value in step.items() if key not in ("step", "at", "after_seconds") and value]
+    return ", ".join(parts) or "-"
+
 
 # the colour of a diff's line by how it starts, on a terminal (click.echo drops it elsewhere)
 _DIFF_COLOURS = (("+++", {"bold": True}), ("---", {"bold": True}), ("@@", {"fg": "cyan"}), ("+", {"fg": "green"}),

@@ -343,6 +343,46 @@ def _release_host_claim(world, target):
     return Case("DELETE", f"{API}/clusters/{cluster}/hosts/{host}", _can("cluster.update", world.scope(cluster)), True)
 
 
+def _spec_repo(world: World) -> str:
+    """A spec repository registered by the admin, named for one request; its remote is a closed loopback port."""
+    name = world.unique("specs")
+    assert world.admin.patch(f"{API}/tenant", json={"remote_allowed_hosts": ["127.0.0.1"]}).status_code == 200
+    response = world.admin.post(f"{API}/spec-repos", json={"name": name, "url": f"https://127.0.0.1:9/{name}.git"})
+    assert response.status_code == 201, response.get_json()
+    return name
+
+
+def _check_no_secrets(principal: Principal, response) -> None:
+    body = response.get_data(as_text=True)
+    assert "webhook_secret" not in body, body[:300]
+
+
+def spec_repo_case(method: str, path: str, permission: str, **kw) -> Callable[[World, str], Case | None]:
+    """A route of one spec repository: they are the tenant's, used by whoever holds ``permission`` somewhere."""
+    def make(world: World, target: str) -> Case | None:
+        if target != "inside":
+            return None
+        return Case(method, path.format(r=_spec_repo(world)), lambda p: p.can_anywhere(permission), False,
+                    json=kw.get("json"), query=kw.get("query"), check=kw.get("check"))
+    return make
+
+
+def _register_spec_repo(world, target):
+    if target != "inside":
+        return None
+    name = world.unique("specs")
+    # a public address: registering connects nowhere, and needs no exception in the tenant's egress policy
+    return Case("POST", f"{API}/spec-repos", lambda p: p.can_anywhere("cluster.update"), False,
+                json={"name": name, "url": f"https://93.184.216.34/{name}.git", "globs": ["deploy/*.yaml"]})
+
+
+def _list_spec_repos(world, target):
+    if target != "inside":
+        return None
+    _spec_repo(world)
+    return Case("GET", f"{API}/spec-repos", lambda p: p.can_anywhere("cluster.read"), False, check=_check_no_secrets)
+
+
 def _profile(world, cluster):
     return {"profile": PROFILE.replace("name: demo", f"name: {cluster}")}
 
@@ -403,10 +443,20 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
     "api.app_status": workspace_case("GET", API + "/apps/{c}/{w}/web/status", "app.read"),
     "api.app_status_history": workspace_case("GET", API + "/apps/{c}/{w}/web/status/history", "app.read"),
     "api.app_events": workspace_case("GET", API + "/apps/{c}/{w}/web/events", "app.read"),
+    "api.app_trace": workspace_case("GET", API + "/apps/{c}/{w}/web/trace", "app.read"),
     # refresh and restart need app.deploy (logs only app.read): the route checks the command's own permission
     "api.create_command": workspace_case("POST", API + "/apps/{c}/{w}/web/commands", "app.deploy",
                                          json={"type": "refresh"}),
     "api.get_command": _get_command,
+    "api.list_spec_repos": _list_spec_repos,
+    "api.register_spec_repo": _register_spec_repo,
+    "api.get_spec_repo": spec_repo_case("GET", API + "/spec-repos/{r}", "cluster.read", check=_check_no_secrets),
+    "api.update_spec_repo": spec_repo_case("PATCH", API + "/spec-repos/{r}", "cluster.update",
+                                           json={"branch": "release", "prune": True}),
+    "api.delete_spec_repo": spec_repo_case("DELETE", API + "/spec-repos/{r}", "cluster.update"),
+    "api.sync_spec_repo": spec_repo_case("POST", API + "/spec-repos/{r}/sync", "cluster.update", json={}),
+    "api.list_spec_repo_syncs": spec_repo_case("GET", API + "/spec-repos/{r}/syncs", "cluster.read",
+                                               query={"limit": 5}),
     "api.create_run": workspace_case("POST", API + "/apps/{c}/{w}/web/runs", "app.deploy", json={"params": {}}),
     "api.list_runs": workspace_case("GET", API + "/apps/{c}/{w}/web/runs", "app.read"),
 }
@@ -471,6 +521,14 @@ KEY_EXPECTATIONS = [
     ("workspace-admin", "api.release_host_claim", "inside", False),
     ("cluster-admin", "api.release_host_claim", "inside", True),
     ("workspace-admin", "api.cluster_status", "inside", False),
+    ("cluster-admin", "api.register_spec_repo", "inside", True),
+    ("cluster-admin", "api.sync_spec_repo", "inside", True),
+    ("cluster-viewer", "api.get_spec_repo", "inside", True),
+    ("cluster-viewer", "api.register_spec_repo", "inside", False),
+    ("cluster-viewer", "api.delete_spec_repo", "inside", False),
+    ("workspace-admin", "api.list_spec_repos", "inside", False),
+    ("workspace-admin", "api.update_spec_repo", "inside", False),
+    ("workspace-viewer", "api.register_spec_repo", "inside", False),
     (NO_ROLE, "api.me", "inside", True),
     (NO_ROLE, "api.get_app", "inside", False),
     (NO_ROLE, "api.list_clusters", "inside", False),

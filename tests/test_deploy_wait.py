@@ -47,6 +47,11 @@ def test_a_good_release_exits_0_once_healthy_a_broken_one_with_its_reason(live_p
     assert good.returncode == 0, good.stderr
     assert "demo:storefront/web v2: running" in good.stderr
     assert live_plane.status("storefront", "web")["versions"][0]["status"] == "healthy"
+    traced = shipyard(live_plane, "trace", "demo:storefront/web", "2", tmp_path=tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    assert re.search(r"^accepted\s+\d{4}-\d\d-\d\dT\S+\s+-\s+author admin, source cli", traced.stdout, re.M)
+    for step in ("committed", "synced", "healthy"):  # each reached, with its time after the one before
+        assert re.search(rf"^{step}\s+\d{{4}}-\d\d-\d\dT\S+\s+\d+\.\d s\s", traced.stdout, re.M), traced.stdout
     # no terminal: one timestamped line per state change, for CI logs
     assert any(line[:8].count(":") == 2 and "v2" in line for line in good.stderr.splitlines())
 

@@ -1,8 +1,9 @@
 """Every URL a user can set, walked with hostile values: local paths, file://, other transports,
 credentials, and loopback, private and metadata addresses.
 
-A user sets URLs in two places: a cluster's git remote (``remote_url``: the control plane
-fetches and pushes there itself, tests/test_remotes.py has the transport in depth) and the
+A user sets URLs in three places: a cluster's git remote (``remote_url``: the control plane
+fetches and pushes there itself, tests/test_remotes.py has the transport in depth), a spec
+repository's clone URL (``url``: the control plane fetches it, tests/test_spec_repos.py), and the
 URLs of a cluster profile (rendered into the cluster repository for ArgoCD, KEDA and the
 agent; the control plane never connects to them). The lists of fields come from the profile
 schema and the OpenAPI document, so a URL field added later is walked too.
@@ -101,7 +102,8 @@ def test_api_url_fields_are_known(plane_app):
     fields = {name for item in document["paths"].values() for operation in item.values()
               for content in operation.get("requestBody", {}).get("content", {}).values()
               for name in content["schema"].get("properties", {}) if "url" in name.lower()}
-    assert fields == {"remote_url"}, "a URL field of the API that this test does not walk"
+    # remote_url: a cluster's git remote; url: a spec repository's clone URL (both walked below)
+    assert fields == {"remote_url", "url"}, "a URL field of the API that this test does not walk"
 
 
 @pytest.mark.parametrize("path", sorted(URL_FIELDS), ids=".".join)
@@ -153,4 +155,19 @@ def test_remote_url_refuses_every_hostile_value_without_connecting(plane_app, ad
         if "localhost" in value:
             assert "127.0.0.1" not in message  # what a name resolved to is never told
     assert admin.get(f"{API}/clusters/demo").get_json()["remote_url"] is None
+    assert accepted == []
+
+
+@pytest.mark.parametrize("value", NOWHERE + WITH_CREDENTIALS + INTERNAL)
+def test_a_spec_repository_url_refuses_every_hostile_value_without_connecting(plane_app, admin, listener, value):
+    port, accepted = listener
+    value = value.format(port=port)
+    response = admin.post(f"{API}/spec-repos", json={"name": "specs", "url": value})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400, (value, body)
+    message = response.get_json()["error"]["message"]
+    assert SECRET not in body and not LIBRARY_ERROR.search(message), message
+    if "localhost" in value:
+        assert "127.0.0.1" not in message  # what a name resolved to is never told
+    assert admin.get(f"{API}/spec-repos").get_json()["spec_repos"] == []
     assert accepted == []

@@ -248,8 +248,12 @@ def test_a_signed_push_is_answered_at_once_and_deployed_by_the_worker_even_acros
     try:
         assert again.extensions["shipyard"].spec_worker.run_once() == 1
         assert [(s.trigger, s.delivery, s.state) for s in syncs(again)] == [("webhook", "d-1", "deployed")]
-        (version,) = versions_of({"admin": admin_of(again)}, "web")
+        admin = admin_of(again)
+        (version,) = versions_of({"admin": admin}, "web")
         assert version["source_commit"] == f"specs@{first}"
+        steps = {s["step"]: s for s in admin.get(f"{API}/apps/demo/storefront/web/trace").get_json()["steps"]}
+        assert (steps["spec commit"]["commit"], steps["spec commit"]["trigger"]) == (first, "webhook")
+        assert steps["committed"]["at"] is not None and steps["synced"]["at"] is None  # no agent reports here
 
         # Polling catches up a push whose webhook never came.
         second = push(world["work"], {"deploy/web.yaml": service_spec("web", image="ghcr.io/acme/web:2.0")})

@@ -341,6 +341,29 @@ def test_versions_follow_the_synced_revision(plane_app, world, client):
     assert versions[2]["status"] == "healthy" and versions[2]["message"] is None  # not version 3's failure
 
 
+def test_a_versions_trace_times_each_step_from_accepted_to_healthy(plane_app, world, client):
+    rep = reporter(client, world["demo"])
+    rep.heartbeat(Heartbeat("1.0", "1.33", simulated=True))
+    first = deploy(world, "ghcr.io/acme/web:1")
+
+    def trace(**query) -> dict:
+        response = world["admin"].get(f"{API}/apps/demo/storefront/web/trace", query_string=query)
+        assert response.status_code == 200, response.get_json()
+        return {step["step"]: step for step in response.get_json()["steps"]}
+
+    steps = trace()
+    assert steps["spec commit"]["at"] is None  # deployed through the API, not from a spec repository
+    assert steps["committed"]["commit"] == first["commit"] and steps["committed"]["after_seconds"] >= 0
+    assert steps["synced"]["at"] is None and steps["healthy"]["at"] is None  # where it stands: not synced yet
+    report_app(rep, sync="OutOfSync", revision=first["commit"], health="Missing")
+    report_app(rep, sync="Synced", revision=first["commit"], health="Progressing")
+    report_app(rep, sync="Synced", revision=first["commit"], health="Healthy")
+    steps = trace(version=1)
+    assert steps["synced"]["revision"] == first["commit"] and steps["healthy"]["revision"] == first["commit"]
+    assert steps["synced"]["at"] <= steps["healthy"]["at"] and steps["healthy"]["after_seconds"] >= 0
+    assert world["admin"].get(f"{API}/apps/demo/storefront/web/trace", query_string={"version": 9}).status_code == 404
+
+
 def test_a_failed_sync_is_not_the_next_versions_while_argocd_keeps_its_state(plane_app, world, client):
     """ArgoCD keeps the last operation's state (Failed) after it compares a newer revision, until its
     next sync starts: the failure belongs to the revision that operation synced, not to the newer one."""

@@ -41,10 +41,13 @@ from gitops.clusters import NAME
 from gitops.workspaces import ENVIRONMENTS
 from gitops.models import User
 from gitops.policy import ROLES
+from gitops.spec_changes import MAX_GLOBS
+from gitops.spec_repos import NAME as SPEC_REPO_NAME
 from renderer.spec import SCHEMA_DIR, SPEC_SCHEMA
 from webapp.query_parameters import INT_MAX, SOURCES, openapi_parameters
 
 _NAME = {"type": "string", "pattern": NAME.pattern}
+_SPEC_REPO_NAME = {"type": "string", "pattern": SPEC_REPO_NAME.pattern}
 _SCOPE = {"cluster": {"type": "string"}, "workspace": {"type": "string"}}
 _SPEC = {"type": "object", "description": "a deploy spec (schemas/deploy-spec.schema.json)"}
 _SECRET_PATHS = {"type": "array", "items": {"type": "string"}, "maxItems": 100,
@@ -63,6 +66,25 @@ _REMOTE = {
     "remote_ssh_passphrase": {"type": "string", "description": "ssh: the private key's passphrase"},
     "remote_known_hosts": {"type": "string", "description": "ssh (required): the server's host key lines, as "
                                                             "ssh-keyscan prints them; pinned, never learned"},
+}
+
+# A spec repository's settings (gitops.spec_repos, gitops.spec_repo_settings); its credentials are sealed
+# and never returned.
+_SPEC_REPO_SETTINGS = {
+    "branch": {"type": "string", "minLength": 1, "maxLength": 255, "description": "default main"},
+    "globs": {"type": "array", "minItems": 1, "maxItems": MAX_GLOBS,
+              "items": {"type": "string", "minLength": 1, "maxLength": 255},
+              "description": "the spec files it owns, e.g. deploy/**/*.yaml (default: every .yaml and .yml file)"},
+    "prune": {"type": "boolean", "description": "a deleted spec file deletes its apps (default false)"},
+    "credentials": {"oneOf": [
+        {"type": "object", "additionalProperties": False, "required": ["username", "password"],
+         "properties": {"username": {"type": "string"}, "password": {"type": "string",
+                                                                      "description": "the password or token"}}},
+        {"type": "object", "additionalProperties": False, "required": ["ssh_key", "known_hosts"],
+         "properties": {"ssh_key": {"type": "string", "description": "the private key, OpenSSH or PEM"},
+                        "ssh_passphrase": {"type": "string"},
+                        "known_hosts": {"type": "string", "description": "the server's host key lines, pinned"}}},
+        {"type": "null"}], "description": "https: username and password (or token); ssh: key and known hosts"},
 }
 
 BODIES: dict[str, dict] = {
@@ -161,6 +183,19 @@ BODIES: dict[str, dict] = {
                                           "promoted with before these (default true)"},
                        "source": {"enum": list(SOURCES)}},
     },
+    "api.register_spec_repo": {
+        "type": "object", "required": ["name", "url"], "additionalProperties": False,
+        "properties": {"name": _SPEC_REPO_NAME,
+                       "url": {"type": "string", "maxLength": 1024,
+                               "description": "https://host/path, ssh://user@host/path or user@host:path"},
+                       **_SPEC_REPO_SETTINGS},
+    },
+    "api.update_spec_repo": {"type": "object", "additionalProperties": False, "properties": _SPEC_REPO_SETTINGS},
+    "api.sync_spec_repo": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"whole": {"type": "boolean", "description": "deploy every spec file of the tip, not only "
+                                                                  "those changed since the commit last synced"}},
+    },
     "api.create_command": {
         "type": "object", "required": ["type"],
         "properties": {"type": {"enum": ["refresh", "restart", "logs"]},
@@ -216,8 +251,9 @@ _WORKSPACE_OPERATIONS = (("api.get_workspace", "GET"), ("api.update_workspace", 
                          ("api.delete_workspace", "DELETE"))
 _APP_OPERATIONS = (("api.get_app", "GET"), ("api.list_versions", "GET"), ("api.get_version", "GET"),
                    ("api.diff_versions", "GET"), ("api.app_status", "GET"), ("api.app_status_history", "GET"),
-                   ("api.app_events", "GET"), ("api.list_runs", "GET"), ("api.create_command", "POST"), ("api.create_run", "POST"),
-                   ("api.rollback_app", "POST"), ("api.promote_app", "POST"), ("api.delete_app", "DELETE"))
+                   ("api.app_events", "GET"), ("api.app_trace", "GET"), ("api.list_runs", "GET"),
+                   ("api.create_command", "POST"), ("api.create_run", "POST"), ("api.rollback_app", "POST"),
+                   ("api.promote_app", "POST"), ("api.delete_app", "DELETE"))
 LINKS: dict[tuple[str, str], tuple[int, tuple[tuple[str, str], ...], dict[str, str]]] = {
     ("api.create_cluster", "POST"): (201, _CLUSTER_OPERATIONS, {"cluster": "$response.body#/name"}),
     ("api.get_cluster", "GET"): (200, _CLUSTER_OPERATIONS, {"cluster": "$response.body#/name"}),
@@ -254,6 +290,8 @@ def _path_schema(converter: str | None, name: str) -> dict:
         return _NAME
     if name == "app":
         return _app_name()
+    if name == "repo":
+        return _SPEC_REPO_NAME
     if name == "kind":
         return {"type": "string", "enum": ["read", "agent"]}
     return {"type": "string", "minLength": 1}

@@ -8,7 +8,7 @@ from flask import current_app
 
 from contract.errors import InvalidRequest
 
-from gitops import clusters, commands, dashboard, reads, status
+from gitops import clusters, commands, dashboard, reads, status, trace
 from gitops.models import Command
 from webapp.api.blueprint import bp
 from webapp.api.requests import app_row, field, json_body
@@ -74,6 +74,17 @@ def app_status_history(cluster: str, workspace: str, app: str):
     events = status.status_history(db_session(), row, limit=argument("limit"), before=argument("before"))
     return {"events": [{"id": e.id, "at": iso(e.at), "sync": e.sync, "health": e.health, "revision": e.revision,
                         "message": e.message} for e in events]}
+
+
+@bp.get("/apps/<cluster>/<workspace>/<app>/trace")
+@requires("app.read")
+def app_trace(cluster: str, workspace: str, app: str):
+    """A version's way from its spec commit to Healthy: each step's time and how long after the one before"""
+    number = argument("version")
+    ctx = context()
+    row = app_row(cluster, workspace, app)
+    version = reads.get_version(ctx, row, number if number is not None else row.current_version or row.version_counter)
+    return trace.version_trace(ctx.session, ctx.repos.open(row.workspace.cluster), row, version)
 
 
 @bp.get("/apps/<cluster>/<workspace>/<app>/events")

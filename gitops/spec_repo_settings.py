@@ -1,0 +1,109 @@
+"""A spec repository's settings after it is registered, and what the API reads of it.
+
+``update_repo`` changes the branch, path globs, prune and credentials of a spec repository
+(gitops.spec_repos), checked as registering checks them and audited; the clone URL stays
+what it was registered with: a repository somewhere else is a new one, deleted and
+registered again, so that no sync compares commits of two different histories. A changed
+branch or path globs take effect at the next sync, which reads what changed since the
+commit last synced on the new branch (a sync as a whole deploys every spec file there).
+
+``credential_fields`` is the one reading of a ``credentials`` object, for registering and
+updating alike; ``repo_bindings`` and ``list_syncs`` are what the API shows of a repository:
+where it may deploy, and its syncs newest first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pygit2
+from sqlalchemy import select
+
+from contract.errors import InvalidRequest, PermissionDenied
+from gitops import egress
+from gitops.accounts import scope_names
+from gitops.audit import record
+from gitops.clusters import remote_credentials
+from gitops.models import RoleBinding, SpecRepo, SpecSync
+from gitops.policy import Scope
+from gitops.service_context import Context
+from gitops.spec_changes import PathGlobs
+from gitops.spec_repos import CREDENTIAL_FIELDS
+
+SETTINGS = ("branch", "globs", "prune", "credentials")
+
+
+def credential_fields(credentials: Any) -> dict[str, str]:
+    """``credentials`` ({username, password} or {ssh_key, ssh_passphrase?, known_hosts}) as the
+    ``remote_*`` fields gitops.clusters.remote_credentials reads; InvalidRequest for anything else."""
+    if credentials is None:
+        return {}
+    if not isinstance(credentials, dict):
+        raise InvalidRequest("credentials is an object: {username, password} for https, "
+                             "{ssh_key, ssh_passphrase, known_hosts} for ssh")
+    unknown = set(credentials) - set(CREDENTIAL_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"credentials take {', '.join(CREDENTIAL_FIELDS)}, not {', '.join(sorted(unknown))}")
+    if not all(isinstance(value, str) for value in credentials.values()):
+        raise InvalidRequest("each credential is a string")
+    return {f"remote_{key}": value for key, value in credentials.items()}
+
+
+def update_repo(ctx: Context, repo: SpecRepo, changes: dict[str, Any]) -> SpecRepo:
+    """Change the settings of ``repo`` that ``changes`` names (SETTINGS; credentials null: none)."""
+    if not ctx.principal.can_anywhere("cluster.update"):
+        raise PermissionDenied(f"{ctx.principal.name} may not change a spec repository")
+    unknown = set(changes) - set(SETTINGS)
+    if "url" in unknown:
+        raise InvalidRequest("a spec repository's URL does not change: delete it and register the new one")
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; a spec repository's settings are "
+                             f"{', '.join(SETTINGS)}")
+    audited: dict[str, Any] = {}
+    if "branch" in changes:
+        repo.branch = audited["branch"] = _branch(changes["branch"])
+    if "globs" in changes:
+        repo.globs = audited["globs"] = _globs(changes["globs"])
+    if "prune" in changes:
+        if not isinstance(changes["prune"], bool):
+            raise InvalidRequest("prune is true or false")
+        repo.prune = audited["prune"] = changes["prune"]
+    if "credentials" in changes:
+        parsed, _ = egress.parse_remote_url(repo.url)
+        sealed = remote_credentials(parsed, None, credential_fields(changes["credentials"]))
+        repo.credentials = ctx.repos.seal(sealed) if sealed else None
+        repo.auth = audited["auth"] = sealed.kind if sealed else None
+    record(ctx.session, ctx.principal, "spec_repo.update", repo.name, audited)
+    return repo
+
+
+def _branch(branch: Any) -> str:
+    if not isinstance(branch, str) or not branch or not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
+        raise InvalidRequest(f"{str(branch)[:100]!r} is not a branch name git takes")
+    return branch
+
+
+def _globs(globs: Any) -> list[str]:
+    if not isinstance(globs, list):
+        raise InvalidRequest("globs is a list of path globs, e.g. [\"deploy/**/*.yaml\"]")
+    return list(PathGlobs(globs).globs)
+
+
+def repo_bindings(ctx: Context, repo: SpecRepo) -> list[dict]:
+    """Where the repository may deploy: its role bindings' roles and scopes, by id."""
+    bindings = ctx.session.scalars(select(RoleBinding).where(
+        RoleBinding.tenant_id == repo.tenant_id, RoleBinding.subject_kind == "repo",
+        RoleBinding.subject == repo.name).order_by(RoleBinding.id))
+    return [{"id": b.id, "role": b.role, **scope_names(ctx.session, Scope(b.tenant_id, b.cluster_id, b.workspace_id))}
+            for b in bindings]
+
+
+def list_syncs(ctx: Context, repo: SpecRepo, *, limit: int, before_id: int | None = None) -> list[SpecSync]:
+    """The repository's syncs, newest first; ``before_id``: only those older than that sync (paging)."""
+    query = select(SpecSync).where(SpecSync.repo_id == repo.id)
+    if before_id is not None:
+        query = query.where(SpecSync.id < before_id)
+    return list(ctx.session.scalars(query.order_by(SpecSync.id.desc()).limit(limit)))
+
+
+__all__ = ["update_repo", "credential_fields", "repo_bindings", "list_syncs", "SETTINGS"]
