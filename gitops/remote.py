@@ -89,6 +89,20 @@ def connect(remote: Remote, verb: str) -> Iterator["Connection"]:
             yield Connection(url.at_address(address), Callbacks(remote.credentials, url.user, verdict))
 
 
+def fetch_branch(repo: pygit2.Repository, remote: Remote, branch: str) -> pygit2.Oid | None:
+    """Fetch the remote's ``branch`` into ``refs/remotes/origin/<branch>`` of ``repo``; its tip, or None
+    when the remote has no such branch (an empty remote)."""
+    tracking = f"refs/remotes/origin/{branch}"
+    with connect(remote, "fetch from") as connection:
+        try:
+            repo.remotes.create_anonymous(connection.url).fetch([f"+refs/heads/{branch}:{tracking}"],
+                                                                callbacks=connection.callbacks)
+        except (pygit2.GitError, Refused) as exc:
+            raise remote_error(remote, "fetch from", connection, exc) from exc
+    ref = repo.references.get(tracking)
+    return ref.target if ref is not None else None
+
+
 def remote_error(remote: Remote, verb: str, connection: "Connection", exc: Exception) -> RepoError:
     shown = egress.redact_url(remote.url)
     if remote.egress is None:
@@ -233,4 +247,4 @@ class PinnedHostKeys:
 _HOST_KEYS = PinnedHostKeys()
 
 
-__all__ = ["RemoteCredentials", "Remote", "Connection", "Refused", "connect", "remote_error", "redact", "PinnedHostKeys"]
+__all__ = ["RemoteCredentials", "Remote", "Connection", "Refused", "connect", "fetch_branch", "remote_error", "redact", "PinnedHostKeys"]

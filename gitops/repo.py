@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Mapping, Union
 
 import pygit2
 
-from gitops.remote import Refused, Remote, connect, remote_error
+from gitops.remote import Refused, Remote, connect, fetch_branch, remote_error
 from contract.errors import RepoConflict, RepoError
 
 log = logging.getLogger(__name__)
@@ -407,15 +407,7 @@ class ClusterRepo:
 
     def fetch(self) -> pygit2.Oid | None:
         """Fetch the remote branch; returns its tip (None for an empty remote)."""
-        tracking = f"refs/remotes/origin/{self.branch}"
-        with connect(self.remote, "fetch from") as connection:
-            try:
-                self.repo.remotes.create_anonymous(connection.url).fetch(
-                    [f"+{self.ref_name}:{tracking}"], callbacks=connection.callbacks)
-            except (pygit2.GitError, Refused) as exc:
-                raise remote_error(self.remote, "fetch from", connection, exc) from exc
-        ref = self.repo.references.get(tracking)
-        return ref.target if ref is not None else None
+        return fetch_branch(self.repo, self.remote, self.branch)
 
     def _push(self, commit_id: pygit2.Oid, base: pygit2.Oid | None) -> str | None:
         """Push ``commit_id`` to the remote branch; returns None or the rejection.

@@ -54,7 +54,7 @@ from gitops.deploy import delete_app, deploy_files
 from gitops.models import RoleBinding, SpecRepo, SpecSync, Tenant, utcnow
 from gitops.policy import Grant, Principal, Scope
 from gitops.reads import get_app
-from gitops.remote import Refused, Remote, connect, remote_error
+from gitops.remote import Remote, fetch_branch
 from gitops.repo_store import RepoStore
 from gitops.service_context import Context
 from gitops.spec_changes import DEFAULT_GLOBS, PathGlobs, SpecChanges, read_changes
@@ -185,10 +185,10 @@ def execute(ctx: Context, repo: SpecRepo, run: SpecSync, *, whole: bool = False)
     run.old = repo.synced_commit
     try:
         mirror = _mirror(mirror_path(ctx.repos, repo))
-        tip = _fetch(mirror, _remote(ctx, repo), repo.branch)
+        tip = fetch_branch(mirror, _remote(ctx, repo), repo.branch)
         if tip is None:
             raise RepoError(f'the repository has no branch "{repo.branch}"')
-        changes = read_changes(mirror, None if whole else repo.synced_commit, tip, PathGlobs(repo.globs))
+        changes = read_changes(mirror, None if whole else repo.synced_commit, str(tip), PathGlobs(repo.globs))
     except RepoError as exc:
         return _finish(session, repo, run, "failed", [Problem("", 0, 0, str(exc))], [], failing=str(exc))
     run.new, run.relation = changes.new, changes.relation
@@ -270,21 +270,6 @@ def _remote(ctx: Context, repo: SpecRepo) -> Remote:
     tenant = ctx.session.get(Tenant, repo.tenant_id)
     return Remote(repo.url, ctx.repos.open_credentials(repo.credentials),
                   ctx.repos.policy(tenant.remote_allowed_hosts or ()))
-
-
-def _fetch(mirror: pygit2.Repository, remote: Remote, branch: str) -> str | None:
-    """Fetch the branch into the mirror; its tip, or None when the remote has no such branch."""
-    tracking = f"refs/remotes/origin/{branch}"
-    with connect(remote, "fetch from") as connection:
-        try:
-            mirror.remotes.create_anonymous(connection.url).fetch([f"+refs/heads/{branch}:{tracking}"],
-                                                                 callbacks=connection.callbacks)
-        except (pygit2.GitError, Refused) as exc:
-            if "couldn't find remote ref" in str(exc).lower():
-                return None
-            raise remote_error(remote, "fetch from", connection, exc) from exc
-    ref = mirror.references.get(tracking)
-    return str(ref.target) if ref is not None else None
 
 
 __all__ = ["register", "list_repos", "get_repo", "delete_repo", "principal_of", "enqueue", "sync", "execute",

@@ -25,6 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 USER, TOKEN = "deploy", "s3cret-token-4711"
+# the git command as the tests run it: a fixed author, no user or system configuration
+GIT_ENV = {"GIT_AUTHOR_NAME": "ana", "GIT_AUTHOR_EMAIL": "ana@example.com", "GIT_COMMITTER_NAME": "ana",
+           "GIT_COMMITTER_EMAIL": "ana@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd``; its output, stripped."""
+    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -149,4 +158,4 @@ def git_server(tmp_path):
     server.close()
 
 
-__all__ = ["git_server", "HttpsGitServer", "self_signed_certificate", "USER", "TOKEN"]
+__all__ = ["git_server", "git", "HttpsGitServer", "self_signed_certificate", "USER", "TOKEN", "GIT_ENV"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pygit2
@@ -11,14 +10,7 @@ import pytest
 
 from contract.errors import InvalidRequest, RepoError
 from gitops.spec_changes import PathGlobs, read_changes
-
-GIT_ENV = {"GIT_AUTHOR_NAME": "ana", "GIT_AUTHOR_EMAIL": "ana@example.com", "GIT_COMMITTER_NAME": "ana",
-           "GIT_COMMITTER_EMAIL": "ana@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-
-
-def git(work: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=work, env={**os.environ, **GIT_ENV}, check=True,
-                          capture_output=True, text=True).stdout.strip()
+from tests.gitserver import git
 
 
 def commit(work: Path, files: dict[str, str | None], message: str) -> str:

@@ -12,8 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,15 +22,12 @@ from gitops import spec_repos
 from gitops.models import SpecRepo, SpecSync, Tenant, Version, utcnow
 from gitops.policy import Grant, Principal, Scope
 from gitops.service_context import Context
-from tests.gitserver import TOKEN, USER, git_server  # noqa: F401 - git_server: a fixture
+from tests.gitserver import TOKEN, USER, git, git_server  # noqa: F401 - git_server: a fixture
 from tests.plane import add_cluster, add_workspace, app_config, make_user, service_spec
 from webapp import create_app
 
 API = "/api/v1"
 ROOT = Path(__file__).resolve().parent.parent
-GIT_ENV = {"GIT_AUTHOR_NAME": "ana", "GIT_AUTHOR_EMAIL": "ana@example.com", "GIT_COMMITTER_NAME": "ana",
-           "GIT_COMMITTER_EMAIL": "ana@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-
 
 @pytest.fixture
 def plane_app(database_url, tmp_path, git_server):  # noqa: F811
@@ -53,11 +48,6 @@ def world(plane_app, git_server, tmp_path):  # noqa: F811
     git(tmp_path, "clone", "-q", str(git_server.root / "specs.git"), str(work))
     git(work, "checkout", "-q", "-b", "main")
     return {"admin": admin, "url": url, "work": work, "app": plane_app}
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def push(work: Path, files: dict[str, str | None], message: str = "change", force: bool = False) -> str:
