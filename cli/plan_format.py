@@ -142,7 +142,7 @@ def _forms(app: dict) -> tuple[str, str, str]:
     head = f"<details><summary>{name} {app['action']}{source}: {size}</summary>\n"
     notes = "".join(f"- note: {_text(note)}\n" for note in app["notes"])
     notes += "\n" if notes else ""
-    fence = "`" * max(3, 1 + max(map(len, re.findall("`+", app["diff"])), default=0))
+    fence = _fence(app["diff"])
     full = f"{head}\n{notes}{fence}diff\n{app['diff']}{fence}\n\n</details>\n"
     rows = "".join(f"| <code>{_text(f['path'])}</code> | {f['change']} | {f['added']} | {f['removed']} |\n"
                    for f in files)
@@ -159,7 +159,7 @@ def problems(lines: list[str], limit: int = COMMENT_LIMIT) -> str:
     count = len(lines)
     head = (f"{TITLE}\n**The specs are invalid**: {count} problem{'s' if count != 1 else ''} found; nothing "
             "was planned.\n\n")
-    fence = "`" * max(3, 1 + max((len(run) for line in lines for run in re.findall("`+", line)), default=0))
+    fence = _fence("\n".join(lines))
     shown, room = [], limit - len(head) - 2 * (len(fence) + 1) - 80  # 80: the line counting those left out
     for line in lines:
         if room < len(line) + 1:
@@ -168,6 +168,11 @@ def problems(lines: list[str], limit: int = COMMENT_LIMIT) -> str:
         room -= len(line) + 1
     tail = f"{count - len(shown)} more in the job log.\n" if len(shown) < count else ""
     return f"{head}{fence}\n" + "".join(f"{line}\n" for line in shown) + f"{fence}\n{tail}"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so that no line of it closes the block."""
+    return "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))
 
 
 def _text(value: object) -> str:
