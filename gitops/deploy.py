@@ -308,16 +308,24 @@ def deploy(ctx: Context, text: str | bytes, *, filename: str = "<request>", sour
 def deploy_files(ctx: Context, files: list[tuple[str, str | bytes]], *, source: str,
                  source_commit: str | None) -> tuple[list[Version], list[Problem]]:
     """Deploy the specs of several files, each file on its own merit: a file with problems is left out
-    (its problems returned, against its path), the others go into one submit (one commit per cluster)."""
-    planned: list[Planned] = []
+    (its problems returned, against its path), the others go into one submit (one commit per cluster).
+
+    Files are also held to each other (``_between_files``): an app two files define is refused in
+    both, and a route a file takes from an earlier one (in the order given) is refused in the later.
+    """
+    by_file: list[tuple[str, list[Planned]]] = []
     problems: list[Problem] = []
     for name, text in files:
         try:
-            planned += plan_specs(ctx, load_specs(text, name))
+            by_file.append((name, plan_specs(ctx, load_specs(text, name))))
         except SpecError as exc:
             problems += exc.problems
         except ShipyardError as exc:  # a workspace not found, not permitted there
             problems.append(Problem(name, 0, 0, str(exc)))
+    refused = _between_files(ctx, by_file)
+    problems += refused
+    left_out = {problem.file for problem in refused}
+    planned = [item for name, items in by_file if name not in left_out for item in items]
     if not planned:
         return [], problems
     try:
@@ -325,6 +333,27 @@ def deploy_files(ctx: Context, files: list[tuple[str, str | bytes]], *, source: 
     except SpecError as exc:  # the commit refused every one of them (a clash with another app)
         return [], problems + exc.problems
     return versions, problems
+
+
+def _between_files(ctx: Context, by_file: list[tuple[str, list[Planned]]]) -> list[Problem]:
+    """What each file's plan, valid on its own, does to the others': apps defined twice, routes taken twice."""
+    files_of: dict[tuple[int, int, str], list[str]] = {}
+    for name, items in by_file:
+        for item in items:
+            files_of.setdefault((item.cluster.id, item.workspace.id, item.name), []).append(name)
+    problems = []
+    for name, items in by_file:
+        for item in items:
+            others = [other for other in files_of[(item.cluster.id, item.workspace.id, item.name)] if other != name]
+            if others:
+                problems.append(item.spec.problem(
+                    f"{item.cluster.name}:{item.workspace.name}/{item.name} is defined in {', '.join(others)} as "
+                    "well: an app is defined in one file; neither is deployed until one of them is removed"))
+    twice = {problem.file for problem in problems}
+    rest = [item for name, items in by_file if name not in twice for item in items]
+    if sum(1 for name, items in by_file if name not in twice and items) > 1:
+        problems += _route_clashes(ctx, rest)  # each file's against the repository were checked as it was planned
+    return problems
 
 
 @dataclass

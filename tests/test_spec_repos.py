@@ -155,6 +155,34 @@ def test_a_push_deploys_its_specs_as_the_repository_and_one_bad_file_blocks_no_o
     assert world["admin"].get(f"{API}/apps/demo/storefront/api").get_json()["deleted"] is True
 
 
+def test_files_of_one_push_are_held_to_each_other_and_the_rest_deploys(world):
+    def routed(name: str, host: str) -> str:
+        return service_spec(name).replace("ports: [{port: 8000}]",
+                                          f"ports: [{{port: 8000, expose: true, host: '{host}'}}]")
+
+    push(world["work"], {"deploy/a-shop.yaml": routed("shop", "shop.example.com"),
+                         "deploy/b-copy.yaml": routed("copy", "shop.example.com"),
+                         "deploy/c-twice.yaml": service_spec("twice"),
+                         "deploy/d-twice.yaml": service_spec("twice", image="ghcr.io/acme/web:2.0"),
+                         "deploy/e-web.yaml": service_spec("web")})
+    register(world)
+    bind(world)
+    run, repo = sync(world, whole=True)
+    assert run.state == "partial" and repo.state == "failing"
+    assert sorted(v["app"] for v in run.versions) == ["demo:storefront/shop", "demo:storefront/web"]
+    named = {p["file"]: p["message"] for p in run.problems}
+    assert set(named) == {"deploy/b-copy.yaml", "deploy/c-twice.yaml", "deploy/d-twice.yaml"}
+    assert "shop.example.com" in named["deploy/b-copy.yaml"] and "storefront/shop" in named["deploy/b-copy.yaml"]
+    assert "defined in deploy/d-twice.yaml as well" in named["deploy/c-twice.yaml"]
+    assert "defined in deploy/c-twice.yaml as well" in named["deploy/d-twice.yaml"]
+    assert versions_of(world, "twice") == [] and versions_of(world, "copy") == []
+
+    push(world["work"], {"deploy/d-twice.yaml": None})  # one definition left: it deploys when its file changes
+    push(world["work"], {"deploy/c-twice.yaml": service_spec("twice", image="ghcr.io/acme/web:3.0")})
+    run, _ = sync(world)
+    assert [v["app"] for v in run.versions] == ["demo:storefront/twice"] and run.problems == []
+
+
 def test_a_rewritten_history_deploys_nothing_until_a_person_accepts_it(world):
     push(world["work"], {"deploy/web.yaml": service_spec("web")})
     register(world)
