@@ -18,7 +18,10 @@ known hosts are read from files. The webhook secret is printed on stdout when th
 registered, this once; Shipyard never shows it again.
 
 A sync's problems are printed as FILE:LINE:COL: message, the spec file's own lines, and its
-exit code tells a script what happened (``repo sync --help``).
+exit code tells a script what happened (``repo sync --help``). Where its https token allows, a
+sync also posts a commit status on the commit it read (``--commit-status``: auto, the provider
+of its webhook or host; off; or a provider); ``repo status`` shows where they go and what each
+sync's came to.
 """
 
 from __future__ import annotations
@@ -67,6 +70,30 @@ def problem_lines(run: dict) -> list[str]:
             for p in run.get("problems") or []]
 
 
+def _statuses_to(repo: dict) -> str:
+    """Where the repository's commit statuses go: the provider, with the setting when that is auto."""
+    setting, provider = repo.get("commit_status") or "auto", repo.get("commit_status_provider")
+    if setting == "off":
+        return "off"
+    return f"{provider or 'none'} (auto)" if setting == "auto" else setting
+
+
+def _status_words(run: dict) -> str:
+    """What came of a sync's commit status: "failure posted", "success not posted", or "-" for none."""
+    status = run.get("commit_status")
+    if not status:
+        return "-"
+    return f"{status['state']} {'not posted' if status['outcome'] == 'failed' else status['outcome']}"
+
+
+def status_lines(run: dict) -> list[str]:
+    """Why a sync's commit status was not posted, when it was not."""
+    status = run.get("commit_status")
+    if not status or status["outcome"] == "posted":
+        return []
+    return [f"commit status {status['state']} on {status['provider']} {status['outcome']}: {status['detail']}"]
+
+
 def _version_words(run: dict) -> str:
     made = [v for v in run.get("versions") or [] if not v.get("unchanged")]
     return ", ".join(f"{v['app']} v{v['number']} ({v['action']})" for v in made) or "-"
@@ -83,8 +110,9 @@ def repos(url, token, output: str) -> None:
     if output == "json":
         print_json({"spec_repos": found})
         return
-    print_table(("NAME", "URL", "BRANCH", "STATE", "SYNCED", "LAST ERROR"), (
-        (r["name"], r["url"], r["branch"], r["state"], _synced(r), r.get("last_error") or "-") for r in found))
+    print_table(("NAME", "URL", "BRANCH", "STATE", "SYNCED", "COMMIT STATUSES", "LAST ERROR"), (
+        (r["name"], r["url"], r["branch"], r["state"], _synced(r), _statuses_to(r), r.get("last_error") or "-")
+        for r in found))
 
 
 # --- shipyard repo ... --------------------------------------------------------------------------------------
@@ -95,16 +123,25 @@ def repo_group() -> None:
     """Register a spec repository, show one, sync it now, or delete it (`shipyard repos` lists them)."""
 
 
-def _credentials(username: str | None, password_stdin: bool, ssh_key: Path | None,
-                 known_hosts: Path | None) -> dict | None:
-    if (username or password_stdin) and (ssh_key or known_hosts):
-        raise click.UsageError("give --username/--password-stdin (https) or --ssh-key/--known-hosts (ssh), not both")
-    if password_stdin and not username:
-        raise click.UsageError("--password-stdin needs --username (for a token: the name its server expects)")
-    if bool(ssh_key) != bool(known_hosts):
-        raise click.UsageError("an ssh repository needs both --ssh-key and --known-hosts")
-    if ssh_key and known_hosts:
-        return {"ssh_key": ssh_key.read_text(), "known_hosts": known_hosts.read_text()}
+def _credentials(username: str | None, password_stdin: bool, password_file: str | None, ssh_key: Path | None,
+                 ssh_key_file: str | None, known_hosts: Path | None) -> dict | None:
+    https, ssh = (username or password_stdin or password_file), (ssh_key or ssh_key_file or known_hosts)
+    if https and ssh:
+        raise click.UsageError("give --username with --password-stdin or --password-file (https), or --ssh-key or "
+                               "--ssh-key-file with --known-hosts (ssh), not both")
+    if password_stdin and password_file:
+        raise click.UsageError("give --password-stdin or --password-file, not both")
+    if ssh_key and ssh_key_file:
+        raise click.UsageError("give --ssh-key or --ssh-key-file, not both")
+    if (password_stdin or password_file) and not username:
+        raise click.UsageError("a password or token needs --username (for a token: the name its server expects)")
+    if ssh and not ((ssh_key or ssh_key_file) and known_hosts):
+        raise click.UsageError("an ssh repository needs --ssh-key (or --ssh-key-file) and --known-hosts")
+    if ssh:
+        key = {"ssh_key": ssh_key.read_text()} if ssh_key else {"ssh_key_file": ssh_key_file}
+        return {**key, "known_hosts": known_hosts.read_text()}
+    if password_file:
+        return {"username": username, "password_file": password_file}
     if username:
         password = sys.stdin.readline().rstrip("\r\n") if password_stdin else ""
         return {"username": username, "password": password}
@@ -120,21 +157,31 @@ def _credentials(username: str | None, password_stdin: bool, ssh_key: Path | Non
 @click.option("--prune", is_flag=True, help="A deleted spec file deletes its apps (off by default).")
 @click.option("--username", help="https: the user name (for a token, what its server expects).")
 @click.option("--password-stdin", is_flag=True, help="https: read the password or token from stdin's first line.")
+@click.option("--password-file", metavar="NAME",
+              help="https: the token is in the server's credential file NAME (CREDENTIAL_FILES_DIR/<tenant>/NAME), "
+                   "read at each fetch.")
 @click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ssh: the private key's file.")
+@click.option("--ssh-key-file", metavar="NAME",
+              help="ssh: the private key is in the server's credential file NAME, read at each fetch.")
 @click.option("--known-hosts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ssh: the server's host key lines (as ssh-keyscan prints them), pinned.")
+@click.option("--commit-status", default="auto", show_default=True, metavar="auto|off|PROVIDER",
+              help="Where each sync posts a commit status, with the https token: auto (the provider of the "
+                   "repository's webhook, or of its host), off, or github, gitlab, gitea, bitbucket-cloud, "
+                   "bitbucket-server.")
 @api_options
 def register(name: str, repo_url: str, branch: str, globs: tuple[str, ...], prune: bool, username: str | None,
-             password_stdin: bool, ssh_key: Path | None, known_hosts: Path | None, url, token, output: str) -> None:
+             password_stdin: bool, password_file: str | None, ssh_key: Path | None, ssh_key_file: str | None,
+             known_hosts: Path | None, commit_status: str, url, token, output: str) -> None:
     """Register the spec repository NAME at URL (https or ssh); it deploys once a role binding names it.
 
     The webhook secret is printed on stdout, this once: give it and the webhook URL to
     the git host's push webhook.
     """
     api = client(url, token, output)  # a missing login fails before stdin is read
-    body = {"name": name, "url": repo_url, "branch": branch, "prune": prune,
-            "credentials": _credentials(username, password_stdin, ssh_key, known_hosts)}
+    body = {"name": name, "url": repo_url, "branch": branch, "prune": prune, "commit_status": commit_status,
+            "credentials": _credentials(username, password_stdin, password_file, ssh_key, ssh_key_file, known_hosts)}
     if globs:
         body["globs"] = list(globs)
     created = api.call("POST", "/api/v1/spec-repos", json={k: v for k, v in body.items() if v is not None})
@@ -161,18 +208,19 @@ def status(name: str, url, token, output: str) -> None:
     print_table(("", ""), (
         ("repository", repo["name"]), ("url", repo["url"]), ("branch", repo["branch"]),
         ("globs", ", ".join(repo["globs"])), ("prune", "yes" if repo["prune"] else "no"),
-        ("credentials", repo.get("auth") or "none"), ("state", repo["state"]), ("synced", _synced(repo)),
+        ("credentials", repo.get("auth") or "none"), ("commit statuses", _statuses_to(repo)),
+        ("state", repo["state"]), ("synced", _synced(repo)),
         ("last error", repo.get("last_error") or "-"), ("bindings", bindings),
     ), header=False)
     if not repo["syncs"]:
         say(f"no syncs yet: shipyard repo sync {name}")
         return
     click.echo()
-    print_table(("SYNC", "STARTED", "TRIGGER", "STATE", "COMMIT", "VERSIONS"), (
+    print_table(("SYNC", "STARTED", "TRIGGER", "STATE", "COMMIT", "COMMIT STATUS", "VERSIONS"), (
         (str(s["id"]), _time(s["started_at"]), s["trigger"], s["state"], (s.get("new") or "-")[:12],
-         _version_words(s)) for s in repo["syncs"]))
+         _status_words(s), _version_words(s)) for s in repo["syncs"]))
     for run in repo["syncs"]:
-        for line in problem_lines(run):
+        for line in problem_lines(run) + status_lines(run):
             click.echo(f"sync {run['id']}: {line}")
 
 
@@ -197,7 +245,7 @@ def sync(name: str, whole: bool, url, token, output: str) -> None:
     if output == "json":
         print_json(run)
     else:
-        for line in problem_lines(run):
+        for line in problem_lines(run) + status_lines(run):
             click.echo(line, err=True)
         commit = (run.get("new") or "")[:12] or "-"
         say(f"{name} at {commit}: {_version_words(run)}", label=run["state"],
@@ -223,4 +271,4 @@ def delete(name: str, yes: bool, url, token, output: str) -> None:
     say(f"spec repository {name}; the apps it deployed stay", label="deleted")
 
 
-__all__ = ["repos", "repo_group", "problem_lines"]
+__all__ = ["repos", "repo_group", "problem_lines", "status_lines"]

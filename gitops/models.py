@@ -282,6 +282,8 @@ class SpecRepo(Base):
     It deploys as itself: its grants are the role bindings whose subject is its name
     (``subject_kind`` "repo"). ``credentials`` and ``webhook_secret`` are sealed at rest
     (gitops.credentials) and never shown; ``synced_commit`` is the branch's commit last synced.
+    ``commit_status`` says where each sync's commit status goes (gitops.commit_status), and
+    ``provider`` is the git provider whose webhook delivery was last verified for it.
     """
 
     __tablename__ = "spec_repo"
@@ -301,6 +303,8 @@ class SpecRepo(Base):
     synced_at: Mapped[dt.datetime | None]
     state: Mapped[str] = mapped_column(String(16), default="new")  # new | synced | failing | behind
     last_error: Mapped[str | None] = mapped_column(Text)
+    commit_status: Mapped[str] = mapped_column(String(16), default="auto")  # auto | off | a provider (push_hooks)
+    provider: Mapped[str | None] = mapped_column(String(16))  # gitops.push_hooks.Provider, from its webhook
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -314,7 +318,7 @@ class SpecSync(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_id: Mapped[int] = mapped_column(ForeignKey("spec_repo.id", ondelete="CASCADE"))
-    trigger: Mapped[str] = mapped_column(String(16))  # webhook | poll | api
+    trigger: Mapped[str] = mapped_column(String(16))  # webhook | poll | api | dashboard
     delivery: Mapped[str | None] = mapped_column(String(128))  # the webhook delivery's id: each is taken once
     old: Mapped[str | None] = mapped_column(String(64))
     new: Mapped[str | None] = mapped_column(String(64))
@@ -327,6 +331,8 @@ class SpecSync(Base):
     finished_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(64))  # the worker running it (gitops.spec_worker)
     claimed_until: Mapped[dt.datetime | None]
+    # what it said on its commit at the provider: {provider, commit, state, description, outcome, detail}
+    commit_status: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class AuditEvent(Base):

@@ -9,6 +9,10 @@ the sync that deploys what a push brings are callers of this module.
 headers) and checks its signature or token in constant time over the exact body
 bytes; ``read_pushes(provider, headers, body)`` turns a verified delivery into one
 :class:`Push` per ref it moved, and into none for a ping, a test or any other event.
+``names_repository(urls, url)`` says whether the URLs a push names are the registered
+repository's: compared as host and path, whatever the scheme, login, port, case,
+trailing slash or ``.git`` (``git@host:owner/repo`` too), since one repository goes by
+its https, ssh and web URLs.
 
 ====================  ==========================================================================
 provider              how a delivery is signed, named and read
@@ -86,7 +90,8 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from contract.errors import ShipyardError
 
@@ -98,6 +103,7 @@ MAX_BODY_BYTES = 1024 * 1024
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 and SHA-256 repositories
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9{}._:-]{1,128}")
+_SCP_LIKE = re.compile(r"^[^/@:\s]+@(?P<host>\[[0-9A-Fa-f:.]+\]|[^/:\s\[\]]+):(?P<path>.+)$")  # git@host:path
 _MAX_REF = 255
 
 
@@ -169,6 +175,27 @@ class Push:
     def branch(self) -> str | None:
         """The branch name for a ref under refs/heads/, None for a tag or anything else."""
         return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else None
+
+
+def repository_key(url: str) -> str:
+    """``url`` as ``host/path`` in lowercase, without scheme, login, port, trailing slash or ``.git``."""
+    text = url.strip()
+    scp = _SCP_LIKE.match(text) if "://" not in text else None
+    if scp is not None:
+        host, path = scp["host"].strip("[]"), scp["path"]
+    else:
+        try:
+            parts = urlsplit(text)
+        except ValueError:  # a bracketed host that is no IPv6 address
+            return text.lower()
+        host, path = parts.hostname or "", parts.path
+    path = path.strip("/").lower()
+    return f"{host.lower()}/{path[:-4] if path.endswith('.git') else path}".rstrip("/")
+
+
+def names_repository(urls: Iterable[str], url: str) -> bool:
+    """Whether one of ``urls`` (a push's repository URLs) is the repository at ``url``."""
+    return repository_key(url) in {repository_key(candidate) for candidate in urls}
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -447,4 +474,5 @@ _READERS = {
     Provider.BITBUCKET_SERVER: _read_bitbucket_server,
 }
 
-__all__ = ["MAX_BODY_BYTES", "HookRefused", "Provider", "Push", "identify", "read_pushes", "verify"]
+__all__ = ["MAX_BODY_BYTES", "HookRefused", "Provider", "Push", "identify", "read_pushes", "verify",
+           "repository_key", "names_repository"]

@@ -40,6 +40,8 @@ class RemoteCredentials:
     ``password``: an https user name and password (or token). ``ssh-key``: a private
     key (OpenSSH or PEM text), its public half, its passphrase, and the host keys the
     server must present (``host_keys``: "type base64" lines, pinned to the remote).
+    The ``*_file`` fields name files the secrets are read from at each use instead
+    (gitops.credential_files); a connection is only ever made with values.
     """
 
     kind: str  # "password" | "ssh-key"
@@ -49,6 +51,9 @@ class RemoteCredentials:
     ssh_public_key: str = ""
     ssh_passphrase: str = ""
     host_keys: tuple[str, ...] = ()
+    password_file: str = ""
+    ssh_key_file: str = ""
+    ssh_passphrase_file: str = ""
 
     def __repr__(self) -> str:
         return f"RemoteCredentials(kind={self.kind!r}, <sealed fields hidden>)"
@@ -91,13 +96,24 @@ def connect(remote: Remote, verb: str) -> Iterator["Connection"]:
 
 def fetch_branch(repo: pygit2.Repository, remote: Remote, branch: str) -> pygit2.Oid | None:
     """Fetch the remote's ``branch`` into ``refs/remotes/origin/<branch>`` of ``repo``; its tip, or None
-    when the remote has no such branch (an empty remote)."""
+    when the remote has no such branch (an empty remote, or the branch deleted there).
+
+    A fetch leaves a tracking ref alone when the remote has no such branch any more: it is
+    taken out first, so that a deleted branch is not answered with its last tip, and put back
+    when the fetch fails.
+    """
     tracking = f"refs/remotes/origin/{branch}"
+    before = repo.references.get(tracking)
+    last = before.target if before is not None else None
+    if before is not None:
+        before.delete()
     with connect(remote, "fetch from") as connection:
         try:
             repo.remotes.create_anonymous(connection.url).fetch([f"+refs/heads/{branch}:{tracking}"],
                                                                 callbacks=connection.callbacks)
         except (pygit2.GitError, Refused) as exc:
+            if last is not None:
+                repo.references.create(tracking, last, force=True)
             raise remote_error(remote, "fetch from", connection, exc) from exc
     ref = repo.references.get(tracking)
     return ref.target if ref is not None else None

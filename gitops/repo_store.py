@@ -39,13 +39,15 @@ class RepoStore:
     (gitops.egress), a seam for tests; ``sessions`` (read-only) looks up a tenant's
     allowed hosts when the cluster at hand was loaded without its tenant; ``schemas`` is
     what the objects the control plane writes itself (workspaces, bootstrap) are
-    validated against (the app's CRD_SCHEMAS).
+    validated against (the app's CRD_SCHEMAS); ``credential_files`` the directory
+    credentials may be read from (CREDENTIAL_FILES_DIR, gitops.credential_files).
     """
 
     def __init__(self, root: Path, credentials_key: CredentialsKey | None = None, tls: ssl.SSLContext | None = None,
                  resolve: egress.Resolver = egress.resolve_host, sessions: sessionmaker[Session] | None = None,
-                 schemas: KubeSchemas = CORE_ONLY):
+                 schemas: KubeSchemas = CORE_ONLY, credential_files: Path | None = None):
         self.root = Path(root)
+        self.credential_files = credential_files
         self.schemas = schemas
         self.data_dir = self.root.parent
         self.credentials_key = credentials_key

@@ -47,6 +47,7 @@ class Context:
     committers: Committers | None = None  # the per-cluster commit queues; deploys only
     worker: str | None = None  # this process's id, on the leases of the versions it commits; deploys only
     schemas: KubeSchemas = CORE_ONLY  # what rendered objects are validated against (the app's CRD_SCHEMAS)
+    public_url: str | None = None  # where people reach the control plane (PUBLIC_URL), for links sent elsewhere
 
     def committing(self) -> tuple[Committers, str]:
         """The commit queues and the worker id, for a service that commits versions."""

@@ -1,7 +1,7 @@
 """A spec repository's settings after it is registered, and what the API reads of it.
 
-``update_repo`` changes the branch, path globs, prune and credentials of a spec repository
-(gitops.spec_repos), checked as registering checks them and audited; the clone URL stays
+``update_repo`` changes the branch, path globs, prune, credentials and where commit statuses go
+(``commit_status``, gitops.commit_status) of a spec repository (gitops.spec_repos), checked as registering checks them and audited; the clone URL stays
 what it was registered with: a repository somewhere else is a new one, deleted and
 registered again, so that no sync compares commits of two different histories. A changed
 branch or path globs take effect at the next sync, which reads what changed since the
@@ -19,40 +19,24 @@ from typing import Any
 import pygit2
 from sqlalchemy import select
 
-from contract.errors import InvalidRequest, PermissionDenied
+from contract.errors import InvalidRequest
 from gitops import egress
 from gitops.accounts import scope_names
 from gitops.audit import record
-from gitops.clusters import remote_credentials
+from gitops.commit_status import mode as commit_status_mode
+from gitops.credential_files import auth_kind
 from gitops.models import RoleBinding, SpecRepo, SpecSync
 from gitops.policy import Scope
 from gitops.service_context import Context
 from gitops.spec_changes import PathGlobs
-from gitops.spec_repos import CREDENTIAL_FIELDS
+from gitops.spec_repos import credential_fields, held_credentials, require_manage
 
-SETTINGS = ("branch", "globs", "prune", "credentials")
-
-
-def credential_fields(credentials: Any) -> dict[str, str]:
-    """``credentials`` ({username, password} or {ssh_key, ssh_passphrase?, known_hosts}) as the
-    ``remote_*`` fields gitops.clusters.remote_credentials reads; InvalidRequest for anything else."""
-    if credentials is None:
-        return {}
-    if not isinstance(credentials, dict):
-        raise InvalidRequest("credentials is an object: {username, password} for https, "
-                             "{ssh_key, ssh_passphrase, known_hosts} for ssh")
-    unknown = set(credentials) - set(CREDENTIAL_FIELDS)
-    if unknown:
-        raise InvalidRequest(f"credentials take {', '.join(CREDENTIAL_FIELDS)}, not {', '.join(sorted(unknown))}")
-    if not all(isinstance(value, str) for value in credentials.values()):
-        raise InvalidRequest("each credential is a string")
-    return {f"remote_{key}": value for key, value in credentials.items()}
+SETTINGS = ("branch", "globs", "prune", "credentials", "commit_status")
 
 
 def update_repo(ctx: Context, repo: SpecRepo, changes: dict[str, Any]) -> SpecRepo:
     """Change the settings of ``repo`` that ``changes`` names (SETTINGS; credentials null: none)."""
-    if not ctx.principal.can_anywhere("cluster.update"):
-        raise PermissionDenied(f"{ctx.principal.name} may not change a spec repository")
+    require_manage(ctx, repo, "change")
     unknown = set(changes) - set(SETTINGS)
     if "url" in unknown:
         raise InvalidRequest("a spec repository's URL does not change: delete it and register the new one")
@@ -68,11 +52,13 @@ def update_repo(ctx: Context, repo: SpecRepo, changes: dict[str, Any]) -> SpecRe
         if not isinstance(changes["prune"], bool):
             raise InvalidRequest("prune is true or false")
         repo.prune = audited["prune"] = changes["prune"]
+    if "commit_status" in changes:
+        repo.commit_status = audited["commit_status"] = commit_status_mode(changes["commit_status"])
     if "credentials" in changes:
         parsed, _ = egress.parse_remote_url(repo.url)
-        sealed = remote_credentials(parsed, None, credential_fields(changes["credentials"]))
-        repo.credentials = ctx.repos.seal(sealed) if sealed else None
-        repo.auth = audited["auth"] = sealed.kind if sealed else None
+        held = held_credentials(ctx, repo.tenant_id, parsed, None, changes["credentials"])
+        repo.credentials = ctx.repos.seal(held) if held else None
+        repo.auth = audited["auth"] = auth_kind(held)
     record(ctx.session, ctx.principal, "spec_repo.update", repo.name, audited)
     return repo
 

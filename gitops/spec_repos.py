@@ -2,9 +2,10 @@
 
 **Registering** one (``register``, a tenant-admin or a cluster-admin): its clone URL (https or
 ssh, held to the tenant's egress policy like a cluster's remote, gitops.egress), branch, path
-globs (the spec files it owns, gitops.spec_changes.PathGlobs), credentials (sealed at rest,
-never shown), prune (whether deleting a spec file deletes its apps; off by default), and a
-webhook secret made here, sealed, and shown once. A spec repository deploys as itself: its
+globs (the spec files it owns, gitops.spec_changes.PathGlobs), credentials (sealed at rest and
+never shown, or the names of the tenant's credential files, read at each fetch:
+gitops.credential_files), prune (whether deleting a spec file deletes its apps; off by
+default), and a webhook secret made here, sealed, and shown once. A spec repository deploys as itself: its
 grants are the role bindings whose subject is its name (``subject_kind`` "repo"), so where it
 may deploy is decided as for anyone (``principal_of``); without a binding it deploys nowhere.
 
@@ -25,7 +26,9 @@ may deploy is decided as for anyone (``principal_of``); without a binding it dep
 5. with prune, delete the apps each deleted file defined at the old commit;
 6. record it all in a ``SpecSync`` (versions made, each problem with its file, line and column)
    and move ``synced_commit`` to the tip, even past a file with problems: that file is tried
-   again when a later commit changes it.
+   again when a later commit changes it;
+7. once that is committed, post a commit status on the tip at the git provider where a token
+   allows (gitops.commit_status), and record what came of it on the sync.
 
 A fetch that fails (an unreachable remote, refused credentials) is recorded on the sync and
 the repository (``failing``) and changes nothing.
@@ -47,20 +50,22 @@ from sqlalchemy.exc import IntegrityError
 from contract.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, Problem, RepoError, ShipyardError, SpecError
 from renderer.spec import load_specs
 
-from gitops import egress
+from gitops import credential_files, egress
 from gitops.audit import record
-from gitops.clusters import remote_credentials
+from gitops.commit_status import mode as commit_status_mode
+from gitops.commit_status import post as post_commit_status, prepare as prepare_commit_status
 from gitops.deploy import delete_app, deploy_files
 from gitops.models import RoleBinding, SpecRepo, SpecSync, Tenant, utcnow
 from gitops.policy import Grant, Principal, Scope
 from gitops.reads import get_app
-from gitops.remote import Remote, fetch_branch
+from gitops.remote import Remote, RemoteCredentials, fetch_branch
 from gitops.repo_store import RepoStore
 from gitops.service_context import Context
 from gitops.spec_changes import DEFAULT_GLOBS, PathGlobs, SpecChanges, read_changes
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-CREDENTIAL_FIELDS = ("username", "password", "ssh_key", "ssh_passphrase", "known_hosts")
+CREDENTIAL_FIELDS = ("username", "password", "ssh_key", "ssh_passphrase", "known_hosts", "password_file",
+                     "ssh_key_file", "ssh_passphrase_file")
 
 
 @dataclass
@@ -70,7 +75,7 @@ class NewSpecRepo:
 
 
 def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: Any = DEFAULT_GLOBS,
-             prune: Any = False, credentials: dict | None = None) -> NewSpecRepo:
+             prune: Any = False, credentials: dict | None = None, commit_status: Any = "auto") -> NewSpecRepo:
     """Register a spec repository (see the module's docstring); its webhook secret is answered once."""
     session, principal = ctx.session, ctx.principal
     if not principal.can_anywhere("cluster.update"):
@@ -85,21 +90,19 @@ def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: 
     if not isinstance(globs, (list, tuple)):
         raise InvalidRequest("globs is a list of path globs, e.g. [\"deploy/**/*.yaml\"]")
     path_globs = PathGlobs(list(globs))
-    fields = {f"remote_{key}": value for key, value in (credentials or {}).items() if key in CREDENTIAL_FIELDS}
-    if set(credentials or {}) - set(CREDENTIAL_FIELDS):
-        raise InvalidRequest(f"credentials take {', '.join(CREDENTIAL_FIELDS)}")
+    statuses = commit_status_mode(commit_status)
     parsed, userinfo = egress.parse_remote_url(url)
     tenant = session.get(Tenant, principal.tenant_id)
     try:
         ctx.repos.policy(tenant.remote_allowed_hosts or ()).addresses(parsed.host, parsed.port)
     except RepoError as exc:
         raise InvalidRequest(f"cannot use {egress.redact_url(str(url))}: {exc}") from exc
-    sealed_credentials = remote_credentials(parsed, userinfo, fields)
+    sealed_credentials = held_credentials(ctx, tenant.id, parsed, userinfo, credentials)
     secret = secrets.token_urlsafe(32)
     row = SpecRepo(tenant_id=principal.tenant_id, name=name, url=str(parsed), branch=branch,
-                   globs=list(path_globs.globs), prune=prune,
+                   globs=list(path_globs.globs), prune=prune, commit_status=statuses,
                    credentials=ctx.repos.seal(sealed_credentials) if sealed_credentials else None,
-                   auth=sealed_credentials.kind if sealed_credentials else None,
+                   auth=credential_files.auth_kind(sealed_credentials),
                    webhook_secret=ctx.repos.seal_text(secret), created_by=principal.name)
     try:
         with session.begin_nested():
@@ -107,8 +110,35 @@ def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: 
     except IntegrityError as exc:
         raise Conflict(f'a spec repository "{name}" exists already') from exc
     record(session, principal, "spec_repo.create", name,
-           {"url": row.url, "branch": branch, "globs": row.globs, "prune": prune, "auth": row.auth})
+           {"url": row.url, "branch": branch, "globs": row.globs, "prune": prune, "auth": row.auth,
+            "commit_status": statuses})
     return NewSpecRepo(row, secret)
+
+
+def credential_fields(credentials: Any) -> dict[str, str]:
+    """``credentials`` ({username, password} or {ssh_key, ssh_passphrase?, known_hosts}, each secret value
+    or instead its ``*_file``: gitops.credential_files) as ``remote_*`` fields; InvalidRequest for anything
+    else."""
+    if credentials is None:
+        return {}
+    if not isinstance(credentials, dict):
+        raise InvalidRequest("credentials is an object: {username, password} for https, "
+                             "{ssh_key, ssh_passphrase, known_hosts} for ssh")
+    unknown = set(credentials) - set(CREDENTIAL_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"credentials take {', '.join(CREDENTIAL_FIELDS)}, not {', '.join(sorted(unknown))}")
+    if not all(isinstance(value, str) for value in credentials.values()):
+        raise InvalidRequest("each credential is a string")
+    return {f"remote_{key}": value for key, value in credentials.items()}
+
+
+def held_credentials(ctx: Context, tenant_id: int, url: egress.RemoteURL, userinfo: tuple[str, str] | None,
+                     credentials: Any) -> RemoteCredentials | None:
+    """What a repository keeps of ``credentials`` (values, or references to the tenant's credential files:
+    gitops.credential_files), checked; None when it needs none."""
+    tenant = ctx.session.get(Tenant, tenant_id)
+    return credential_files.credentials(url, userinfo, credential_fields(credentials), ctx.repos.credential_files,
+                                        tenant.name)
 
 
 def list_repos(ctx: Context) -> list[SpecRepo]:
@@ -130,8 +160,7 @@ def get_repo(ctx: Context, name: Any) -> SpecRepo:
 
 def delete_repo(ctx: Context, repo: SpecRepo) -> None:
     """Forget the repository, its role bindings and its mirror; the apps it deployed stay."""
-    if not ctx.principal.can_anywhere("cluster.update"):
-        raise PermissionDenied(f"{ctx.principal.name} may not delete a spec repository")
+    require_manage(ctx, repo, "delete")
     for binding in ctx.session.scalars(select(RoleBinding).where(
             RoleBinding.tenant_id == repo.tenant_id, RoleBinding.subject_kind == "repo",
             RoleBinding.subject == repo.name)):
@@ -139,6 +168,21 @@ def delete_repo(ctx: Context, repo: SpecRepo) -> None:
     ctx.session.delete(repo)
     record(ctx.session, ctx.principal, "spec_repo.delete", repo.name, {})
     shutil.rmtree(mirror_path(ctx.repos, repo), ignore_errors=True)
+
+
+def require_manage(ctx: Context, repo: SpecRepo, doing: str) -> None:
+    """Changing a repository (its settings, deleting it, syncing it as a whole) is for someone who may
+    change every cluster it may deploy to: a cluster-admin elsewhere cannot turn a repository another
+    cluster trusts to a branch of their choosing. Without role bindings, any registrar may."""
+    if not ctx.principal.can_anywhere("cluster.update"):
+        raise PermissionDenied(f"{ctx.principal.name} may not {doing} a spec repository")
+    for binding in ctx.session.scalars(select(RoleBinding).where(
+            RoleBinding.tenant_id == repo.tenant_id, RoleBinding.subject_kind == "repo",
+            RoleBinding.subject == repo.name)):
+        if not ctx.principal.can("cluster.update", Scope(repo.tenant_id, binding.cluster_id)):
+            where = "the whole tenant" if binding.cluster_id is None else "a cluster you do not administer"
+            raise PermissionDenied(f"{ctx.principal.name} may not {doing} spec repository {repo.name}: it may "
+                                   f"deploy to {where} (a role binding); an admin of every place it deploys to may")
 
 
 def principal_of(ctx: Context, repo: SpecRepo) -> Principal:
@@ -170,7 +214,9 @@ def enqueue(session, repo: SpecRepo, *, trigger: str, delivery: str | None = Non
 def sync(ctx: Context, repo: SpecRepo, *, trigger: str, delivery: str | None = None,
          whole: bool = False) -> SpecSync:
     """Sync ``repo`` now (the module's docstring). A delivery taken already is answered with the sync
-    it made, doing nothing again."""
+    it made, doing nothing again. ``whole`` is for someone who may change the repository (``require_manage``)."""
+    if whole:
+        require_manage(ctx, repo, "sync as a whole")
     run = enqueue(ctx.session, repo, trigger=trigger, delivery=delivery)
     if run is None:
         taken = ctx.session.scalar(select(SpecSync).where(SpecSync.repo_id == repo.id, SpecSync.delivery == delivery))
@@ -181,24 +227,31 @@ def sync(ctx: Context, repo: SpecRepo, *, trigger: str, delivery: str | None = N
 
 def execute(ctx: Context, repo: SpecRepo, run: SpecSync, *, whole: bool = False) -> SpecSync:
     """Run a sync asked for: ``ctx``'s principal is whoever runs it, the deploys are the repository's own."""
-    session = ctx.session
     run.old = repo.synced_commit
     try:
         mirror = _mirror(mirror_path(ctx.repos, repo))
-        tip = fetch_branch(mirror, _remote(ctx, repo), repo.branch)
+        remote = _remote(ctx, repo)
+        tip = fetch_branch(mirror, remote, repo.branch)
         if tip is None:
             raise RepoError(f'the repository has no branch "{repo.branch}"')
         changes = read_changes(mirror, None if whole else repo.synced_commit, str(tip), PathGlobs(repo.globs))
     except RepoError as exc:
-        return _finish(session, repo, run, "failed", [Problem("", 0, 0, str(exc))], [], failing=str(exc))
+        return _finish(ctx, repo, run, "failed", [Problem("", 0, 0, str(exc))], [], failing=str(exc))
     run.new, run.relation = changes.new, changes.relation
     if changes.behind:
         reason = (f"the branch {repo.branch} moved from {(changes.old or '')[:12]} to {changes.new[:12]} without "
                   f"{(changes.old or '')[:12]} in its history (a force-push or a rewritten history): nothing was "
                   "deployed, since its specs may be older than those running; sync it as a whole to deploy the tip "
                   "as it is")
-        return _finish(session, repo, run, "refused", [Problem("", 0, 0, reason)], [], behind=reason)
+        return _finish(ctx, repo, run, "refused", [Problem("", 0, 0, reason)], [], behind=reason,
+                       credentials=remote.credentials)
     as_repo = replace(ctx, principal=principal_of(ctx, repo))
+    if not as_repo.principal.grants:  # not moved on: once it is given a role binding, the next sync deploys
+        reason = (f"spec repository {repo.name} holds no role binding, so it may deploy nowhere: give it a role "
+                  f"where its specs deploy (subject_kind repo; shipyard bindings create {repo.name} ROLE --repo "
+                  "--cluster CLUSTER [--workspace WORKSPACE])")
+        return _finish(ctx, repo, run, "refused", [Problem("", 0, 0, reason)], [], failing=reason,
+                       credentials=remote.credentials)
     files = [(f.path, f.data) for f in changes.files if f.action != "deleted"]
     versions, problems = deploy_files(as_repo, files, source="spec-repo", source_commit=f"{repo.name}@{changes.new}")
     made = [_made(v) for v in versions]
@@ -210,7 +263,7 @@ def execute(ctx: Context, repo: SpecRepo, run: SpecSync, *, whole: bool = False)
         state = "partial" if made else "failed"
     else:
         state = "deployed" if any(not v["unchanged"] for v in made) else "unchanged"
-    return _finish(session, repo, run, state, problems, made, synced=changes.new)
+    return _finish(ctx, repo, run, state, problems, made, synced=changes.new, credentials=remote.credentials)
 
 
 def _made(version) -> dict:
@@ -243,8 +296,10 @@ def _prune(ctx: Context, mirror: pygit2.Repository, changes: SpecChanges) -> tup
     return made, problems
 
 
-def _finish(session, repo: SpecRepo, run: SpecSync, state: str, problems: list[Problem], made: list[dict], *,
-            synced: str | None = None, failing: str | None = None, behind: str | None = None) -> SpecSync:
+def _finish(ctx: Context, repo: SpecRepo, run: SpecSync, state: str, problems: list[Problem], made: list[dict], *,
+            synced: str | None = None, failing: str | None = None, behind: str | None = None,
+            credentials: RemoteCredentials | None = None) -> SpecSync:
+    """Record the sync and commit it; then post its commit status, which only a slow provider waits for."""
     now = utcnow()
     run.state, run.finished_at, run.versions = state, now, made
     run.claimed_by = run.claimed_until = None
@@ -255,7 +310,11 @@ def _finish(session, repo: SpecRepo, run: SpecSync, state: str, problems: list[P
         repo.last_error = f"{len(problems)} problem(s) at {synced[:12]}: see its last sync" if problems else None
     else:
         repo.state, repo.last_error = ("behind", behind) if behind else ("failing", failing)
-    session.commit()
+    status = prepare_commit_status(ctx, repo, run, credentials)
+    ctx.session.commit()
+    if status is not None:
+        run.commit_status = post_commit_status(status)
+        ctx.session.commit()
     return run
 
 
@@ -268,10 +327,10 @@ def _mirror(path: Path) -> pygit2.Repository:
 
 def _remote(ctx: Context, repo: SpecRepo) -> Remote:
     tenant = ctx.session.get(Tenant, repo.tenant_id)
-    return Remote(repo.url, ctx.repos.open_credentials(repo.credentials),
-                  ctx.repos.policy(tenant.remote_allowed_hosts or ()))
+    held = credential_files.resolve(ctx.repos.open_credentials(repo.credentials), ctx.repos.credential_files,
+                                    tenant.name)
+    return Remote(repo.url, held, ctx.repos.policy(tenant.remote_allowed_hosts or ()))
 
 
-__all__ = ["register", "list_repos", "get_repo", "delete_repo", "principal_of", "enqueue", "sync", "execute",
-           "mirror_path",
-           "NewSpecRepo", "NAME"]
+__all__ = ["register", "credential_fields", "held_credentials", "list_repos", "get_repo", "delete_repo",
+           "principal_of", "require_manage", "enqueue", "sync", "execute", "mirror_path", "NewSpecRepo", "NAME"]

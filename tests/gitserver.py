@@ -3,7 +3,8 @@ a small Python server with basic auth and a throwaway self-signed certificate ma
 
 ``git_server`` (a pytest fixture) serves the bare repositories under a temporary directory;
 ``new_repository`` makes one and answers its https URL; the user is ``USER`` and the password
-``TOKEN`` (``server.password`` changes it).
+``TOKEN`` (``server.password`` changes it); the repositories named in ``server.public`` are
+served to anyone, as a public repository on a forge is.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class HttpsGitServer:
     def __init__(self, root: Path, cert: Path, key: Path):
         self.root, self.cert = root, cert
         self.password = TOKEN
+        self.public: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         server = self
 
@@ -99,7 +101,8 @@ class HttpsGitServer:
                     self.end_headers()
                     return
                 expected = "Basic " + base64.b64encode(f"{USER}:{server.password}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
+                public = self.path.lstrip("/").partition("/")[0] in server.public
+                if not public and self.headers.get("Authorization") != expected:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')
                     self.send_header("Content-Length", "0")

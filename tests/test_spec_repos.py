@@ -122,13 +122,12 @@ def test_a_push_deploys_its_specs_as_the_repository_and_one_bad_file_blocks_no_o
     first = push(world["work"], {"deploy/web.yaml": service_spec("web"), "README.md": "not a spec\n",
                                  "deploy/broken.yaml": service_spec("broken").replace("ports:", "portz:")})
     register(world)
-    run, repo = sync(world)  # no role binding yet: the repository may deploy nowhere
-    assert run.state == "failed" and repo.state == "failing" and versions_of(world, "web") == []
+    run, repo = sync(world)  # no role binding yet: nothing is tried, and the repository is not moved on
+    assert run.state == "refused" and repo.state == "failing" and repo.synced_commit is None
+    assert "holds no role binding" in run.problems[0]["message"] and versions_of(world, "web") == []
 
     bind(world)
-    run, repo = sync(world)  # the files refused are tried again when they change, or in a sync as a whole
-    assert run.state == "unchanged" and run.versions == []
-    run, repo = sync(world, whole=True)
+    run, repo = sync(world)
     assert run.state == "partial" and run.relation == "initial" and repo.synced_commit == run.new == first
     assert [v["app"] for v in run.versions] == ["demo:storefront/web"]
     assert [(p["file"], p["line"], p["column"]) for p in run.problems] == [("deploy/broken.yaml", 5, 1)]
@@ -181,6 +180,22 @@ def test_files_of_one_push_are_held_to_each_other_and_the_rest_deploys(world):
     push(world["work"], {"deploy/c-twice.yaml": service_spec("twice", image="ghcr.io/acme/web:3.0")})
     run, _ = sync(world)
     assert [v["app"] for v in run.versions] == ["demo:storefront/twice"] and run.problems == []
+
+
+def test_a_public_repository_needs_no_credentials(world, git_server):  # noqa: F811
+    git_server.public.add("specs.git")
+    push(world["work"], {"deploy/web.yaml": service_spec("web")})
+    ctx = context(world["app"])
+    spec_repos.register(ctx, "specs", world["url"], globs=["deploy/**/*.yaml"])
+    ctx.session.commit()
+    bind(world)
+    run, repo = sync(world, whole=True)
+    assert run.state == "deployed" and repo.auth is None and [v["app"] for v in run.versions] == ["demo:storefront/web"]
+    git_server.public.clear()  # made private: the fetch is refused, and said so
+    push(world["work"], {"deploy/web.yaml": service_spec("web", image="ghcr.io/acme/web:2.0")})
+    run, repo = sync(world)
+    assert run.state == "failed" and repo.state == "failing" and "credentials" in run.problems[0]["message"]
+    ctx.session.close()
 
 
 def test_a_rewritten_history_deploys_nothing_until_a_person_accepts_it(world):

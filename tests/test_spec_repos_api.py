@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.gitserver import TOKEN, USER, git_server  # noqa: F401 - git_server: a fixture
-from tests.plane import make_user, served, service_spec  # noqa: F401 - served: a fixture
+from tests.plane import add_cluster, make_user, served, service_spec  # noqa: F401 - served: a fixture
 from tests.test_spec_repos import plane_app, push, world  # noqa: F401 - plane_app, world: fixtures
 
 API = "/api/v1"
@@ -129,6 +129,28 @@ def test_settings_change_but_not_the_url_and_bad_input_is_a_clear_400(world):  #
     assert ops.get(f"{API}/spec-repos").get_json() == {"spec_repos": []}
 
 
+def test_only_an_admin_of_every_place_a_repository_deploys_to_may_change_it(world):  # noqa: F811
+    add_cluster(world["admin"], "edge")
+    ops = make_user(world["app"], "ops", "cluster-admin", cluster="demo")
+    elsewhere = make_user(world["app"], "edge-ops", "cluster-admin", cluster="edge")
+    assert elsewhere.post(f"{API}/spec-repos", json=register_body(world)).status_code == 201
+    bind(world)  # it now deploys to demo, which edge's admin does not administer
+    for call in (lambda c: c.patch(f"{API}/spec-repos/specs", json={"branch": "mine"}),
+                 lambda c: c.post(f"{API}/spec-repos/specs/sync", json={"whole": True}),
+                 lambda c: c.delete(f"{API}/spec-repos/specs")):
+        refused = call(elsewhere)
+        assert refused.status_code == 403 and "an admin of every place" in refused.get_json()["error"]["message"]
+    assert world["admin"].get(f"{API}/spec-repos/specs").get_json()["branch"] == "main"
+    assert elsewhere.post(f"{API}/spec-repos/specs/sync", json={}).status_code == 201  # as a poll would
+    assert ops.patch(f"{API}/spec-repos/specs", json={"prune": True}).status_code == 200
+
+    tenant_wide = world["admin"].post(f"{API}/role-bindings", json={
+        "role": "workspace-viewer", "subject_kind": "repo", "subject": "specs"})
+    assert tenant_wide.status_code == 201, tenant_wide.get_json()
+    assert ops.delete(f"{API}/spec-repos/specs").status_code == 403
+    assert world["admin"].delete(f"{API}/spec-repos/specs").status_code == 204
+
+
 # --- the command line -------------------------------------------------------------------------------------
 
 
@@ -149,6 +171,9 @@ def test_the_repos_commands_register_sync_show_and_delete(world, served, git_ser
 
     refused = run("repo", "register", "specs", world["url"], token=viewer.token)
     assert refused.returncode == 6, refused.stderr
+    no_files = run("repo", "register", "specs", world["url"], "--username", USER, "--password-file", "git-token")
+    assert no_files.returncode == 1 and "CREDENTIAL_FILES_DIR" in no_files.stderr, no_files.stderr
+    assert run("repo", "register", "specs", world["url"], "--password-file", "git-token").returncode == 2
     made = run("repo", "register", "specs", world["url"], "--glob", "deploy/**/*.yaml", "--username", USER,
                "--password-stdin", stdin=f"{TOKEN}\n")
     assert made.returncode == 0, made.stderr

@@ -11,6 +11,8 @@ SECRET_KEY                 signs sessions; default: generated once into DATA_DIR
 CREDENTIALS_KEY            seals the credentials of cluster git remotes at rest (32+ characters); default:
                            derived (HKDF, a label of its own) from SECRET_KEY, so changing SECRET_KEY then
                            makes stored remote credentials unreadable until they are set again
+CREDENTIAL_FILES_DIR       a directory of credential files spec repositories may name instead of giving a token
+                           or key (``<dir>/<tenant>/<name>``, e.g. mounted Secrets); unset: none are read
 GIT_CA_BUNDLE              a PEM file of CA certificates for https remotes with a private CA, trusted
                            besides the system's
 CRD_SCHEMAS                a directory of CRD JSON Schemas (``<group>/<kind>_<version>.json``) that rendered
@@ -75,6 +77,7 @@ DEFAULTS = {
     "TENANT": "default",
     "CREDENTIALS_KEY": None,
     "GIT_CA_BUNDLE": None,
+    "CREDENTIAL_FILES_DIR": None,
     "CRD_SCHEMAS": None,
     "PUBLIC_URL": "http://127.0.0.1:8080",
     "OIDC_ISSUER": None,

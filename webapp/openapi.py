@@ -38,6 +38,7 @@ from flask import Flask
 from gitops.accounts import MIN_PASSWORD
 from gitops.tokens import MAX_TOKEN_DAYS
 from gitops.clusters import NAME
+from gitops.commit_status import MODES as COMMIT_STATUS_MODES
 from gitops.workspaces import ENVIRONMENTS
 from gitops.models import User
 from gitops.policy import ROLES
@@ -85,6 +86,9 @@ _SPEC_REPO_SETTINGS = {
                         "ssh_passphrase": {"type": "string"},
                         "known_hosts": {"type": "string", "description": "the server's host key lines, pinned"}}},
         {"type": "null"}], "description": "https: username and password (or token); ssh: key and known hosts"},
+    "commit_status": {"enum": list(COMMIT_STATUS_MODES),
+                      "description": "where each sync's commit status is posted with the https token: auto (the "
+                                     "provider of its webhook, or of its host; the default), off, or a provider"},
 }
 
 BODIES: dict[str, dict] = {

@@ -46,7 +46,9 @@ class ControlPlane:
         self.repos = RepoStore(Path(config["DATA_DIR"]) / "repos",
                                CredentialsKey.from_settings(config["CREDENTIALS_KEY"], config["SECRET_KEY"]),
                                tls=tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions,
-                               schemas=self.schemas)
+                               schemas=self.schemas,
+                               credential_files=Path(config["CREDENTIAL_FILES_DIR"]) if config["CREDENTIAL_FILES_DIR"]
+                               else None)
         self.committers = Committers(self.sessions, self.repos)
         self.worker = worker_id()
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
@@ -74,7 +76,7 @@ class ControlPlane:
     def system_context(self, session: Session, principal: Principal) -> Context:
         """A Context for work the control plane does on its own (a spec repository's sync)."""
         return Context(session, principal, self.repos, committers=self.committers, worker=self.worker,
-                       schemas=self.schemas)
+                       schemas=self.schemas, public_url=self._config["PUBLIC_URL"])
 
     @property
     def long_polls(self) -> threading.BoundedSemaphore:
@@ -107,7 +109,7 @@ def context() -> Context:
     """What a service call needs, for the principal of this request."""
     control = plane()
     return Context(db_session(), g.principal, control.repos, committers=control.committers, worker=control.worker,
-                   schemas=control.schemas)
+                   schemas=control.schemas, public_url=current_app.config["PUBLIC_URL"])
 
 
 def _close_session(_exc) -> None:

@@ -19,6 +19,12 @@ multipart form fields, file names  NUL
 any header value                   NUL (RFC 9110 5.5: never valid in a field)
 =================================  ==========================================
 
+A body sent without a Content-Length (chunked) is bounded by werkzeug at
+MAX_CONTENT_LENGTH, but its whole read stops there silently, answering the body
+cut short: a signature would then be checked over the wrong bytes, or a token
+accept a cut body. :class:`BoundedRequest` refuses such a body with 413 instead,
+as one whose Content-Length is over the limit is.
+
 The answer is a 400 in the style of the route's family: the API's JSON error
 (``invalid_request``) for /api, /agent, /git and anything unrouted, a plain
 text 400 for the HTML pages. JSON bodies are checked where they are parsed
@@ -33,7 +39,8 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from contract.errors import InvalidRequest
 from webapp.errors import error_response
@@ -89,8 +96,20 @@ def _refuse_unstorable_text() -> Response | None:
     return error_response(400, "invalid_request", problem)
 
 
+class BoundedRequest(Request):
+    """A request whose body, read whole, is refused (413) when it reaches MAX_CONTENT_LENGTH unannounced."""
+
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False):
+        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        limit = self.max_content_length
+        if self.content_length is None and limit is not None and len(data) >= limit:
+            raise RequestEntityTooLarge(f"the request body is {limit} bytes or more")
+        return data.decode(errors="replace") if as_text else data
+
+
 def init_app(app: Flask) -> None:
     """Register the check; call it before anything else registers a before-request function."""
+    app.request_class = BoundedRequest
     app.before_request(_refuse_unstorable_text)
 
 

@@ -6,10 +6,12 @@ route                                 what
 POST /spec-repos                      register (gitops.spec_repos.register); the answer holds
                                       the webhook secret and URL, the secret this once
 GET /spec-repos, /spec-repos/<repo>   the repositories; one with its role bindings and last syncs
-PATCH /spec-repos/<repo>              branch, globs, prune, credentials (gitops.spec_repo_settings)
+PATCH /spec-repos/<repo>              branch, globs, prune, credentials, commit_status
+                                      (gitops.spec_repo_settings)
 DELETE /spec-repos/<repo>             forget it, its role bindings and its mirror; its apps stay
 POST /spec-repos/<repo>/sync          sync it now ({"whole": true}: the tip as a whole)
-GET /spec-repos/<repo>/syncs          its syncs, newest first, each problem with file, line, column
+GET /spec-repos/<repo>/syncs          its syncs, newest first, each problem with file, line, column,
+                                      and the commit status it posted (gitops.commit_status)
 ====================================  =====================================================
 
 Registering, changing, syncing and deleting need ``cluster.update`` somewhere (a tenant-admin or
@@ -24,7 +26,7 @@ from __future__ import annotations
 from flask import current_app, request
 
 from contract.errors import InvalidRequest
-from gitops import egress, spec_repo_settings, spec_repos
+from gitops import commit_status, egress, spec_repo_settings, spec_repos
 from gitops.models import SpecRepo, SpecSync, Tenant
 from gitops.spec_changes import DEFAULT_GLOBS
 from webapp.api.blueprint import bp
@@ -38,7 +40,9 @@ RECENT_SYNCS = 5  # how many of its last syncs a repository's own answer shows
 
 
 def spec_repo_json(repo: SpecRepo, with_syncs: bool = False) -> dict:
-    """A spec repository: never its credentials (``auth`` names their kind) nor its webhook secret."""
+    """A spec repository: never its credentials (``auth`` names their kind) nor its webhook secret.
+    ``commit_status`` is the setting, ``commit_status_provider`` where it sends statuses now (null: nowhere),
+    ``webhook_provider`` the provider whose webhook delivery was last verified."""
     ctx = context()
     out = {
         "name": repo.name,
@@ -47,6 +51,9 @@ def spec_repo_json(repo: SpecRepo, with_syncs: bool = False) -> dict:
         "globs": repo.globs,
         "prune": repo.prune,
         "auth": repo.auth,
+        "commit_status": repo.commit_status,
+        "commit_status_provider": provider.value if (provider := commit_status.provider_for(repo)) else None,
+        "webhook_provider": repo.provider,
         "state": repo.state,
         "last_error": repo.last_error,
         "synced_commit": repo.synced_commit,
@@ -63,7 +70,8 @@ def spec_repo_json(repo: SpecRepo, with_syncs: bool = False) -> dict:
 def sync_json(run: SpecSync) -> dict:
     return {"id": run.id, "trigger": run.trigger, "delivery": run.delivery, "old": run.old, "new": run.new,
             "relation": run.relation, "state": run.state, "problems": run.problems, "versions": run.versions,
-            "started_at": iso(run.started_at), "finished_at": iso(run.finished_at)}
+            "commit_status": run.commit_status, "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at)}
 
 
 def webhook_url(repo: SpecRepo) -> str:
@@ -82,10 +90,10 @@ def list_spec_repos():
 def register_spec_repo():
     """Register a spec repository; its webhook secret is answered this once"""
     data = json_body()
-    unknown = set(data) - {"name", "url", "branch", "globs", "prune", "credentials"}
+    unknown = set(data) - {"name", "url", "branch", "globs", "prune", "credentials", "commit_status"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}; a spec repository has name, url, "
-                             "branch, globs, prune and credentials")
+                             "branch, globs, prune, credentials and commit_status")
     ctx = context()
     credentials = data.get("credentials")
     spec_repo_settings.credential_fields(credentials)
@@ -93,7 +101,8 @@ def register_spec_repo():
                               branch=field(data, "branch", str, required=False, default="main"),
                               globs=field(data, "globs", list, required=False, default=list(DEFAULT_GLOBS)),
                               prune=field(data, "prune", bool, required=False, default=False),
-                              credentials=credentials)
+                              credentials=credentials,
+                              commit_status=field(data, "commit_status", str, required=False, default="auto"))
     ctx.session.commit()
     return {**spec_repo_json(new.repo), "webhook_url": webhook_url(new.repo),
             "webhook_secret": new.webhook_secret}, 201
@@ -109,7 +118,7 @@ def get_spec_repo(repo: str):
 @bp.patch("/spec-repos/<repo>")
 @requires("cluster.update")
 def update_spec_repo(repo: str):
-    """Change a spec repository's branch, path globs, prune or credentials (its URL does not change)"""
+    """Change a spec repository's branch, path globs, prune, credentials or commit statuses (not its URL)"""
     data = json_body()
     ctx = context()
     row = spec_repo_settings.update_repo(ctx, spec_repos.get_repo(ctx, repo), data)

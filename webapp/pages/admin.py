@@ -80,6 +80,8 @@ SECTIONS = (
     Section("Clusters", "pages.admin_clusters", "register a cluster, its agent's status, its tokens", "cluster.read"),
     Section("Workspaces", "pages.admin_workspaces", "each cluster's workspaces and their environments",
             "workspace.update"),
+    Section("Spec repositories", "pages.admin_spec_repos", "git repositories of specs deployed on push: register "
+            "one, its webhook, its syncs", "cluster.read"),
     Section("Audit log", "pages.admin_audit", "every change: who made it, when, to what", "audit.read"),
 )
 
