@@ -303,6 +303,14 @@ def test_settings_change_keep_credentials_unseen_and_deleting_is_confirmed(world
     assert (event["action"], event["actor"], event["detail"]) == (
         "spec_repo.update", "admin", {"branch": "release", "globs": ["apps/*.yaml"], "prune": True})
 
+    assert "none yet" in text_of(client.get(PAGE))  # auto, and no webhook delivery has named the provider
+    now = {**settings, "branch": "release", "globs": "apps/*.yaml", "prune": "yes"}
+    wrong = client.post(PAGE, data={**now, "commit_status": "svn"})
+    assert wrong.status_code == 400 and "commit_status is one of auto, off, github" in text_of(wrong)
+    assert client.post(PAGE, data={**now, "commit_status": "gitlab"}).status_code == 302
+    assert "saved (commit_status)" in flashed(client) and "posted to gitlab" in text_of(client.get(PAGE))
+    assert admin.get(f"{API}/spec-repos/specs").get_json()["commit_status"] == "gitlab"
+
     both = client.post(PAGE, data={**settings, "clear_credentials": "yes", "username": USER, "password": "x"})
     assert both.status_code == 400 and "not both" in text_of(both)
     ssh = client.post(PAGE, data={**settings, "ssh_key": "-----BEGIN OPENSSH PRIVATE KEY-----\r\n"})

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from flask import flash, redirect, request, url_for
 
 from contract.errors import InvalidRequest
-from gitops import egress, spec_repo_settings, spec_repos
+from gitops import commit_status, egress, spec_repo_settings, spec_repos
 from gitops.dashboard import Word
 from gitops.models import SpecRepo, SpecSync
 from gitops.spec_changes import DEFAULT_GLOBS
@@ -58,7 +58,8 @@ from webapp.query_parameters import INT_MAX, WholeNumber
 SYNC_PAGE = 20
 TRIGGER = "dashboard"  # what a sync asked for here says moved it
 # what a refused form shows again; a password, an ssh key and its passphrase never go back to the browser
-KEPT_FIELDS = ("name", "url", "branch", "globs", "username", "known_hosts", "password_file", "ssh_key_file")
+KEPT_FIELDS = ("name", "url", "branch", "globs", "username", "known_hosts", "password_file", "ssh_key_file",
+               "commit_status")
 _BEFORE = WholeNumber(high=INT_MAX)
 
 REPO_WORDS = {
@@ -164,7 +165,8 @@ def admin_spec_repos():
 
 
 def _register_page(ctx, refusal: Refusal | None = None, form: dict | None = None):
-    return _page("admin_spec_repo_register.html", refusal, form=form or {}, default_globs=DEFAULT_GLOBS)
+    return _page("admin_spec_repo_register.html", refusal, form=form or {}, default_globs=DEFAULT_GLOBS,
+                 status_modes=commit_status.MODES)
 
 
 @bp.get("/admin/register-spec-repo")
@@ -180,7 +182,7 @@ def admin_register_spec_repo():
     try:
         new = spec_repos.register(ctx, _text("name"), _text("url"), branch=_text("branch") or "main",
                                   globs=_globs(_text("globs")), prune=request.form.get("prune") == "yes",
-                                  credentials=_credentials())
+                                  credentials=_credentials(), commit_status=_text("commit_status") or "auto")
     except _REFUSALS as exc:
         return _refused(ctx, exc, _register_page, form=_kept())
     ctx.session.commit()
@@ -198,7 +200,9 @@ def _repo_page(ctx, repo: SpecRepo, refusal: Refusal | None = None, form: dict |
     return _page("admin_spec_repo.html", refusal, repo=repo, word=repo_word(repo), webhook_url=webhook_url(repo),
                  redact=egress.redact_url, bindings=spec_repo_settings.repo_bindings(ctx, repo),
                  syncs=[sync_row(run) for run in runs[:SYNC_PAGE]], older=older, paged=before is not None,
-                 form=form or {"branch": repo.branch, "globs": "\n".join(repo.globs), "prune": repo.prune},
+                 form=form or {"branch": repo.branch, "globs": "\n".join(repo.globs), "prune": repo.prune,
+                               "commit_status": repo.commit_status},
+                 statuses_to=commit_status.provider_for(repo), status_modes=commit_status.MODES,
                  may_change=ctx.principal.can_anywhere("cluster.update"),
                  may_bind=ctx.principal.can_anywhere("binding.manage"))
 
@@ -212,7 +216,8 @@ def admin_spec_repo(repo: str):
 
 def _setting_changes(repo: SpecRepo) -> dict:
     """The settings the form changes (gitops.spec_repo_settings.SETTINGS): only those that differ."""
-    typed = {"branch": _text("branch"), "globs": _globs(_text("globs")), "prune": request.form.get("prune") == "yes"}
+    typed = {"branch": _text("branch"), "globs": _globs(_text("globs")), "prune": request.form.get("prune") == "yes",
+             "commit_status": _text("commit_status") or repo.commit_status}
     changes = {key: value for key, value in typed.items() if value != getattr(repo, key)}
     credentials = _credentials()
     if request.form.get("clear_credentials") == "yes":
