@@ -36,6 +36,7 @@ the repository (``failing``) and changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import shutil
@@ -63,6 +64,8 @@ from gitops.repo_store import RepoStore
 from gitops.service_context import Context
 from gitops.spec_changes import DEFAULT_GLOBS, PathGlobs, SpecChanges, read_changes
 
+# how long a sync may run before another worker takes it as its worker's died: a thousand spec files take a while
+LEASE = dt.timedelta(minutes=10)
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 CREDENTIAL_FIELDS = ("username", "password", "ssh_key", "ssh_passphrase", "known_hosts", "password_file",
                      "ssh_key_file", "ssh_passphrase_file")
@@ -197,10 +200,14 @@ def mirror_path(repos: RepoStore, repo: SpecRepo) -> Path:
     return repos.data_dir / "spec-repos" / str(repo.tenant_id) / f"{repo.id}.git"
 
 
-def enqueue(session, repo: SpecRepo, *, trigger: str, delivery: str | None = None) -> SpecSync | None:
+def enqueue(session, repo: SpecRepo, *, trigger: str, delivery: str | None = None,
+            running_by: str | None = None) -> SpecSync | None:
     """A sync of ``repo`` asked for and committed, to be run (``execute``, gitops.spec_worker); None when
-    ``delivery`` was taken already: a provider's redelivery, or a replay, syncs nothing again."""
+    ``delivery`` was taken already: a provider's redelivery, or a replay, syncs nothing again.
+    ``running_by``: claimed by that worker from the start, since it runs the sync itself (no other does)."""
     run = SpecSync(repo_id=repo.id, trigger=trigger, delivery=delivery, state="queued", problems=[], versions=[])
+    if running_by is not None:
+        run.state, run.claimed_by, run.claimed_until = "running", running_by, utcnow() + LEASE
     try:
         with session.begin_nested():
             session.add(run)
@@ -213,11 +220,18 @@ def enqueue(session, repo: SpecRepo, *, trigger: str, delivery: str | None = Non
 
 def sync(ctx: Context, repo: SpecRepo, *, trigger: str, delivery: str | None = None,
          whole: bool = False) -> SpecSync:
-    """Sync ``repo`` now (the module's docstring). A delivery taken already is answered with the sync
-    it made, doing nothing again. ``whole`` is for someone who may change the repository (``require_manage``)."""
+    """Sync ``repo`` now, in this request (the module's docstring); Conflict while another sync of it runs.
+    A delivery taken already is answered with the sync it made, doing nothing again. ``whole`` is for
+    someone who may change the repository (``require_manage``)."""
     if whole:
         require_manage(ctx, repo, "sync as a whole")
-    run = enqueue(ctx.session, repo, trigger=trigger, delivery=delivery)
+    running = ctx.session.scalar(select(SpecSync).where(SpecSync.repo_id == repo.id, SpecSync.state == "running",
+                                                        SpecSync.claimed_until >= utcnow()).limit(1))
+    if running is not None:
+        ctx.session.rollback()
+        raise Conflict(f"sync {running.id} of spec repository {repo.name} (asked by {running.trigger}) is running: "
+                       "see it with its syncs, or ask again once it is done")
+    run = enqueue(ctx.session, repo, trigger=trigger, delivery=delivery, running_by=ctx.worker or "request")
     if run is None:
         taken = ctx.session.scalar(select(SpecSync).where(SpecSync.repo_id == repo.id, SpecSync.delivery == delivery))
         ctx.session.commit()
@@ -249,7 +263,7 @@ def execute(ctx: Context, repo: SpecRepo, run: SpecSync, *, whole: bool = False)
     if not as_repo.principal.grants:  # not moved on: once it is given a role binding, the next sync deploys
         reason = (f"spec repository {repo.name} holds no role binding, so it may deploy nowhere: give it a role "
                   f"where its specs deploy (subject_kind repo; shipyard bindings create {repo.name} ROLE --repo "
-                  "--cluster CLUSTER [--workspace WORKSPACE])")
+                  "--cluster CLUSTER [--workspace WORKSPACE]), then sync it")
         return _finish(ctx, repo, run, "refused", [Problem("", 0, 0, reason)], [], failing=reason,
                        credentials=remote.credentials)
     files = [(f.path, f.data) for f in changes.files if f.action != "deleted"]
@@ -333,4 +347,4 @@ def _remote(ctx: Context, repo: SpecRepo) -> Remote:
 
 
 __all__ = ["register", "credential_fields", "held_credentials", "list_repos", "get_repo", "delete_repo",
-           "principal_of", "require_manage", "enqueue", "sync", "execute", "mirror_path", "NewSpecRepo", "NAME"]
+           "principal_of", "require_manage", "enqueue", "sync", "execute", "mirror_path", "NewSpecRepo", "NAME", "LEASE"]

@@ -22,13 +22,13 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gitops import spec_repos
+from gitops.spec_repos import LEASE
 from gitops.models import SpecRepo, SpecSync, utcnow
 from gitops.policy import Principal
 from gitops.service_context import Context
 
 log = logging.getLogger(__name__)
 
-LEASE = dt.timedelta(minutes=10)  # a sync of a thousand spec files takes a while; a dead worker's is retaken after
 BATCH = 10
 
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from contract.errors import Conflict, InvalidRequest, PermissionDenied
 from gitops import spec_repos
@@ -128,6 +128,7 @@ def test_a_push_deploys_its_specs_as_the_repository_and_one_bad_file_blocks_no_o
 
     bind(world)
     run, repo = sync(world)
+    assert world["app"].extensions["shipyard"].spec_worker.run_once() == 0  # run by the request alone
     assert run.state == "partial" and run.relation == "initial" and repo.synced_commit == run.new == first
     assert [v["app"] for v in run.versions] == ["demo:storefront/web"]
     assert [(p["file"], p["line"], p["column"]) for p in run.problems] == [("deploy/broken.yaml", 5, 1)]
@@ -180,6 +181,21 @@ def test_files_of_one_push_are_held_to_each_other_and_the_rest_deploys(world):
     push(world["work"], {"deploy/c-twice.yaml": service_spec("twice", image="ghcr.io/acme/web:3.0")})
     run, _ = sync(world)
     assert [v["app"] for v in run.versions] == ["demo:storefront/twice"] and run.problems == []
+
+
+def test_a_sync_asked_for_while_another_runs_is_refused(world):
+    push(world["work"], {"deploy/web.yaml": service_spec("web")})
+    register(world)
+    bind(world)
+    with context(world["app"]).session as session:
+        repo = session.scalar(select(SpecRepo))
+        spec_repos.enqueue(session, repo, trigger="webhook", running_by="another-process")
+    answer = world["admin"].post(f"{API}/spec-repos/specs/sync", json={})
+    assert answer.status_code == 409 and "(asked by webhook) is running" in answer.get_json()["error"]["message"]
+    with context(world["app"]).session as session:  # its worker died: once its lease runs out, a sync may run
+        session.execute(update(SpecSync).values(claimed_until=utcnow() - dt.timedelta(seconds=1)))
+        session.commit()
+    assert world["admin"].post(f"{API}/spec-repos/specs/sync", json={}).get_json()["state"] == "deployed"
 
 
 def test_a_public_repository_needs_no_credentials(world, git_server):  # noqa: F811
