@@ -58,6 +58,8 @@ COMMANDS = {
     "audit": "cli.access:audit",
     "repos": "cli.repos:repos",
     "repo": "cli.repos:repo_group",
+    "webhooks": "cli.webhooks:webhooks",
+    "webhook": "cli.webhooks:webhook_group",
 }
 
 # the commands that need an extra of the install, by name
@@ -101,5 +103,7 @@ def main() -> None:
     API client:     login, logout, contexts, deploy, plan (also --offline), rollback, promote,
                     apps, versions, status, diff, trace, delete, logs, restart, refresh, run, runs,
                     clusters, workspaces, users, bindings, tokens, audit,
-                    repos, repo (spec repositories: register, status, sync, delete)
+                    repos, repo (spec repositories: register, status, sync, delete),
+                    webhooks, webhook (status webhooks: create, show, update, delete, rotate-secret,
+                    deliveries, redeliver, test)
     """

@@ -6,7 +6,9 @@ the agent last saw of the cluster (its Kubernetes version, the CRDs installed, t
 releases of its addons), which
 ``live_facts`` turns into what specs are checked against beside the cluster profile, and
 answers how many commands wait for the agent (gitops.commands hands them out). Whether an agent
-is there at all (online, stale, offline) is part of the status people read (gitops.status).
+is there at all (online, stale, offline) is part of the status people read (gitops.status); every
+call of an agent is recorded by ``seen``, which tells subscribers when a cluster that was offline
+is back (gitops.webhook_events).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer, lazyload
 
+from gitops import webhook_events
 from gitops.clusters import token_matches
 from gitops.models import Cluster, Tenant, utcnow
 from gitops.status import StatusSettings, pending_commands
@@ -56,10 +59,18 @@ def agent_cluster(session: Session, tenant: str, cluster: str, token: str | None
     return None
 
 
-def heartbeat(session: Session, cluster: Cluster, beat: Any, now: dt.datetime | None = None) -> dict:
+def seen(session: Session, cluster: Cluster, settings: StatusSettings, now: dt.datetime | None = None) -> None:
+    """A call of the cluster's agent, now: its last_seen_at, and cluster.online when it was offline."""
+    now = now or utcnow()
+    webhook_events.agent_heard(session, cluster, cluster.last_seen_at, now, settings)
+    cluster.last_seen_at = now
+
+
+def heartbeat(session: Session, cluster: Cluster, beat: Any, settings: StatusSettings | None = None,
+              now: dt.datetime | None = None) -> dict:
     now = now or utcnow()
     cluster.agent_info = {**dataclasses.asdict(beat), "received_at": now.isoformat()}
-    cluster.last_seen_at = now
+    seen(session, cluster, settings or StatusSettings(), now)
     return {"commands": pending_commands(session, cluster)}
 
 
@@ -188,4 +199,4 @@ def live_facts(cluster: Cluster) -> LiveFacts | None:
                      {group: frozenset(api_versions) for group, api_versions in served.items()}, releases)
 
 
-__all__ = ["LiveFacts", "agent_cluster", "heartbeat", "live_facts"]
+__all__ = ["LiveFacts", "agent_cluster", "seen", "heartbeat", "live_facts"]

@@ -9,7 +9,8 @@ A job run is a run-job command and the Workflow (or Job) it starts: the run
 takes that workload's state as the agent reports it (gitops.ingest), from the
 command's result on. People start runs through the API (``trigger_run``); a
 job with trigger_on_deploy gets one when a new version of it is live
-(``runs_on_deploy``).
+(``runs_on_deploy``). A run that succeeds or fails is a status event (gitops.webhook_events), in
+the transaction that records it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from gitops import webhook_events
 from gitops.audit import record
 from gitops.clusters import profile_of
 from gitops.models import Application, Cluster, ClusterObject, Command, JobRun, Version, Workspace, utcnow
@@ -203,6 +205,7 @@ def record_result(session: Session, cluster: Cluster, command_id: int, result: A
     command.result, command.error, command.done_at, command.claimed_until = result.result, result.error, now, None
     run = session.scalar(select(JobRun).where(JobRun.command_id == command.id))
     if run is not None:
+        finished = False
         if result.ok:
             name = result.result.get("workflow") or result.result.get("job") or result.result.get("name")
             run.workflow = str(name)[:253] if name else None
@@ -212,10 +215,14 @@ def record_result(session: Session, cluster: Cluster, command_id: int, result: A
                 ClusterObject.cluster_id == cluster.id, ClusterObject.kind.in_(RUN_KINDS),
                 ClusterObject.namespace == command.namespace, ClusterObject.name == run.workflow)
                 .limit(1)) if run.workflow else None
-            if reported:
-                _follow(run, reported, now)
+            finished = bool(reported) and _follow(run, reported, now)
         else:
+            finished = run.state != "failed"
             run.state, run.message, run.finished_at = "failed", result.error, now
+        if finished:
+            app = session.get(Application, run.application_id)
+            webhook_events.runs_finished(session, cluster, [
+                webhook_events.RunFacts(run, app.workspace_id, app.workspace.name, app.name)], now)
     return command
 
 
@@ -335,21 +342,27 @@ def update_runs_from_workflows(session: Session, cluster: Cluster, workflows: di
                                now: dt.datetime) -> None:
     """Each reported Workflow or Job (by namespace and name) into the runs it started."""
     runs = session.execute(
-        select(JobRun, Workspace.name).join(Application, JobRun.application_id == Application.id).join(Workspace)
+        select(JobRun, Workspace.id, Workspace.name, Application.name)
+        .join(Application, JobRun.application_id == Application.id).join(Workspace)
         .where(Workspace.cluster_id == cluster.id, JobRun.workflow.in_({name for _, name in workflows}))).all()
-    for run, namespace in runs:
+    finished = []
+    for run, workspace_id, namespace, app in runs:
         state = workflows.get((namespace, run.workflow))
-        if state is not None:
-            _follow(run, state, now)
+        if state is not None and _follow(run, state, now):
+            finished.append(webhook_events.RunFacts(run, workspace_id, namespace, app))
+    webhook_events.runs_finished(session, cluster, finished, now)
 
 
-def _follow(run: JobRun, state: dict, now: dt.datetime) -> None:
-    """A run takes the state of its Workflow or Job (agent.summaries: phase and message)."""
+def _follow(run: JobRun, state: dict, now: dt.datetime) -> bool:
+    """A run takes the state of its Workflow or Job (agent.summaries: phase and message); whether it
+    just succeeded or failed."""
     new = _WORKFLOW_PHASES.get(str(state.get("phase")), run.state)
+    finished = new != run.state and new in ("succeeded", "failed")
     if new != run.state or state.get("message") != run.message:
         run.state, run.message = new, state.get("message")
         if new in ("succeeded", "failed") and run.finished_at is None:
             run.finished_at = now
+    return finished
 
 
 __all__ = [

@@ -66,16 +66,13 @@ Data Center         the clone URL before ``/scm/``); authenticated as Bitbucket 
 Posting goes through the tenant's egress policy like a fetch (gitops.egress): the API's host
 is resolved and every address checked, the connection made to a checked address, and TLS
 verified for the host's name against the system's CAs and GIT_CA_BUNDLE
-(``_CheckedTransport``). No redirect is followed, at most :data:`MAX_ANSWER_BYTES` of the
+(gitops.egress_http). No redirect is followed, at most :data:`MAX_ANSWER_BYTES` of the
 answer are read, and each step (connect, send, each read) waits at most :data:`TIMEOUT`
 seconds. Nothing of it raises out of a sync: the sync is recorded and committed first
 (gitops.spec_repos), then the status posted and what came of it recorded on the sync
 (``SpecSync.commit_status``: provider, commit, state, description, outcome ``posted``,
 ``skipped`` or ``failed``, and a plain detail) and logged. The token goes into one request
 header and nowhere else: not the record, not a message, not the log.
-
-The transport lives here and not in gitops.egress because it needs httpx, which the offline
-commands that use gitops.egress (``shipyard apply --remote``) would then import for nothing.
 """
 
 from __future__ import annotations
@@ -83,7 +80,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -93,7 +89,8 @@ from sqlalchemy import select
 
 from contract.errors import InvalidRequest, RepoError
 from gitops import egress
-from gitops.https_gateway import UNTRUSTED, tls_context
+from gitops.egress_http import CheckedTransport, untrusted_certificate
+from gitops.https_gateway import UNTRUSTED
 from gitops.models import SpecRepo, SpecSync, Tenant
 from gitops.push_hooks import Provider
 from gitops.remote import RemoteCredentials
@@ -374,7 +371,8 @@ def post(pending: Pending) -> dict[str, Any]:
         outcome, detail = "failed", f"the API did not answer within {TIMEOUT:g} s"
     except httpx.HTTPError as exc:
         log.info("commit status: cannot post to %s: %s", request.url, exc)
-        outcome, detail = "failed", UNTRUSTED if _untrusted(exc) else f"cannot reach the API: {egress.UNREACHABLE}"
+        outcome = "failed"
+        detail = UNTRUSTED if untrusted_certificate(exc) else f"cannot reach the API: {egress.UNREACHABLE}"
     else:
         outcome, detail = _judged(status)
         if outcome == "failed":
@@ -386,7 +384,7 @@ def post(pending: Pending) -> dict[str, Any]:
 
 def _send(request: StatusRequest, policy: egress.EgressPolicy) -> tuple[int, bytes]:
     """The answer's status and its first bytes (at most MAX_ANSWER_BYTES)."""
-    with httpx.Client(transport=_CheckedTransport(policy), timeout=TIMEOUT, follow_redirects=False,
+    with httpx.Client(transport=CheckedTransport(policy), timeout=TIMEOUT, follow_redirects=False,
                       trust_env=False) as client:
         with client.stream("POST", request.url, json=request.body, headers=request.headers) as response:
             answer = b""
@@ -407,53 +405,12 @@ def _judged(status: int) -> tuple[str, str]:
     return "failed", f"the API answered HTTP {status}" + (f": {hints[status]}" if status in hints else "")
 
 
-def _untrusted(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _excerpt(answer: bytes, secrets: tuple[str, ...]) -> str:
     """The start of an answer for the log, with anything of the credentials it echoes taken out."""
     text = answer.decode("utf-8", "replace")
     for secret in secrets:
         text = text.replace(secret, "***")
     return " ".join(text.split())[:300]
-
-
-class _CheckedTransport(httpx.HTTPTransport):
-    """httpx's transport, connecting only to addresses the egress policy checked.
-
-    The request's host is resolved and checked (``EgressPolicy.addresses``) and the connection made to
-    a checked address, with the host's name as TLS server name (httpcore's ``sni_hostname``), so the
-    certificate is verified for the name while nothing else resolves it again. The Host header stays the
-    name's. Only https.
-    """
-
-    def __init__(self, policy: egress.EgressPolicy):
-        super().__init__(verify=policy.tls or tls_context(), trust_env=False, retries=0)
-        self._policy = policy
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme != "https":
-            raise RepoError("commit statuses are posted over https only")
-        host = request.url.host
-        addresses = self._policy.addresses(host, request.url.port or 443)
-        request.extensions = {**request.extensions, "sni_hostname": host}
-        for address in addresses[:-1]:
-            try:
-                return super().handle_request(_at(request, address))
-            except httpx.ConnectError as exc:
-                log.info("commit status: cannot connect to %s (%s): %s", host, address, exc)
-        return super().handle_request(_at(request, addresses[-1]))
-
-
-def _at(request: httpx.Request, address: egress.IPAddress) -> httpx.Request:
-    request.url = request.url.copy_with(host=str(address))
-    return request
 
 
 __all__ = ["MODES", "TIMEOUT", "MAX_ANSWER_BYTES", "HOSTED", "Verdict", "StatusRequest", "NoStatus", "Pending",

@@ -6,7 +6,8 @@ everything queued (one Version per app per commit) as one commit, and every Vers
 the commit that carries it. The commit and its record run in one database transaction that
 locks the apps' rows, and a Version is ``superseded`` (not committed) when a higher-numbered
 Version of its app is already committed, so the repository never goes back to an older
-version of an app, whichever process gets there first.
+version of an app, whichever process gets there first. The same transaction records each
+committed Version's status events (gitops.webhook_events).
 
 What becomes of each pending Version is decided by ``next_step``, a pure function; the rest
 of this module is the I/O around it.
@@ -29,7 +30,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gitops import apply as apply_service
-from gitops import metrics
+from gitops import metrics, webhook_events
 from gitops.models import Application, Cluster, Version, utcnow
 from gitops.repo import ClusterRepo
 from gitops.repo_store import RepoStore
@@ -70,11 +71,11 @@ class Ticket:
 # The statements every commit runs, built once: building and hashing a statement cost more
 # than running it (SQLAlchemy caches the compiled form, keyed by the statement's structure).
 _APPS, _VERSIONS = Application.__table__, Version.__table__
-_LOCK_APPS = (select(_APPS.c.id, _APPS.c.current_version).where(_APPS.c.id.in_(bindparam("app_ids", expanding=True)))
-              .order_by(_APPS.c.id).with_for_update())
+_LOCK_APPS = (select(_APPS.c.id, _APPS.c.current_version, _APPS.c.workspace_id)
+              .where(_APPS.c.id.in_(bindparam("app_ids", expanding=True))).order_by(_APPS.c.id).with_for_update())
 _BATCH_AND_PENDING = (
     select(_VERSIONS.c.id, _VERSIONS.c.application_id, _VERSIONS.c.number, _VERSIONS.c.state,
-           _VERSIONS.c.deployment_id, _VERSIONS.c.created_at)
+           _VERSIONS.c.deployment_id, _VERSIONS.c.created_at, _VERSIONS.c.action, _VERSIONS.c.origin)
     .where(_VERSIONS.c.application_id.in_(bindparam("app_ids", expanding=True)),
            or_(_VERSIONS.c.id.in_(bindparam("batch_ids", expanding=True)), _VERSIONS.c.state == "pending")))
 _MOVE_CURRENT = (_APPS.update().where(_APPS.c.id == bindparam("app_id"))
@@ -165,8 +166,9 @@ class Committers:
             # processes; SQLite's BEGIN IMMEDIATE already serializes writers. An app's
             # current_version is the number of its newest committed Version.
             # (Core: the tables' columns, not the ORM's attributes, so no ORM compilation per statement)
-            newest = {app_id: number for app_id, number in session.execute(
-                _LOCK_APPS, {"app_ids": app_ids}).all() if number}
+            locked = session.execute(_LOCK_APPS, {"app_ids": app_ids}).all()
+            newest = {row.id: row.current_version for row in locked if row.current_version}
+            workspaces = {row.id: row.workspace_id for row in locked}
             rows = session.execute(_BATCH_AND_PENDING, {"app_ids": app_ids, "batch_ids": list(batch_ids)}).all()
             current = {row.id: row for row in rows if row.id in batch_ids}
             fresh = {t.version_id for t in batch if t.fresh}
@@ -208,6 +210,8 @@ class Committers:
                     records.committed(ticket, commit_id, actions.get((ticket.workspace, ticket.app))
                                       not in ("unchanged", "absent"))
             records.write(session, newest)
+            webhook_events.versions_committed(session, cluster, [
+                _facts(t, current[t.version_id], workspaces[t.application_id]) for t in records.tickets], records.now)
         metrics.DEPLOYS.labels(outcome="committed").inc(len(records.tickets))
 
 
@@ -251,6 +255,13 @@ class _Records:
         if moved:  # one executemany
             session.execute(_MOVE_CURRENT, moved)
 
+
+
+def _facts(ticket: Ticket, row: Any, workspace_id: int) -> webhook_events.VersionFacts:
+    """A committed ticket's Version as its events tell of it (``row``: its _BATCH_AND_PENDING row)."""
+    return webhook_events.VersionFacts(
+        ticket.application_id, workspace_id, ticket.workspace, ticket.app, ticket.number, row.action,
+        ticket.deployment_id, ticket.commit_id, ticket.changed, ticket.source_commit, ticket.author, row.origin)
 
 
 def _unrecorded_in_git(session: Session, repo: ClusterRepo, app_ids: list[int], newest: dict[int, int],

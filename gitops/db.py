@@ -128,8 +128,9 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     """INSERT ``rows`` (dicts with the same keys), each with the ``common`` values too.
 
     With ``conflict`` (a unique key's columns), a row whose key exists updates the ``update``
-    columns instead. PostgreSQL gets one statement over the rows as one JSON document, whatever
-    the number of rows (no row may repeat a key); SQLite an executemany.
+    columns instead, or, with no ``update`` columns, is left as it is (a duplicate taken as done).
+    PostgreSQL gets one statement over the rows as one JSON document, whatever the number of rows
+    (no row may repeat a key it updates); SQLite an executemany.
     """
     if not rows:
         return
@@ -137,13 +138,17 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     if connection.dialect.name == "postgresql":
         quote, source, columns, params = _recordset(connection, table, rows, common)
         sql = f"INSERT INTO {quote(table.name)} ({', '.join(columns)}) {source}"
-        if conflict:
+        if conflict and not update:
+            sql += f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO NOTHING"
+        elif conflict:
             sql += (f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET "
                     + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update))
         connection.execute(text(sql), params)
         return
     statement = sqlite_insert(table)
-    if conflict:
+    if conflict and not update:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
+    elif conflict:
         statement = statement.on_conflict_do_update(index_elements=list(conflict),
                                                     set_={c: statement.excluded[c] for c in update})
     connection.execute(statement, [{**row, **common} for row in rows])

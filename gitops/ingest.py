@@ -11,6 +11,8 @@
   synced revision moves the app's live version (gitops.status.live_versions),
   and a job's newly live version may start a run (gitops.commands.runs_on_deploy).
 - Workflows and Jobs in a batch move the job runs they belong to (gitops.commands).
+- The state changes among them become status events (gitops.webhook_events), in the
+  batch's transaction, and so does the agent's return after it was offline.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from contract.repository import parse_application_name
+from gitops import webhook_events
 from gitops.commands import RUN_KINDS, runs_on_deploy, update_runs_from_workflows
 from gitops.db import insert_many, update_many
 from gitops.models import Application, AppStatus, Cluster, ClusterObject, StatusEvent, Workspace, utcnow
@@ -47,11 +50,16 @@ def ingest(session: Session, cluster: Cluster, batch: Any, repo: ClusterRepo | N
     settings = settings or StatusSettings()
     now = now or utcnow()
     # One batch of a cluster at a time: the UPDATE takes the row lock, under which the stream
-    # position is read and moved.
+    # position is read and moved. The cluster's tenant and name come with it, for status events:
+    # the caller may pass a cluster of which it loaded the id alone.
     table = Cluster.__table__
-    stream, seq = session.execute(update(table).where(table.c.id == cluster.id).values(last_seen_at=now)
-                                  .returning(table.c.stream, table.c.stream_seq)).one()
-    set_committed_value(cluster, "last_seen_at", now)
+    last_seen = cluster.last_seen_at
+    stream, seq, tenant_id, name = session.execute(
+        update(table).where(table.c.id == cluster.id).values(last_seen_at=now)
+        .returning(table.c.stream, table.c.stream_seq, table.c.tenant_id, table.c.name)).one()
+    for attribute, value in (("last_seen_at", now), ("tenant_id", tenant_id), ("name", name)):
+        set_committed_value(cluster, attribute, value)
+    webhook_events.agent_heard(session, cluster, last_seen, now, settings)
     if batch.stream == stream and batch.seq <= seq:
         return IngestResult("duplicate", batch.seq)
     starts = batch.snapshot and batch.seq == 1
@@ -132,19 +140,21 @@ def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[
     if not wanted:
         return
     ids: dict[tuple[str, str], int] = {}
+    workspace_ids: dict[int, int] = {}
     current = {}  # app id -> its AppStatus columns, where it has one
     newest: dict[int, int | None] = {}  # app id -> its newest committed version
     for row in session.execute(
-            select(Application.id, Workspace.name.label("workspace"), Application.name, Application.current_version,
-                   AppStatus.id.label("status"),
+            select(Application.id, Application.workspace_id, Workspace.name.label("workspace"), Application.name,
+                   Application.current_version, AppStatus.id.label("status"),
                    AppStatus.sync, AppStatus.health, AppStatus.revision, AppStatus.message, AppStatus.synced_revision,
-                   AppStatus.live_version, AppStatus.events)
+                   AppStatus.live_version, AppStatus.events, AppStatus.operation, AppStatus.operation_revision)
             .join(Workspace, Application.workspace_id == Workspace.id)
             .outerjoin(AppStatus, AppStatus.application_id == Application.id)
             .where(Workspace.cluster_id == cluster.id, Workspace.name.in_({w for w, _ in wanted}),
                    Application.name.in_({a for _, a in wanted}))):
         if (row.workspace, row.name) in wanted:
             ids[(row.workspace, row.name)] = row.id
+            workspace_ids[row.id] = row.workspace_id
             newest[row.id] = row.current_version
             if row.status is not None:
                 current[row.id] = row
@@ -177,6 +187,12 @@ def _update_app_statuses(session: Session, cluster: Cluster, applications: dict[
         # a version just live may start its job (trigger_on_deploy)
         runs_on_deploy(session, cluster, {app_id: number for app_id, number in live.items()
                                           if number > ((current[app_id].live_version or 0) if app_id in current else 0)})
+    changes = {app_id: found for app_id, row in rows.items()
+               if (found := webhook_events.status_events(current[app_id]._mapping if app_id in current else None, row))}
+    if changes:
+        places = {app_id: webhook_events.AppPlace(workspace_ids[app_id], *pair) for pair, app_id in ids.items()
+                  if app_id in changes}
+        webhook_events.status_changed(session, cluster, changes, places, rows, repo, now)
     connection = session.connection()
     insert_many(connection, StatusEvent.__table__, events, common={"at": now})
     for row in rows.values():

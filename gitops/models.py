@@ -10,7 +10,9 @@
             │     │                        └─ JobRun (runs of a job app)
             │     ├─ ClusterObject (what the agent follows, compact)
             │     └─ Command (for the agent, claimed once)
-            └─ AuditEvent (every change and who made it)
+            ├─ AuditEvent (every change and who made it)
+            └─ WebhookSubscription ── WebhookDelivery ── WebhookAttempt
+                       WebhookEvent (each state change, once) ─┘
 
 A Version is the unit of the crash-safe deploy: it is written as ``pending``
 (the intent) before the cluster repository is touched, and marked
@@ -66,7 +68,7 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     # Hosts (names, addresses or CIDR ranges) that git remotes may reach although they are
     # loopback, private or link-local; set by a tenant-admin (gitops.egress).
-    remote_allowed_hosts: Mapped[list[Any]] = mapped_column(default=list)
+    remote_allowed_hosts: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -159,7 +161,7 @@ class Cluster(Base):
     remote_credentials: Mapped[str | None] = mapped_column(Text)
     remote_auth: Mapped[str | None] = mapped_column(String(16))
     # Secret-store path prefixes every workspace of the cluster may reference (gitops.isolation).
-    secret_paths: Mapped[list[Any]] = mapped_column(default=list)
+    secret_paths: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     agent_token_hash: Mapped[str | None] = mapped_column(String(64))
     # After a rotation the previous agent token keeps working for a grace period, so the agent
     # can be given the new one without a gap (gitops.agents.agent_cluster).
@@ -170,7 +172,7 @@ class Cluster(Base):
     agent_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last heartbeat, as sent
     # The agent's status stream the control plane follows, and the last batch applied (contract.protocol).
     stream: Mapped[str | None] = mapped_column(String(64))
-    stream_seq: Mapped[int] = mapped_column(default=0)
+    stream_seq: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -190,7 +192,7 @@ class Workspace(Base):
     quota: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Secret-store path prefixes this workspace may reference besides its own "<name>/";
     # set by a cluster-admin (gitops.isolation).
-    secret_paths: Mapped[list[Any]] = mapped_column(default=list)
+    secret_paths: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     cluster: Mapped[Cluster] = relationship(lazy="joined")
@@ -303,7 +305,8 @@ class SpecRepo(Base):
     synced_at: Mapped[dt.datetime | None]
     state: Mapped[str] = mapped_column(String(16), default="new")  # new | synced | failing | behind
     last_error: Mapped[str | None] = mapped_column(Text)
-    commit_status: Mapped[str] = mapped_column(String(16), default="auto")  # auto | off | a provider (push_hooks)
+    commit_status: Mapped[str] = mapped_column(String(16), default="auto",  # auto | off | a provider (push_hooks)
+                                               server_default="auto")
     provider: Mapped[str | None] = mapped_column(String(16))  # gitops.push_hooks.Provider, from its webhook
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -446,6 +449,105 @@ class JobRun(Base):
     finished_at: Mapped[dt.datetime | None]
 
 
+class WebhookSubscription(Base):
+    """Where status events go (gitops.webhooks): a receiver's URL, which events of which scope, in which
+    format, signed with which secret.
+
+    The scope is the tenant (no cluster), a cluster, a workspace or one app. ``url`` is sealed, since
+    an incoming-webhook URL (Slack, Teams) is itself the credential, and shown as ``url_shown`` (its
+    scheme, host and path's start). ``secret`` signs each delivery; after a rotation
+    ``previous_secret`` signs too until ``previous_secret_until``. ``allowed_host`` is the host a
+    tenant-admin let resolve to a private address for this subscription. A subscription failing
+    since ``failing_since`` for long enough is ``paused``, with why.
+    """
+
+    __tablename__ = "webhook_subscription"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    url: Mapped[str] = mapped_column(Text)  # sealed
+    url_shown: Mapped[str] = mapped_column(String(300))
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    events: Mapped[list[Any]] = mapped_column(default=list)  # event types (gitops.webhooks.EVENT_TYPES)
+    format: Mapped[str] = mapped_column(String(16), default="shipyard")  # shipyard | slack | teams
+    secret: Mapped[str] = mapped_column(Text)  # sealed
+    previous_secret: Mapped[str | None] = mapped_column(Text)  # sealed
+    previous_secret_until: Mapped[dt.datetime | None]
+    allowed_host: Mapped[str | None] = mapped_column(String(253))
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | paused
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    failing_since: Mapped[dt.datetime | None]
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """One state change a subscription may hear of, recorded once: ``key`` (its subject and state, e.g.
+    ``version/12/healthy/345``) is unique per tenant and is the deliveries' idempotency key.
+    ``fanned_out``: its deliveries are made (one per matching subscription)."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"), Index("ix_webhook_event_fan_out", "fanned_out", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(40))
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("cluster.id", ondelete="SET NULL"))
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id", ondelete="SET NULL"))
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("application.id", ondelete="SET NULL"))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the event's facts (schemas/webhook-event)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    fanned_out: Mapped[bool] = mapped_column(default=False)
+
+
+class WebhookDelivery(Base):
+    """One event to one subscription, tried until its receiver answers 2xx or it is given up.
+
+    ``state``: pending (``next_attempt_at`` says when), delivered, or failed (given up). A worker
+    claims it (``claimed_by``/``claimed_until``) with a conditional UPDATE, so across processes one
+    sends it at a time. The last attempt's answer is kept here; every attempt in WebhookAttempt.
+    """
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("subscription_id", "event_id"),
+                      Index("ix_webhook_delivery_due", "state", "next_attempt_at"),
+                      Index("ix_webhook_delivery_subscription", "subscription_id", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_event.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[dt.datetime | None]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None]
+    delivered_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: when, what the receiver answered (or why there was no answer), how long."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_delivery.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str] = mapped_column(String(64))
+
+
 class Lease(Base):
     """A named background job claimed through the database: one holder at a time."""
 
@@ -475,5 +577,9 @@ __all__ = [
     "StatusEvent",
     "Command",
     "JobRun",
+    "WebhookSubscription",
+    "WebhookEvent",
+    "WebhookDelivery",
+    "WebhookAttempt",
     "utcnow",
 ]

@@ -26,7 +26,7 @@ from renderer.spec import load_specs
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gitops import metrics
+from gitops import metrics, webhook_events
 from gitops.clusters import profile_of
 from gitops.commit_step import Committers, Ticket, deployment_ids
 from gitops.models import Cluster, Version, utcnow
@@ -113,6 +113,8 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
                     app = row.application
                     if (app.current_version or 0) < row.number:
                         app.current_version, app.deleted = row.number, row.action == "delete"
+                    webhook_events.versions_committed(session, cluster, [webhook_events.facts_of(row)],
+                                                      row.committed_at)
                     repaired += 1
             log.info("reconciler: version %s of app %s was in commit %s; recorded it",
                      version.number, version.application.name, commit_id[:12])

@@ -38,6 +38,7 @@ def app_config(data_dir: Path, database_url: str, **extra) -> dict:
         "AUTO_MIGRATE": True,
         "RECONCILE_INTERVAL": 0,
         "SPEC_REPO_WORKER_INTERVAL": 0,
+        "WEBHOOK_WORKER_INTERVAL": 0,
         "SECRET_KEY": "test-secret-key",
         "LOG_FORMAT": "text",
         **extra,

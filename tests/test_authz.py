@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gitops.models import Cluster, Workspace
+from gitops.models import Cluster, WebhookDelivery, WebhookEvent, WebhookSubscription, Workspace
 from gitops.policy import ROLE_LEVEL, ROLES, Grant, Principal, Scope, applies_at, may_grant
 from tests.plane import PROFILE, Api, add_cluster, add_workspace, deploy_yaml, make_user, service_spec
 
@@ -383,6 +383,85 @@ def _list_spec_repos(world, target):
     return Case("GET", f"{API}/spec-repos", lambda p: p.can_anywhere("cluster.read"), False, check=_check_no_secrets)
 
 
+def _webhook(world: World, cluster: str | None = None, workspace: str | None = None) -> str:
+    """A status webhook the admin made, named for one request, of a workspace, a cluster or the tenant; the
+    rest of its URL's path is its secret (as Slack's is)."""
+    name = world.unique("hook")
+    body = {"name": name, "url": f"https://93.184.216.34/{name}/secret-path", "events": ["version.healthy"],
+            **({"cluster": cluster} if cluster else {}), **({"workspace": workspace} if workspace else {})}
+    response = world.admin.post(f"{API}/webhooks", json=body)
+    assert response.status_code == 201, response.get_json()
+    return name
+
+
+def _check_no_webhook_secrets(principal: Principal, response) -> None:
+    body = response.get_data(as_text=True)
+    assert "whsec_" not in body and "secret-path" not in body, body[:300]
+
+
+def webhook_case(method: str, path: str, permission: str, **kw) -> Callable[[World, str], Case]:
+    """A route of one status webhook of the target's workspace: read and managed with that workspace's permissions."""
+    def make(world: World, target: str) -> Case:
+        cluster, workspace = TARGETS[target]
+        return Case(method, path.format(h=_webhook(world, cluster, workspace)),
+                    _can(permission, world.scope(cluster, workspace)), True, json=kw.get("json"), query=kw.get("query"),
+                    check=kw.get("check"))
+    return make
+
+
+def _webhook_scope(world: World, webhook: dict) -> Scope:
+    return world.scope(webhook["cluster"], webhook["workspace"])
+
+
+def _reads_webhooks_at(principal: Principal, scope: Scope) -> bool:
+    return principal.can("workspace.read" if scope.level == "workspace" else "cluster.read", scope)
+
+
+def _list_webhooks(world, target):
+    if target != "inside":
+        return None
+    made = {_webhook(world): world.scope(), _webhook(world, "demo"): world.scope("demo"),
+            **{_webhook(world, c, w): world.scope(c, w) for c, w in TARGETS.values()}}
+
+    def check(principal: Principal, response) -> None:
+        listed = response.get_json()["webhooks"]
+        _check_no_webhook_secrets(principal, response)
+        for webhook in listed:
+            assert _reads_webhooks_at(principal, _webhook_scope(world, webhook)), f"sees {webhook['name']}"
+        assert {w["name"] for w in listed} >= {name for name, scope in made.items()
+                                                if _reads_webhooks_at(principal, scope)}
+    return Case("GET", f"{API}/webhooks", lambda p: p.can_anywhere("workspace.read"), False, check=check)
+
+
+def _create_webhook(world, target):
+    cluster, workspace = TARGETS[target]
+    name = world.unique("hook")
+    return Case("POST", f"{API}/webhooks", _can("workspace.update", world.scope(cluster, workspace)), True,
+                json={"name": name, "url": f"https://93.184.216.34/{name}", "events": ["version.healthy"],
+                      "cluster": cluster, "workspace": workspace})
+
+
+def _delivered(world: World, webhook: str) -> int:
+    """A delivery of the webhook that its receiver took: the id of one that may be sent again."""
+    with world.app.extensions["shipyard"].sessions.begin() as session:
+        sub = session.scalar(select(WebhookSubscription).where(WebhookSubscription.name == webhook))
+        event = WebhookEvent(tenant_id=world.tenant_id, key=f"test/{webhook}", type="version.healthy", data={})
+        session.add(event)
+        session.flush()
+        delivery = WebhookDelivery(subscription_id=sub.id, event_id=event.id, state="delivered", attempts=1,
+                                   status_code=204)
+        session.add(delivery)
+        session.flush()
+        return delivery.id
+
+
+def _redeliver_webhook_delivery(world, target):
+    cluster, workspace = TARGETS[target]
+    name = _webhook(world, cluster, workspace)
+    return Case("POST", f"{API}/webhooks/{name}/deliveries/{_delivered(world, name)}/redeliver",
+                _can("workspace.update", world.scope(cluster, workspace)), True)
+
+
 def _profile(world, cluster):
     return {"profile": PROFILE.replace("name: demo", f"name: {cluster}")}
 
@@ -459,6 +538,18 @@ FACTORIES: dict[str, Callable[[World, str], Case | None]] = {
                                                query={"limit": 5}),
     "api.create_run": workspace_case("POST", API + "/apps/{c}/{w}/web/runs", "app.deploy", json={"params": {}}),
     "api.list_runs": workspace_case("GET", API + "/apps/{c}/{w}/web/runs", "app.read"),
+    "api.list_webhooks": _list_webhooks,
+    "api.create_webhook": _create_webhook,
+    "api.get_webhook": webhook_case("GET", API + "/webhooks/{h}", "workspace.read", check=_check_no_webhook_secrets),
+    "api.update_webhook": webhook_case("PATCH", API + "/webhooks/{h}", "workspace.update",
+                                       json={"events": ["version.healthy", "version.degraded"]}),
+    "api.delete_webhook": webhook_case("DELETE", API + "/webhooks/{h}", "workspace.update"),
+    "api.rotate_webhook_secret": webhook_case("POST", API + "/webhooks/{h}/rotate-secret", "workspace.update",
+                                              json={"overlap_seconds": 60}),
+    "api.list_webhook_deliveries": webhook_case("GET", API + "/webhooks/{h}/deliveries", "workspace.read",
+                                                query={"limit": 5}),
+    "api.redeliver_webhook_delivery": _redeliver_webhook_delivery,
+    "api.test_webhook": webhook_case("POST", API + "/webhooks/{h}/test", "workspace.update"),
 }
 
 # Reads, then changes, then removals (bindings and tokens, apps, workspaces, clusters last).
@@ -529,6 +620,19 @@ KEY_EXPECTATIONS = [
     ("workspace-admin", "api.list_spec_repos", "inside", False),
     ("workspace-admin", "api.update_spec_repo", "inside", False),
     ("workspace-viewer", "api.register_spec_repo", "inside", False),
+    ("workspace-admin", "api.create_webhook", "inside", True),
+    ("workspace-admin", "api.create_webhook", "other-workspace", False),
+    ("workspace-editor", "api.create_webhook", "inside", False),
+    ("workspace-editor", "api.get_webhook", "inside", True),
+    ("workspace-viewer", "api.list_webhook_deliveries", "inside", True),
+    ("workspace-viewer", "api.test_webhook", "inside", False),
+    ("workspace-viewer", "api.redeliver_webhook_delivery", "inside", False),
+    ("workspace-admin", "api.rotate_webhook_secret", "inside", True),
+    ("cluster-viewer", "api.get_webhook", "other-workspace", True),
+    ("cluster-viewer", "api.update_webhook", "inside", False),
+    ("cluster-admin", "api.delete_webhook", "other-workspace", True),
+    ("cluster-admin", "api.get_webhook", "other-cluster", False),
+    (NO_ROLE, "api.list_webhooks", "inside", False),
     (NO_ROLE, "api.me", "inside", True),
     (NO_ROLE, "api.get_app", "inside", False),
     (NO_ROLE, "api.list_clusters", "inside", False),
@@ -537,7 +641,16 @@ KEY_EXPECTATIONS = [
 # Requests beyond the factories' natural ones, with hand-written outcomes: nobody grants what
 # they do not hold, and a promotion needs deploy rights at its target.
 EXTRA_REQUESTS: dict[str, list[tuple[str, str, dict, bool]]] = {
+    "tenant-admin": [
+        ("POST", f"{API}/webhooks", {"name": "tenant-hook", "url": "https://93.184.216.34/t", "events": ["run.failed"]},
+         True),
+        ("POST", f"{API}/webhooks", {"name": "private-hook", "url": "http://127.0.0.1:9/p", "events": ["run.failed"],
+                                     "allowed_host": "127.0.0.1"}, True),
+    ],
     "workspace-admin": [
+        # a workspace's webhooks are theirs, a cluster's are not
+        ("POST", f"{API}/webhooks", {"name": "cluster-hook", "url": "https://93.184.216.34/c",
+                                     "events": ["version.healthy"], "cluster": "demo"}, False),
         ("POST", f"{API}/role-bindings", {"role": "cluster-admin", "subject": "x", "cluster": "demo"}, False),
         ("POST", f"{API}/role-bindings", {"role": "workspace-admin", "subject": "x", "cluster": "demo",
                                           "workspace": "other"}, False),
@@ -553,6 +666,15 @@ EXTRA_REQUESTS: dict[str, list[tuple[str, str, dict, bool]]] = {
                                           "workspace": "storefront"}, False),
     ],
     "cluster-admin": [
+        ("POST", f"{API}/webhooks", {"name": "cluster-hook", "url": "https://93.184.216.34/c",
+                                     "events": ["cluster.offline"], "cluster": "demo"}, True),
+        ("POST", f"{API}/webhooks", {"name": "other-hook", "url": "https://93.184.216.34/o",
+                                     "events": ["cluster.offline"], "cluster": "other"}, False),
+        ("POST", f"{API}/webhooks", {"name": "tenant-hook", "url": "https://93.184.216.34/t",
+                                     "events": ["cluster.offline"]}, False),
+        # only a tenant-admin lets a subscription reach a private host
+        ("POST", f"{API}/webhooks", {"name": "private-hook", "url": "http://127.0.0.1:9/p", "events": ["run.failed"],
+                                     "cluster": "demo", "allowed_host": "127.0.0.1"}, False),
         ("POST", f"{API}/apps/demo/storefront/web/promote", {"target": "demo:other", "name": "web-2"}, True),
         ("POST", f"{API}/apps/demo/storefront/web/promote", {"target": "other:storefront", "name": "web-3"}, False),
         ("POST", f"{API}/role-bindings", {"role": "cluster-viewer", "subject": "x", "cluster": "demo"}, True),

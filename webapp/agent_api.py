@@ -25,7 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from contract.protocol import CommandResult, Heartbeat, check_addon_versions, check_watch_faults, decode_batch
 from gitops import agents, ingest, status
 from gitops.commands import claim_commands, record_result
-from gitops.models import Cluster, utcnow
+from gitops.models import Cluster
 from contract.errors import InvalidRequest
 from webapp.auth import Unauthorized, csrf, public
 from webapp.request_text import loads_storable
@@ -117,7 +117,7 @@ def heartbeat(tenant: str, cluster: str):
     row = _agent_cluster(tenant, cluster)
     beat = parse_heartbeat(_body())
     session = db_session()
-    answer = agents.heartbeat(session, row, beat)
+    answer = agents.heartbeat(session, row, beat, _settings())
     session.commit()
     return answer
 
@@ -180,7 +180,7 @@ def _poll(control, settings: status.StatusSettings, cluster_id: int, wait: int) 
         while True:
             with control.sessions.begin() as session:
                 if first:
-                    session.get(Cluster, cluster_id).last_seen_at = utcnow()
+                    agents.seen(session, session.get(Cluster, cluster_id), settings)
                     first = False
                 commands = claim_commands(session, cluster_id, settings)
                 out = [{"id": c.id, "type": c.type, "kind": c.kind, "namespace": c.namespace, "name": c.name,
@@ -200,7 +200,7 @@ def command_result(tenant: str, cluster: str, command_id: int):
     row = _agent_cluster(tenant, cluster)
     result = parse_result(_body())
     session = db_session()
-    row.last_seen_at = utcnow()
+    agents.seen(session, row, _settings())
     command = record_result(session, row, command_id, result)
     session.commit()
     return {"id": command.id, "state": command.state}

@@ -28,6 +28,10 @@ SPEC_REPO_WORKER_INTERVAL  seconds between the spec repositories' worker passes 
                            0 disables the background thread
 SPEC_REPO_POLL_SECONDS     each spec repository is fetched at least this often, webhooks or not (300);
                            0: only on webhooks and on demand
+WEBHOOK_WORKER_INTERVAL    seconds between the status webhooks' delivery passes (0.25): an event waits at
+                           most this long to go out (after the agent's 0.2 s batch, well inside the second a
+                           state change should take to reach a receiver); an idle pass is two indexed reads;
+                           0 disables the background thread
 METRICS_TOKEN              when set, /metrics needs ``Authorization: Bearer <token>``; when unset,
                            /metrics is refused (401) unless METRICS_PUBLIC
 METRICS_PUBLIC             serve /metrics to anyone when no METRICS_TOKEN is set (false; `shipyard up`,
@@ -89,6 +93,7 @@ DEFAULTS = {
     "RECONCILE_INTERVAL": 30.0,
     "SPEC_REPO_WORKER_INTERVAL": 1.0,
     "SPEC_REPO_POLL_SECONDS": 300.0,
+    "WEBHOOK_WORKER_INTERVAL": 0.25,
     "METRICS_TOKEN": None,
     "METRICS_PUBLIC": False,
     "MAX_CONTENT_LENGTH": 1024 * 1024,

@@ -44,11 +44,13 @@ from gitops.models import User
 from gitops.policy import ROLES
 from gitops.spec_changes import MAX_GLOBS
 from gitops.spec_repos import NAME as SPEC_REPO_NAME
+from gitops.webhooks import EVENT_TYPES, FORMATS, MAX_OVERLAP, MAX_URL_LENGTH, NAME as WEBHOOK_NAME
 from renderer.spec import SCHEMA_DIR, SPEC_SCHEMA
 from webapp.query_parameters import INT_MAX, SOURCES, openapi_parameters
 
 _NAME = {"type": "string", "pattern": NAME.pattern}
 _SPEC_REPO_NAME = {"type": "string", "pattern": SPEC_REPO_NAME.pattern}
+_WEBHOOK_NAME = {"type": "string", "pattern": WEBHOOK_NAME.pattern}
 _SCOPE = {"cluster": {"type": "string"}, "workspace": {"type": "string"}}
 _SPEC = {"type": "object", "description": "a deploy spec (schemas/deploy-spec.schema.json)"}
 _SECRET_PATHS = {"type": "array", "items": {"type": "string"}, "maxItems": 100,
@@ -89,6 +91,18 @@ _SPEC_REPO_SETTINGS = {
     "commit_status": {"enum": list(COMMIT_STATUS_MODES),
                       "description": "where each sync's commit status is posted with the https token: auto (the "
                                      "provider of its webhook, or of its host; the default), off, or a provider"},
+}
+
+# A status webhook's settings (gitops.webhooks); its URL is sealed and shown only in part, its secret never.
+_WEBHOOK_SETTINGS = {
+    "url": {"type": "string", "maxLength": MAX_URL_LENGTH,
+            "description": "https://...; http only to allowed_host; no user:password@, no #fragment"},
+    "events": {"type": "array", "minItems": 1, "items": {"enum": list(EVENT_TYPES)}},
+    "format": {"enum": list(FORMATS), "description": "shipyard (schemas/webhook-event.schema.json), or a Slack or "
+                                                      "Microsoft Teams incoming-webhook message (default shipyard)"},
+    "allowed_host": {"type": ["string", "null"], "maxLength": 253,
+                     "description": "the URL's host, which may then be private or loopback, or use http; set by a "
+                                    "tenant-admin only"},
 }
 
 BODIES: dict[str, dict] = {
@@ -200,6 +214,22 @@ BODIES: dict[str, dict] = {
         "properties": {"whole": {"type": "boolean", "description": "deploy every spec file of the tip, not only "
                                                                   "those changed since the commit last synced"}},
     },
+    "api.create_webhook": {
+        "type": "object", "required": ["name", "url", "events"], "additionalProperties": False,
+        "properties": {"name": _WEBHOOK_NAME, **_WEBHOOK_SETTINGS, **_SCOPE,
+                       "app": {"type": "string", "description": "one app of cluster and workspace"}},
+    },
+    "api.update_webhook": {
+        "type": "object", "additionalProperties": False,
+        "properties": {**_WEBHOOK_SETTINGS, "state": {"enum": ["active", "paused"],
+                                                   "description": "active resumes a paused webhook"}},
+    },
+    "api.rotate_webhook_secret": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"overlap_seconds": {
+            "type": "integer", "minimum": 0, "maximum": int(MAX_OVERLAP.total_seconds()),
+            "description": "how long the old secret signs beside the new one (default 86400: a day)"}},
+    },
     "api.create_command": {
         "type": "object", "required": ["type"],
         "properties": {"type": {"enum": ["refresh", "restart", "logs"]},
@@ -233,13 +263,14 @@ SUCCESS: dict[str, tuple[int, ...]] = {
     "api.delete_cluster": (200,),  # says where the repository was archived
     "api.plan": (200,),  # creates nothing
     "api.apps_status": (200,),  # reads
+    "api.redeliver_webhook_delivery": (200,),  # the delivery, pending again
 }
 _USUAL_SUCCESS = {"GET": (200,), "POST": (201,), "PUT": (200,), "PATCH": (200,), "DELETE": (204,)}
 _SUCCESS_TEXT = {200: "OK", 201: "Created", 202: "Accepted: committed later by the reconciler", 204: "Done"}
 
 # Operations whose body names a cluster, workspace or scope that may not exist (404).
 NAMES_IN_BODY = frozenset({"api.create_binding", "api.create_token", "api.deploy_apps", "api.plan",
-                           "api.apps_status"})
+                           "api.apps_status", "api.create_webhook"})
 _ERROR_TEXT = {
     400: "Bad request: malformed body or parameter", 401: "No or bad credentials", 403: "Not permitted",
     404: "No such object, or not visible to the caller", 409: "Conflict: name taken, object in use",
@@ -296,6 +327,8 @@ def _path_schema(converter: str | None, name: str) -> dict:
         return _app_name()
     if name == "repo":
         return _SPEC_REPO_NAME
+    if name == "webhook":
+        return _WEBHOOK_NAME
     if name == "kind":
         return {"type": "string", "enum": ["read", "agent"]}
     return {"type": "string", "minLength": 1}

@@ -1,7 +1,8 @@
 """The control plane's shared machinery, attached to the Flask app.
 
 One database engine, the cluster repositories, the per-cluster commit queues,
-the reconciler thread, the principal cache, and the agents' command bell and
+the background threads (the reconciler, the spec repositories' worker, the
+status webhooks' delivery), the principal cache, and the agents' command bell and
 long-poll budget live here, once per process; nothing of the kind is kept in a
 module global. Each request gets its own session (``db()``), closed in
 teardown.
@@ -25,6 +26,8 @@ from gitops.policy import Principal
 from gitops.repo_store import RepoStore
 from gitops.service_context import Context
 from gitops.spec_worker import SpecWorker
+from gitops.status import StatusSettings
+from gitops.webhook_delivery import WebhookWorker
 from renderer.kube import KubeSchemas
 from webapp.command_bell import CommandBell, CommandWatch
 
@@ -57,6 +60,9 @@ class ControlPlane:
         self.spec_worker = SpecWorker(self.sessions, self.system_context, self.worker,
                                       float(config["SPEC_REPO_WORKER_INTERVAL"] or 0),
                                       float(config["SPEC_REPO_POLL_SECONDS"] or 0), self.read_sessions)
+        self.webhook_worker = WebhookWorker(self.sessions, self.repos, self.worker,
+                                            float(config["WEBHOOK_WORKER_INTERVAL"] or 0),
+                                            StatusSettings.from_config(config), read_sessions=self.read_sessions)
         # the agents' command long-polls: woken by the bell, each holding a thread, at most AGENT_LONG_POLLS
         self.bell = CommandBell()
         self.command_watch = CommandWatch(self.read_sessions, self.bell)
@@ -72,6 +78,8 @@ class ControlPlane:
             self.reconciler.start()
         if self.spec_worker.interval > 0:
             self.spec_worker.start()
+        if self.webhook_worker.interval > 0:
+            self.webhook_worker.start()
 
     def system_context(self, session: Session, principal: Principal) -> Context:
         """A Context for work the control plane does on its own (a spec repository's sync)."""
@@ -90,6 +98,7 @@ class ControlPlane:
         self.bell.close()
         self.reconciler.stop()
         self.spec_worker.stop()
+        self.webhook_worker.stop()
         self.engine.dispose()
 
 

@@ -131,6 +131,9 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
                                "before": WholeNumber(high=INT_MAX, description="events with a smaller id")},
     "api.list_spec_repo_syncs": {"limit": WholeNumber(high=1000, default=20, description="how many, newest first"),
                                  "before": WholeNumber(high=INT_MAX, description="syncs with a smaller id (paging)")},
+    "api.list_webhook_deliveries": {
+        "limit": WholeNumber(high=1000, default=20, description="how many, newest first"),
+        "before": WholeNumber(high=INT_MAX, description="deliveries with a smaller id (paging)")},
     "api.list_runs": {"limit": WholeNumber(high=1000, default=50, description="how many, newest first")},
     "api.app_trace": {"version": WholeNumber(high=INT_MAX, description="the version (default: the current one)")},
     "api.app_events": {"limit": WholeNumber(high=500, default=50, description="how many, newest first")},

@@ -14,6 +14,7 @@ module                 routes
 ``live``               status of clusters and apps, commands, job runs
 ``plan``               /plan: what deploying spec files would change, nothing written
 ``spec_repos``         /spec-repos: register, read, change, sync, delete
+``webhooks``           /webhooks: status webhooks, their secrets and deliveries
 =====================  =============================================================
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from webapp.api import accounts, apps, clusters, live, plan, spec_repos  # noqa: F401 - each adds its routes to bp
+from webapp.api import accounts, apps, clusters, live, plan, spec_repos, webhooks  # noqa: F401 - each adds routes to bp
 from webapp.api.blueprint import bp
 from webapp.auth import public
 

@@ -5,6 +5,7 @@
 - ``actions``: deploy, roll back, promote, delete, restart, refresh, run a job, read logs;
 - ``admin``: users, role bindings, API tokens, clusters and their install steps, workspaces, the audit log;
 - ``spec_repos``: the admin pages of spec repositories: registering one, its webhook, settings and syncs;
+- ``webhooks``: the admin pages of status webhooks: subscribing, state, the secret, deliveries;
 - ``live``: what keeps an open page current without reloading it, and the pages' CSS and JS.
 
 Pages read through gitops (``gitops.dashboard`` for what only the pages show) with the
@@ -14,7 +15,7 @@ call the JSON API with the session and its CSRF token (webapp.auth), so they are
 authorized exactly like the API.
 """
 
-from webapp.pages import actions, admin, live, session, spec_repos, views  # noqa: F401 - each registers its routes on the blueprint
+from webapp.pages import actions, admin, live, session, spec_repos, views, webhooks  # noqa: F401 - each registers its routes on the blueprint
 from webapp.pages.blueprint import bp
 
 __all__ = ["bp"]

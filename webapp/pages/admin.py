@@ -9,7 +9,8 @@ is a new entry and its views.
 =========================================================  ==========================================
 route                                                      what
 =========================================================  ==========================================
-``/admin``                                                 the sections the caller may use
+``/admin``                                                 the sections the caller may use; the count of
+                                                           status webhooks they read that are paused
 ``/admin/users``                                           users with their roles; add a local user
 ``/admin/bindings``, ``…/<id>/delete``                     role bindings; add one; remove one (confirmed)
 ``/admin/tokens``, ``…/<id>/revoke``                       API tokens; make one (shown once); revoke
@@ -46,7 +47,7 @@ from contract.errors import (
     RenderError,
     ShipyardError,
 )
-from gitops import accounts, audit, clusters, dashboard, status, tokens, workspaces
+from gitops import accounts, audit, clusters, dashboard, status, tokens, webhooks, workspaces
 from gitops.models import ApiToken, Cluster, RoleBinding, Workspace, utcnow
 from gitops.policy import ROLES, Principal, Scope, may_grant
 from renderer.install_steps import AGENT_TOKEN, READ_TOKEN, InstallSteps, agent_secret_command
@@ -82,6 +83,8 @@ SECTIONS = (
             "workspace.update"),
     Section("Spec repositories", "pages.admin_spec_repos", "git repositories of specs deployed on push: register "
             "one, its webhook, its syncs", "cluster.read"),
+    Section("Status webhooks", "pages.admin_webhooks", "state changes sent to chat and other systems: subscribe, "
+            "pause, test, the deliveries", "workspace.read"),
     Section("Audit log", "pages.admin_audit", "every change: who made it, when, to what", "audit.read"),
 )
 
@@ -99,7 +102,9 @@ def _admin_nav() -> dict:
 @bp.get("/admin")
 @requires(AUTHENTICATED)  # lists only the sections the caller may use
 def admin_index():
-    return _page("admin_index.html", sections=sections_for(g.principal))
+    ctx = context()
+    paused = [sub for sub in webhooks.list_subscriptions(ctx) if sub.state == "paused"]  # those the caller reads
+    return _page("admin_index.html", sections=sections_for(ctx.principal), paused_webhooks=len(paused))
 
 
 # --- what every page and form shares ----------------------------------------------------------------
