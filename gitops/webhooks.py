@@ -67,7 +67,7 @@ from gitops.audit import record
 from gitops.clusters import sees_cluster
 from gitops.models import (Application, Cluster, Tenant, WebhookAttempt, WebhookDelivery, WebhookEvent,
                            WebhookSubscription, Workspace, utcnow)
-from gitops.policy import Principal, Scope
+from gitops.policy import Scope
 from gitops.reads import get_app
 from gitops.repo_store import RepoStore
 from gitops.service_context import Context
@@ -375,10 +375,10 @@ def _readable(ctx: Context, sub: WebhookSubscription) -> bool:
 MANAGED_WITH = {"tenant": "tenant.manage", "cluster": "cluster.update", "workspace": "workspace.update"}
 
 
-def may_manage(principal: Principal, sub: WebhookSubscription) -> bool:
-    """Whether ``principal`` may change ``sub`` (this module's table): pages offer their forms by it."""
+def may_manage(ctx: Context, sub: WebhookSubscription) -> bool:
+    """Whether ``ctx``'s principal may change ``sub`` (this module's table): pages offer their forms by it."""
     scope = _scope(sub)
-    return principal.can(MANAGED_WITH[scope.level], scope)
+    return ctx.principal.can(MANAGED_WITH[scope.level], scope)
 
 
 def _require_manage(ctx: Context, sub: WebhookSubscription, doing: str) -> None:

@@ -215,7 +215,7 @@ def _webhook_page(ctx, sub: WebhookSubscription, refusal: Refusal | None = None,
                  deliveries=delivery_rows(ctx, deliveries[:DELIVERY_PAGE]), older=older, paged=before is not None,
                  form=form or _settings_form(sub), event_types=webhooks.EVENT_TYPES,
                  cluster_events=webhooks.CLUSTER_EVENTS, formats=webhooks.FORMATS, format_names=FORMAT_NAMES,
-                 overlaps=OVERLAPS, default_overlap=DEFAULT_OVERLAP, may_manage=webhooks.may_manage(ctx.principal, sub),
+                 overlaps=OVERLAPS, default_overlap=DEFAULT_OVERLAP, may_manage=webhooks.may_manage(ctx, sub),
                  may_allow_hosts=ctx.principal.is_tenant_admin())
 
 
@@ -339,7 +339,7 @@ def _delete_page(ctx, sub: WebhookSubscription, refusal: Refusal | None = None):
 def admin_webhook_delete(webhook: str):
     ctx = context()
     sub = webhooks.get_subscription(ctx, webhook)
-    if not webhooks.may_manage(ctx.principal, sub):
+    if not webhooks.may_manage(ctx, sub):
         raise PermissionDenied(f"{ctx.principal.name} may not delete webhook {webhook}")
     return _delete_page(ctx, sub)
 
