@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable
 
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gitops import spec_repos
+from gitops.background import Passes
 from gitops.spec_repos import LEASE
 from gitops.models import SpecRepo, SpecSync, utcnow
 from gitops.policy import Principal
@@ -32,41 +32,21 @@ log = logging.getLogger(__name__)
 BATCH = 10
 
 
-class SpecWorker:
+class SpecWorker(Passes):
     """Runs queued syncs and asks for polls; ``run_once`` is one pass (tests call it), ``start`` a thread."""
+
+    thread_name = "spec-repos"
 
     def __init__(self, sessions: sessionmaker[Session], context_for: Callable[[Session, Principal], Context],
                  worker: str, interval: float, poll_seconds: float, read_sessions: sessionmaker[Session] | None = None):
+        super().__init__(interval)
         self.sessions, self.context_for, self.worker = sessions, context_for, worker
         # a pass that finds nothing to do looks with these: on SQLite they take no write lock (gitops.db)
         self.read_sessions = read_sessions or sessions
-        self.interval, self.poll_seconds = interval, poll_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.poll_seconds = poll_seconds
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="spec-repos", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def wake(self) -> None:
-        """Run a pass now (a webhook just asked for a sync)."""
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - the worker outlives any one pass; the next one retries
-                log.exception("spec repository worker pass failed")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def background_pass(self) -> None:
+        self.run_once()
 
     def run_once(self, now: dt.datetime | None = None) -> int:
         """Ask for the polls due, then run every sync that can be claimed; returns how many ran."""

@@ -65,6 +65,7 @@ from sqlalchemy.sql import Select
 from contract.errors import RepoError
 from gitops import egress, webhook_events, webhook_payloads, webhooks
 from gitops.audit import record
+from gitops.background import Passes
 from gitops.db import insert_many
 from gitops.egress_http import CheckedTransport, Deadline, untrusted_certificate
 from gitops.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription, utcnow
@@ -201,49 +202,37 @@ def retry_delay(attempts: int, jitter: float, retry_after: float | None = None) 
 # --- the worker ----------------------------------------------------------------------------------
 
 
-class WebhookWorker:
-    """Fans events out and sends deliveries; ``run_once`` sends what is due (tests), ``start`` runs a thread.
+class WebhookWorker(Passes):
+    """Fans events out and sends deliveries; ``run_once`` sends what is due (tests), ``start`` runs a thread,
+    which an attempt that ends wakes: its subscription's next delivery may go.
 
     ``timeout`` bounds each attempt, ``jitter`` draws the back-off's random part: both are seams
     for tests, as is ``run_once``'s ``now``.
     """
 
+    thread_name = "webhook-deliveries"
+
     def __init__(self, sessions: sessionmaker[Session], repos: RepoStore, worker: str, interval: float,
                  settings: StatusSettings, *, read_sessions: sessionmaker[Session] | None = None,
                  timeout: float = TIMEOUT, threads: int = THREADS, jitter: Callable[[], float] = random.random):
+        super().__init__(interval)
         self.sessions, self.repos, self.worker, self.settings = sessions, repos, worker, settings
         # a pass that finds nothing to do looks with these: on SQLite they take no write lock (gitops.db)
         self.read_sessions = read_sessions or sessions
-        self.interval, self.timeout, self.threads, self.jitter = interval, timeout, threads, jitter
+        self.timeout, self.threads, self.jitter = timeout, threads, jitter
         self.lease = dt.timedelta(seconds=timeout + CLAIM_MARGIN)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook-delivery")
         self._in_flight = 0
         self._lock = threading.Lock()
         self._offline_checked: float | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="webhook-deliveries", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
         """Stop passing, and wait for the attempts in flight (each ends within its timeout)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        super().stop()
         self._pool.shutdown(wait=True)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._pass(utcnow())
-            except Exception:  # noqa: BLE001 - the worker outlives any one pass; the next one retries
-                log.exception("webhook delivery pass failed")
-            self._wake.wait(self.interval)  # an attempt that ends wakes it: its subscription's next may go
-            self._wake.clear()
+    def background_pass(self) -> None:
+        self._pass(utcnow())
 
     def run_once(self, now: dt.datetime | None = None) -> int:
         """Pass after pass, each waiting for the attempts it started, until nothing is due at ``now``;
@@ -353,7 +342,7 @@ class WebhookWorker:
         finally:
             with self._lock:
                 self._in_flight -= 1
-            self._wake.set()
+            self.wake()
 
     def _request(self, delivery_id: int, now: dt.datetime) -> Request | None:
         """The request of the claimed delivery; None when it is no longer this worker's (gone with its subscription)."""
