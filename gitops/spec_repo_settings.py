@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pygit2
 from sqlalchemy import select
 
 from contract.errors import InvalidRequest
@@ -28,8 +27,8 @@ from gitops.credential_files import auth_kind
 from gitops.models import RoleBinding, SpecRepo, SpecSync
 from gitops.policy import Scope
 from gitops.service_context import Context
-from gitops.spec_changes import PathGlobs
-from gitops.spec_repos import credential_fields, held_credentials, require_manage
+from gitops.spec_repos import (checked_branch, checked_globs, checked_prune, credential_fields, held_credentials,
+                                require_manage)
 
 SETTINGS = ("branch", "globs", "prune", "credentials", "commit_status")
 
@@ -45,13 +44,11 @@ def update_repo(ctx: Context, repo: SpecRepo, changes: dict[str, Any]) -> SpecRe
                              f"{', '.join(SETTINGS)}")
     audited: dict[str, Any] = {}
     if "branch" in changes:
-        repo.branch = audited["branch"] = _branch(changes["branch"])
+        repo.branch = audited["branch"] = checked_branch(changes["branch"])
     if "globs" in changes:
-        repo.globs = audited["globs"] = _globs(changes["globs"])
+        repo.globs = audited["globs"] = checked_globs(changes["globs"])
     if "prune" in changes:
-        if not isinstance(changes["prune"], bool):
-            raise InvalidRequest("prune is true or false")
-        repo.prune = audited["prune"] = changes["prune"]
+        repo.prune = audited["prune"] = checked_prune(changes["prune"])
     if "commit_status" in changes:
         repo.commit_status = audited["commit_status"] = commit_status_mode(changes["commit_status"])
     if "credentials" in changes:
@@ -61,18 +58,6 @@ def update_repo(ctx: Context, repo: SpecRepo, changes: dict[str, Any]) -> SpecRe
         repo.auth = audited["auth"] = auth_kind(held)
     record(ctx.session, ctx.principal, "spec_repo.update", repo.name, audited)
     return repo
-
-
-def _branch(branch: Any) -> str:
-    if not isinstance(branch, str) or not branch or not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
-        raise InvalidRequest(f"{str(branch)[:100]!r} is not a branch name git takes")
-    return branch
-
-
-def _globs(globs: Any) -> list[str]:
-    if not isinstance(globs, list):
-        raise InvalidRequest("globs is a list of path globs, e.g. [\"deploy/**/*.yaml\"]")
-    return list(PathGlobs(globs).globs)
 
 
 def repo_bindings(ctx: Context, repo: SpecRepo) -> list[dict]:

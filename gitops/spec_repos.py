@@ -86,13 +86,7 @@ def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: 
                                "cluster-admin does")
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidRequest("a spec repository's name is 1 to 63 lowercase letters, digits and dashes")
-    if not isinstance(branch, str) or not branch or not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
-        raise InvalidRequest(f"{str(branch)[:100]!r} is not a branch name git takes")
-    if not isinstance(prune, bool):
-        raise InvalidRequest("prune is true or false")
-    if not isinstance(globs, (list, tuple)):
-        raise InvalidRequest("globs is a list of path globs, e.g. [\"deploy/**/*.yaml\"]")
-    path_globs = PathGlobs(list(globs))
+    branch, globs, prune = checked_branch(branch), checked_globs(globs), checked_prune(prune)
     statuses = commit_status_mode(commit_status)
     parsed, userinfo = egress.parse_remote_url(url)
     tenant = session.get(Tenant, principal.tenant_id)
@@ -103,7 +97,7 @@ def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: 
     sealed_credentials = held_credentials(ctx, tenant.id, parsed, userinfo, credentials)
     secret = secrets.token_urlsafe(32)
     row = SpecRepo(tenant_id=principal.tenant_id, name=name, url=str(parsed), branch=branch,
-                   globs=list(path_globs.globs), prune=prune, commit_status=statuses,
+                   globs=globs, prune=prune, commit_status=statuses,
                    credentials=ctx.repos.seal(sealed_credentials) if sealed_credentials else None,
                    auth=credential_files.auth_kind(sealed_credentials),
                    webhook_secret=ctx.repos.seal_text(secret), created_by=principal.name)
@@ -116,6 +110,24 @@ def register(ctx: Context, name: Any, url: Any, *, branch: Any = "main", globs: 
            {"url": row.url, "branch": branch, "globs": row.globs, "prune": prune, "auth": row.auth,
             "commit_status": statuses})
     return NewSpecRepo(row, secret)
+
+
+def checked_branch(branch: Any) -> str:
+    if not isinstance(branch, str) or not branch or not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
+        raise InvalidRequest(f"{str(branch)[:100]!r} is not a branch name git takes")
+    return branch
+
+
+def checked_globs(globs: Any) -> list[str]:
+    if not isinstance(globs, (list, tuple)):
+        raise InvalidRequest("globs is a list of path globs, e.g. [\"deploy/**/*.yaml\"]")
+    return list(PathGlobs(list(globs)).globs)
+
+
+def checked_prune(prune: Any) -> bool:
+    if not isinstance(prune, bool):
+        raise InvalidRequest("prune is true or false")
+    return prune
 
 
 def credential_fields(credentials: Any) -> dict[str, str]:
@@ -346,5 +358,5 @@ def _remote(ctx: Context, repo: SpecRepo) -> Remote:
     return Remote(repo.url, held, ctx.repos.policy(tenant.remote_allowed_hosts or ()))
 
 
-__all__ = ["register", "credential_fields", "held_credentials", "list_repos", "get_repo", "delete_repo",
+__all__ = ["register", "checked_branch", "checked_globs", "checked_prune", "credential_fields", "held_credentials", "list_repos", "get_repo", "delete_repo",
            "principal_of", "require_manage", "enqueue", "sync", "execute", "mirror_path", "NewSpecRepo", "NAME", "LEASE"]

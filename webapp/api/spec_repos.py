@@ -96,7 +96,6 @@ def register_spec_repo():
                              "branch, globs, prune, credentials and commit_status")
     ctx = context()
     credentials = data.get("credentials")
-    spec_repo_settings.credential_fields(credentials)
     new = spec_repos.register(ctx, field(data, "name", str), field(data, "url", str),
                               branch=field(data, "branch", str, required=False, default="main"),
                               globs=field(data, "globs", list, required=False, default=list(DEFAULT_GLOBS)),
