@@ -1,7 +1,7 @@
 """The server's operator commands, ``db``, ``admin`` and ``agent``, and the settings every server command reads.
 
 ``shipyard db``             ``upgrade`` and ``current`` (Alembic, through gitops.db)
-``shipyard admin``          ``reset-password`` for a local user
+``shipyard admin``          ``create-admin``, the first tenant-admin; ``reset-password`` for a local user
 ``shipyard agent``          the cluster agent, the same process as ``python -m agent``
 
 ``shipyard up`` is cli.up, ``shipyard serve`` cli.serve. The server stack
@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from cli.exits import EXIT_NOT_FOUND, EXIT_NOT_READY, Failure
+from cli.exits import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_NOT_READY, Failure
 from cli.output import output_option, print_json
 from contract.errors import NotFound, ShipyardError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 ADMIN = "admin"
 
@@ -182,7 +185,53 @@ def reset_password(username: str, ask: bool, database_url: str | None, data_dir:
 
     Without --prompt a password is generated and printed once; only its hash is stored.
     """
-    from gitops import accounts, db
+    from gitops import accounts
+
+    password = _new_password(ask)
+    with _migrated_session(database_url, data_dir) as (session, settings):
+        accounts.reset_password(session, settings["TENANT"], username, password, by="shipyard admin reset-password")
+    click.echo(f'password of "{username}" changed' if ask else f'new password of "{username}" (shown once): {password}')
+
+
+@admin_group.command("create-admin")
+@click.option("--username", default=ADMIN, show_default=True, help="The new tenant-admin.")
+@click.option("--prompt", "ask", is_flag=True, help="Ask for the password instead of generating one.")
+@database_url_option
+@data_option
+def create_admin(username: str, ask: bool, database_url: str | None, data_dir: Path) -> None:
+    """Create the tenant's first local user, a tenant-admin, on a new `shipyard serve` install.
+
+    `shipyard up` makes its own on its first start; with OIDC, OIDC_GROUP_ROLES gives the roles
+    instead. Refused once the tenant has a user: they add the others (`shipyard users create`).
+    Without --prompt a password is generated and printed once; only its hash is stored.
+    """
+    from sqlalchemy import select
+
+    from gitops import accounts
+    from gitops.models import User
+
+    password = _new_password(ask)
+    with _migrated_session(database_url, data_dir) as (session, settings):
+        tenant = accounts.ensure_tenant(session, settings["TENANT"])
+        if session.scalar(select(User.id).where(User.tenant_id == tenant.id).limit(1)) is not None:
+            raise Failure(f'tenant "{tenant.name}" already has users: a tenant-admin among them adds more '
+                          "(`shipyard users create`), and `shipyard admin reset-password` gives one a new password",
+                          EXIT_INVALID)
+        accounts.create_first_admin(session, tenant, username, password, by="shipyard admin create-admin")
+    click.echo(f'tenant-admin "{username}" created' if ask
+               else f'tenant-admin "{username}" created; password (shown once): {password}')
+
+
+def _new_password(ask: bool) -> str:
+    if ask:
+        return click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    return secrets.token_urlsafe(18)
+
+
+@contextmanager
+def _migrated_session(database_url: str | None, data_dir: Path) -> Iterator[tuple[Session, dict]]:
+    """A transaction on the server's database, which must be migrated; the service's errors as Failures."""
+    from gitops import db
 
     settings = server_settings({"DATA_DIR": str(data_dir), **({"DATABASE_URL": database_url} if database_url else {})})
     url = settings["DATABASE_URL"]
@@ -194,24 +243,15 @@ def reset_password(username: str, ask: bool, database_url: str | None, data_dir:
                           "`shipyard db upgrade`) first", EXIT_NOT_FOUND)
         if current != head:
             raise Failure(f"the database is at {current}, not {head}: run `shipyard db upgrade`", EXIT_NOT_READY)
-        if ask:
-            password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-        else:
-            password = secrets.token_urlsafe(18)
         with db.session_factory(engine).begin() as session:
             try:
-                accounts.reset_password(session, settings["TENANT"], username, password,
-                                        by="shipyard admin reset-password")
+                yield session, settings
             except NotFound as exc:
                 raise Failure(str(exc), EXIT_NOT_FOUND) from exc
             except ShipyardError as exc:
                 raise Failure.of(exc) from exc
     finally:
         engine.dispose()
-    if ask:
-        click.echo(f'password of "{username}" changed')
-    else:
-        click.echo(f'new password of "{username}" (shown once): {password}')
 
 
 @click.command("agent")

