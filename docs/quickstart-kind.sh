@@ -113,12 +113,8 @@ install_command_line() {
 
 build_images() {
   step "1. Building $IMAGE and $AGENT_IMAGE"
-  local revision
-  revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
-  docker build -f "$ROOT/images/shipyard.Containerfile" --build-arg "VERSION=$VERSION" \
-    --build-arg "REVISION=$revision" -t "$IMAGE" "$ROOT"
-  docker build -f "$ROOT/images/shipyard-agent.Containerfile" --build-arg "VERSION=$VERSION" \
-    --build-arg "REVISION=$revision" -t "$AGENT_IMAGE" "$ROOT"
+  # tagged <registry>/shipyard[-agent]:<version>, the project's version: $IMAGE and $AGENT_IMAGE
+  BUILDER=docker REGISTRY="${IMAGE_REPOSITORY%/*}" "$ROOT/images/build.sh" all
 }
 
 create_cluster() {

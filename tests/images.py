@@ -75,6 +75,7 @@ class ImageLab:
             raise ImageToolMissing(f"{', '.join(missing)} not installed: apt-get install buildah podman skopeo "
                                    "mmdebstrap runc (the README's test command does)")
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.store = ["--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", "overlay"]
         self.pip_conf = root / "pip.conf"
         self.pip_conf.write_text("[global]\ncert = /run/shipyard-build/ca.crt\n")

@@ -7,7 +7,7 @@ whole here. What it runs is covered piece by piece, against the real thing where
 the script                                  checked by
 ==========================================  ===============================================================
 itself                                      shellcheck (Debian's; missing, the test fails, it never skips)
-docker build, kind load docker-image        the Containerfiles exist; the tags are the chart's
+images/build.sh, kind load docker-image     the Containerfiles exist; the tags are the chart's
                                             image.repository and the profile's default agent image, at
                                             pyproject's version, which is the charts' appVersion
 helm upgrade --install, its values          helm lint --strict, and helm template with the very arguments
@@ -29,6 +29,7 @@ log in, register and install, deploy, run   the script's own functions, sourced,
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -134,11 +135,19 @@ def test_it_uses_nothing_of_this_machine_but_the_kind_cluster():
 
 
 def test_the_images_it_builds_are_the_ones_the_charts_and_the_profile_run():
-    builds = re.findall(r'docker build -f "\$ROOT/(\S+)" .*?-t "\$(\w+)" "\$ROOT"', script_text())
-    assert [file for file, _ in builds] == ["images/shipyard.Containerfile", "images/shipyard-agent.Containerfile"]
+    assert re.search(r'BUILDER=docker REGISTRY="\$\{IMAGE_REPOSITORY%/\*\}" "\$ROOT/images/build.sh" all', script_text())
+    # what images/build.sh runs, with a builder that only says it
+    said = subprocess.run([str(ROOT / "images" / "build.sh"), "all"], capture_output=True, text=True, check=True,
+                          env={**os.environ, "BUILDER": "echo docker",
+                               "REGISTRY": setting("IMAGE_REPOSITORY").rpartition("/")[0]}).stdout.splitlines()
+    builds = [re.search(r"-f (\S+) .* -t (\S+) ", line).groups() for line in said]
+    assert [Path(file) for file, _ in builds] == [ROOT / "images" / "shipyard.Containerfile",
+                                                  ROOT / "images" / "shipyard-agent.Containerfile"]
     for file, _ in builds:
-        assert (ROOT / file).is_file(), f"{file}, which the script builds, does not exist"
-    tags = {variable: setting(variable) for _, variable in builds}
+        assert Path(file).is_file(), f"{file}, which the script builds, does not exist"
+    tags = dict(zip(("IMAGE", "AGENT_IMAGE"), (tag for _, tag in builds)))
+    assert tags == {"IMAGE": f"{setting('IMAGE_REPOSITORY')}:{VERSION}",
+                    "AGENT_IMAGE": f"{setting('AGENT_IMAGE_REPOSITORY')}:{VERSION}"}
     assert tags == {"IMAGE": f"ghcr.io/shipyard-dev/shipyard:{VERSION}",
                     "AGENT_IMAGE": f"{AGENT_IMAGE_REPOSITORY}:{VERSION}"}
     assert re.search(r'kind load docker-image --name "\$KIND_CLUSTER" "\$IMAGE" "\$AGENT_IMAGE"', script_text())
