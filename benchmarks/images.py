@@ -9,8 +9,8 @@ the two bases made by mmdebstrap as the tests make them):
                      (distroless python3-debian12's), once
     build, cold      ``images/build.sh`` on an empty layer cache: apt's python3-venv, pip from the
                      package index, the runtime stage; per image
-    build, a change  the same after one source file changed: what a pipeline that keeps its layer
-                     cache pays (the apt layer reused)
+    build, a change  the same after one source file changed, with buildah's layer cache (--layers): what
+                     a pipeline that keeps its cache pays (the apt layer reused, pip's step again)
     size             unpacked (``podman images``; the goals: agent < 150 MB, control plane < 250 MB)
                      and gzipped as a registry holds it; the run base's share of each
     start            A/B, alternated A B B A: the control-plane image (``podman run ... serve``) and
@@ -18,7 +18,9 @@ the two bases made by mmdebstrap as the tests make them):
                      /healthz on a fresh SQLite data directory (migrated on start); the agent image and
                      ``python -m agent`` from this venv, each to its exit on missing settings (the
                      interpreter, the agent's imports, exit 2), the image's compiled modules against the
-                     venv's. The image side includes podman's and runc's start of a container.
+                     venv's. The image side includes podman's and runc's start of a container: the
+                     agent image running ``python -c pass`` and the venv's ``python -c pass`` are measured
+                     too, and the agent's imports alone are each side less its own.
 
 Prints medians and ratios; the machine is shared, so only the ratios within one run mean much.
 """
@@ -99,18 +101,18 @@ def venv_serve(work: Path) -> float:
         process.wait(30)
 
 
-def image_agent(lab: ImageLab, image: str) -> float:
+def image_python(lab: ImageLab, image: str, *args: str, code: int = 0) -> float:
     started = time.perf_counter()
-    result = lab.podman("run", "--rm", *RUN_FLAGS, "--read-only", image, check=False)
-    assert result.returncode == 2, result.stderr
+    result = lab.podman("run", "--rm", *RUN_FLAGS, "--read-only", "--entrypoint", "python", image, *args, check=False)
+    assert result.returncode == code, result.stderr
     return time.perf_counter() - started
 
 
-def venv_agent() -> float:
+def venv_python(*args: str, code: int = 0) -> float:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SHIPYARD_")}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "agent"], env=env, capture_output=True, cwd=ROOT)
-    assert result.returncode == 2, result.stderr
+    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, cwd=ROOT)
+    assert result.returncode == code, result.stderr
     return time.perf_counter() - started
 
 
@@ -136,13 +138,13 @@ def main() -> None:
         base = lab.size(RUN_BASE)
         images = {}
         for which in ("control-plane", "agent"):
-            cold = lab.build(which)
+            cold = lab.build(which, "--layers")
             images[which] = cold.image
             touched = ROOT / "contract" / "__init__.py"
             original = touched.read_bytes()
             try:
                 touched.write_bytes(original + b"\n")
-                warm = lab.build(which)
+                warm = lab.build(which, "--layers")
             finally:
                 touched.write_bytes(original)
             size, packed = lab.size(cold.image), lab.compressed_size(cold.image)
@@ -153,9 +155,17 @@ def main() -> None:
                                             lambda: venv_serve(work))
         print(f"serve to /healthz  image {statistics.median(image_times):5.2f} s   venv "
               f"{statistics.median(venv_times):5.2f} s   image/venv {statistics.median(image_times) / statistics.median(venv_times):.2f}x")
-        image_times, venv_times = alternate(rounds, lambda: image_agent(lab, images["agent"]), venv_agent)
-        print(f"agent start+exit   image {statistics.median(image_times):5.2f} s   venv "
-              f"{statistics.median(venv_times):5.2f} s   image/venv {statistics.median(image_times) / statistics.median(venv_times):.2f}x")
+        agent = images["agent"]
+        image_times, venv_times = alternate(rounds, lambda: image_python(lab, agent, "-m", "agent", code=2),
+                                            lambda: venv_python("-m", "agent", code=2))
+        image_bare, venv_bare = alternate(rounds, lambda: image_python(lab, agent, "-c", "pass"),
+                                          lambda: venv_python("-c", "pass"))
+        image_agent, venv_agent = (statistics.median(image_times), statistics.median(venv_times))
+        image_pass, venv_pass = statistics.median(image_bare), statistics.median(venv_bare)
+        print(f"agent start+exit   image {image_agent:5.2f} s   venv {venv_agent:5.2f} s   image/venv "
+              f"{image_agent / venv_agent:.2f}x; python -c pass: image {image_pass:5.2f} s, venv {venv_pass:5.2f} s; "
+              f"the agent's imports: image {image_agent - image_pass:5.2f} s, venv {venv_agent - venv_pass:5.2f} s, "
+              f"image/venv {(image_agent - image_pass) / (venv_agent - venv_pass):.2f}x")
     finally:
         lab.reset()
         shutil.rmtree(work, ignore_errors=True)

@@ -44,11 +44,13 @@ _GROUP = "root:x:0:\\nnobody:x:65534:\\nnonroot:x:65532:\\n"
 ROOTFS = {
     BUILD_BASE: ["--variant=minbase", *_SLIM],
     RUN_BASE: ["--variant=extract", "--include=python3-minimal,python3.11,ca-certificates,tzdata,netbase", *_SLIM,
-               f'--customize-hook=printf "{_PASSWD}" > "$1/etc/passwd"',
-               f'--customize-hook=printf "{_GROUP}" > "$1/etc/group"',
-               '--customize-hook=install -d -o 65532 -g 65532 "$1/home/nonroot" && install -d -m 1777 "$1/tmp"',
-               # what update-ca-certificates would write, had the package been configured
-               '--customize-hook=cat "$1"/usr/share/ca-certificates/mozilla/*.crt > "$1/etc/ssl/certs/ca-certificates.crt"'],
+               f'--extract-hook=printf "{_PASSWD}" > "$1/etc/passwd"',
+               f'--extract-hook=printf "{_GROUP}" > "$1/etc/group"',
+               '--extract-hook=install -d -o 65532 -g 65532 "$1/home/nonroot" && install -d -m 1777 "$1/tmp"',
+               # what update-ca-certificates and py3compile would have written, had the packages been configured
+               # (the extract variant runs extract hooks, not customize hooks)
+               '--extract-hook=cat "$1"/usr/share/ca-certificates/mozilla/*.crt > "$1/etc/ssl/certs/ca-certificates.crt"',
+               '--extract-hook=chroot "$1" /usr/bin/python3.11 -m compileall -q -j 0 /usr/lib/python3.11'],
 }
 
 
@@ -109,14 +111,15 @@ class ImageLab:
             self.buildah("rm", container)
             tarball.unlink()
 
-    def build(self, which: str) -> Build:
-        """``images/build.sh WHICH`` on the made bases; the image it tagged and how long it took."""
+    def build(self, which: str, *flags: str) -> Build:
+        """``images/build.sh WHICH`` on the made bases (``flags`` to buildah build besides this host's); the image
+        it tagged and how long it took."""
         started = time.perf_counter()
         store = " ".join(self.store)
         env = {**os.environ, "BUILDER": f"buildah {store}", "BUILD_BASE": BUILD_BASE, "BASE": RUN_BASE}
         self.run(str(ROOT / "images" / "build.sh"), which, "--", "--runtime", "runc", "--network", "host",
                  "--volume", f"{HOST_CA_BUNDLE}:/run/shipyard-build/ca.crt:ro",
-                 "--volume", f"{self.pip_conf}:/etc/pip.conf:ro", env=env)
+                 "--volume", f"{self.pip_conf}:/etc/pip.conf:ro", *flags, env=env)
         name = "shipyard" if which == "control-plane" else "shipyard-agent"
         return Build(f"ghcr.io/shipyard-dev/{name}:{project_version()}", time.perf_counter() - started)
 
@@ -134,6 +137,7 @@ class ImageLab:
         """Bytes a registry would hold: the image's layers gzipped, as a push sends them."""
         target = self.root / "oci" / image.rpartition("/")[2].replace(":", "-")
         shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(exist_ok=True)
         graph = self.root / "storage"
         self.run("skopeo", "copy", "--quiet", "--dest-compress-format", "gzip",
                  f"containers-storage:[overlay@{graph}+{self.root / 'run'}]{image}", f"oci:{target}")
