@@ -10,7 +10,8 @@ timeout: urllib3 errors); nothing here raises to the command loop for
 those.
 
 =========  =============================================================================
-refresh    Application: annotation argocd.argoproj.io/refresh = normal | hard (params.hard)
+refresh    Application: annotation argocd.argoproj.io/refresh = normal | hard (params.hard);
+           a commit's refresh (params.reason "commit", params.commit) below
 restart    Deployment: spec.template annotation kubectl.kubernetes.io/restartedAt (kubectl
            rollout restart); Rollout: spec.restartAt (kubectl argo rollouts restart), which
            restarts pods without a new revision walking the canary steps again
@@ -25,6 +26,24 @@ logs       Pod: the last params.tail_lines lines of params.container (params.pre
            params.timestamps: each line prefixed with its time), at most MAX_LOG_LINES lines
            and MAX_LOG_BYTES bytes
 =========  =============================================================================
+
+A commit's refresh is how a commit reaches ArgoCD at once instead of at its
+next poll (three minutes by default): after each commit the control plane
+queues one for every Application the commit touched, naming the commit. The
+annotation is Argo CD's documented way to ask for a refresh (Argo CD,
+"Annotations and Labels used by Argo CD": the application controller removes
+it once it refreshed the Application), and the one its own git webhook handler
+uses (util/webhook: argo.RefreshApp, normal); a refresh resolves the branch anew.
+The agent patches only when ArgoCD has not compared the Application at that
+commit yet (``status.sync.revision``, read by the same GET that checks the
+Application is Shipyard's): when ArgoCD's own webhook or poll got there
+first, it answers ``{"refresh": "skipped", "seen": true}``. An Application
+the commit adds does not exist until the app of apps syncs it, and ArgoCD
+compares an Application when it is created, so a 404 answers
+``{"refresh": "skipped", "absent": true}``. Every answer carries the command's
+``commit``. ``coalesced`` groups a claimed batch so that the commit refreshes
+of one Application are carried out once, at the newest of them (the control
+plane numbers them in commit order), and each is answered.
 """
 
 from __future__ import annotations
@@ -38,7 +57,7 @@ import urllib3
 
 from agent.kube import (APPLICATION, CRON_WORKFLOW, CRONJOB, DEPLOYMENT, JOB, ROLLOUT, WORKFLOW, WORKFLOW_TEMPLATE,
                         ApiException, KubeApi)
-from contract.protocol import MAX_LOG_BYTES, MAX_LOG_LINES, Command, CommandResult
+from contract.protocol import COMMIT_REFRESH_REASON, MAX_LOG_BYTES, MAX_LOG_LINES, Command, CommandResult
 from agent.settings import AgentSettings
 from contract.labels import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL
 
@@ -67,6 +86,42 @@ def _run_id(command: Command) -> str:
     if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", run):
         raise CommandRefused(f"run_id {run!r} is not a valid label value")
     return run
+
+
+def commit_of(command: Command) -> str | None:
+    """The commit a commit's refresh names; None for any other command. A commit's refresh whose
+    commit is not a git object id is refused."""
+    if command.type != "refresh" or command.params.get("reason") != COMMIT_REFRESH_REASON:
+        return None
+    commit = command.params.get("commit")
+    if not (isinstance(commit, str) and _OBJECT_ID.fullmatch(commit)):
+        raise CommandRefused("params.commit must be a commit id (40 or 64 hexadecimal digits)")
+    return commit
+
+
+def coalesced(commands: list[Command]) -> list[list[Command]]:
+    """The batch in order, each entry carried out once: a commit's refresh with the later commit
+    refreshes of its Application in the batch (the newest last), every other command alone."""
+    groups: list[list[Command]] = []
+    by_application: dict[tuple[str, str], list[Command]] = {}
+    for command in commands:
+        if command.type == "refresh" and command.params.get("reason") == COMMIT_REFRESH_REASON:
+            key = (command.namespace, command.name)
+            if key in by_application:
+                by_application[key].append(command)
+                continue
+            by_application[key] = [command]
+            groups.append(by_application[key])
+        else:
+            groups.append([command])
+    return [sorted(group, key=lambda command: command.id) for group in groups]
+
+
+def answer_for(command: Command, result: CommandResult) -> CommandResult:
+    """``result`` (of the newest command of its group) as the answer to ``command``: with its own commit."""
+    if "commit" not in result.result:
+        return result
+    return CommandResult(result.ok, {**result.result, "commit": command.params.get("commit")}, result.error)
 
 
 def _bounded(value, default: int, cap: int, name: str) -> int:
@@ -122,14 +177,22 @@ class Executor:
     # --- the commands ---------------------------------------------------------------------
 
     def refresh(self, command: Command) -> dict:
-        application = self.api.get(APPLICATION, command.namespace, command.name)
+        commit = commit_of(command)
+        try:
+            application = self.api.get(APPLICATION, command.namespace, command.name)
+        except ApiException as exc:
+            if commit is not None and exc.status == 404:  # not created yet (or pruned): nothing to refresh
+                return {"refresh": "skipped", "absent": True, "commit": commit}
+            raise
         labels = (application.get("metadata") or {}).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
             raise CommandRefused(f"Application {command.name} is not managed by Shipyard")
+        if commit is not None and ((application.get("status") or {}).get("sync") or {}).get("revision") == commit:
+            return {"refresh": "skipped", "seen": True, "commit": commit}
         mode = "hard" if command.params.get("hard") else "normal"
         self.api.patch(APPLICATION, command.namespace, command.name,
                        {"metadata": {"annotations": {REFRESH_ANNOTATION: mode}}})
-        return {"refresh": mode}
+        return {"refresh": mode, **({"commit": commit} if commit is not None else {})}
 
     def restart(self, command: Command) -> dict:
         at = _now()
@@ -246,6 +309,7 @@ class Executor:
 
 
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
 
 
 def _api_message(exc: ApiException) -> str:
@@ -255,4 +319,5 @@ def _api_message(exc: ApiException) -> str:
         return ""
 
 
-__all__ = ["Executor", "CommandRefused", "KINDS_OF", "REFRESH_ANNOTATION", "RESTARTED_AT"]
+__all__ = ["Executor", "CommandRefused", "KINDS_OF", "REFRESH_ANNOTATION", "RESTARTED_AT",
+           "commit_of", "coalesced", "answer_for"]

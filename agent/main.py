@@ -11,7 +11,8 @@ Threads, each a thin loop around a step function (testable one step at a time):
   so memory stays bounded by the number of objects);
 - the heartbeat: every ``heartbeat_interval``, with the facts last read;
 - the facts: Kubernetes version, CRDs, addons, namespaces, every FACTS_INTERVAL;
-- the command loop: long-poll, carry out (agent.commands), send the result.
+- the command loop: long-poll, carry out (agent.commands; a commit's refreshes of one
+  Application in a batch once), send each result.
 
 No loop dies: an exception a step did not expect is logged with its
 traceback the first time it comes from a place (once again without it),
@@ -53,7 +54,7 @@ import urllib3
 
 from agent.backoff import Backoff, control_plane_retry_after
 from contract.addons import RELEASE_KEYS, addon_versions, addons_installed
-from agent.commands import Executor
+from agent.commands import Executor, answer_for, coalesced
 from agent.credentials import REFUSED_POLL, AgentToken
 from agent.kube import ApiException, KubeApi
 from agent.liveness import Liveness, Progress, health_app, serve
@@ -218,11 +219,14 @@ class Agent:
         if wait := self.token.retry_in():
             return wait
         try:
-            for command in self.command_reporter.poll_commands(self.settings.command_wait):
+            # a group is one command, or one Application's commit refreshes: carried out at the newest
+            for group in coalesced(self.command_reporter.poll_commands(self.settings.command_wait)):
                 self.progress["commands"].advanced()
-                result = self._carry_out(command)
-                self.commands[(command.type, "ok" if result.ok else "error")] += 1
-                self.command_reporter.send_result(command.id, result)
+                result = self._carry_out(group[-1])
+                for command in group:
+                    answer = answer_for(command, result)
+                    self.commands[(command.type, "ok" if answer.ok else "error")] += 1
+                    self.command_reporter.send_result(command.id, answer)
             self.command_backoff.reset()
             return self.command_reporter.poll_again_in
         except (Unauthorized, httpx.HTTPError) as exc:

@@ -2,7 +2,8 @@
 version's way to Healthy, and ``delete``, its end.
 
 ``trace`` asks GET .../trace: the spec repository commit a version came from (when it came
-from one), when its deploy was accepted, the manifest commit, when ArgoCD was seen synced to
+from one), when its deploy was accepted, the manifest commit, when the agent asked ArgoCD to
+refresh for it and when ArgoCD was seen comparing against it, when ArgoCD was seen synced to
 it and when Healthy, each with how long after the step before (gitops.trace).
 
 ``diff`` asks the API for what changed between two versions (GET .../diff?from=V1&to=V2:
@@ -33,7 +34,9 @@ def trace(app: str, version: int | None, url, token, output: str) -> None:
     """Show VERSION of APP (CLUSTER:WORKSPACE/APP; default: the current one) from its spec commit to Healthy.
 
     Each step with its time and how long after the step before: spec commit (for a version
-    from a spec repository), accepted, committed, synced, healthy; "-" for a step not reached.
+    from a spec repository), accepted, committed, refresh requested (the agent asked ArgoCD to
+    look now), seen (ArgoCD compared against the commit), synced, healthy; "-" for a step not
+    reached.
     """
     answer = client(url, token, output).call("GET", f"{app_path(app)}/trace",
                                               params={"version": version} if version else {})

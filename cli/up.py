@@ -200,7 +200,10 @@ def _stop_on_signals() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-simulate", is_flag=True,
               help="Do not run the simulated compute plane for the demo cluster (for a real ArgoCD and agent).")
-def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
+@click.option("--simulated-poll", "simulated_poll", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="How often the simulated compute plane reads the repository unasked (default: ArgoCD's 180). "
+                   "Commits reach it at once through the refresh the control plane sends its agent.")
+def up(data_dir: Path, host: str, port: int, no_simulate: bool, simulated_poll: float | None) -> None:
     """Run the control plane on this machine: SQLite and git repositories in --data.
 
     The first start creates the user "admin" (its password is printed once), the
@@ -209,7 +212,9 @@ def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
     directory and create nothing. Unless --no-simulate, a SIMULATED compute
     plane (the simulation package: ArgoCD and a cluster played in this process) reads
     the demo cluster's repository over git and reports sync and health, so
-    deploys go all the way to Healthy. Ctrl-C stops the server.
+    deploys go all the way to Healthy: at once after each commit, told by the
+    refresh the control plane sends its agent, and every --simulated-poll
+    seconds as ArgoCD polls. Ctrl-C stops the server.
     """
     from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -252,7 +257,8 @@ def up(data_dir: Path, host: str, port: int, no_simulate: bool) -> None:
             server.server_close()
             raise Failure(f"could not set up the demo: {exc}", EXIT_INTERNAL) from exc
         _announce(url, data_dir, app.config["TENANT"], seeded, reusing, moved)
-        simulation = None if no_simulate else _start_simulation(app, data_dir, _display_url(host, port), url, seeded)
+        simulation = None if no_simulate else _start_simulation(app, data_dir, _display_url(host, port), url, seeded,
+                                                                 simulated_poll)
         _stop_on_signals()
         try:
             server.serve_forever()
@@ -294,16 +300,18 @@ def _rotate_demo_tokens(plane, tenant_name: str) -> tuple[str, str] | None:
         return tokens
 
 
-def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, seeded: Seeded | None):
+def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, seeded: Seeded | None,
+                      poll_seconds: float | None = None):
     """The simulated compute plane of the demo cluster in a daemon thread; the event that stops it, or None.
 
     It needs the demo cluster's read and agent tokens, which exist in plain text only when
     they are made and are kept nowhere (only their hashes): the first start passes on the
     ones it created; a later start makes new ones (the read token printed before stops
-    working, so the new one is printed; --no-simulate leaves the tokens alone).
+    working, so the new one is printed; --no-simulate leaves the tokens alone). It reads the
+    repository every ``poll_seconds`` (default: ArgoCD's), and at once on the refresh after a commit.
     """
     from gitops import clusters
-    from simulation import SimulationSettings, start_in_background
+    from simulation import ARGOCD_POLL_SECONDS, SimulationSettings, start_in_background
 
     tenant = app.config["TENANT"]
     if seeded is not None and seeded.read_token and seeded.agent_token:
@@ -322,7 +330,7 @@ def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, see
     settings = SimulationSettings(
         url=url, tenant=tenant, cluster=DEMO_CLUSTER, agent_token=agent_token, read_token=read_token,
         mirror_dir=data_dir / "simulated" / f"{DEMO_CLUSTER}.git",
-        poll_seconds=2.0, step_seconds=2.0, rollout_seconds=4.0, heartbeat_seconds=10.0,
+        poll_seconds=poll_seconds or ARGOCD_POLL_SECONDS, step_seconds=2.0, rollout_seconds=4.0, heartbeat_seconds=10.0,
         switch_file=data_dir / SIMULATION_SWITCHES,
         kubernetes_version=profile.kubernetes_version if profile else None,
         addons=sorted(profile.addons) if profile else [])
@@ -330,8 +338,10 @@ def _start_simulation(app: Flask, data_dir: Path, url: str, public_url: str, see
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _cluster, stop, _thread = start_in_background(settings)
     click.echo(f'Cluster "{DEMO_CLUSTER}" is SIMULATED: no Kubernetes, no ArgoCD. A simulated compute plane in this '
-               "process reads its repository over git every 2 s and reports sync and health as an agent would "
-               f"(--no-simulate turns it off). Faults are switched on in {settings.switch_file}, e.g.")
+               "process reads its repository over git and reports sync and health as an agent would "
+               "(--no-simulate turns it off). Each commit reaches it at once through the agent's refresh; "
+               f"without one it would look only every {settings.poll_seconds:g} s, as ArgoCD polls "
+               f"(--simulated-poll). Faults are switched on in {settings.switch_file}, e.g.")
     click.echo('  storefront/web: {pods: CrashLoopBackOff}   # or {health: Degraded, message: "..."}, '
                "{sync: Failed}, {rollout_seconds: 60}")
     return stop

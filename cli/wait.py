@@ -16,10 +16,17 @@ It asks the status of every app it still follows every ``POLL_SECONDS``, in one 
 (``POST /api/v1/apps/status``, up to ``STATUS_BATCH`` apps each). On a terminal it keeps one
 live line per app (rich); elsewhere (CI logs) it prints a timestamped line each time an app's
 state changes; with ``--output json`` it prints nothing until the end, then one document.
+
+Between committed and syncing it shows how the commit reached ArgoCD (gitops.trace's steps,
+from the status answer's ``refresh_requested_at`` and ``seen_at``): "refresh requested", the
+agent asked ArgoCD to look now rather than at its next poll, and "seen by ArgoCD", ArgoCD
+compared against the commit; each line says how long after the commit, by the control plane's
+clock.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +39,8 @@ STATUS_BATCH = 100  # apps per status request: the most POST /api/v1/apps/status
 LAST_EVENTS = 5  # the Kubernetes Events a degraded version's summary prints
 DEGRADED_GRACE = 10.0
 STILL_GOING = ("pending", "committed", "syncing", "synced")
+# how the commit reached ArgoCD: the status answer's field of each step, and how the wait names it
+ARRIVAL_STEPS = (("refresh_requested_at", "refresh requested"), ("seen_at", "seen by ArgoCD"))
 # how each end is told, and what it exits with
 ENDS = {
     "healthy": ("running", EXIT_OK),
@@ -59,12 +68,29 @@ class Followed:
     degraded_since: float | None = None
     end: str | None = None
     events: list[dict] = field(default_factory=list)  # a degraded version's last Kubernetes Events
+    committed_at: str | None = None
+    arrived: dict[str, str] = field(default_factory=dict)  # ARRIVAL_STEPS field -> when (ISO 8601)
+
+    @property
+    def shown(self) -> str:
+        """The status as the wait shows it: a committed version, how far towards ArgoCD it got."""
+        if self.status == "committed":
+            return next((name for key, name in reversed(ARRIVAL_STEPS) if key in self.arrived), self.status)
+        return self.status
+
+    def after_commit(self, key: str) -> float | None:
+        """Seconds from the commit to the step ``key`` of ARRIVAL_STEPS, when both are known."""
+        if self.committed_at is None or key not in self.arrived:
+            return None
+        return (dt.datetime.fromisoformat(self.arrived[key]) - dt.datetime.fromisoformat(self.committed_at)
+                ).total_seconds()
 
     def as_dict(self) -> dict:
         return {"app": self.app, "version": self.number, "status": self.status, "end": self.end,
                 "message": self.message, "reasons": self.reasons,
                 "pods": [{"name": p["name"], "restarts": p["restarts"], "reasons": p["reasons"]}
-                         for p in self.pods if p["reasons"]], "events": self.events}
+                         for p in self.pods if p["reasons"]], "events": self.events,
+                "committed_at": self.committed_at, **{key: self.arrived.get(key) for key, _ in ARRIVAL_STEPS}}
 
 
 def observe(item: Followed, answer: dict, now: float) -> None:
@@ -83,6 +109,9 @@ def observe(item: Followed, answer: dict, now: float) -> None:
         item.status, item.end = ("gone", "gone") if gone else ("deleting", None)
         return
     item.status, item.message = mine.get("status") or mine.get("state"), mine.get("message")
+    item.committed_at = mine.get("committed_at") or item.committed_at
+    # once known, kept: a version replaced meanwhile has them in its trace only
+    item.arrived.update({key: mine[key] for key, _ in ARRIVAL_STEPS if mine.get(key)})
     item.reasons, item.pods = list(answer.get("reasons") or []), list(answer.get("pods") or [])
     if item.status == "healthy" or (item.kind == "job" and item.status == "synced"):
         item.end = "healthy"
@@ -151,6 +180,7 @@ class _Shower:
 
         self.output, self.items, self.console = output, items, stderr
         self.shown: dict[str, str] = {}
+        self.steps_shown: set[tuple[str, str]] = set()
         self.live = None
         if output == "text" and stderr.console.is_terminal:
             from rich.live import Live
@@ -169,7 +199,7 @@ class _Shower:
             style = {"healthy": "green", "gone": "green", "failed": "red", "degraded": "red", "offline": "red",
                      "timeout": "red"}.get(item.end or "", "yellow")
             why = ", ".join(item.reasons) if item.status == "degraded" and item.reasons else (item.message or "")
-            table.add_row(Text(item.app), Text(f"v{item.number}"), Text(item.status, style=style), Text(why))
+            table.add_row(Text(item.app), Text(f"v{item.number}"), Text(item.shown, style=style), Text(why))
         return table
 
     def update(self, item: Followed, elapsed: float) -> None:
@@ -178,12 +208,21 @@ class _Shower:
         if self.live is not None:
             self.live.update(self._table(elapsed))
             return
+        lines = []
+        for key, name in ARRIVAL_STEPS:
+            if key in item.arrived and (item.app, key) not in self.steps_shown:
+                self.steps_shown.add((item.app, key))
+                after = item.after_commit(key)
+                lines.append(f"{name} ({after:.2f} s after the commit)" if after is not None else name)
         said = f"{item.status}|{item.end}|{item.message}"
         if self.shown.get(item.app) != said:
             self.shown[item.app] = said
-            stamp = time.strftime("%H:%M:%S")
-            detail = f": {item.message}" if item.message else ""
-            print(f"{stamp} {item.app} v{item.number} {item.status}{detail}", file=sys.stderr, flush=True)
+            line = f"{item.status}: {item.message}" if item.message else item.status
+            # in the order they happen: committed, the steps towards ArgoCD, then syncing and on
+            lines = [line, *lines] if item.status in ("pending", "committed") else [*lines, line]
+        stamp = time.strftime("%H:%M:%S")
+        for line in lines:
+            print(f"{stamp} {item.app} v{item.number} {line}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.live is not None:
@@ -205,6 +244,10 @@ class _Shower:
             colour = "green" if exit_code == EXIT_OK else "red"
             self.console.print(f"[{colour}]{escape(item.app)} v{item.number}: {escape(what)}[/{colour}]"
                                + (f" ({escape(item.message)})" if item.message and exit_code else ""))
+            steps = [f"{name} {after:.2f} s" for key, name in ARRIVAL_STEPS
+                     if (after := item.after_commit(key)) is not None]
+            if steps:
+                self.console.print(f"  {', '.join(steps)} after the commit")
             for pod in item.pods if item.end == "degraded" else []:
                 if pod["reasons"]:
                     self.console.print(f"  pod {escape(pod['name'])}: {escape(', '.join(pod['reasons']))}, "
@@ -229,4 +272,5 @@ def raise_for(code: int, output: str) -> None:
         raise Failure("the wait ended without every version running", code, kind="wait")
 
 
-__all__ = ["wait_for", "observe", "Followed", "raise_for", "event_line", "DEGRADED_GRACE", "POLL_SECONDS"]
+__all__ = ["wait_for", "observe", "Followed", "raise_for", "event_line", "ARRIVAL_STEPS", "DEGRADED_GRACE",
+           "POLL_SECONDS"]

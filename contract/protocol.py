@@ -66,13 +66,17 @@ KINDS = ("Application", "Deployment", "Rollout", "Pod", "Workflow", "Job", "Even
 
 # Commands the control plane can send, and what each needs in ``params``.
 COMMANDS = {
-    "refresh": "Application: ask ArgoCD to refresh (and hard-refresh with params.hard) now",
+    "refresh": "Application: ask ArgoCD to refresh (and hard-refresh with params.hard) now; after a commit, "
+               "params.commit and params.reason COMMIT_REFRESH_REASON (not when ArgoCD compared it already)",
     "restart": "Deployment or Rollout: roll its pods (like kubectl rollout restart)",
     "run-job": "WorkflowTemplate (a Workflow from it, params.parameters) or CronJob (a Job from it)",
     "logs": "Pod: recent log lines of params.container (bounded by params.tail_lines, params.limit_bytes; "
             "params.previous: the container before its last restart; params.since_time: from that RFC 3339 "
             "time; params.timestamps: each line prefixed with its time)",
 }
+# params.reason of the refresh the control plane queues for each Application a commit touched
+# (gitops.refreshes), with params.commit
+COMMIT_REFRESH_REASON = "commit"
 # Why a heartbeat's watch_faults says a kind in a namespace is not followed.
 WATCH_FAULTS = {
     "forbidden": "the API server refused the agent (403): RBAC does not let it list and watch there",
@@ -266,6 +270,7 @@ __all__ = [
     "API_PREFIX",
     "KINDS",
     "COMMANDS",
+    "COMMIT_REFRESH_REASON",
     "MAX_LOG_BYTES",
     "MAX_LOG_LINES",
     "ObjectKey",

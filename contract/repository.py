@@ -24,9 +24,24 @@ its Application's name, and the simulated compute plane follows the
 Applications from ``ROOT_FILE`` as ArgoCD does, all from here. Workspace and
 app names are DNS labels: they hold no dot and no slash, which is what makes
 every name here parse back.
+
+Which Applications a commit touched, by the paths it changed (``touched_applications``):
+what the control plane asks ArgoCD to refresh through the cluster's agent (gitops.refreshes)::
+
+    workspaces/<ws>/<app>/...           <ws>.<app>
+    workspaces/<ws>/<file>              <ws> (the workspace's Application)
+    apps/<ws>/<app>.yaml                <ws>.<app>, and the app of apps, which applies the file
+    apps/<ws>.yaml                      <ws>, and the app of apps
+    bootstrap/agent/...                 the agent's Application
+    bootstrap/<file>                    the root; bootstrap/apps.yaml the app of apps too
+
+An Application file that changes reaches the cluster only when the app of apps syncs it, so
+any change under apps/ (an app added, changed or deleted) refreshes the app of apps as well.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 BOOTSTRAP_DIR = "bootstrap"
 AGENT_DIR = f"{BOOTSTRAP_DIR}/agent"
@@ -109,6 +124,45 @@ def app_of_manifest_file(path: str) -> tuple[str, str, str] | None:
     return None
 
 
+def root_application_name(cluster: str) -> str:
+    """The root Application, over bootstrap/ (renderer.bootstrap renders it under this name)."""
+    return f"shipyard-{cluster}-bootstrap"
+
+
+def apps_application_name(cluster: str) -> str:
+    """The app of apps, over apps/."""
+    return f"shipyard-{cluster}"
+
+
+def agent_application_name(cluster: str) -> str:
+    """The agent's Application, over bootstrap/agent/."""
+    return f"shipyard-{cluster}-agent"
+
+
+def touched_applications(paths: Iterable[str], cluster: str) -> set[str]:
+    """The names of the Applications that sync the files at ``paths`` (the table of the module's docstring).
+
+    Pure: ``paths`` are the files a commit added, changed or removed; a path no Application
+    syncs touches none.
+    """
+    names: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if parts[0] == WORKSPACES_DIR and len(parts) >= 3:
+            names.add(application_name(parts[1], parts[2] if len(parts) > 3 else None))
+        elif parts[0] == APPS_DIR and len(parts) in (2, 3) and parts[-1].endswith(MANIFEST_SUFFIX):
+            name = parts[-1][: -len(MANIFEST_SUFFIX)]
+            names.add(application_name(parts[1], name) if len(parts) == 3 else application_name(name))
+            names.add(apps_application_name(cluster))
+        elif path.startswith(f"{AGENT_DIR}/"):
+            names.add(agent_application_name(cluster))
+        elif parts[0] == BOOTSTRAP_DIR and len(parts) == 2:
+            names.add(root_application_name(cluster))
+            if parts[1] == f"apps{MANIFEST_SUFFIX}":
+                names.add(apps_application_name(cluster))
+    return names
+
+
 def preview_service_name(app: str) -> str:
     """The blue-green preview Service, the one object named after something other than its app."""
     return f"{app}{PREVIEW_SUFFIX}"
@@ -120,4 +174,5 @@ __all__ = [
     "agent_role_file", "agent_rolebinding_file",
     "object_filename", "kind_of_filename", "application_name", "parse_application_name",
     "app_of_application_file", "app_of_manifest_file", "preview_service_name",
+    "root_application_name", "apps_application_name", "agent_application_name", "touched_applications",
 ]

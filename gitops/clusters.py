@@ -46,7 +46,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gitops import apply as apply_service
-from gitops import egress
+from gitops import egress, refreshes
 from gitops.audit import record
 from gitops.credentials import password_credentials, ssh_key_credentials
 from gitops.models import Application, Cluster, Tenant, Version, Workspace, utcnow
@@ -197,7 +197,10 @@ def create_cluster(ctx: Context, name: Any, profile_text: Any, remote: dict[str,
             detail.update(remote_url=cluster.remote_url, remote_auth=cluster.remote_auth)
         record(session, principal, "cluster.create", name, detail)
         # The bootstrap goes in now, so ArgoCD has something to sync from the first minute.
-        apply_service.apply([], profile, repos.open(cluster), author=principal.name, schemas=repos.schemas)
+        repo = repos.open(cluster)
+        result = apply_service.apply([], profile, repo, author=principal.name, schemas=repos.schemas)
+        # (a remote with history already: the Applications of what was there are refreshed)
+        refreshes.queue_commit_refreshes(session, cluster, profile, repo, result.commit_id, result.base_commit)
     except ShipyardError:
         # the row is rolled back: leave no repository behind for the next cluster of this name
         repos.forget(cluster.id)
@@ -319,8 +322,8 @@ def replace_profile(ctx: Context, cluster: Cluster, text: str, detail: dict[str,
     audited as a cluster.update with ``detail``. The bootstrap, the workspaces' files and each
     live app's Application (its current version rendered with the new profile) go into one
     commit (gitops.apply.rewrite_for_profile) before the caller commits the session, so a failed
-    commit leaves the old profile in place. An app the new profile cannot render keeps its
-    Application; its next deploy says what is wrong.
+    commit leaves the old profile in place, with the refreshes of what it touched (gitops.refreshes).
+    An app the new profile cannot render keeps its Application; its next deploy says what is wrong.
     """
     ctx.principal.require("cluster.update", Scope(cluster.tenant_id, cluster.id), f'cluster "{cluster.name}"')
     profile = parse_profile(text, cluster.name)
@@ -337,11 +340,14 @@ def replace_profile(ctx: Context, cluster: Cluster, text: str, detail: dict[str,
         except (SpecError, RenderError) as exc:
             log.warning("cluster %s: an app keeps its Application, the new profile cannot render it: %s",
                         cluster.name, exc)
-    return apply_service.rewrite_for_profile(
-        profile, ctx.repos.open(cluster), renderings, title=f"Render cluster {cluster.name} for its new profile",
+    repo = ctx.repos.open(cluster)
+    result = apply_service.rewrite_for_profile(
+        profile, repo, renderings, title=f"Render cluster {cluster.name} for its new profile",
         author=ctx.principal.name, schemas=ctx.repos.schemas,
         workspace_settings={w.name: WorkspaceSettings.of(w.environment, w.labels or {}, w.quota or {})
                             for w in workspaces})
+    refreshes.queue_commit_refreshes(ctx.session, cluster, profile, repo, result.commit_id, result.base_commit)
+    return result
 
 
 # Each live app's current version's spec, with its workspace's name.

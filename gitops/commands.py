@@ -3,7 +3,8 @@
 Commands for agents are queued in the database and claimed with a lease
 (row locks on PostgreSQL, the write lock on SQLite), so any number of
 control plane processes hand each one out once; an unanswered one is sent
-again when its lease ends, and expires when no agent takes it in time.
+again when its lease ends, and expires when no agent takes it in time, but for
+a commit's refreshes (gitops.refreshes), which wait for their agent however long.
 
 A job run is a run-job command and the Workflow (or Job) it starts: the run
 takes that workload's state as the agent reports it (gitops.ingest), from the
@@ -26,6 +27,7 @@ from gitops.audit import record
 from gitops.clusters import profile_of
 from gitops.models import Application, Cluster, ClusterObject, Command, JobRun, Version, Workspace, utcnow
 from gitops.policy import Scope
+from gitops.refreshes import COMMIT_REFRESH
 from gitops.service_context import Context
 from gitops.status import StatusSettings, app_pods
 from gitops.workspaces import workspace_scope
@@ -167,7 +169,7 @@ def claim_commands(session: Session, cluster_id: int, settings: StatusSettings, 
     now = now or utcnow()
     session.execute(update(Command).where(
         Command.cluster_id == cluster_id, Command.state == "queued",
-        Command.created_at < now - dt.timedelta(seconds=settings.command_ttl))
+        Command.created_at < now - dt.timedelta(seconds=settings.command_ttl), ~COMMIT_REFRESH)
         .values(state="expired", done_at=now, error="no agent took the command in time"))
     session.execute(update(Command).where(
         Command.cluster_id == cluster_id, Command.state == "sent", Command.claimed_until < now,

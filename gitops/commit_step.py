@@ -7,7 +7,9 @@ the commit that carries it. The commit and its record run in one database transa
 locks the apps' rows, and a Version is ``superseded`` (not committed) when a higher-numbered
 Version of its app is already committed, so the repository never goes back to an older
 version of an app, whichever process gets there first. The same transaction records each
-committed Version's status events (gitops.webhook_events).
+committed Version's status events (gitops.webhook_events) and queues the refreshes of the
+Applications the commit touched (gitops.refreshes); once it commits, ``on_refresh`` wakes the
+cluster's agent.
 
 What becomes of each pending Version is decided by ``next_step``, a pure function; the rest
 of this module is the I/O around it.
@@ -20,17 +22,19 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from contract.errors import RepoError, ShipyardError, SpecError
+from contract.repository import application_name
 from renderer.profiles import ClusterProfile
 from renderer.render import Rendering, WorkspaceSettings
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gitops import apply as apply_service
-from gitops import metrics, webhook_events
+from gitops import metrics, refreshes, webhook_events
 from gitops.models import Application, Cluster, Version, utcnow
 from gitops.repo import ClusterRepo
 from gitops.repo_store import RepoStore
@@ -100,9 +104,13 @@ class _ClusterQueue:
 class Committers:
     """Group commit per cluster, and the recording of what each commit carries."""
 
-    def __init__(self, sessions: sessionmaker[Session], repos: RepoStore):
+    def __init__(self, sessions: sessionmaker[Session], repos: RepoStore,
+                 on_refresh: Callable[[int], None] | None = None):
         self.sessions = sessions
         self.repos = repos
+        # called with the cluster's id once a commit's refreshes are queued (and committed):
+        # the control plane rings the agent's long-poll (webapp.command_bell)
+        self.on_refresh = on_refresh
         self._queues: dict[int, _ClusterQueue] = {}
         self._lock = threading.Lock()
 
@@ -161,6 +169,7 @@ class Committers:
         repo = self.repos.open(cluster)
         app_ids = sorted({t.application_id for t in batch})
         batch_ids = {t.version_id for t in batch}
+        refreshed: set[str] = set()
         with self.sessions.begin() as session:
             # Row locks (PostgreSQL) keep the commit and its record in order per app across
             # processes; SQLite's BEGIN IMMEDIATE already serializes writers. An app's
@@ -209,10 +218,18 @@ class Committers:
                 for ticket in live:
                     records.committed(ticket, commit_id, actions.get((ticket.workspace, ticket.app))
                                       not in ("unchanged", "absent"))
+                refreshed |= refreshes.queue_commit_refreshes(session, cluster, profile, repo, result.commit_id,
+                                                              result.base_commit, _application_ids(live), records.now)
+            # a commit a dead committer made and never recorded never queued its refreshes either
+            for commit in {in_git[t.deployment_id][0] for t in records.tickets if t.deployment_id in in_git}:
+                refreshed |= refreshes.queue_recorded_commit(session, cluster, profile, repo, commit,
+                                                             _application_ids(batch))
             records.write(session, newest)
             webhook_events.versions_committed(session, cluster, [
                 _facts(t, current[t.version_id], workspaces[t.application_id]) for t in records.tickets], records.now)
         metrics.DEPLOYS.labels(outcome="committed").inc(len(records.tickets))
+        if refreshed and self.on_refresh is not None:
+            self.on_refresh(cluster.id)
 
 
 
@@ -255,6 +272,11 @@ class _Records:
         if moved:  # one executemany
             session.execute(_MOVE_CURRENT, moved)
 
+
+
+def _application_ids(batch: list[Ticket]) -> dict[str, int]:
+    """The batch's apps by their Applications' names."""
+    return {application_name(t.workspace, t.app): t.application_id for t in batch}
 
 
 def _facts(ticket: Ticket, row: Any, workspace_id: int) -> webhook_events.VersionFacts:

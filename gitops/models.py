@@ -410,7 +410,10 @@ class Command(Base):
     """A command for a cluster's agent: queued → sent (claimed, with a lease) → done | failed | expired."""
 
     __tablename__ = "command"
-    __table_args__ = (Index("ix_command_queue", "cluster_id", "state", "id"),)
+    # ix_command_app: when an app's commits were refreshed (gitops.status.arrivals), one row per commit and
+    # Application accruing with the deploys
+    __table_args__ = (Index("ix_command_queue", "cluster_id", "state", "id"),
+                      Index("ix_command_app", "application_id", "done_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cluster_id: Mapped[int] = mapped_column(ForeignKey("cluster.id", ondelete="CASCADE"))

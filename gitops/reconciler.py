@@ -2,10 +2,10 @@
 
 Step by step in the crash protocol (see gitops.deploy): a pending Version whose deployment
 id is in no commit is rendered and committed again; one whose id *is* in a commit is only
-recorded. Pending Versions are claimed (``claimed_by``/``claimed_until``, for ``LEASE``)
-with a conditional UPDATE, so across any number of processes one works on each at a time;
-a live deploy writes its intent already claimed, so the reconciler leaves it alone while
-the request is still at work.
+recorded, with the refreshes that commit never queued (gitops.refreshes). Pending Versions
+are claimed (``claimed_by``/``claimed_until``, for ``LEASE``) with a conditional UPDATE, so
+across any number of processes one works on each at a time; a live deploy writes its
+intent already claimed, so the reconciler leaves it alone while the request is still at work.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import uuid
 from collections.abc import Callable
 
 from contract.errors import ShipyardError, SpecError
+from contract.repository import application_name
 from renderer.kube import CORE_ONLY, KubeSchemas
 from renderer.render import render
 from renderer.spec import load_specs
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gitops import metrics, webhook_events
+from gitops import metrics, refreshes, webhook_events
 from gitops.clusters import profile_of
 from gitops.commit_step import Committers, Ticket, deployment_ids
 from gitops.models import Cluster, Version, utcnow
@@ -101,10 +102,11 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
     repo = repos.open(cluster)
     in_log = deployments_in_log(repo, min(v.created_at for v in pending))
     repaired = 0
-    tickets, profile = [], None
+    tickets, profile, refreshed = [], None, False
     for version in pending:
         commit_id = in_log.get(version.deployment_id)
         if commit_id is not None:  # committed before a crash, never recorded
+            profile = profile or profile_of(cluster)
             with sessions.begin() as session:
                 row = session.get(Version, version.id)
                 if row.state == "pending":
@@ -115,6 +117,9 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
                         app.current_version, app.deleted = row.number, row.action == "delete"
                     webhook_events.versions_committed(session, cluster, [webhook_events.facts_of(row)],
                                                       row.committed_at)
+                    refreshed |= bool(refreshes.queue_recorded_commit(
+                        session, cluster, profile, repo, commit_id,
+                        {application_name(app.workspace.name, app.name): app.id}))
                     repaired += 1
             log.info("reconciler: version %s of app %s was in commit %s; recorded it",
                      version.number, version.application.name, commit_id[:12])
@@ -135,6 +140,8 @@ def _reconcile_cluster(sessions, repos: RepoStore, committers: Committers, clust
         tickets.append(Ticket(version.id, version.application_id, version.number, app.workspace.name, app.name,
                               version.deployment_id, version.author, rendering, version.source_commit,
                               settings=workspace_settings(app.workspace)))
+    if refreshed and committers.on_refresh is not None:
+        committers.on_refresh(cluster.id)
     if tickets:
         committers.run(cluster, profile, tickets)
         repaired += sum(t.state in ("committed", "superseded", "failed") for t in tickets)

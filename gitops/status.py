@@ -10,6 +10,10 @@ cluster repository answers the ancestry questions (``ClusterRepo.is_ancestor``,
 ``ancestors_among``); the answers are cached here, once per process, since a commit never
 changes its history.
 
+How each version's commit reached ArgoCD (``arrivals``): when its refresh was asked for through
+the agent (gitops.refreshes) and when ArgoCD was first seen comparing against it, the two steps
+between committed and synced of the version's trace (gitops.trace).
+
 Version status, as a user reads it::
 
     pending → committed → syncing → synced → healthy
@@ -31,7 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from contract.errors import RepoError
@@ -47,6 +51,7 @@ from gitops.models import (
     Workspace,
     utcnow,
 )
+from gitops.refreshes import COMMIT_REFRESH
 from gitops.repo import ClusterRepo
 
 # Pod reasons that say why an app is not healthy, worst first.
@@ -243,6 +248,68 @@ def version_statuses(status: AppStatus | None, versions: list[Version], repo: Cl
     return out
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """How a version's commit reached ArgoCD; None where it has not (yet)."""
+
+    requested_at: dt.datetime | None = None  # the agent's answer to a refresh at the commit or a later one
+    requested_commit: str | None = None  # the commit that refresh named
+    refresh: str | None = None  # what the agent did: "normal" (it patched), "skipped" (ArgoCD had seen it)
+    seen_at: dt.datetime | None = None  # the first report of ArgoCD comparing against the commit or a later one
+    seen_revision: str | None = None
+
+
+def arrivals(session: Session, wanted: list[tuple[int, ClusterRepo | None, Version]]) -> dict[int, Arrival]:
+    """How the commit of each of ``wanted`` (its cluster's id and repository, a version) reached ArgoCD,
+    by version id.
+
+    Refresh requested: the first result, from the version's commit on, of a commit's refresh of
+    its app's Application that names its commit or a later one (a burst's refreshes move on to
+    the newest commit, gitops.refreshes). Seen: the first status report of the Application, from
+    the commit on, whose revision (status.sync.revision: what ArgoCD compared against, set
+    before it syncs) is the commit or a later one, whatever made ArgoCD look (the refresh, its
+    own poll, a webhook). Two reads for all of them, each app's from its oldest wanted
+    version's commit on.
+    """
+    wanted = [item for item in wanted if item[1] is not None and item[2].commit_id and item[2].committed_at]
+    if not wanted:
+        return {}
+    since: dict[int, dt.datetime] = {}
+    for _, _, version in wanted:
+        if version.application_id not in since or version.committed_at < since[version.application_id]:
+            since[version.application_id] = version.committed_at
+    clusters = {cluster_id for cluster_id, _, _ in wanted}
+    refreshes: dict[int, list[Any]] = {}
+    for row in session.execute(
+            select(Command.application_id, Command.done_at, Command.params, Command.result)
+            .where(Command.cluster_id.in_(clusters), Command.state == "done", COMMIT_REFRESH,
+                   or_(*(and_(Command.application_id == app_id, Command.done_at >= at)
+                         for app_id, at in since.items())))
+            .order_by(Command.done_at, Command.id)):
+        refreshes.setdefault(row.application_id, []).append(row)
+    events: dict[int, list[Any]] = {}
+    for row in session.execute(
+            select(StatusEvent.application_id, StatusEvent.at, StatusEvent.revision)
+            .where(StatusEvent.revision.is_not(None),
+                   or_(*(and_(StatusEvent.application_id == app_id, StatusEvent.at >= at)
+                         for app_id, at in since.items())))
+            .order_by(StatusEvent.id)):
+        events.setdefault(row.application_id, []).append(row)
+    out: dict[int, Arrival] = {}
+    for _, repo, version in wanted:
+        request = next((row for row in refreshes.get(version.application_id, ())
+                        if row.done_at >= version.committed_at and isinstance(row.params.get("commit"), str)
+                        and ancestry.reachable(repo, row.params["commit"], version.commit_id)), None)
+        seen = next((row for row in events.get(version.application_id, ())
+                     if row.at >= version.committed_at and ancestry.reachable(repo, row.revision, version.commit_id)),
+                    None)
+        out[version.id] = Arrival(
+            request.done_at if request else None, request.params["commit"] if request else None,
+            (request.result or {}).get("refresh") if request else None,
+            seen.at if seen else None, seen.revision if seen else None)
+    return out
+
+
 def _operation_reaches(repo: ClusterRepo, status: AppStatus, version: Version) -> bool:
     """Whether ArgoCD's last sync operation tried ``version``: ArgoCD keeps a failed operation's state
     after it compares a newer revision, until its next sync starts, and that failure is not the newer
@@ -313,15 +380,17 @@ def app_status(session: Session, repo: ClusterRepo | None, app: Application, set
                versions: list[Version], now: dt.datetime | None = None) -> dict:
     """Everything about an app's live state, as plain data for the API."""
     status = session.scalar(select(AppStatus).where(AppStatus.application_id == app.id))
-    return _status_document(app, status, app_pods(session, app), versions, repo,
-                            connectivity(app.workspace.cluster, settings, now))
+    reachability = connectivity(app.workspace.cluster, settings, now)
+    (document,) = _status_documents(session, [_Known(app, status, app_pods(session, app), versions, repo,
+                                                     reachability)])
+    return document
 
 
 def apps_status(session: Session, repos, apps: list[Application], settings: StatusSettings, versions: int,
                 now: dt.datetime | None = None) -> list[dict]:
     """``app_status`` of each of ``apps``, in their order, with one read of each kind for all of them:
-    their statuses, their ``versions`` most recent versions, and each workspace's pods (``repos``:
-    the process's cluster repositories, gitops.repo_store)."""
+    their statuses, their ``versions`` most recent versions, each workspace's pods and the versions'
+    arrivals (``repos``: the process's cluster repositories, gitops.repo_store)."""
     ids = [app.id for app in apps]
     statuses = {row.application_id: row for row in session.scalars(
         select(AppStatus).where(AppStatus.application_id.in_(ids)))}
@@ -334,26 +403,48 @@ def apps_status(session: Session, repos, apps: list[Application], settings: Stat
                                    .order_by(Version.application_id, Version.number.desc())):
         recent.setdefault(version.application_id, []).append(version)
     pods: dict[tuple[int, str], dict[str, list[dict]]] = {}
-    out = []
+    known = []
     for app in apps:
         workspace, cluster = app.workspace, app.workspace.cluster
         if (where := (cluster.id, workspace.name)) not in pods:
             pods[where] = workspace_pods(session, *where)
-        out.append(_status_document(app, statuses.get(app.id), pods[where].get(app.name, []), recent.get(app.id, []),
-                                    repos.open(cluster), connectivity(cluster, settings, now)))
-    return out
+        known.append(_Known(app, statuses.get(app.id), pods[where].get(app.name, []), recent.get(app.id, []),
+                          repos.open(cluster), connectivity(cluster, settings, now)))
+    return _status_documents(session, known)
 
 
-def _status_document(app: Application, status: AppStatus | None, pods: list[dict], versions: list[Version],
-                     repo: ClusterRepo | None, reachability: str) -> dict:
+@dataclass
+class _Known:
+    """What is known of one app for its status document."""
+
+    app: Application
+    status: AppStatus | None
+    pods: list[dict]
+    versions: list[Version]
+    repo: ClusterRepo | None
+    reachability: str
+
+
+def _status_documents(session: Session, known: list[_Known]) -> list[dict]:
+    """The apps' status documents; the arrivals (``arrivals``) of their versions on their way or live
+    in one go (a replaced version's are in its trace)."""
+    per_app = [version_statuses(one.status, one.versions, one.repo, one.pods) for one in known]
+    arrived = arrivals(session, [
+        (one.app.workspace.cluster_id, one.repo, version) for one, per_version in zip(known, per_app)
+        for version in one.versions
+        if version.state == "committed" and per_version[version.number]["status"] != "replaced"])
+    return [_status_document(one, per_version, arrived) for one, per_version in zip(known, per_app)]
+
+
+def _status_document(known: _Known, per_version: dict[int, dict], arrived: dict[int, Arrival]) -> dict:
+    app, status, pods = known.app, known.status, known.pods
     cluster = app.workspace.cluster
-    per_version = version_statuses(status, versions, repo, pods)
     return {
         "app": f"{cluster.name}:{app.workspace.name}/{app.name}",
         "kind": app.kind,
         "application": application_name(app.workspace.name, app.name),
-        "connectivity": reachability,
-        "stale": reachability != "online",
+        "connectivity": known.reachability,
+        "stale": known.reachability != "online",
         "known": status is not None,
         "sync": status.sync if status else None,
         "health": status.health if status else None,
@@ -365,9 +456,16 @@ def _status_document(app: Application, status: AppStatus | None, pods: list[dict
         "updated_at": status.updated_at.isoformat() if status else None,
         "reasons": sorted({r for p in pods for r in p["reasons"]}, key=_problem_rank),
         "pods": pods,
-        "versions": [{"number": v.number, "commit": v.commit_id, "state": v.state, **per_version[v.number]}
-                     for v in versions],
+        "versions": [{"number": v.number, "commit": v.commit_id, "state": v.state, **per_version[v.number],
+                      "committed_at": _iso(v.committed_at),
+                      "refresh_requested_at": _iso(arrived[v.id].requested_at) if v.id in arrived else None,
+                      "seen_at": _iso(arrived[v.id].seen_at) if v.id in arrived else None}
+                     for v in known.versions],
     }
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def status_history(session: Session, app: Application, limit: int = 100, before: int | None = None) -> list[StatusEvent]:
@@ -401,11 +499,13 @@ def cluster_status(session: Session, cluster: Cluster, settings: StatusSettings,
 
 
 __all__ = [
+    "Arrival",
     "POD_PROBLEMS",
     "StatusSettings",
     "ancestry",
     "app_pods",
     "apps_status",
+    "arrivals",
     "workspace_pods",
     "app_status",
     "cluster_status",

@@ -1,17 +1,25 @@
 """A version's way from a spec to a running app, step by step, with the time of each.
 
-    spec commit    the spec repository's commit it came from, and when its sync was asked for
-                   (the push's webhook, a poll, a person); only for versions from a spec repository
-    accepted       the version's intent written (gitops.deploy): the deploy was accepted
-    committed      the manifest commit in the cluster repository that carries it
-    synced         the first status report of the app Synced at that commit or a later one
-    healthy        the first report after that of it Synced and Healthy
+    spec commit        the spec repository's commit it came from, and when its sync was asked for
+                       (the push's webhook, a poll, a person); only for versions from a spec repository
+    accepted           the version's intent written (gitops.deploy): the deploy was accepted
+    committed          the manifest commit in the cluster repository that carries it
+    refresh requested  the agent's answer to the refresh of the app's Application that commit
+                       queued (gitops.refreshes), or a later commit's: ArgoCD asked to look now
+                       rather than at its next poll (``refresh`` "skipped": ArgoCD had seen it)
+    seen               the first status report of ArgoCD comparing against that commit or a later
+                       one (status.sync.revision, set before it syncs), whatever made it look
+    synced             the first status report of the app Synced at that commit or a later one
+    healthy            the first report after that of it Synced and Healthy
 
 Each step says when, what (commit ids, the sync's trigger) and how long after the step before
-it; a step not reached yet is ``null``, so an app stuck between two steps shows where. All of
-it is read from what is stored already: the version, the spec repository's syncs, and the app's
-status history (whose length is bounded: a version older than the history kept has no synced or
-healthy step left to show).
+it; a step not reached yet is ``null``, so an app stuck between two steps shows where (ArgoCD
+may see a commit before the refresh's answer is back, by its own poll, a webhook, or just as
+the agent patched: then "seen" is a negative time after it). All of it is read from what is
+stored already: the version, the spec repository's syncs, the agent's commands and the app's
+status history (whose length is bounded: a version older than the history kept has no seen,
+synced or healthy step left to show). The two steps between committed and synced are found
+by gitops.status.arrivals, which the status answers (what ``deploy --wait`` reads) share.
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ from sqlalchemy.orm import Session
 
 from gitops.models import Application, SpecRepo, SpecSync, StatusEvent, Version
 from gitops.repo import ClusterRepo
-from gitops.status import ancestry
+from gitops.status import ancestry, arrivals
 
-STEPS = ("spec commit", "accepted", "committed", "synced", "healthy")
+STEPS = ("spec commit", "accepted", "committed", "refresh requested", "seen", "synced", "healthy")
 
 
 def version_trace(session: Session, repo: ClusterRepo | None, app: Application, version: Version) -> dict:
@@ -41,6 +49,12 @@ def version_trace(session: Session, repo: ClusterRepo | None, app: Application, 
     found["accepted"] = {"at": version.created_at, "source": version.source, "author": version.author}
     if version.commit_id and version.committed_at:
         found["committed"] = {"at": version.committed_at, "commit": version.commit_id}
+        arrival = arrivals(session, [(app.workspace.cluster_id, repo, version)]).get(version.id)
+        if arrival is not None and arrival.requested_at is not None:
+            found["refresh requested"] = {"at": arrival.requested_at, "commit": arrival.requested_commit,
+                                          "refresh": arrival.refresh}
+        if arrival is not None and arrival.seen_at is not None:
+            found["seen"] = {"at": arrival.seen_at, "revision": arrival.seen_revision}
         synced = healthy = None
         for event in session.scalars(select(StatusEvent).where(
                 StatusEvent.application_id == app.id, StatusEvent.at >= version.committed_at).order_by(StatusEvent.id)):

@@ -2,7 +2,10 @@
 
 A workspace is a row and its Namespace and ResourceQuota in the cluster's
 repository (gitops.layout); creating, changing or deleting one commits there too,
-and deleting one takes its namespace out, which ArgoCD then prunes.
+with the refreshes of the Applications the commit touched (gitops.refreshes), and
+deleting one takes its namespace out, which ArgoCD then prunes. Those refreshes reach
+a waiting agent through its process's command watch (webapp.command_bell) once the
+caller commits.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gitops import apply as apply_service
-from gitops import isolation, layout
+from gitops import isolation, layout, refreshes
 from gitops.audit import record
 from gitops.clusters import check_name, profile_of, sees_cluster
 from gitops.models import Application, Cluster, Workspace
@@ -99,8 +102,10 @@ def workspace_settings(workspace: Workspace) -> WorkspaceSettings:
 def sync_workspace(ctx: Context, workspace: Workspace) -> None:
     """Write the workspace's Namespace (labels) and ResourceQuota into its cluster's repository."""
     cluster, repos = workspace.cluster, ctx.repos
-    apply_service.apply([], profile_of(cluster), repos.open(cluster), author=ctx.principal.name,
-                        schemas=repos.schemas, workspace_settings={workspace.name: workspace_settings(workspace)})
+    profile, repo = profile_of(cluster), repos.open(cluster)
+    result = apply_service.apply([], profile, repo, author=ctx.principal.name, schemas=repos.schemas,
+                                 workspace_settings={workspace.name: workspace_settings(workspace)})
+    refreshes.queue_commit_refreshes(ctx.session, cluster, profile, repo, result.commit_id, result.base_commit)
 
 
 def create_workspace(ctx: Context, cluster: Cluster, data: dict) -> Workspace:
@@ -151,8 +156,11 @@ def delete_workspace(ctx: Context, workspace: Workspace) -> None:
         remaining = [w for w in layout.workspaces_in(base) if w != name]
         return {**layout.bootstrap_changes(profile, remaining, repos.schemas), **layout.delete_workspace_changes(name)}
 
-    repos.open(cluster).commit(build, f"Remove workspace {name}\n\n{apply_service.TRAILER_AUTHOR}: {principal.name}\n",
-                               Author.parse(principal.name))
+    repo = repos.open(cluster)
+    result = repo.commit(build, f"Remove workspace {name}\n\n{apply_service.TRAILER_AUTHOR}: {principal.name}\n",
+                         Author.parse(principal.name))
+    refreshes.queue_commit_refreshes(session, cluster, profile, repo, result.commit_id,
+                                     str(result.base.commit_id) if result.base.commit_id else None)
     session.delete(workspace)
 
 

@@ -7,7 +7,8 @@ named ``simulated-node-<n>``, log lines start with ``[simulated]``).
 
 What is real: it reads the cluster repository exactly as ArgoCD would, with
 ``git fetch`` over smart HTTP from ``/git/<tenant>/<cluster>.git`` and the
-cluster's read token, polling (ArgoCD's default is every 3 minutes); and it
+cluster's read token, polling (by default every 3 minutes, as ArgoCD does) and
+at once on the refresh the control plane sends after each commit; and it
 reports through the agent's own code (agent.report: Tracker, Outbox,
 Reporter; agent.summaries; agent.backoff), so the control plane sees the very
 protocol, endpoints and compact states a real agent sends.

@@ -15,7 +15,9 @@ cluster they meet only through the cluster's API and here there is none:
   Outbox and Reporter (agent.report), heartbeats as a simulated agent
   (``simulated: true``, agent version ``simulated-<version>``), retries with
   the agent's jittered back-off (agent.backoff), and carries out the control
-  plane's commands on the simulation: refresh (fetch now), restart (pods
+  plane's commands on the simulation: refresh (fetch now; a commit's refresh,
+  queued by the control plane after each commit, only when the commit is not
+  the revision fetched already), restart (pods
   restart and the workload rolls again), run-job (a Workflow, or a Job for a
   CronJob, that runs, then succeeds), logs (a few ``[simulated]`` lines).
 
@@ -39,7 +41,7 @@ import httpx
 
 from agent.backoff import Backoff, control_plane_retry_after
 from contract.addons import ADDON_CRDS, ARGOCD, addons_installed
-from contract.protocol import COMMANDS, MAX_LOG_LINES, Command, CommandResult, Heartbeat
+from contract.protocol import COMMANDS, COMMIT_REFRESH_REASON, MAX_LOG_LINES, Command, CommandResult, Heartbeat
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from simulation.errors import SimulationError
 from simulation.repository import GitMirror
@@ -271,6 +273,8 @@ class SimulatedCluster:
             return CommandResult(False, {"simulated": True}, f"unknown command {command.type!r}")
         with self._lock:
             if command.type == "refresh":
+                if command.params.get("reason") == COMMIT_REFRESH_REASON:
+                    return self._refresh_for_commit(command)
                 sim = self._find(lambda s: (command.namespace, command.name)
                                  == (s.source.argocd_namespace, s.source.application))
                 if sim is None:
@@ -313,6 +317,17 @@ class SimulatedCluster:
                 return CommandResult(False, {"simulated": True}, f'previous terminated container "{container}" in '
                                                                  f'pod "{command.name}" not found (simulated)')
             return CommandResult(True, {"simulated": True, "container": container, "lines": lines})
+
+    def _refresh_for_commit(self, command: Command) -> CommandResult:
+        """A commit's refresh (agent.commands): a no-op when ArgoCD compares at that commit already (its
+        poll got there first), else a fetch at once. The simulation compares every Application at the
+        one revision it fetched, so whichever the command names (an app's, the app of apps, one the
+        commit adds) is served by that fetch."""
+        commit = command.params.get("commit")
+        if commit == self.revision:
+            return CommandResult(True, {"simulated": True, "refresh": "skipped", "seen": True, "commit": commit})
+        self.refresh()
+        return CommandResult(True, {"simulated": True, "refresh": "normal", "commit": commit})
 
     def fault(self, sim: AppSimulation) -> Fault:
         """The app's switch, unless it names an image the app does not run now."""

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,9 @@ class ImageLab:
                                    "mmdebstrap runc (the README's test command does)")
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.store = ["--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", "overlay"]
+        # podman refuses a runroot path of over 50 characters (its sockets live there): a short one of its own
+        self.runroot = Path(tempfile.mkdtemp(prefix="shipyard-run-", dir="/tmp"))
+        self.store = ["--root", str(root / "storage"), "--runroot", str(self.runroot), "--storage-driver", "overlay"]
         self.pip_conf = root / "pip.conf"
         self.pip_conf.write_text("[global]\ncert = /run/shipyard-build/ca.crt\n")
 
@@ -126,7 +129,7 @@ class ImageLab:
     def config(self, image: str) -> dict:
         """The image's OCI configuration, as skopeo reads it from the store."""
         graph = self.root / "storage"
-        reference = f"containers-storage:[overlay@{graph}+{self.root / 'run'}]{image}"
+        reference = f"containers-storage:[overlay@{graph}+{self.runroot}]{image}"
         return json.loads(self.run("skopeo", "inspect", "--config", reference).stdout)
 
     def size(self, image: str) -> int:
@@ -140,12 +143,13 @@ class ImageLab:
         target.parent.mkdir(exist_ok=True)
         graph = self.root / "storage"
         self.run("skopeo", "copy", "--quiet", "--dest-compress-format", "gzip",
-                 f"containers-storage:[overlay@{graph}+{self.root / 'run'}]{image}", f"oci:{target}")
+                 f"containers-storage:[overlay@{graph}+{self.runroot}]{image}", f"oci:{target}")
         return sum(f.stat().st_size for f in (target / "blobs").rglob("*") if f.is_file())
 
     def reset(self) -> None:
         self.podman("system", "reset", "--force", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 def project_version() -> str:

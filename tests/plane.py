@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from sqlalchemy import select, update
+
 from gitops import accounts, tokens
-from gitops.models import RoleBinding, Tenant
+from gitops.models import Cluster, Command, RoleBinding, Tenant, utcnow
+from gitops.refreshes import COMMIT_REFRESH
 from webapp import create_app
 
 PROFILE = Path("fixtures/clusters/demo.yaml").read_text()
@@ -121,6 +124,16 @@ def add_cluster(api: Api, name: str = "demo", profile: str = PROFILE) -> dict:
     response = api.post("/api/v1/clusters", json={"name": name, "profile": profile.replace("name: demo", f"name: {name}")})
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def answer_commit_refreshes(app, cluster: str = "demo") -> int:
+    """What a live agent does after each commit (gitops.refreshes): the cluster's commit refreshes answered,
+    so a test of other commands sees only its own. How many there were."""
+    with app.extensions["shipyard"].sessions.begin() as session:
+        cluster_id = session.scalar(select(Cluster.id).where(Cluster.name == cluster))
+        return session.execute(update(Command).where(
+            Command.cluster_id == cluster_id, Command.state.in_(("queued", "sent")), COMMIT_REFRESH)
+            .values(state="done", done_at=utcnow(), claimed_until=None, result={"refresh": "normal"})).rowcount
 
 
 def add_workspace(api: Api, cluster: str, name: str, environment: str = "dev") -> dict:

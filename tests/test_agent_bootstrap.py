@@ -302,6 +302,8 @@ def test_the_real_agent_needs_every_granted_verb_and_nothing_else(workspace_kube
         assert all(w.relists == 1 and w.restarts == 0 for w in agent.watchers)
         commands = [
             ("refresh", "Application", "argocd", "storefront.web", {}),
+            ("refresh", "Application", "argocd", "storefront.web", {"commit": "c0ffee" * 6 + "c0ff",
+                                                                    "reason": "commit"}),  # after a commit
             ("restart", "Deployment", "storefront", "web", {}),
             ("restart", "Rollout", "storefront", "api", {}),
             ("run-job", "WorkflowTemplate", "storefront", "backfill", {"run_id": "r1"}),

@@ -1,17 +1,19 @@
 """The control plane's and the agent's images: built from images/*.Containerfile by images/build.sh, inspected
 with skopeo, run with podman on loopback (tests/images.py says how, on this machine).
 
-One worker builds them (xdist group "images"), about three minutes with the bases; the journeys are
-marked slow.
+One journey, so that one test worker builds them (xdist's groups do not hold with this pytest): about
+three minutes with the bases, marked slow. Each check is a function of its own, called in order.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,7 +25,7 @@ from tests.fakekube import FakeKube
 from tests.images import RUN_FLAGS, ImageLab, ImageToolMissing, project_version
 from tests.plane import PROFILE
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("images")]
+pytestmark = pytest.mark.slow
 
 AGENT_UID = 65532  # templates/agent/deployment.yaml.j2 runAsUser
 
@@ -39,16 +41,6 @@ def lab(tmp_path_factory):
         yield lab
     finally:
         lab.reset()
-
-
-@pytest.fixture(scope="module")
-def control_plane_image(lab) -> str:
-    return lab.build("control-plane").image
-
-
-@pytest.fixture(scope="module")
-def agent_image(lab) -> str:
-    return lab.build("agent").image
 
 
 def free_port() -> int:
@@ -78,8 +70,6 @@ class ControlPlane:
         self.url = f"http://127.0.0.1:{self.port}"
         data.mkdir()
         data.chmod(0o750)
-        import os
-
         os.chown(data, AGENT_UID, AGENT_UID)
         self.data = data
         lab.podman("run", "--detach", "--name", name, *RUN_FLAGS, "--read-only", "--tmpfs", "/tmp",
@@ -100,9 +90,9 @@ class ControlPlane:
         self.lab.podman("rm", "--force", "--time", "0", self.name, check=False)
 
 
-@pytest.fixture
-def control_plane(lab, control_plane_image, tmp_path):
-    plane = ControlPlane(lab, control_plane_image, tmp_path / "data", f"shipyard-{tmp_path.name}"[:60])
+@contextmanager
+def running_control_plane(lab: ImageLab, image: str, directory: Path):
+    plane = ControlPlane(lab, image, directory / "data", f"shipyard-{directory.name}"[:60])
     try:
         wait_for(plane.healthy, what=f"the control plane's /healthz\n{plane.logs()}")
         yield plane
@@ -110,7 +100,22 @@ def control_plane(lab, control_plane_image, tmp_path):
         plane.remove()
 
 
-def test_images_are_labelled_run_as_65532_and_start_their_process(lab, control_plane_image, agent_image):
+def test_the_images_build_inspect_and_run(lab, tmp_path):
+    control_plane_image, agent_image = lab.build("control-plane").image, lab.build("agent").image
+    check_labels_user_and_process(lab, control_plane_image, agent_image)
+    (tmp_path / "first").mkdir()
+    with running_control_plane(lab, control_plane_image, tmp_path / "first") as control_plane:
+        check_control_plane_serves_and_stops_on_sigterm(lab, control_plane)
+    (tmp_path / "second").mkdir()
+    with running_control_plane(lab, control_plane_image, tmp_path / "second") as control_plane:
+        check_a_new_install_gets_its_first_admin(control_plane)
+    (tmp_path / "third").mkdir()
+    with running_control_plane(lab, control_plane_image, tmp_path / "third") as control_plane:
+        check_the_agent_reports_to_the_control_plane(lab, control_plane, agent_image, tmp_path / "third")
+    check_the_agent_image_holds_the_agent_and_the_downloader_only(lab, agent_image)
+
+
+def check_labels_user_and_process(lab, control_plane_image: str, agent_image: str) -> None:
     revision = lab.run("git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD").stdout.strip()
     for image, title, entrypoint, cmd, port in (
         (control_plane_image, "Shipyard control plane",
@@ -134,7 +139,9 @@ def test_images_are_labelled_run_as_65532_and_start_their_process(lab, control_p
     assert default_agent_image() == agent_image
 
 
-def test_control_plane_image_migrates_serves_and_stops_at_once_on_sigterm(lab, control_plane):
+def check_control_plane_serves_and_stops_on_sigterm(lab, control_plane: ControlPlane) -> None:
+    """It migrated its SQLite data directory on start, serves the login page, writes nowhere but its volume
+    and /tmp, and stops within 2 s of SIGTERM."""
     login = httpx.get(f"{control_plane.url}/login", timeout=5)
     assert login.status_code == 200 and 'name="password"' in login.text
     with sqlite3.connect(control_plane.data / "shipyard.db") as db:
@@ -153,7 +160,7 @@ def test_control_plane_image_migrates_serves_and_stops_at_once_on_sigterm(lab, c
     assert stopped < 2, f"stopped {stopped:.1f} s after SIGTERM"
 
 
-def test_a_new_install_gets_its_first_admin_from_the_image(control_plane):
+def check_a_new_install_gets_its_first_admin(control_plane: ControlPlane) -> None:
     created = control_plane.exec("shipyard", "admin", "create-admin")
     password = created.rpartition(": ")[2].strip()
     with web_session(control_plane.url, "admin", password, "text") as session:
@@ -162,7 +169,8 @@ def test_a_new_install_gets_its_first_admin_from_the_image(control_plane):
     assert again.returncode == 1 and "already has users" in again.stderr
 
 
-def test_the_agent_image_reports_to_the_control_plane_image(lab, control_plane, agent_image, tmp_path):
+def check_the_agent_reports_to_the_control_plane(lab, control_plane: ControlPlane, agent_image: str,
+                                                tmp_path: Path) -> None:
     """Both images together: the agent, against a fake API server on loopback, sends its heartbeat and a status
     batch to the control plane, which shows the cluster online with what the agent follows."""
     password = control_plane.exec("shipyard", "admin", "create-admin").rpartition(": ")[2].strip()
@@ -212,7 +220,7 @@ def test_the_agent_image_reports_to_the_control_plane_image(lab, control_plane, 
             lab.podman("rm", "--force", "--time", "0", agent, check=False)
 
 
-def test_the_agent_image_holds_the_agent_and_the_downloader_only(lab, agent_image):
+def check_the_agent_image_holds_the_agent_and_the_downloader_only(lab, agent_image: str) -> None:
     def python(code: str):
         return lab.podman("run", "--rm", *RUN_FLAGS, "--entrypoint", "python", agent_image, "-c", code, check=False)
 

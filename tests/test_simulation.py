@@ -17,8 +17,8 @@ import pytest
 
 from agent.backoff import Backoff
 from contract.protocol import Command
-from simulation import AGENT_VERSION, SimulatedCluster, SimulationError, SimulationSettings, Switches, \
-    run_many, states_by_kind
+from simulation import ARGOCD_POLL_SECONDS, AGENT_VERSION, SimulatedCluster, SimulationError, \
+    SimulationSettings, Switches, run_many, states_by_kind
 from tests.plane import (add_cluster, add_workspace, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
                          service_spec)
 
@@ -262,6 +262,37 @@ def test_commands_act_on_the_simulation(offline):
     assert refresh.ok and cluster._refresh.is_set()
 
 
+def commit_refresh(command_id: int, commit: str, name: str = "shipyard-demo") -> Command:
+    return Command(command_id, "refresh", "Application", "argocd", name, {"commit": commit, "reason": "commit"})
+
+
+def test_a_commits_refresh_fetches_at_once_unless_the_commit_is_there_already(offline, tmp_path):
+    repo, cluster, clock = offline
+    assert cluster.settings.poll_seconds == ARGOCD_POLL_SECONDS  # ArgoCD's default, 180 s
+    spec = ROOT / "fixtures" / "specs" / "rolling-update.yaml"
+    first = _apply(repo, spec)
+    cluster.run_once()  # the first look at the repository is at once
+    assert cluster.revision == first
+    _at(cluster, clock, 10)
+    seen = cluster.handle(commit_refresh(1, first))  # ArgoCD's poll got there first
+    assert seen.ok and seen.result == {"simulated": True, "refresh": "skipped", "seen": True, "commit": first}
+    assert not cluster._refresh.is_set()
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(spec.read_text().replace("replicas: 3", "replicas: 4"))
+    second = _apply(repo, changed)
+    clock.now += 60
+    cluster.run_once()
+    assert cluster.revision == first  # no poll due for two more minutes
+    # whichever Application it names (here the app of apps): one fetch compares them all
+    refreshed = cluster.handle(commit_refresh(2, second))
+    assert refreshed.ok and refreshed.result == {"simulated": True, "refresh": "normal", "commit": second}
+    cluster.run_once()
+    assert cluster.revision == second and cluster.apps[("payments", "ledger")].phase == "outofsync"
+    ledger = _at(cluster, clock, 10)["Application"]["argocd/payments.ledger"]
+    assert (ledger["sync"], ledger["health"], ledger["revision"]) == ("Synced", "Healthy", second)
+
+
 def test_heartbeat_says_simulated(offline):
     repo, cluster, _ = offline
     _apply(repo, ROOT / "fixtures" / "specs" / "rolling-update.yaml")
@@ -429,6 +460,50 @@ def test_end_to_end_deploys_go_healthy_faults_show_and_commands_are_answered(pla
     assert cluster.last_error is None, cluster.last_error
 
 
+@pytest.mark.slow
+def test_at_argocds_three_minute_poll_a_deploy_is_healthy_in_seconds_through_the_refresh(
+        plane_app, served, tmp_path):  # noqa: F811 - served: the fixture imported above
+    """The simulated plane at its default, ArgoCD's 180 s poll: a deploy is Healthy in seconds because the
+    control plane's refresh after the commit reaches it; a cluster whose commands nobody claims (no
+    refresh) waits for the poll."""
+    admin = make_user(plane_app, "admin", "tenant-admin")
+    stop = threading.Event()
+    clusters, loops = {}, []
+    for name, commands in (("fast", True), ("polled", False)):
+        tokens = add_cluster(admin, name)
+        add_workspace(admin, name, "storefront")
+        clusters[name] = SimulatedCluster(SimulationSettings(
+            url=served, tenant=plane_app.config["TENANT"], cluster=name, agent_token=tokens["agent_token"],
+            read_token=tokens["read_token"], mirror_dir=tmp_path / name, heartbeat_seconds=1.0,
+            command_wait_seconds=5))
+        loops.append(threading.Thread(target=clusters[name].run, args=(stop,), kwargs={"commands": commands},
+                                      daemon=True))
+        loops[-1].start()
+
+    def healthy(cluster: str) -> bool:
+        status = _get(admin, f"/api/v1/apps/{cluster}/storefront/web/status")
+        return status["versions"][0]["status"] == "healthy"
+
+    try:
+        _wait(lambda: all(c.revision for c in clusters.values()), "the first look at each repository")
+        looked = clusters["polled"].revision
+        started = time.monotonic()
+        for name in clusters:
+            deployed = deploy_yaml(admin, service_spec("web", cluster=name))
+            assert deployed.status_code == 200, deployed.get_json()
+        _wait(lambda: healthy("fast"), "the deploy healthy through the refresh", timeout=20)
+        assert time.monotonic() - started < 20
+        time.sleep(max(0.0, 10 - (time.monotonic() - started)))
+        assert not healthy("polled")  # its next look at the repository is minutes away
+        assert clusters["polled"].revision == looked
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(15)
+        for cluster in clusters.values():
+            cluster.close()
+
+
 def test_run_many_reports_every_cluster_and_answers_a_job_run(plane_app, served, tmp_path):
     admin = make_user(plane_app, "admin", "tenant-admin")
     job = (ROOT / "fixtures" / "specs" / "job-manual.yaml").read_text()
@@ -470,6 +545,7 @@ def test_shipyard_up_simulates_the_demo_cluster_until_every_example_is_healthy(t
     try:
         announced = "".join(plane.process.stdout.readline() for _ in range(2))
         assert 'Cluster "demo" is SIMULATED' in announced and "--no-simulate" in announced
+        assert "through the agent's refresh" in announced and "every 180 s" in announced
         assert plane.cli("login", "--url", plane.url, stdin=f"admin\n{plane.password}\n").returncode == 0
         client = api(plane)
 
@@ -486,5 +562,14 @@ def test_shipyard_up_simulates_the_demo_cluster_until_every_example_is_healthy(t
         agent = get("/api/v1/clusters/demo/status")
         assert agent["simulated"] is True and agent["agent"]["kubernetes_version"] == "1.33"
         assert "rollouts.argoproj.io" in agent["agent"]["crds"]
+
+        # a new release at ArgoCD's 180 s poll: the refresh after its commit brings it in seconds
+        started = time.monotonic()
+        release = (ROOT / "fixtures" / "specs" / "web.yaml").read_text().replace("web:1.4.2", "web:1.4.3")
+        deployed = client.put("/api/v1/apps", content=release, headers={"Content-Type": "application/yaml"})
+        number = _json(deployed)["versions"][0]["number"]
+        _wait(lambda: (newest := get("/api/v1/apps/demo/storefront/web/status")["versions"][0])["number"] == number
+              and newest["status"] == "healthy", "the new release healthy", timeout=20)
+        assert time.monotonic() - started < 20  # up's simulated pace: 2 s steps and a 4 s rollout
     finally:
         assert stop(plane.process) == 0

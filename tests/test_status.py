@@ -24,8 +24,8 @@ from contract.protocol import CommandResult, Delta, Heartbeat, StatusBatch, enco
 from agent.report import Outbox, Reporter, Tracker, Unauthorized
 from gitops.models import Cluster, ClusterObject, Command, StatusEvent
 from contract.repository import application_name
-from tests.plane import (PROFILE, add_cluster, add_workspace, app_config, deploy_yaml, make_user, served,  # noqa: F401 - served: a fixture
-                         service_spec)
+from tests.plane import (PROFILE, add_cluster, add_workspace, answer_commit_refreshes, app_config, deploy_yaml,  # noqa: F401 - served: a fixture
+                         make_user, served, service_spec)
 from webapp import create_app
 
 API = "/api/v1"
@@ -46,7 +46,8 @@ def world(plane_app):
     demo = add_cluster(admin, "demo")
     other = add_cluster(admin, "other")
     add_workspace(admin, "demo", "storefront")
-    return {"admin": admin, "demo": demo, "other": other}
+    answer_commit_refreshes(plane_app)
+    return {"admin": admin, "demo": demo, "other": other, "app": plane_app}
 
 
 @pytest.fixture
@@ -274,6 +275,7 @@ def deploy(world, image: str) -> dict:
     response = deploy_yaml(world["admin"], service_spec("web", image=image))
     assert response.status_code == 200, response.get_json()
     (version,) = response.get_json()["versions"]
+    answer_commit_refreshes(world["app"])
     return version
 
 
@@ -721,6 +723,7 @@ def test_cronjob_runs_follow_their_job_even_when_it_is_reported_first(plane_app,
     spec = JOB.replace("demo:storefront", "plain:batch").replace("backfill", "nightly").replace(
         "--since {{since}}", "--all").split("params:")[0]
     assert deploy_yaml(admin, spec).status_code == 200
+    answer_commit_refreshes(plane_app, "plain")
     runs_url = f"{API}/apps/plain/batch/nightly/runs"
     for expected in ("succeeded", "failed"):
         assert admin.post(runs_url, json={}).status_code == 201

@@ -34,7 +34,8 @@ from gitops.status import StatusSettings
 from renderer.render import render
 from renderer.spec import load_specs
 from tests.plane import served  # noqa: F401 - a fixture, for client
-from tests.plane import add_cluster, add_workspace, app_config, deploy_yaml, make_user, service_spec
+from tests.plane import (add_cluster, add_workspace, answer_commit_refreshes, app_config, deploy_yaml, make_user,
+                         service_spec)
 from tests.test_status import JOB, argocd_application, observe, reporter
 from webapp import create_app
 
@@ -78,7 +79,7 @@ def unheard(plane_app):
     admin = make_user(plane_app, "admin", "tenant-admin")
     demo = add_cluster(admin, "demo")
     add_workspace(admin, "demo", "storefront")
-    return {"admin": admin, "demo": demo}
+    return {"admin": admin, "demo": demo, "app": plane_app}
 
 
 @pytest.fixture
@@ -119,6 +120,7 @@ def deploy(world, image: str, name: str = "web") -> dict:
     response = deploy_yaml(world["admin"], service_spec(name, image=image))
     assert response.status_code == 200, response.get_json()
     (version,) = response.get_json()["versions"]
+    answer_commit_refreshes(world["app"])  # the agent has refreshed the commit's Applications
     return version
 
 
@@ -328,6 +330,7 @@ def test_job_runs_that_succeed_and_fail_are_each_one_event(plane_app, world, cli
     admin = world["admin"]
     rep = reporter(client, world["demo"])
     assert deploy_yaml(admin, JOB).status_code == 200
+    answer_commit_refreshes(plane_app)
     runs_url = f"{API}/apps/demo/storefront/backfill/runs"
     ended = {}
     for phase in ("Succeeded", "Failed"):

@@ -18,7 +18,9 @@ from gitops.commands import claimable_clusters
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 1.0  # how often a process looks for commands queued by another one
+# How often a process looks for commands queued by another one: a commit made in one worker asks the agent
+# waiting in another to refresh ArgoCD (gitops.refreshes), which should take well under a second
+POLL_INTERVAL = 0.25
 
 
 class CommandBell:
@@ -52,8 +54,8 @@ class CommandWatch:
     """Rings the bells of this process's waiting long-polls for commands queued by other processes.
 
     One thread asks the database every POLL_INTERVAL which clusters with a waiting poll have
-    commands to hand out: one query a second, however many agents wait (each poll asking for
-    itself cost a query per agent per second). A command queued in this process rings at once.
+    commands to hand out: one query per interval, however many agents wait (each poll asking for
+    itself cost a query per agent per interval). A command queued in this process rings at once.
     """
 
     def __init__(self, read_sessions, bell: CommandBell, interval: float = POLL_INTERVAL):

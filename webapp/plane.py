@@ -52,7 +52,11 @@ class ControlPlane:
                                schemas=self.schemas,
                                credential_files=Path(config["CREDENTIAL_FILES_DIR"]) if config["CREDENTIAL_FILES_DIR"]
                                else None, remote_required=bool(config["CLUSTER_REMOTE_REQUIRED"]))
-        self.committers = Committers(self.sessions, self.repos)
+        # the agents' command long-polls: woken by the bell, each holding a thread, at most AGENT_LONG_POLLS;
+        # a commit's refreshes (gitops.refreshes) ring it too
+        self.bell = CommandBell()
+        self.command_watch = CommandWatch(self.read_sessions, self.bell)
+        self.committers = Committers(self.sessions, self.repos, on_refresh=self.bell.ring)
         self.worker = worker_id()
         self.principals = accounts.PrincipalCache(float(config["TOKEN_CACHE_SECONDS"] or 0))
         self.reconciler = Reconciler(self.sessions, self.repos, self.committers, self.worker,
@@ -63,9 +67,6 @@ class ControlPlane:
         self.webhook_worker = WebhookWorker(self.sessions, self.repos, self.worker,
                                             float(config["WEBHOOK_WORKER_INTERVAL"] or 0),
                                             StatusSettings.from_config(config), read_sessions=self.read_sessions)
-        # the agents' command long-polls: woken by the bell, each holding a thread, at most AGENT_LONG_POLLS
-        self.bell = CommandBell()
-        self.command_watch = CommandWatch(self.read_sessions, self.bell)
         self._config = config
         self._long_polls: threading.BoundedSemaphore | None = None
         self._long_polls_lock = threading.Lock()
