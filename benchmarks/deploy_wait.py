@@ -3,7 +3,8 @@
 What it measures
     The embedded control plane as users run it (``shipyard up``: SQLite, the
     cluster repository, and the SIMULATED compute plane in its process, which
-    fetches the repository every 2 s as ArgoCD would, rolls out and reports
+    polls the repository every 180 s as ArgoCD does and fetches at once on the
+    refresh each commit sends through the agent, rolls out and reports
     through the agent's code), and the ``shipyard`` command as a CI job runs
     it: its own process, no terminal, logged in with ``shipyard login``.
 

@@ -3,11 +3,11 @@
 What it measures
     The embedded control plane as users run it (``shipyard up``: SQLite, the cluster
     repository, the spec repositories' worker and the SIMULATED compute plane in its
-    process, which fetches the cluster repository every 2 s as ArgoCD would, rolls out
-    and reports through the agent's code), and spec repositories served as a forge
-    serves them: real ``git http-backend`` over https on loopback (tests/gitserver.py,
-    with a throwaway certificate the control plane trusts through
-    ``SHIPYARD_GIT_CA_BUNDLE``, and 127.0.0.1 let through the tenant's egress policy).
+    process, which fetches the cluster repository on each commit's refresh (and every
+    180 s, ArgoCD's poll), rolls out and reports through the agent's code), and spec
+    repositories served as a forge serves them: real ``git http-backend`` over https on
+    loopback (tests/gitserver.py, with a throwaway certificate the control plane trusts
+    through ``SHIPYARD_GIT_CA_BUNDLE``, and 127.0.0.1 let through the tenant's egress policy).
     Each repository is registered with ``shipyard repo register`` (which answers its
     webhook secret) and given workspace-editor where its specs deploy.
 

@@ -3,8 +3,8 @@
 What it measures
     The embedded control plane as users run it (``shipyard up``: SQLite, the status webhooks'
     delivery worker passing every WEBHOOK_WORKER_INTERVAL, 0.25 s, and the SIMULATED compute
-    plane in its process, which fetches the cluster repository every 2 s as ArgoCD would,
-    rolls out and reports through the agent's code), and receivers as a team runs them: one
+    plane in its process, which fetches the cluster repository on each commit's refresh (and
+    every 180 s, ArgoCD's poll), rolls out and reports through the agent's code), and receivers as a team runs them: one
     ``ThreadingHTTPServer`` on loopback in this process, a path per subscription, answering
     204 at once, checking each delivery's signature with gitops.webhook_payloads ``verify``
     (the README's snippet) and recording its ``webhook-id`` and when it arrived. Subscriptions

@@ -17,7 +17,7 @@ import pytest
 from contract.errors import SpecError
 from contract.protocol import CommandResult
 from contract.repository import application_name
-from tests.plane import deploy_yaml, served  # noqa: F401 - served: a fixture
+from tests.plane import answer_commit_refreshes, deploy_yaml, served  # noqa: F401 - served: a fixture
 from tests.test_status import argocd_application, client, observe, plane_app, reporter, world  # noqa: F401 - fixtures
 
 API = "/api/v1"
@@ -311,10 +311,11 @@ params:
 """
 
 
-def _deploy(admin, spec: str) -> dict:
-    response = deploy_yaml(admin, spec)
+def _deploy(world, spec: str) -> dict:
+    response = deploy_yaml(world["admin"], spec)
     assert response.status_code == 200, response.get_json()
     (version,) = response.get_json()["versions"]
+    answer_commit_refreshes(world["app"])  # the agent has refreshed the commit's Applications
     return version
 
 
@@ -328,7 +329,7 @@ def test_trigger_on_deploy_runs_each_version_once_when_argocd_has_synced_it(plan
     rep = reporter(client, world["demo"])
     admin = world["admin"]
     runs_url = f"{API}/apps/demo/storefront/migrate/runs"
-    first = _deploy(admin, RUN_ON_DEPLOY.replace("IMAGE", "1"))
+    first = _deploy(world, RUN_ON_DEPLOY.replace("IMAGE", "1"))
     assert rep.poll_commands(0) == [] and admin.get(runs_url).get_json()["runs"] == []  # not before it is synced
 
     _synced(rep, "migrate", first["commit"], health="Progressing")
@@ -345,7 +346,7 @@ def test_trigger_on_deploy_runs_each_version_once_when_argocd_has_synced_it(plan
     rep.resync()
     assert rep.poll_commands(0) == [] and len(admin.get(runs_url).get_json()["runs"]) == 1
 
-    second = _deploy(admin, RUN_ON_DEPLOY.replace("IMAGE", "2"))
+    second = _deploy(world, RUN_ON_DEPLOY.replace("IMAGE", "2"))
     _synced(rep, "migrate", second["commit"])
     (command,) = rep.poll_commands(0)
     assert command.name == "migrate"
@@ -353,7 +354,7 @@ def test_trigger_on_deploy_runs_each_version_once_when_argocd_has_synced_it(plan
                                                                                  "admin (deploy of v1)"]
 
     # a job without trigger_on_deploy starts no run when a version of it is live
-    plain = _deploy(admin, RUN_ON_DEPLOY.replace("IMAGE", "1").replace("migrate", "seed")
+    plain = _deploy(world, RUN_ON_DEPLOY.replace("IMAGE", "1").replace("migrate", "seed")
                     .replace("trigger_on_deploy: true\n", ""))
     _synced(rep, "seed", plain["commit"])
     assert rep.poll_commands(0) == []
