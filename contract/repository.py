@@ -125,7 +125,7 @@ def app_of_manifest_file(path: str) -> tuple[str, str, str] | None:
 
 
 def root_application_name(cluster: str) -> str:
-    """The root Application, over bootstrap/ (renderer.bootstrap renders it under this name)."""
+    """The root Application, over bootstrap/ (renderer.bootstrap names what it renders with these three)."""
     return f"shipyard-{cluster}-bootstrap"
 
 

@@ -41,23 +41,24 @@ from contract.errors import Problem, ProfileError
 from renderer.flavors import flavor_named
 from renderer.kube import CORE_ONLY, KubeSchemas
 from contract.labels import CLUSTER_LABEL, MANAGED_BY
+from contract import repository
 from contract.repository import AGENT_DIR, APPS_DIR, BOOTSTRAP_DIR
 from renderer.profiles import ClusterProfile
 from renderer.secret_refs import UnmappableSecretRef, remote_ref
 
 
 def root_application_name(profile: ClusterProfile) -> str:
-    return f"shipyard-{profile.name}-bootstrap"
+    return repository.root_application_name(profile.name)
 
 
 def apps_application_name(profile: ClusterProfile) -> str:
     """The app of apps: the name the root Application of older repositories had, so it is adopted."""
-    return f"shipyard-{profile.name}"
+    return repository.apps_application_name(profile.name)
 
 
 def agent_application_name(profile: ClusterProfile) -> str:
     """The agent's Application, and its AppProject."""
-    return f"shipyard-{profile.name}-agent"
+    return repository.agent_application_name(profile.name)
 
 
 def render_bootstrap(profile: ClusterProfile, workspaces: list[str], schemas: KubeSchemas = CORE_ONLY) -> dict[str, dict]:
