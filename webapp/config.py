@@ -52,7 +52,8 @@ AGENT_ONLINE_WITHIN        an agent heard from within this many seconds is onlin
 AGENT_STALE_WITHIN         ... within this many, stale: status shown as stale (600); older: offline
 AGENT_MAX_BODY             largest agent request body after gzip decompression (16 MiB)
 COMMAND_LEASE              seconds a command handed to an agent waits for its result before it is resent (120)
-COMMAND_TTL                seconds a command may wait for an agent before it expires (900)
+COMMAND_TTL                seconds a command may wait for an agent before it expires (900); a commit's refresh
+                           (gitops.refreshes) waits however long: its agent gets it when it comes back
 STATUS_HISTORY             status changes kept per app (500)
 STATUS_GAP_WAIT            seconds a status batch that overtook the one before it waits for it (2.0)
 AGENT_LONG_POLLS           command long-polls one process holds at once, each on a thread of its own (0: no
