@@ -7,7 +7,6 @@ three minutes with the bases, marked slow. Each check is a function of its own, 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ from renderer.profiles import default_agent_image
 from tests.fakekube import FakeKube
 from tests.images import RUN_FLAGS, ImageLab, ImageToolMissing, project_version
 from tests.plane import PROFILE
+from tests.test_agent_watch import write_kubeconfig
 
 pytestmark = pytest.mark.slow
 
@@ -184,12 +184,7 @@ def check_the_agent_reports_to_the_control_plane(lab, control_plane: ControlPlan
     with FakeKube() as kube:
         kube.create("applications", {"metadata": {"name": "shop.web", "labels": {"app.kubernetes.io/managed-by": "shipyard"}},
                                      "spec": {"project": "shipyard"}}, "argocd")
-        (tmp_path / "kubeconfig").write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-            "users": [{"name": "agent", "user": {"token": kube.token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "agent"}}],
-        }))
+        write_kubeconfig(kube, tmp_path / "kubeconfig")
         for name in ("token", "kubeconfig"):
             (tmp_path / name).chmod(0o644)
         agent = f"agent-{tmp_path.name}"[:60]
